@@ -1,0 +1,159 @@
+"""Command line: ``python -m app serve | migrate | load-ranges FILE | demo-data``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.config import Settings, get_settings
+
+
+def _alembic_config(settings: Settings) -> object:
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    ini = root / "alembic.ini"
+    if not ini.exists():
+        ini = Path.cwd() / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def migrate(settings: Settings) -> None:
+    """Apply every migration, then load the default reference ranges if none exist yet."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(settings), "head")  # type: ignore[arg-type]
+    loaded = asyncio.run(_ensure_default_ranges(settings))
+    print("database migrated" + ("; default reference ranges loaded" if loaded else ""))
+
+
+async def _ensure_default_ranges(settings: Settings) -> bool:
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.models.organization import DEFAULT_ORGANIZATION_ID
+    from app.ranges import service
+
+    engine = make_engine(settings)
+    try:
+        async for session in session_scope(make_sessionmaker(engine)):
+            return await service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
+        return False
+    finally:
+        await engine.dispose()
+
+
+async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: str | None) -> str:
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.domain.range_sets import parse_range_set_csv, parse_range_set_yaml
+    from app.models.organization import DEFAULT_ORGANIZATION_ID
+    from app.ranges import service
+
+    text = path.read_text("utf-8")
+    if path.suffix.lower() == ".csv":
+        document = parse_range_set_csv(
+            text, name=name or path.stem, source=f"imported from {path.name}"
+        )
+    else:
+        document = parse_range_set_yaml(text)
+    engine = make_engine(settings)
+    try:
+        async for session in session_scope(make_sessionmaker(engine)):
+            range_set = await service.import_document(
+                session,
+                organization_id=DEFAULT_ORGANIZATION_ID,
+                document=document,
+                activate=activate,
+            )
+            state = "active" if activate else "draft"
+            return f"{range_set.name} v{range_set.version} ({range_set.id}) stored as {state}"
+        raise RuntimeError("no session")
+    finally:
+        await engine.dispose()
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, migrate_first: bool) -> None:
+    import uvicorn
+
+    if migrate_first:
+        migrate(settings)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="apply migrations and run the HTTP service")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--workers", type=int, default=1)
+    serve_cmd.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations before serving"
+    )
+
+    commands.add_parser("migrate", help="apply migrations and load the default ranges")
+
+    load = commands.add_parser("load-ranges", help="import a reference-range set (YAML or CSV)")
+    load.add_argument("file", type=Path)
+    load.add_argument("--name", help="set name for a CSV file (default: the file name)")
+    load.add_argument(
+        "--no-activate", action="store_true", help="store the set without activating it"
+    )
+
+    commands.add_parser("demo-data", help="add demo patients and panels")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    from app.domain.errors import DomainError
+    from app.domain.range_errors import RangeSetFormatError
+    from app.errors import AppError
+
+    try:
+        if args.command == "serve":
+            serve(
+                settings,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                migrate_first=not args.no_migrate,
+            )
+        elif args.command == "migrate":
+            migrate(settings)
+        elif args.command == "load-ranges":
+            print(
+                asyncio.run(
+                    _load_ranges(settings, args.file, activate=not args.no_activate, name=args.name)
+                )
+            )
+        elif args.command == "demo-data":
+            from app.demo import load_demo_data
+
+            print(asyncio.run(load_demo_data(settings)))
+    except (AppError, DomainError, RangeSetFormatError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        errors = getattr(exc, "extensions", {}).get("errors") or getattr(exc, "errors", None)
+        for item in errors or []:
+            print(f"  {item}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

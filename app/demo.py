@@ -1,0 +1,112 @@
+"""Demo patients and panels, posted through the same services as the API (idempotent)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.models.organization import DEFAULT_ORGANIZATION_ID
+from app.panels import service as panels
+from app.panels.schemas import PanelCreate
+from app.patients import repository as patient_repository
+from app.patients import service as patients
+from app.patients.schemas import PatientCreate
+from app.ranges import service as ranges
+
+DEMO_SYSTEM = "urn:demo:mrn"
+DEMO_BASE_DATE = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+DEMO_PATIENTS: list[dict[str, Any]] = [
+    {"mrn": "DEMO-001", "sex": "female", "birth_date": "1981-04-12"},
+    {"mrn": "DEMO-002", "sex": "male", "birth_date": "1958-09-30"},
+    {"mrn": "DEMO-003", "sex": "unknown", "birth_date": "1995-01-05"},
+]
+
+# (mrn, days before DEMO_BASE_DATE, results): low magnesium improving, a critical
+# calcium, a zinc/copper imbalance.
+DEMO_PANELS: list[tuple[str, int, list[dict[str, str]]]] = [
+    (
+        "DEMO-001",
+        90,
+        [
+            {"analyte": "magnesium", "value": "0.62", "unit": "mmol/L"},
+            {"analyte": "calcium", "value": "9.2", "unit": "mg/dL"},
+            {"analyte": "iron", "value": "30", "unit": "ug/dL"},
+            {"analyte": "ferritin", "value": "12", "unit": "ng/mL"},
+        ],
+    ),
+    (
+        "DEMO-001",
+        10,
+        [
+            {"analyte": "magnesium", "value": "1.9", "unit": "mg/dL"},
+            {"analyte": "calcium", "value": "9.4", "unit": "mg/dL"},
+            {"analyte": "zinc", "value": "58", "unit": "ug/dL"},
+            {"analyte": "copper", "value": "120", "unit": "ug/dL"},
+        ],
+    ),
+    (
+        "DEMO-002",
+        5,
+        [
+            {"analyte": "calcium", "value": "13.5", "unit": "mg/dL"},
+            {"analyte": "magnesium", "value": "1.6", "unit": "meq/L"},
+        ],
+    ),
+    (
+        "DEMO-003",
+        20,
+        [
+            {"analyte": "iron", "value": "50", "unit": "ug/dL"},
+            {"analyte": "zinc", "value": "<5", "unit": "umol/L"},
+        ],
+    ),
+]
+
+
+async def load_demo_data(settings: Settings) -> str:
+    engine = make_engine(settings)
+    created_patients = created_panels = 0
+    try:
+        async for session in session_scope(make_sessionmaker(engine)):
+            org = DEFAULT_ORGANIZATION_ID
+            await ranges.ensure_default(session, organization_id=org)
+            for spec in DEMO_PATIENTS:
+                existing = await patient_repository.get_by_identifier(
+                    session, organization_id=org, system=DEMO_SYSTEM, value=spec["mrn"]
+                )
+                if existing is None:
+                    await patients.create(
+                        session,
+                        organization_id=org,
+                        data=PatientCreate.model_validate(
+                            {
+                                "identifiers": [{"system": DEMO_SYSTEM, "value": spec["mrn"]}],
+                                "sex": spec["sex"],
+                                "birth_date": spec["birth_date"],
+                            }
+                        ),
+                    )
+                    created_patients += 1
+            for mrn, days_ago, results in DEMO_PANELS:
+                # Fixed collection dates keep re-runs idempotent (same accession, same panel).
+                collected = DEMO_BASE_DATE - timedelta(days=days_ago)
+                outcome = await panels.ingest(
+                    session,
+                    organization_id=org,
+                    data=PanelCreate.model_validate(
+                        {
+                            "patient": {"identifier": {"system": DEMO_SYSTEM, "value": mrn}},
+                            "source": "demo-lab",
+                            "accession": f"{mrn}-{days_ago}",
+                            "collected_at": collected.isoformat(),
+                            "results": results,
+                        }
+                    ),
+                )
+                created_panels += int(outcome.created)
+    finally:
+        await engine.dispose()
+    return f"demo data: {created_patients} patient(s) and {created_panels} panel(s) added"

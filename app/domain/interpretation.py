@@ -1,0 +1,290 @@
+"""Interpreting one value against one reference-range row (HL7 ObservationInterpretation codes).
+
+The reference interval is inclusive ``[low, high]``; critical limits are strict (a value equal to
+``critical_low`` is low, not critically low). A value sent with a comparator (``<0.5``) stands for
+a set of possible true values; it is interpreted only when every possible value falls in the same
+category, except that a span of critical and non-critical on the same side is reported as the
+non-critical category with a "may be critically ..." note, so a possible critical is never hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.domain.range_errors import ImpossibleValueError
+from app.domain.types import Comparator, InterpretationCode, RangeLimits, ResultValue
+
+_LL = InterpretationCode.CRITICAL_LOW
+_L = InterpretationCode.LOW
+_N = InterpretationCode.NORMAL
+_H = InterpretationCode.HIGH
+_HH = InterpretationCode.CRITICAL_HIGH
+_IND = InterpretationCode.INDETERMINATE
+
+_ORDER = (_LL, _L, _N, _H, _HH)
+
+
+@dataclass(frozen=True, slots=True)
+class Interpretation:
+    code: InterpretationCode
+    critical: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Interval:
+    """A set of reals; ``None`` bounds are infinite."""
+
+    low: Decimal | None
+    low_closed: bool
+    high: Decimal | None
+    high_closed: bool
+
+    def is_empty(self) -> bool:
+        if self.low is None or self.high is None:
+            return False
+        if self.low < self.high:
+            return False
+        return not (self.low == self.high and self.low_closed and self.high_closed)
+
+    def intersects(self, other: _Interval) -> bool:
+        if self.is_empty() or other.is_empty():
+            return False
+        return _before(self.low, self.low_closed, other.high, other.high_closed) and _before(
+            other.low, other.low_closed, self.high, self.high_closed
+        )
+
+
+def _before(low: Decimal | None, low_closed: bool, high: Decimal | None, high_closed: bool) -> bool:
+    """True when the interval starting at ``low`` and the one ending at ``high`` can meet."""
+    if low is None or high is None:
+        return True
+    if low < high:
+        return True
+    return low == high and low_closed and high_closed
+
+
+def possible_values(value: ResultValue) -> _Interval:
+    """The true values a reported value stands for; concentrations are never negative."""
+    number = value.value
+    match value.comparator:
+        case None:
+            return _Interval(number, True, number, True)
+        case Comparator.LT:
+            return _Interval(Decimal(0), True, number, False)
+        case Comparator.LE:
+            return _Interval(Decimal(0), True, number, True)
+        case Comparator.GT:
+            return _Interval(number, False, None, False)
+        case Comparator.GE:
+            return _Interval(number, True, None, False)
+
+
+def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
+    """Raise ``ImpossibleValueError`` when no possible value lies within the absolute limits."""
+    possible = possible_values(value)
+    shown = describe_value(value)
+    if possible.is_empty():
+        raise ImpossibleValueError(
+            f"{shown} is not a possible concentration (a concentration cannot be negative)",
+            value,
+            limits,
+        )
+    plausible = _Interval(limits.absolute_low, True, limits.absolute_high, True)
+    if possible.intersects(plausible):
+        return
+    if limits.absolute_high is not None and not _Interval(
+        None, False, limits.absolute_high, True
+    ).intersects(possible):
+        bound = f"above the absolute upper limit {_fmt(limits.absolute_high)}"
+    else:
+        bound = f"below the absolute lower limit {_fmt(limits.absolute_low)}"
+    raise ImpossibleValueError(
+        f"{shown} is {bound}: a physically impossible result, held for review", value, limits
+    )
+
+
+def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
+    """Classify ``value`` against ``limits`` (both in the same unit)."""
+    possible = possible_values(value)
+    if possible.is_empty():
+        return Interpretation(
+            _IND, False, f"cannot be decided: {describe_value(value)} is not a possible value"
+        )
+    regions = _regions(limits)
+    codes = [
+        code
+        for code in _ORDER
+        if (region := regions[code]) is not None and possible.intersects(region)
+    ]
+    if len(codes) == 1:
+        code = codes[0]
+        return Interpretation(code, code in (_LL, _HH))
+    value_phrase = _value_phrase(value)
+    limit_phrase = _limits_inside(possible, limits)
+    if codes == [_LL, _L]:
+        return Interpretation(
+            _L, False, f"may be critically low: {value_phrase} and {limit_phrase}"
+        )
+    if codes == [_H, _HH]:
+        return Interpretation(
+            _H, False, f"may be critically high: {value_phrase} and {limit_phrase}"
+        )
+    return Interpretation(_IND, False, f"cannot be decided: {value_phrase} and {limit_phrase}")
+
+
+def is_critical(code: InterpretationCode | None) -> bool:
+    return code in (_LL, _HH)
+
+
+def describe_value(value: ResultValue) -> str:
+    """The value as reported, e.g. ``<0.5`` or ``1.2``."""
+    prefix = value.comparator.value if value.comparator is not None else ""
+    return f"the value {prefix}{_fmt(value.value)}"
+
+
+def _regions(limits: RangeLimits) -> dict[InterpretationCode, _Interval | None]:
+    """Each category's interval; missing limits leave that side unbounded."""
+    low, high = limits.low, limits.high
+    critical_low, critical_high = limits.critical_low, limits.critical_high
+    normal_low, normal_low_closed = (low, True) if low is not None else (critical_low, True)
+    normal_high, normal_high_closed = (high, True) if high is not None else (critical_high, True)
+    return {
+        _LL: _Interval(None, False, critical_low, False) if critical_low is not None else None,
+        _L: _Interval(critical_low, True, low, False) if low is not None else None,
+        _N: _Interval(normal_low, normal_low_closed, normal_high, normal_high_closed),
+        _H: _Interval(high, False, critical_high, True) if high is not None else None,
+        _HH: _Interval(critical_high, False, None, False) if critical_high is not None else None,
+    }
+
+
+def _value_phrase(value: ResultValue) -> str:
+    number = _fmt(value.value)
+    match value.comparator:
+        case Comparator.LT:
+            return f"the value is below {number}"
+        case Comparator.LE:
+            return f"the value is at most {number}"
+        case Comparator.GT:
+            return f"the value is above {number}"
+        case Comparator.GE:
+            return f"the value is at least {number}"
+        case None:
+            return f"the value is {number}"
+
+
+def _limits_inside(possible: _Interval, limits: RangeLimits) -> str:
+    """Name the limits that fall within the possible values: the ones that could not be decided."""
+    named = (
+        ("the critical lower limit", limits.critical_low),
+        ("the lower limit", limits.low),
+        ("the upper limit", limits.high),
+        ("the critical upper limit", limits.critical_high),
+    )
+    phrases = [
+        f"{name} is {_fmt(limit)}"
+        for name, limit in named
+        if limit is not None and possible.intersects(_Interval(limit, True, limit, True))
+    ]
+    if not phrases:
+        # The possible values can straddle a limit without containing it (an open end on it).
+        phrases = [f"{name} is {_fmt(limit)}" for name, limit in named if limit is not None]
+    return " and ".join(phrases)
+
+
+def _fmt(number: Decimal | None) -> str:
+    if number is None:
+        return "unbounded"
+    if number == number.to_integral_value():
+        return format(number.quantize(Decimal(1)), "f")
+    return format(number.normalize(), "f")
+
+
+# Lab flags as sent in HL7 v2 OBX-8 or FHIR Observation.interpretation, reduced to a direction.
+_LAB_LOW = frozenset(
+    {
+        "L",
+        "LL",
+        "LU",
+        "LX",
+        "<",
+        "<<",
+        "LOW",
+        "CRITICAL LOW",
+        "LOW CRITICAL",
+        "PANIC LOW",
+        "CRITICALLY LOW",
+        "BELOW LOW NORMAL",
+        "BELOW LOWER LIMIT",
+    }
+)
+_LAB_HIGH = frozenset(
+    {
+        "H",
+        "HH",
+        "HU",
+        "HX",
+        ">",
+        ">>",
+        "HIGH",
+        "CRITICAL HIGH",
+        "HIGH CRITICAL",
+        "PANIC HIGH",
+        "CRITICALLY HIGH",
+        "ABOVE HIGH NORMAL",
+        "ABOVE UPPER LIMIT",
+    }
+)
+_LAB_NORMAL = frozenset({"N", "NORMAL", "NORM", "WNL", "WITHIN NORMAL LIMITS", "WITHIN RANGE"})
+_LAB_ABNORMAL = frozenset({"A", "AA", "ABN", "ABNORMAL", "CRITICAL", "CRIT", "PANIC"})
+
+_DIRECTION_WORDS = {"low": "low", "high": "high", "normal": "normal", "abnormal": "abnormal"}
+
+
+def normalize_lab_flag(lab_flag: str | None) -> str | None:
+    """``low``, ``high``, ``normal``, ``abnormal`` (no direction), or None (missing/unknown)."""
+    if lab_flag is None:
+        return None
+    flag = " ".join(lab_flag.replace("_", " ").replace("-", " ").split()).upper()
+    flag = flag.strip("*!() ")
+    if not flag:
+        return None
+    if flag in _LAB_LOW:
+        return "low"
+    if flag in _LAB_HIGH:
+        return "high"
+    if flag in _LAB_NORMAL:
+        return "normal"
+    if flag in _LAB_ABNORMAL:
+        return "abnormal"
+    return None
+
+
+def compare_lab_flag(ours: InterpretationCode | None, lab_flag: str | None) -> str | None:
+    """A sentence when the lab's flag and ours clearly disagree; None when they agree or either
+    side is missing or undecidable.
+
+    Only the direction is compared (the lab's ``LL`` agrees with our ``L``): criticality follows
+    our own limits, which the reader sees beside the lab's.
+    """
+    theirs = normalize_lab_flag(lab_flag)
+    mine = _our_direction(ours)
+    if theirs is None or mine is None or ours is None or lab_flag is None:
+        return None
+    if theirs == mine or (theirs == "abnormal" and mine != "normal"):
+        return None
+    return (
+        f"the lab flagged this result {_DIRECTION_WORDS[theirs]} ({lab_flag.strip()}) but it is "
+        f"{mine} ({ours.value}) against the applied reference range"
+    )
+
+
+def _our_direction(code: InterpretationCode | None) -> str | None:
+    if code in (_L, _LL):
+        return "low"
+    if code in (_H, _HH):
+        return "high"
+    if code == _N:
+        return "normal"
+    return None

@@ -1,0 +1,255 @@
+"""Choosing the reference-range row that applies to one result.
+
+A row matches a result when the analyte is the same, the specimen is compatible, the sex fits and
+the patient's age on the collection date lies inside the row's half-open age band. Among matching
+rows the most specific wins: exact specimen over interchangeable specimen over "any specimen",
+then sex-specific over sex-independent, then the band nested inside the others. Anything left
+tied is a data error: a range set must never silently pick one of two equally good rows.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from app.domain.range_errors import AmbiguousRangeError
+from app.domain.types import PatientFacts, RangeRow, Sex
+
+# Serum and plasma give the same concentrations for these minerals, so a range published for one
+# is applied to the other; cellular specimens (RBC, whole blood) are different measurements.
+_INTERCHANGEABLE_SPECIMENS: dict[str, str] = {"serum": "serum-plasma", "plasma": "serum-plasma"}
+
+_SEX_INDEPENDENT_ONLY = (Sex.OTHER, Sex.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSelection:
+    """The row chosen for a result (None when none applies) and a note for the reader."""
+
+    row: RangeRow | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeConflict:
+    """Two rows (by index in the validated sequence) that are equally specific and overlap."""
+
+    first_index: int
+    second_index: int
+    message: str
+
+
+def add_years(start: date, years: Decimal) -> date:
+    """``start`` plus ``years``; a fractional part counts as whole months (rounded half up).
+
+    A day that does not exist in the target month is clamped to its last day, so a Feb 29
+    birthday reaches an age on Feb 28 in common years.
+    """
+    total_months = int((years * 12).to_integral_value(rounding=ROUND_HALF_UP))
+    month_index = start.month - 1 + total_months
+    year = start.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return date(year, month, day)
+
+
+def age_band_contains(row: RangeRow, *, birth_date: date, on_date: date) -> bool:
+    """True when ``birth + min <= on_date < birth + max`` (each side unbounded when None)."""
+    if row.age_min_years is not None and add_years(birth_date, row.age_min_years) > on_date:
+        return False
+    return row.age_max_years is None or on_date < add_years(birth_date, row.age_max_years)
+
+
+def specimen_rank(row_specimen: str | None, specimen: str) -> int | None:
+    """2 exact, 1 interchangeable (serum/plasma), 0 for an any-specimen row, None: no match."""
+    if row_specimen is None:
+        return 0
+    if row_specimen == specimen:
+        return 2
+    group = _INTERCHANGEABLE_SPECIMENS.get(row_specimen)
+    if group is not None and group == _INTERCHANGEABLE_SPECIMENS.get(specimen):
+        return 1
+    return None
+
+
+def select_range(
+    rows: Sequence[RangeRow], *, analyte: str, specimen: str, patient: PatientFacts
+) -> RangeSelection:
+    """Pick the most specific row for ``analyte`` in ``specimen`` for this patient.
+
+    Raises ``AmbiguousRangeError`` when two equally specific rows both match.
+    """
+    analyte_rows = [row for row in rows if row.analyte == analyte]
+    candidates: list[tuple[tuple[int, int], RangeRow]] = []
+    for row in analyte_rows:
+        rank = specimen_rank(row.specimen, specimen)
+        if rank is None or not _sex_matches(row, patient.sex) or not _age_matches(row, patient):
+            continue
+        candidates.append(((rank, 0 if row.sex is None else 1), row))
+    if not candidates:
+        return RangeSelection(
+            row=None, note=_no_match_note(analyte_rows, analyte, specimen, patient)
+        )
+
+    best_rank = max(rank for rank, _ in candidates)
+    best = [row for rank, row in candidates if rank == best_rank]
+    chosen = _narrowest(best)
+    if chosen is None:
+        raise AmbiguousRangeError(
+            f"{len(best)} equally specific reference ranges match {analyte} in {specimen} for "
+            f"{_describe_patient(patient)}: {'; '.join(describe_row(row) for row in best)}",
+            best,
+        )
+    note = None
+    if (
+        patient.sex in _SEX_INDEPENDENT_ONLY
+        and chosen.sex is None
+        and any(row.sex is not None for row in analyte_rows)
+    ):
+        note = f"sex '{patient.sex.value}': the sex-independent range was applied"
+    return RangeSelection(row=chosen, note=note)
+
+
+def validate_rows(rows: Sequence[RangeRow]) -> list[RangeConflict]:
+    """Every pair of rows that could both match one result with equal specificity.
+
+    Two rows tie when they share analyte, specimen (or both have none) and sex (or both have
+    none), and their age bands overlap without one being nested inside the other. An empty list
+    means the set is unambiguous.
+    """
+    conflicts: list[RangeConflict] = []
+    for i, first in enumerate(rows):
+        for j in range(i + 1, len(rows)):
+            second = rows[j]
+            if (
+                first.analyte != second.analyte
+                or first.specimen != second.specimen
+                or first.sex != second.sex
+            ):
+                continue
+            if _bands_overlap(first, second) and not (
+                _strictly_inside(first, second) or _strictly_inside(second, first)
+            ):
+                conflicts.append(
+                    RangeConflict(
+                        first_index=i,
+                        second_index=j,
+                        message=(
+                            f"rows {i} and {j} are equally specific and overlap: "
+                            f"{describe_row(first)}; {describe_row(second)}"
+                        ),
+                    )
+                )
+    return conflicts
+
+
+def describe_row(row: RangeRow) -> str:
+    """A short human description of the row's scope, used in error messages."""
+    specimen = row.specimen or "any specimen"
+    sex = row.sex.value if row.sex is not None else "any sex"
+    return f"{row.analyte} in {specimen}, {sex}, age {_describe_band(row)}"
+
+
+def _sex_matches(row: RangeRow, sex: Sex) -> bool:
+    return row.sex is None or row.sex == sex
+
+
+def _age_matches(row: RangeRow, patient: PatientFacts) -> bool:
+    if patient.birth_date is None:
+        return _age_unbounded(row)
+    return age_band_contains(row, birth_date=patient.birth_date, on_date=patient.on_date)
+
+
+def _age_unbounded(row: RangeRow) -> bool:
+    return (row.age_min_years is None or row.age_min_years == 0) and row.age_max_years is None
+
+
+def _lower(row: RangeRow) -> Decimal:
+    return row.age_min_years if row.age_min_years is not None else Decimal(0)
+
+
+def _upper(row: RangeRow) -> Decimal:
+    return row.age_max_years if row.age_max_years is not None else Decimal("Infinity")
+
+
+def _bands_overlap(first: RangeRow, second: RangeRow) -> bool:
+    return _lower(first) < _upper(second) and _lower(second) < _upper(first)
+
+
+def _strictly_inside(inner: RangeRow, outer: RangeRow) -> bool:
+    inside = _lower(outer) <= _lower(inner) and _upper(inner) <= _upper(outer)
+    same = _lower(outer) == _lower(inner) and _upper(inner) == _upper(outer)
+    return inside and not same
+
+
+def _narrowest(rows: list[RangeRow]) -> RangeRow | None:
+    """The row whose band lies strictly inside every other's, or None when there is a tie."""
+    for row in rows:
+        if all(other is row or _strictly_inside(row, other) for other in rows):
+            return row
+    return None
+
+
+def _describe_band(row: RangeRow) -> str:
+    if _age_unbounded(row):
+        return "any"
+    low = _fmt(_lower(row))
+    if row.age_max_years is None:
+        return f"{low} y and older"
+    return f"[{low}, {_fmt(row.age_max_years)}) y"
+
+
+def _fmt(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _whole_years(birth_date: date, on_date: date) -> int:
+    years = on_date.year - birth_date.year
+    if add_years(birth_date, Decimal(years)) > on_date:
+        years -= 1
+    return years
+
+
+def _describe_patient(patient: PatientFacts) -> str:
+    if patient.sex in (Sex.FEMALE, Sex.MALE):
+        who = f"a {patient.sex.value}"
+    elif patient.sex == Sex.UNKNOWN:
+        who = "a patient of unknown sex"
+    else:
+        who = f"a patient of sex '{patient.sex.value}'"
+    if patient.birth_date is None:
+        return f"{who} of unknown age"
+    if patient.on_date < patient.birth_date:
+        return f"{who} with a birth date after the collection date"
+    years = _whole_years(patient.birth_date, patient.on_date)
+    if years >= 1:
+        return f"{who} aged {years}"
+    months = (patient.on_date.year - patient.birth_date.year) * 12 + (
+        patient.on_date.month - patient.birth_date.month
+    )
+    if patient.on_date.day < patient.birth_date.day:
+        months -= 1
+    return f"{who} aged {max(months, 0)} months"
+
+
+def _no_match_note(
+    analyte_rows: list[RangeRow], analyte: str, specimen: str, patient: PatientFacts
+) -> str:
+    note = f"no reference range for {analyte} in {specimen} for {_describe_patient(patient)}"
+    if not analyte_rows:
+        return f"{note}: the range set has no rows for {analyte}"
+    specimen_rows = [
+        row for row in analyte_rows if specimen_rank(row.specimen, specimen) is not None
+    ]
+    if not specimen_rows:
+        known = sorted({row.specimen or "any" for row in analyte_rows})
+        return f"{note}: ranges exist only for {', '.join(known)}"
+    if patient.sex in _SEX_INDEPENDENT_ONLY and all(row.sex is not None for row in specimen_rows):
+        return f"{note}: only sex-specific ranges exist and no sex-independent range is configured"
+    if patient.birth_date is None:
+        return f"{note}: the ranges are age-banded and the patient has no birth date"
+    return f"{note}: no configured age band covers the patient"

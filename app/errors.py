@@ -1,0 +1,192 @@
+"""One error tree, one renderer: every 4xx/5xx leaves as RFC 9457 application/problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://mineral-labs.example/problems/"
+
+
+class AppError(Exception):
+    """Base of every error the service raises on purpose. Subclasses set status and type."""
+
+    status: int = 400
+    type_slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class NotFoundError(AppError):
+    status = 404
+    type_slug = "not-found"
+    title = "Resource not found"
+
+
+class ConflictError(AppError):
+    status = 409
+    type_slug = "conflict"
+    title = "Conflict with the stored state"
+
+
+class UnprocessableError(AppError):
+    """The request is well-formed JSON but clinically or semantically unacceptable."""
+
+    status = 422
+    type_slug = "unprocessable"
+    title = "The content cannot be processed"
+
+
+class PayloadTooLargeError(StarletteHTTPException):
+    """Raised while the body is read, so it must be an HTTPException for FastAPI to let it pass."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"The request body exceeds {limit} bytes.")
+
+
+class ServiceUnavailableError(AppError):
+    status = 503
+    type_slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    *,
+    title: str,
+    detail: str | None,
+    type_slug: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + type_slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_HTTP_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Resource not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict with the stored state"),
+    412: ("precondition-failed", "Precondition failed"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "The request is not valid"),
+    428: ("precondition-required", "Precondition required"),
+    429: ("too-many-requests", "Too many requests"),
+}
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    """('body', 'results', 0, 'unit') -> 'body.results[0].unit'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Field paths and messages only: the offending input is never echoed (it may hold PHI)."""
+    return [
+        {
+            "field": _location(err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "code": err.get("type"),
+        }
+        for err in errors
+    ]
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_slug=exc.type_slug,
+        instance=request.url.path,
+        headers=exc.headers(),
+        **exc.extensions,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(
+        exc.status_code,
+        title=title,
+        detail=detail,
+        type_slug=slug,
+        instance=request.url.path,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return problem_response(
+            400,
+            title="Malformed JSON",
+            detail="The request body is not valid JSON.",
+            type_slug="malformed-json",
+            instance=request.url.path,
+            errors=validation_errors(errors),
+        )
+    return problem_response(
+        422,
+        title="The request is not valid",
+        detail=f"{len(errors)} field(s) failed validation; see 'errors'.",
+        type_slug="validation-error",
+        instance=request.url.path,
+        errors=validation_errors(errors),
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        500,
+        title="Internal server error",
+        detail="The server could not complete the request; it has been logged.",
+        type_slug="internal-error",
+        instance=request.url.path,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

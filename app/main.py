@@ -1,0 +1,96 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.docs import install_docs
+from app.domain.catalog import default_catalog
+from app.domain.range_sets import RangeSetDocument
+from app.errors import install_error_handlers
+from app.health.router import router as health_router
+from app.log_config import configure_logging
+from app.middleware import RequestContextMiddleware
+from app.panels.router import router as panels_router
+from app.patients.router import router as patients_router
+from app.ranges.router import router as ranges_router
+
+DESCRIPTION = """
+Mineral lab results (magnesium, calcium, zinc, iron, ferritin, copper) in, unit-aware
+interpretation against configurable, versioned reference ranges out.
+
+* Post panels with values in any accepted unit (mg/dL, mmol/L, meq/L, ug/dL, umol/L, ...);
+  each result is kept as sent **and** in its analyte's canonical unit.
+* Each result is flagged with HL7 ObservationInterpretation codes (`L`, `N`, `H`, `LL`, `HH`,
+  or `IND` when undecidable) against the range that fits the patient's sex, age and specimen;
+  the range applied is stored with the result.
+* Errors are RFC 9457 `application/problem+json`.
+* Posting a panel is idempotent on `source` + `accession`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        default_catalog()  # load and validate the catalog before the first request
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Mineral Labs API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_sessionmaker = make_sessionmaker(engine, read_only=True)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health_router)
+    app.include_router(patients_router)
+    app.include_router(panels_router)
+    app.include_router(ranges_router)
+    install_docs(app)
+    _document_extra_schemas(app)
+    return app
+
+
+def _document_extra_schemas(app: FastAPI) -> None:
+    """Add schemas referenced from hand-written request bodies to the OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        document_schema = RangeSetDocument.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        for name, definition in document_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components["RangeSetDocument"] = document_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

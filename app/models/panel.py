@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, DecimalType, JSONType, UTCDateTime, new_id, utcnow
+
+
+class Panel(Base):
+    """A lab panel as sent by one source; (organization, source, accession) is its natural key."""
+
+    __tablename__ = "panel"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "source", "accession"),
+        CheckConstraint(
+            "status IN ('preliminary', 'final', 'corrected', 'cancelled')", name="status"
+        ),
+        CheckConstraint("source_format IN ('json', 'fhir', 'hl7v2')", name="source_format"),
+        Index("ix_panel_patient_collected", "patient_id", "collected_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
+    )
+    source: Mapped[str] = mapped_column(String(100))
+    accession: Mapped[str] = mapped_column(String(100))
+    specimen: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16))
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    performing_lab: Mapped[str | None] = mapped_column(String(200))
+    source_format: Mapped[str] = mapped_column(String(10))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    range_set_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("range_set.id", ondelete="RESTRICT")
+    )
+    interpretation_version: Mapped[int] = mapped_column(default=1)
+    interpreted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    has_critical: Mapped[bool] = mapped_column(default=False)
+    ratios: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    results: Mapped[list[Result]] = relationship(
+        back_populates="panel", lazy="raise", order_by="Result.position"
+    )
+
+
+class Result(Base):
+    """One analyte result: the value as sent, in the canonical unit, and our interpretation."""
+
+    __tablename__ = "result"
+    __table_args__ = (
+        UniqueConstraint("panel_id", "position"),
+        CheckConstraint("comparator IN ('<', '<=', '>', '>=')", name="comparator"),
+        CheckConstraint(
+            "interpretation IN ('L', 'N', 'H', 'LL', 'HH', 'IND')", name="interpretation"
+        ),
+        Index("ix_result_patient_analyte_collected", "patient_id", "analyte", "collected_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    panel_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel.id", ondelete="CASCADE"))
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
+    )
+    position: Mapped[int]
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    analyte: Mapped[str] = mapped_column(String(50))
+    loinc: Mapped[str | None] = mapped_column(String(20))
+    code_sent: Mapped[str | None] = mapped_column(String(100))
+    value_text: Mapped[str] = mapped_column(String(50))
+    comparator: Mapped[str | None] = mapped_column(String(2))
+    value: Mapped[Decimal] = mapped_column(DecimalType)
+    unit: Mapped[str] = mapped_column(String(20))
+    canonical_value: Mapped[Decimal] = mapped_column(DecimalType)
+    canonical_unit: Mapped[str] = mapped_column(String(20))
+    lab_range_text: Mapped[str | None] = mapped_column(String(200))
+    lab_range_low: Mapped[Decimal | None] = mapped_column(DecimalType)
+    lab_range_high: Mapped[Decimal | None] = mapped_column(DecimalType)
+    lab_flag: Mapped[str | None] = mapped_column(String(10))
+    interpretation: Mapped[str | None] = mapped_column(String(3))
+    critical: Mapped[bool] = mapped_column(default=False)
+    interpretation_note: Mapped[str | None] = mapped_column(Text)
+    lab_disagreement: Mapped[str | None] = mapped_column(Text)
+    # A snapshot of the reference range applied, so later range changes never rewrite history.
+    reference_range: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    panel: Mapped[Panel] = relationship(back_populates="results", lazy="raise")
+
+
+class PanelInterpretation(Base):
+    """A superseded interpretation of a panel, kept readable after a re-interpretation."""
+
+    __tablename__ = "panel_interpretation"
+    __table_args__ = (UniqueConstraint("panel_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    panel_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    range_set_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("range_set.id", ondelete="RESTRICT")
+    )
+    interpreted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str | None] = mapped_column(Text)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    ratios: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, new_id, utcnow
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (
+        CheckConstraint("sex IN ('female', 'male', 'other', 'unknown')", name="sex"),
+        Index("ix_patient_org_created", "organization_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    sex: Mapped[str] = mapped_column(String(16))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    identifiers: Mapped[list[PatientIdentifier]] = relationship(
+        back_populates="patient", lazy="raise", order_by="PatientIdentifier.position"
+    )
+
+
+class PatientIdentifier(Base):
+    """An external identifier (system + value, e.g. an MRN); unique per organization."""
+
+    __tablename__ = "patient_identifier"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "system", "value"),
+        Index("ix_patient_identifier_patient", "patient_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patient.id", ondelete="CASCADE")
+    )
+    system: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(default=0)
+
+    patient: Mapped[Patient] = relationship(back_populates="identifiers", lazy="raise")

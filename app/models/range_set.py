@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, DecimalType, UTCDateTime, new_id, utcnow
+
+
+class RangeSet(Base):
+    """A named, versioned, immutable set of reference ranges; one per organization is active."""
+
+    __tablename__ = "range_set"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "name", "version"),
+        CheckConstraint("status IN ('draft', 'active', 'retired')", name="status"),
+        # At most one active set per organization, enforced by the database.
+        Index(
+            "uq_range_set_one_active",
+            "organization_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    description: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    effective_from: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    rows: Mapped[list[ReferenceRange]] = relationship(
+        back_populates="range_set", lazy="raise", order_by="ReferenceRange.position"
+    )
+    ratios: Mapped[list[RatioRange]] = relationship(
+        back_populates="range_set", lazy="raise", order_by="RatioRange.position"
+    )
+
+
+class ReferenceRange(Base):
+    """One row of a range set, in the unit it was written in (converted when applied)."""
+
+    __tablename__ = "reference_range"
+    __table_args__ = (Index("ix_reference_range_set_analyte", "range_set_id", "analyte"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    range_set_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("range_set.id", ondelete="CASCADE")
+    )
+    position: Mapped[int]
+    analyte: Mapped[str] = mapped_column(String(50))
+    specimen: Mapped[str | None] = mapped_column(String(20))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    age_min_years: Mapped[Decimal | None] = mapped_column(DecimalType)
+    age_max_years: Mapped[Decimal | None] = mapped_column(DecimalType)
+    unit: Mapped[str] = mapped_column(String(20))
+    low: Mapped[Decimal | None] = mapped_column(DecimalType)
+    high: Mapped[Decimal | None] = mapped_column(DecimalType)
+    critical_low: Mapped[Decimal | None] = mapped_column(DecimalType)
+    critical_high: Mapped[Decimal | None] = mapped_column(DecimalType)
+    absolute_low: Mapped[Decimal | None] = mapped_column(DecimalType)
+    absolute_high: Mapped[Decimal | None] = mapped_column(DecimalType)
+    source: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    range_set: Mapped[RangeSet] = relationship(back_populates="rows", lazy="raise")
+
+
+class RatioRange(Base):
+    """A configurable range for a derived molar ratio (e.g. Ca:Mg) within a range set."""
+
+    __tablename__ = "ratio_range"
+    __table_args__ = (UniqueConstraint("range_set_id", "code"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    range_set_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("range_set.id", ondelete="CASCADE")
+    )
+    position: Mapped[int]
+    code: Mapped[str] = mapped_column(String(50))
+    display: Mapped[str] = mapped_column(String(200))
+    numerator: Mapped[str] = mapped_column(String(50))
+    denominator: Mapped[str] = mapped_column(String(50))
+    low: Mapped[Decimal | None] = mapped_column(DecimalType)
+    high: Mapped[Decimal | None] = mapped_column(DecimalType)
+    source: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    range_set: Mapped[RangeSet] = relationship(back_populates="ratios", lazy="raise")

@@ -1,0 +1,53 @@
+"""Keyset pagination: opaque cursors that encode the sort key of the last item returned."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from app.errors import AppError
+
+
+class InvalidCursorError(AppError):
+    status = 400
+    type_slug = "invalid-cursor"
+    title = "Invalid pagination cursor"
+
+
+def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
+    raw = orjson.dumps([moment.isoformat(), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        moment, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(moment), uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidCursorError("The cursor is not one this API returned.") from exc
+
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size (1-200).")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Opaque cursor from the previous page's `next_cursor`; omit it for the "
+        "first page.",
+    ),
+]
+
+
+class PageMeta(BaseModel):
+    limit: int = Field(description="The page size applied.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to fetch the next page; null on the last page."
+    )

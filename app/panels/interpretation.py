@@ -1,0 +1,314 @@
+"""Turn posted results into normalized, interpreted results: one path for every format.
+
+Pure orchestration of the domain modules (catalog, units, values, range selection,
+interpretation, ratios); no I/O, so ingestion and re-interpretation share it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from app.domain.catalog import Analyte, Catalog
+from app.domain.errors import DomainError
+from app.domain.interpretation import check_absolute, compare_lab_flag, interpret
+from app.domain.range_errors import ImpossibleValueError
+from app.domain.range_text import parse_range_text
+from app.domain.ratios import compute_ratios
+from app.domain.reference_ranges import select_range
+from app.domain.types import (
+    Comparator,
+    InterpretationCode,
+    PatientFacts,
+    RangeLimits,
+    RangeRow,
+    ResultValue,
+)
+from app.domain.units import convert
+from app.domain.values import parse_result_value
+from app.errors import UnprocessableError
+from app.panels.schemas import ResultIn
+from app.ranges.compiled import CompiledRangeSet
+
+# Stored as NUMERIC(24, 8): refuse what cannot be kept digit for digit.
+MAX_DECIMAL_PLACES = 8
+MAX_VALUE = Decimal("1e12")
+
+INTERPRETATION_DISPLAY = {
+    "L": "Low",
+    "N": "Normal",
+    "H": "High",
+    "LL": "Critically low",
+    "HH": "Critically high",
+    "IND": "Indeterminate",
+}
+
+
+class ResultsInvalidError(UnprocessableError):
+    type_slug = "invalid-results"
+    title = "One or more results cannot be accepted"
+
+
+class ImpossibleResultError(UnprocessableError):
+    type_slug = "implausible-value"
+    title = "A value lies outside physically possible bounds"
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedResult:
+    position: int
+    analyte: Analyte
+    code_sent: str
+    loinc: str | None
+    reported: ResultValue
+    unit: str
+    canonical: ResultValue
+    lab_range_text: str | None
+    lab_low: Decimal | None
+    lab_high: Decimal | None
+    lab_flag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InterpretedResult:
+    code: InterpretationCode | None
+    critical: bool
+    note: str | None
+    lab_disagreement: str | None
+    reference_range: dict[str, Any] | None
+
+
+def normalize_results(
+    results: Sequence[ResultIn], *, specimen: str, catalog: Catalog, field: str = "results"
+) -> list[NormalizedResult]:
+    """Resolve analytes and units, parse values and convert to the canonical unit.
+
+    Every problem in every result is collected, so the sender can fix a panel in one round.
+    """
+    problems: list[dict[str, str]] = []
+    normalized: list[NormalizedResult] = []
+    seen: dict[str, int] = {}
+    for position, item in enumerate(results):
+        where = f"{field}[{position}]"
+        try:
+            analyte = catalog.resolve(item.analyte)
+        except DomainError as exc:
+            problems.append({"field": f"{where}.analyte", "message": str(exc)})
+            continue
+        if analyte.code in seen:
+            problems.append(
+                {
+                    "field": f"{where}.analyte",
+                    "message": f"{analyte.code} is already reported at "
+                    f"{field}[{seen[analyte.code]}]",
+                }
+            )
+            continue
+        seen[analyte.code] = position
+        if analyte.specimens and specimen not in analyte.specimens:
+            problems.append(
+                {
+                    "field": f"{where}.analyte",
+                    "message": f"{analyte.code} is not measured in {specimen} "
+                    f"(accepted: {', '.join(analyte.specimens)})",
+                }
+            )
+            continue
+        try:
+            unit = catalog.normalize_unit(item.unit)
+            reported = parse_result_value(item.value)
+            _check_storable(reported.value)
+            canonical_value = convert(
+                reported.value, analyte=analyte, from_unit=unit, to_unit=analyte.canonical_unit
+            )
+        except DomainError as exc:
+            field_name = "unit" if "unit" in type(exc).__name__.lower() else "value"
+            problems.append({"field": f"{where}.{field_name}", "message": str(exc)})
+            continue
+        lab_text, lab_low, lab_high = _lab_range(item)
+        normalized.append(
+            NormalizedResult(
+                position=position,
+                analyte=analyte,
+                code_sent=item.analyte,
+                loinc=catalog.loinc_for(analyte, unit),
+                reported=reported,
+                unit=unit,
+                canonical=ResultValue(
+                    value=canonical_value, comparator=reported.comparator, text=None
+                ),
+                lab_range_text=lab_text,
+                lab_low=lab_low,
+                lab_high=lab_high,
+                lab_flag=item.flag or None,
+            )
+        )
+    if problems:
+        raise ResultsInvalidError(
+            f"{len(problems)} result problem(s); see 'errors'.", errors=problems
+        )
+    return normalized
+
+
+class _StorageLimitError(DomainError):
+    pass
+
+
+def _check_storable(value: Decimal) -> None:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
+        raise _StorageLimitError(
+            f"value has more than {MAX_DECIMAL_PLACES} decimal places; send it rounded"
+        )
+    if value >= MAX_VALUE:
+        raise _StorageLimitError("value is too large to be a concentration")
+
+
+def _lab_range(item: ResultIn) -> tuple[str | None, Decimal | None, Decimal | None]:
+    lab = item.reference_range
+    if lab is None:
+        return None, None, None
+    low, high = lab.low, lab.high
+    if lab.text and low is None and high is None:
+        parsed = parse_range_text(lab.text)
+        low, high = parsed.low, parsed.high
+    return lab.text, low, high
+
+
+def interpret_results(
+    results: Sequence[NormalizedResult],
+    *,
+    range_set: CompiledRangeSet | None,
+    patient: PatientFacts,
+    specimen: str,
+    refuse_impossible: bool,
+    field: str = "results",
+) -> list[InterpretedResult]:
+    """Select a range per result and interpret it.
+
+    With ``refuse_impossible`` (ingestion) a value outside absolute bounds refuses the panel;
+    without it (re-interpretation of stored values) the result is held as uninterpretable.
+    """
+    out: list[InterpretedResult] = []
+    impossible: list[dict[str, str]] = []
+    for result in results:
+        if range_set is None:
+            out.append(_uninterpreted(result, "no reference-range set is active"))
+            continue
+        selection = select_range(
+            range_set.rows_for(result.analyte.code),
+            analyte=result.analyte.code,
+            specimen=specimen,
+            patient=patient,
+        )
+        row = selection.row
+        if row is None:
+            out.append(_uninterpreted(result, selection.note or "no reference range applies"))
+            continue
+        try:
+            check_absolute(result.canonical, row.limits)
+        except ImpossibleValueError as exc:
+            if refuse_impossible:
+                impossible.append(
+                    {"field": f"{field}[{result.position}].value", "message": str(exc)}
+                )
+                continue
+            out.append(_uninterpreted(result, f"held for review: {exc}"))
+            continue
+        verdict = interpret(result.canonical, row.limits)
+        notes = [n for n in (selection.note, verdict.note) if n]
+        out.append(
+            InterpretedResult(
+                code=verdict.code,
+                critical=verdict.critical,
+                note="; ".join(notes) or None,
+                lab_disagreement=_lab_disagreement(result, verdict.code),
+                reference_range=range_snapshot(row, range_set),
+            )
+        )
+    if impossible:
+        raise ImpossibleResultError(
+            "A value is outside the physically possible bounds for its analyte; check the "
+            "value and unit.",
+            errors=impossible,
+        )
+    return out
+
+
+def _uninterpreted(result: NormalizedResult, note: str) -> InterpretedResult:
+    return InterpretedResult(
+        code=None,
+        critical=False,
+        note=note,
+        lab_disagreement=None,
+        reference_range=None,
+    )
+
+
+def _lab_disagreement(result: NormalizedResult, ours: InterpretationCode | None) -> str | None:
+    if result.lab_flag:
+        return compare_lab_flag(ours, result.lab_flag)
+    if result.lab_low is None and result.lab_high is None:
+        return None
+    # No flag sent: derive the lab's verdict from its own range, in the unit it reported.
+    implied = interpret(result.reported, RangeLimits(low=result.lab_low, high=result.lab_high))
+    disagreement = compare_lab_flag(ours, implied.code.value)
+    if disagreement is None:
+        return None
+    return f"by the lab's own range ({result.lab_range_text or 'structured'}): {disagreement}"
+
+
+def range_snapshot(row: RangeRow, range_set: CompiledRangeSet) -> dict[str, Any]:
+    limits = row.limits
+
+    def s(value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "range_set": range_set.reference(),
+        "row_id": row.row_id,
+        "unit": row.unit,
+        "original_unit": range_set.original_units.get(row.row_id or ""),
+        "specimen": row.specimen,
+        "sex": row.sex.value if row.sex is not None else None,
+        "age_min_years": s(row.age_min_years),
+        "age_max_years": s(row.age_max_years),
+        "low": s(limits.low),
+        "high": s(limits.high),
+        "critical_low": s(limits.critical_low),
+        "critical_high": s(limits.critical_high),
+        "absolute_low": s(limits.absolute_low),
+        "absolute_high": s(limits.absolute_high),
+        "source": row.source,
+    }
+
+
+def panel_ratios(
+    results: Sequence[NormalizedResult], range_set: CompiledRangeSet | None
+) -> list[dict[str, Any]]:
+    if range_set is None or not range_set.ratios:
+        return []
+    values = {r.analyte.code: r.canonical for r in results}
+    out: list[dict[str, Any]] = []
+    for ratio in compute_ratios(values, range_set.ratios):
+        if ratio.value is None and ratio.note is None:
+            continue
+        out.append(
+            {
+                "code": ratio.code,
+                "display": ratio.display,
+                "value": None if ratio.value is None else str(ratio.value),
+                "interpretation": ratio.interpretation.value if ratio.interpretation else None,
+                "low": None if ratio.low is None else str(ratio.low),
+                "high": None if ratio.high is None else str(ratio.high),
+                "note": ratio.note,
+                "source": next((d.source for d in range_set.ratios if d.code == ratio.code), None),
+            }
+        )
+    return out
+
+
+def comparator_of(value: ResultValue) -> str | None:
+    return value.comparator.value if isinstance(value.comparator, Comparator) else None

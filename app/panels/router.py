@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response, status
+from pydantic import AwareDatetime
+
+from app.deps import OrganizationId, ReadSession, WriteSession
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.panels import service
+from app.panels.schemas import (
+    PANEL_EXAMPLE,
+    InterpretationVersionOut,
+    PanelCreate,
+    PanelOut,
+    PanelPage,
+    ReinterpretRequest,
+    TrendOut,
+)
+from app.problems import PROBLEM_RESPONSES, problem_doc
+
+router = APIRouter(tags=["panels"], responses=PROBLEM_RESPONSES)
+
+CollectedFrom = Annotated[
+    AwareDatetime | None,
+    Query(description="Only panels collected at or after this time (with UTC offset)."),
+]
+CollectedTo = Annotated[
+    AwareDatetime | None, Query(description="Only panels collected before this time.")
+]
+
+
+def _json(model: PanelOut, status_code: int) -> Response:
+    # Serialize once with pydantic-core; skips FastAPI's re-validation of the response model.
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "/api/v1/panels",
+    summary="Post a lab panel",
+    response_model=PanelOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {
+            "description": "The same panel was already stored; nothing was written.",
+            "model": PanelOut,
+        },
+        409: problem_doc("A different panel is already stored under this source + accession."),
+    },
+)
+async def post_panel(
+    session: WriteSession,
+    organization_id: OrganizationId,
+    body: Annotated[
+        PanelCreate, Body(openapi_examples={"mineral panel": {"value": PANEL_EXAMPLE}})
+    ],
+) -> Response:
+    """Stores a patient's mineral panel and returns it interpreted.
+
+    Each result's analyte is recognised (our code, LOINC, or a lab's name), its unit converted
+    to the analyte's canonical unit, and it is flagged `L` / `N` / `H` / `LL` / `HH` (or `IND`
+    when a comparator such as `<5` makes the flag undecidable) against the organization's active
+    reference ranges for the patient's sex and age and the specimen. Molar ratios (Ca:Mg,
+    Zn:Cu) are computed when both values are present. Critical results set `has_critical`.
+
+    **Safe to retry.** `source` + `accession` identify the panel: posting the same panel again
+    answers **200** with the stored panel and writes nothing; a *different* panel under the same
+    accession answers **409** `accession-conflict`.
+
+    Refused with **422** and nothing stored: an unknown analyte or unit (the problem names the
+    unit and the accepted ones), a negative, NaN or infinite value, a value outside the
+    analyte's physically possible bounds, an unknown patient, a collection time in the future
+    or before 1900."""
+    outcome = await service.ingest(session, organization_id=organization_id, data=body)
+    return _json(outcome.panel, 201 if outcome.created else 200)
+
+
+@router.get("/api/v1/panels/{panel_id}", summary="Read a panel", response_model=PanelOut)
+async def get_panel(
+    panel_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+) -> Response:
+    """Returns the panel with every result as sent, in the canonical unit, its interpretation,
+    the snapshot of the reference range applied, the lab's own range and flag (with any
+    disagreement), and the panel's ratios."""
+    panel = await service.get(session, organization_id=organization_id, panel_id=panel_id)
+    return _json(panel, 200)
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/panels",
+    summary="List a patient's panels",
+    response_model=PanelPage,
+)
+async def list_patient_panels(
+    patient_id: uuid.UUID,
+    session: ReadSession,
+    organization_id: OrganizationId,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    collected_from: CollectedFrom = None,
+    collected_to: CollectedTo = None,
+    analyte: Annotated[
+        str | None,
+        Query(max_length=100, description="Only panels with a result for this analyte."),
+    ] = None,
+    flag: Annotated[
+        Literal["L", "N", "H", "LL", "HH", "IND", "critical"] | None,
+        Query(description="Only panels with a result carrying this flag (`critical`: any LL/HH)."),
+    ] = None,
+) -> PanelPage:
+    """A patient's panels, newest collection first, with their results. Keyset-paginated:
+    follow `next_cursor` until it is null."""
+    panels = await service.list_for_patient(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        analyte=analyte,
+        flag=flag,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = panels[:limit]
+    next_cursor = encode_cursor(page[-1].collected_at, page[-1].id) if len(panels) > limit else None
+    return PanelPage(items=page, limit=limit, next_cursor=next_cursor)
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/analytes/{analyte}/history",
+    summary="An analyte's history for trends",
+    response_model=TrendOut,
+)
+async def analyte_history(
+    patient_id: uuid.UUID,
+    analyte: Annotated[str, Path(max_length=100, description="Analyte code, LOINC or name.")],
+    session: ReadSession,
+    organization_id: OrganizationId,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    unit: Annotated[
+        str | None,
+        Query(max_length=30, description="Unit to report values in; default the canonical one."),
+    ] = None,
+    collected_from: CollectedFrom = None,
+    collected_to: CollectedTo = None,
+) -> TrendOut:
+    """Every result of one analyte for the patient, oldest first, converted to the canonical
+    unit (or `unit`, e.g. `mg/dL`), with its interpretation: the series a trend chart needs."""
+    return await service.analyte_history(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        analyte=analyte,
+        unit=unit,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+
+
+@router.post(
+    "/api/v1/panels/{panel_id}/reinterpret",
+    summary="Re-interpret a panel with the active ranges",
+    response_model=PanelOut,
+)
+async def reinterpret_panel(
+    panel_id: uuid.UUID,
+    session: WriteSession,
+    organization_id: OrganizationId,
+    body: Annotated[ReinterpretRequest | None, Body()] = None,
+) -> PanelOut:
+    """Interprets the stored values again against the organization's *currently active*
+    reference-range set. Activating a new set never changes stored interpretations by itself;
+    this explicit action does, and the previous interpretation stays readable under
+    `/interpretations`."""
+    return await service.reinterpret(
+        session,
+        organization_id=organization_id,
+        panel_id=panel_id,
+        reason=body.reason if body else None,
+    )
+
+
+@router.get(
+    "/api/v1/panels/{panel_id}/interpretations",
+    summary="A panel's interpretation history",
+    response_model=list[InterpretationVersionOut],
+)
+async def panel_interpretations(
+    panel_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+) -> list[InterpretationVersionOut]:
+    """Every interpretation of the panel, newest first: the current one and each one superseded
+    by a re-interpretation, with the range set applied and the per-result verdicts."""
+    current, older = await service.interpretation_versions(
+        session, organization_id=organization_id, panel_id=panel_id
+    )
+    versions = [
+        InterpretationVersionOut(
+            version=current.interpretation_version,
+            current=True,
+            range_set_id=uuid.UUID(str(current.range_set["id"])) if current.range_set else None,
+            interpreted_at=current.interpreted_at,
+            superseded_at=None,
+            reason=None,
+            results=[
+                {
+                    "result_id": str(r.id),
+                    "analyte": r.analyte,
+                    "interpretation": r.interpretation.code,
+                    "critical": r.interpretation.critical,
+                    "note": r.interpretation.note,
+                    "reference_range": r.interpretation.reference_range.model_dump(mode="json")
+                    if r.interpretation.reference_range
+                    else None,
+                }
+                for r in current.results
+            ],
+            ratios=[r.model_dump(mode="json") for r in current.ratios],
+        )
+    ]
+    versions.extend(
+        InterpretationVersionOut(
+            version=o.version,
+            current=False,
+            range_set_id=o.range_set_id,
+            interpreted_at=o.interpreted_at,
+            superseded_at=o.superseded_at,
+            reason=o.reason,
+            results=o.results,
+            ratios=o.ratios,
+        )
+        for o in older
+    )
+    return versions

@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, Field, StrictFloat, StrictInt, StrictStr, model_validator
+
+from app.db import utcnow
+from app.domain.types import Specimen
+from app.pagination import PageMeta
+from app.schemas_common import (
+    EARLIEST_DATE,
+    IdentifierIn,
+    InputModel,
+    JsonDecimal,
+    OutputModel,
+    Text100,
+)
+
+# A lab's clock may run slightly ahead of ours; more than this is a data error.
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_RESULTS = 200
+
+
+class PatientRef(InputModel):
+    """Names the patient by our id or by an external identifier: exactly one of the two."""
+
+    id: uuid.UUID | None = Field(default=None, description="The patient's id in this service.")
+    identifier: IdentifierIn | None = Field(
+        default=None, description="An external identifier registered on the patient."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.id is None) == (self.identifier is None):
+            raise ValueError("give exactly one of 'id' or 'identifier'")
+        return self
+
+
+class LabRangeIn(InputModel):
+    """The reference range the lab printed; kept beside ours, never used in place of it."""
+
+    text: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="Verbatim range text, e.g. `0.70-1.00`; parsed where possible."
+    )
+    low: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=18)] | None = None
+    high: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=18)] | None = None
+
+
+class ResultIn(InputModel):
+    analyte: Text100 = Field(
+        description="Our analyte code (`magnesium`), a LOINC code (`19123-9`) or a name labs "
+        "send (`MAGNESIUM, SERUM`).",
+        examples=["magnesium"],
+    )
+    value: StrictStr | StrictInt | StrictFloat = Field(
+        description="The value as reported. A string keeps trailing zeros and may carry a "
+        "comparator (`<0.5`, `>1000`). Negative, NaN and infinite values are refused.",
+        examples=["0.62", "<0.5", 1.9],
+    )
+    unit: Annotated[str, Field(min_length=1, max_length=30)] = Field(
+        description="UCUM unit (`mg/dL`, `mmol/L`, `meq/L`, `ug/dL`, `umol/L`, `ug/L`, "
+        "`ng/mL`); common spellings such as `mEq/L` and `µg/dL` are accepted.",
+        examples=["mmol/L"],
+    )
+    reference_range: LabRangeIn | None = Field(
+        default=None, description="The lab's own reference range, when sent."
+    )
+    flag: Annotated[str, Field(max_length=10)] | None = Field(
+        default=None, description="The lab's own abnormal flag (HL7 v2 OBX-8 style: L, H, N, A)."
+    )
+
+
+class PanelCreate(InputModel):
+    patient: PatientRef
+    source: Text100 = Field(
+        description="The sending system (lab or interface). With `accession` it identifies the "
+        "panel: re-sending the same panel is safe.",
+        examples=["acme-reference-lab"],
+    )
+    accession: Text100 = Field(description="The sender's accession / placer number.")
+    specimen: Specimen = Field(default=Specimen.SERUM, description="Specimen type.")
+    status: Literal["preliminary", "final", "corrected"] = "final"
+    collected_at: AwareDatetime = Field(
+        description="Specimen collection time, with a UTC offset. Not in the future, not "
+        "before 1900."
+    )
+    received_at: AwareDatetime | None = Field(
+        default=None, description="When the lab received the specimen."
+    )
+    performing_lab: Annotated[str, Field(max_length=200)] | None = None
+    results: list[ResultIn] = Field(min_length=1, max_length=MAX_RESULTS)
+
+    @model_validator(mode="after")
+    def _plausible_times(self) -> Self:
+        now = utcnow()
+        if self.collected_at > now + CLOCK_SKEW:
+            raise ValueError("collected_at is in the future")
+        if self.collected_at.date() < EARLIEST_DATE:
+            raise ValueError("collected_at is before 1900")
+        if self.received_at is not None:
+            if self.received_at < self.collected_at:
+                raise ValueError("received_at is before collected_at")
+            if self.received_at > now + CLOCK_SKEW:
+                raise ValueError("received_at is in the future")
+        return self
+
+
+class ReportedValueOut(OutputModel):
+    text: str = Field(description="The value exactly as sent, e.g. `<0.5`.")
+    value: JsonDecimal
+    comparator: Literal["<", "<=", ">", ">="] | None
+    unit: str
+
+
+class CanonicalValueOut(OutputModel):
+    value: JsonDecimal
+    comparator: Literal["<", "<=", ">", ">="] | None
+    unit: str
+
+
+class AppliedRangeOut(OutputModel):
+    """Snapshot of the reference-range row applied, in the canonical unit."""
+
+    range_set: dict[str, str | int] | None = None
+    row_id: str | None = None
+    unit: str
+    specimen: str | None = None
+    sex: str | None = None
+    age_min_years: JsonDecimal | None = None
+    age_max_years: JsonDecimal | None = None
+    low: JsonDecimal | None = None
+    high: JsonDecimal | None = None
+    critical_low: JsonDecimal | None = None
+    critical_high: JsonDecimal | None = None
+    source: str | None = None
+
+
+class InterpretationOut(OutputModel):
+    code: Literal["L", "N", "H", "LL", "HH", "IND"] | None = Field(
+        description="HL7 ObservationInterpretation; IND when a comparator makes it undecidable; "
+        "null when no reference range applies."
+    )
+    display: str | None
+    critical: bool
+    note: str | None
+    reference_range: AppliedRangeOut | None
+
+
+class LabReportedOut(OutputModel):
+    range_text: str | None
+    low: JsonDecimal | None
+    high: JsonDecimal | None
+    flag: str | None
+    disagreement: str | None = Field(
+        description="Set when the lab's flag and ours point in different directions."
+    )
+
+
+class ResultOut(OutputModel):
+    id: uuid.UUID
+    analyte: str
+    loinc: str | None
+    code_sent: str | None
+    reported: ReportedValueOut
+    canonical: CanonicalValueOut
+    interpretation: InterpretationOut
+    lab: LabReportedOut | None
+
+
+class RatioOut(OutputModel):
+    code: str
+    display: str
+    value: JsonDecimal | None
+    interpretation: Literal["L", "N", "H"] | None
+    low: JsonDecimal | None
+    high: JsonDecimal | None
+    note: str | None
+    source: str | None = None
+
+
+class PanelOut(OutputModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    source: str
+    accession: str
+    specimen: str
+    status: str
+    source_format: str
+    collected_at: datetime
+    received_at: datetime | None
+    performing_lab: str | None
+    created_at: datetime
+    interpretation_version: int
+    interpreted_at: datetime
+    range_set: dict[str, str | int] | None = Field(
+        description="The reference-range set (id, name, version) applied."
+    )
+    has_critical: bool = Field(description="True when any result is critical (LL/HH).")
+    results: list[ResultOut]
+    ratios: list[RatioOut]
+
+
+class PanelPage(PageMeta):
+    items: list[PanelOut]
+
+
+class TrendPointOut(OutputModel):
+    result_id: uuid.UUID
+    panel_id: uuid.UUID
+    collected_at: datetime
+    value: JsonDecimal
+    comparator: Literal["<", "<=", ">", ">="] | None
+    unit: str
+    interpretation: Literal["L", "N", "H", "LL", "HH", "IND"] | None
+    critical: bool
+
+
+class TrendOut(PageMeta):
+    analyte: str
+    unit: str
+    items: list[TrendPointOut]
+
+
+class InterpretationVersionOut(OutputModel):
+    version: int
+    current: bool
+    range_set_id: uuid.UUID | None
+    interpreted_at: datetime
+    superseded_at: datetime | None
+    reason: str | None
+    results: list[dict[str, object]]
+    ratios: list[dict[str, object]]
+
+
+class ReinterpretRequest(InputModel):
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        default=None, description="Why the panel is re-interpreted (kept in its history)."
+    )
+
+
+PANEL_EXAMPLE = {
+    "patient": {"identifier": {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-0042"}},
+    "source": "acme-reference-lab",
+    "accession": "ACC-2026-000123",
+    "specimen": "serum",
+    "status": "final",
+    "collected_at": "2026-11-20T08:30:00Z",
+    "results": [
+        {
+            "analyte": "magnesium",
+            "value": "0.62",
+            "unit": "mmol/L",
+            "reference_range": {"text": "0.70-1.00"},
+            "flag": "L",
+        },
+        {"analyte": "17861-6", "value": "9.1", "unit": "mg/dL"},
+        {"analyte": "ZINC, SERUM", "value": "58", "unit": "ug/dL"},
+        {"analyte": "copper", "value": "95", "unit": "ug/dL"},
+    ],
+}

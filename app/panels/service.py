@@ -1,0 +1,423 @@
+"""Panel ingestion, reading and re-interpretation. One transaction per call (the caller's)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.domain.catalog import Catalog, default_catalog
+from app.domain.errors import DomainError
+from app.domain.types import Comparator, PatientFacts, ResultValue, Sex
+from app.domain.units import convert
+from app.errors import ConflictError, NotFoundError, UnprocessableError
+from app.models.panel import Panel, PanelInterpretation, Result
+from app.models.patient import Patient
+from app.pagination import encode_cursor
+from app.panels import repository
+from app.panels.interpretation import (
+    InterpretedResult,
+    NormalizedResult,
+    comparator_of,
+    interpret_results,
+    normalize_results,
+    panel_ratios,
+)
+from app.panels.schemas import PanelCreate, PanelOut, TrendOut, TrendPointOut
+from app.panels.views import panel_out, result_snapshot
+from app.patients import repository as patients
+from app.ranges import service as ranges
+from app.ranges.compiled import CompiledRangeSet
+
+
+class UnknownPatientError(UnprocessableError):
+    type_slug = "unknown-patient"
+    title = "The panel names a patient this organization does not have"
+
+
+class AccessionConflictError(ConflictError):
+    type_slug = "accession-conflict"
+    title = "A different panel is stored under this accession"
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    panel: PanelOut
+    created: bool
+
+
+def payload_hash(data: PanelCreate, source_format: str) -> str:
+    canonical = orjson.dumps(
+        {"format": source_format, "panel": data.model_dump(mode="json")},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def _resolve_patient(
+    session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate
+) -> Patient:
+    ref = data.patient
+    if ref.id is not None:
+        patient = await patients.get_plain(
+            session, organization_id=organization_id, patient_id=ref.id
+        )
+    else:
+        assert ref.identifier is not None
+        patient = await patients.get_by_identifier(
+            session,
+            organization_id=organization_id,
+            system=ref.identifier.system,
+            value=ref.identifier.value,
+        )
+    if patient is None:
+        raise UnknownPatientError(
+            "No patient matches body.patient; register the patient first.",
+            errors=[{"field": "body.patient", "message": "no such patient"}],
+        )
+    return patient
+
+
+def patient_facts(patient: Patient, collected_at: datetime) -> PatientFacts:
+    return PatientFacts(
+        sex=Sex(patient.sex), birth_date=patient.birth_date, on_date=collected_at.date()
+    )
+
+
+async def ingest(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    data: PanelCreate,
+    source_format: str = "json",
+    catalog: Catalog | None = None,
+) -> IngestOutcome:
+    """Store a panel with its interpreted results, or return the identical stored one.
+
+    The natural key (organization, source, accession) makes a re-sent panel a no-op: the same
+    content returns the stored panel (created=False); different content is a 409.
+    """
+    catalog = catalog or default_catalog()
+    digest = payload_hash(data, source_format)
+    normalized = normalize_results(
+        data.results, specimen=data.specimen.value, catalog=catalog, field="body.results"
+    )
+    patient = await _resolve_patient(session, organization_id=organization_id, data=data)
+    range_set = await ranges.active_compiled(
+        session, organization_id=organization_id, catalog=catalog
+    )
+    interpreted = interpret_results(
+        normalized,
+        range_set=range_set,
+        patient=patient_facts(patient, data.collected_at),
+        specimen=data.specimen.value,
+        refuse_impossible=True,
+        field="body.results",
+    )
+    now = utcnow()
+    panel = Panel(
+        id=uuid.uuid4(),
+        organization_id=organization_id,
+        patient_id=patient.id,
+        source=data.source,
+        accession=data.accession,
+        specimen=data.specimen.value,
+        status=data.status,
+        collected_at=data.collected_at,
+        received_at=data.received_at,
+        performing_lab=data.performing_lab,
+        source_format=source_format,
+        payload_hash=digest,
+        range_set_id=range_set.id if range_set else None,
+        interpretation_version=1,
+        interpreted_at=now,
+        has_critical=any(i.critical for i in interpreted),
+        ratios=panel_ratios(normalized, range_set),
+        created_at=now,
+    )
+    panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
+    if not await repository.insert_panel_if_new(session, panel_values):
+        return await _existing(session, organization_id=organization_id, data=data, digest=digest)
+    rows = [
+        _result_values(panel, patient, result, verdict)
+        for result, verdict in zip(normalized, interpreted, strict=True)
+    ]
+    await repository.insert_results(session, rows)
+    results = [Result(**row) for row in rows]
+    return IngestOutcome(
+        panel=panel_out(panel, results, range_set.name if range_set else None, _version(range_set)),
+        created=True,
+    )
+
+
+def _version(range_set: CompiledRangeSet | None) -> int | None:
+    return range_set.version if range_set else None
+
+
+async def _existing(
+    session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate, digest: str
+) -> IngestOutcome:
+    stored = await repository.get_by_natural_key(
+        session, organization_id=organization_id, source=data.source, accession=data.accession
+    )
+    if stored is None:  # the conflicting row vanished: only possible if it was rolled back
+        raise ConflictError("The panel was being written concurrently; retry.")
+    if stored.payload_hash != digest:
+        raise AccessionConflictError(
+            f"Accession {data.accession!r} from {data.source!r} is already stored with "
+            "different content.",
+            panel_id=str(stored.id),
+        )
+    return IngestOutcome(
+        panel=await get(session, organization_id=organization_id, panel_id=stored.id),
+        created=False,
+    )
+
+
+def _result_values(
+    panel: Panel, patient: Patient, result: NormalizedResult, verdict: InterpretedResult
+) -> dict[str, object]:
+    return {
+        "id": uuid.uuid4(),
+        "organization_id": panel.organization_id,
+        "panel_id": panel.id,
+        "patient_id": patient.id,
+        "position": result.position,
+        "collected_at": panel.collected_at,
+        "analyte": result.analyte.code,
+        "loinc": result.loinc,
+        "code_sent": result.code_sent,
+        "value_text": result.reported.text or str(result.reported.value),
+        "comparator": comparator_of(result.reported),
+        "value": result.reported.value,
+        "unit": result.unit,
+        "canonical_value": result.canonical.value,
+        "canonical_unit": result.analyte.canonical_unit,
+        "lab_range_text": result.lab_range_text,
+        "lab_range_low": result.lab_low,
+        "lab_range_high": result.lab_high,
+        "lab_flag": result.lab_flag,
+        "interpretation": verdict.code.value if verdict.code else None,
+        "critical": verdict.critical,
+        "interpretation_note": verdict.note,
+        "lab_disagreement": verdict.lab_disagreement,
+        "reference_range": verdict.reference_range,
+    }
+
+
+async def get(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> PanelOut:
+    row = await repository.get_with_results(
+        session, organization_id=organization_id, panel_id=panel_id
+    )
+    if row is None:
+        raise NotFoundError("No panel with this id.")
+    panel, name, version = row
+    return panel_out(panel, list(panel.results), name, version)
+
+
+async def list_for_patient(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    collected_from: datetime | None,
+    collected_to: datetime | None,
+    analyte: str | None,
+    flag: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[PanelOut]:
+    await _require_patient(session, organization_id=organization_id, patient_id=patient_id)
+    code = _analyte_code(analyte) if analyte else None
+    rows = await repository.list_for_patient(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        analyte=code,
+        flag=flag,
+        limit=limit,
+        after=after,
+    )
+    return [panel_out(panel, list(panel.results), name, version) for panel, name, version in rows]
+
+
+class InvalidQueryError(UnprocessableError):
+    type_slug = "invalid-query"
+    title = "A query parameter cannot be used"
+
+
+def _analyte_code(name: str) -> str:
+    try:
+        return default_catalog().resolve(name).code
+    except DomainError as exc:
+        raise InvalidQueryError(
+            str(exc), errors=[{"field": "query.analyte", "message": str(exc)}]
+        ) from exc
+
+
+async def _require_patient(
+    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
+) -> Patient:
+    patient = await patients.get_plain(
+        session, organization_id=organization_id, patient_id=patient_id
+    )
+    if patient is None:
+        raise NotFoundError("No patient with this id.")
+    return patient
+
+
+async def analyte_history(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    analyte: str,
+    unit: str | None,
+    collected_from: datetime | None,
+    collected_to: datetime | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> TrendOut:
+    """A patient's results for one analyte, oldest first, in the canonical or requested unit."""
+    await _require_patient(session, organization_id=organization_id, patient_id=patient_id)
+    catalog = default_catalog()
+    try:
+        spec = catalog.resolve(analyte)
+    except DomainError as exc:
+        raise InvalidQueryError(
+            str(exc), errors=[{"field": "path.analyte", "message": str(exc)}]
+        ) from exc
+    target = spec.canonical_unit
+    if unit is not None:
+        try:
+            target = catalog.normalize_unit(unit)
+            convert(Decimal(1), analyte=spec, from_unit=spec.canonical_unit, to_unit=target)
+        except DomainError as exc:
+            raise InvalidQueryError(
+                str(exc), errors=[{"field": "query.unit", "message": str(exc)}]
+            ) from exc
+    results = await repository.history_for_analyte(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        analyte=spec.code,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        limit=limit + 1,
+        after=after,
+    )
+    page = list(results[:limit])
+    points = [
+        TrendPointOut(
+            result_id=r.id,
+            panel_id=r.panel_id,
+            collected_at=r.collected_at,
+            value=convert(
+                r.canonical_value, analyte=spec, from_unit=r.canonical_unit, to_unit=target
+            ),
+            comparator=r.comparator,
+            unit=target,
+            interpretation=r.interpretation,
+            critical=r.critical,
+        )
+        for r in page
+    ]
+    next_cursor = (
+        encode_cursor(page[-1].collected_at, page[-1].id) if len(results) > limit else None
+    )
+    return TrendOut(
+        analyte=spec.code, unit=target, items=points, limit=limit, next_cursor=next_cursor
+    )
+
+
+async def reinterpret(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID, reason: str | None
+) -> PanelOut:
+    """Interpret the stored values again with the active range set, keeping the old verdicts."""
+    row = await repository.get_with_results(
+        session, organization_id=organization_id, panel_id=panel_id
+    )
+    if row is None:
+        raise NotFoundError("No panel with this id.")
+    panel = row[0]
+    patient = await _require_patient(
+        session, organization_id=organization_id, patient_id=panel.patient_id
+    )
+    catalog = default_catalog()
+    range_set = await ranges.active_compiled(
+        session, organization_id=organization_id, catalog=catalog
+    )
+    results = list(panel.results)
+    repository.add_superseded(
+        session,
+        PanelInterpretation(
+            organization_id=organization_id,
+            panel_id=panel.id,
+            version=panel.interpretation_version,
+            range_set_id=panel.range_set_id,
+            interpreted_at=panel.interpreted_at,
+            superseded_at=utcnow(),
+            reason=reason,
+            results=[result_snapshot(r) for r in results],
+            ratios=list(panel.ratios or []),
+        ),
+    )
+    normalized = [_stored_as_normalized(r, catalog) for r in results]
+    interpreted = interpret_results(
+        normalized,
+        range_set=range_set,
+        patient=patient_facts(patient, panel.collected_at),
+        specimen=panel.specimen,
+        refuse_impossible=False,
+    )
+    for result, verdict in zip(results, interpreted, strict=True):
+        result.interpretation = verdict.code.value if verdict.code else None
+        result.critical = verdict.critical
+        result.interpretation_note = verdict.note
+        result.lab_disagreement = verdict.lab_disagreement
+        result.reference_range = verdict.reference_range
+    panel.interpretation_version += 1
+    panel.interpreted_at = utcnow()
+    panel.range_set_id = range_set.id if range_set else None
+    panel.has_critical = any(i.critical for i in interpreted)
+    panel.ratios = panel_ratios(normalized, range_set)
+    await session.flush()
+    return panel_out(panel, results, range_set.name if range_set else None, _version(range_set))
+
+
+def _stored_as_normalized(result: Result, catalog: Catalog) -> NormalizedResult:
+    comparator = Comparator(result.comparator) if result.comparator else None
+    return NormalizedResult(
+        position=result.position,
+        analyte=catalog.get(result.analyte),
+        code_sent=result.code_sent or result.analyte,
+        loinc=result.loinc,
+        reported=ResultValue(value=result.value, comparator=comparator, text=result.value_text),
+        unit=result.unit,
+        canonical=ResultValue(value=result.canonical_value, comparator=comparator),
+        lab_range_text=result.lab_range_text,
+        lab_low=result.lab_range_low,
+        lab_high=result.lab_range_high,
+        lab_flag=result.lab_flag,
+    )
+
+
+async def interpretation_versions(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> tuple[PanelOut, Sequence[PanelInterpretation]]:
+    current = await get(session, organization_id=organization_id, panel_id=panel_id)
+    older = await repository.superseded_interpretations(
+        session, organization_id=organization_id, panel_id=panel_id
+    )
+    return current, older

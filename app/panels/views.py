@@ -1,0 +1,150 @@
+"""Shape stored panels and results into the API's output models."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from app.models.panel import Panel, Result
+from app.panels.interpretation import INTERPRETATION_DISPLAY
+from app.panels.schemas import (
+    AppliedRangeOut,
+    CanonicalValueOut,
+    InterpretationOut,
+    LabReportedOut,
+    PanelOut,
+    RatioOut,
+    ReportedValueOut,
+    ResultOut,
+)
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def applied_range(snapshot: dict[str, Any] | None) -> AppliedRangeOut | None:
+    if not snapshot:
+        return None
+    return AppliedRangeOut(
+        range_set=snapshot.get("range_set"),
+        row_id=snapshot.get("row_id"),
+        unit=snapshot["unit"],
+        specimen=snapshot.get("specimen"),
+        sex=snapshot.get("sex"),
+        age_min_years=_dec(snapshot.get("age_min_years")),
+        age_max_years=_dec(snapshot.get("age_max_years")),
+        low=_dec(snapshot.get("low")),
+        high=_dec(snapshot.get("high")),
+        critical_low=_dec(snapshot.get("critical_low")),
+        critical_high=_dec(snapshot.get("critical_high")),
+        source=snapshot.get("source"),
+    )
+
+
+def result_out(result: Result) -> ResultOut:
+    has_lab = (
+        result.lab_range_text
+        or result.lab_flag
+        or result.lab_range_low is not None
+        or (result.lab_range_high is not None)
+    )
+    return ResultOut(
+        id=result.id,
+        analyte=result.analyte,
+        loinc=result.loinc,
+        code_sent=result.code_sent,
+        reported=ReportedValueOut(
+            text=result.value_text,
+            value=result.value,
+            comparator=result.comparator,
+            unit=result.unit,
+        ),
+        canonical=CanonicalValueOut(
+            value=result.canonical_value,
+            comparator=result.comparator,
+            unit=result.canonical_unit,
+        ),
+        interpretation=InterpretationOut(
+            code=result.interpretation,
+            display=INTERPRETATION_DISPLAY.get(result.interpretation or ""),
+            critical=result.critical,
+            note=result.interpretation_note,
+            reference_range=applied_range(result.reference_range),
+        ),
+        lab=LabReportedOut(
+            range_text=result.lab_range_text,
+            low=result.lab_range_low,
+            high=result.lab_range_high,
+            flag=result.lab_flag,
+            disagreement=result.lab_disagreement,
+        )
+        if has_lab
+        else None,
+    )
+
+
+def ratio_out(ratio: dict[str, Any]) -> RatioOut:
+    return RatioOut(
+        code=ratio["code"],
+        display=ratio["display"],
+        value=_dec(ratio.get("value")),
+        interpretation=ratio.get("interpretation"),
+        low=_dec(ratio.get("low")),
+        high=_dec(ratio.get("high")),
+        note=ratio.get("note"),
+        source=ratio.get("source"),
+    )
+
+
+def panel_out(
+    panel: Panel,
+    results: list[Result],
+    range_set_name: str | None,
+    range_set_version: int | None,
+) -> PanelOut:
+    range_set: dict[str, str | int] | None = None
+    if panel.range_set_id is not None and range_set_name is not None:
+        range_set = {
+            "id": str(panel.range_set_id),
+            "name": range_set_name,
+            "version": range_set_version or 0,
+        }
+    return PanelOut(
+        id=panel.id,
+        patient_id=panel.patient_id,
+        source=panel.source,
+        accession=panel.accession,
+        specimen=panel.specimen,
+        status=panel.status,
+        source_format=panel.source_format,
+        collected_at=panel.collected_at,
+        received_at=panel.received_at,
+        performing_lab=panel.performing_lab,
+        created_at=panel.created_at,
+        interpretation_version=panel.interpretation_version,
+        interpreted_at=panel.interpreted_at,
+        range_set=range_set,
+        has_critical=panel.has_critical,
+        results=[result_out(r) for r in results],
+        ratios=[ratio_out(r) for r in panel.ratios or []],
+    )
+
+
+def result_snapshot(result: Result) -> dict[str, Any]:
+    """What a superseded interpretation keeps per result."""
+    return {
+        "result_id": str(result.id),
+        "analyte": result.analyte,
+        "canonical_value": str(result.canonical_value),
+        "canonical_unit": result.canonical_unit,
+        "interpretation": result.interpretation,
+        "critical": result.critical,
+        "note": result.interpretation_note,
+        "reference_range": result.reference_range,
+    }
+
+
+def id_str(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)

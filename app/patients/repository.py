@@ -1,0 +1,109 @@
+"""All SQL for patients and their identifiers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.models.patient import Patient, PatientIdentifier
+
+
+async def get(
+    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
+) -> Patient | None:
+    return await session.scalar(
+        select(Patient)
+        .options(selectinload(Patient.identifiers))
+        .where(Patient.organization_id == organization_id, Patient.id == patient_id)
+    )
+
+
+async def get_plain(
+    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
+) -> Patient | None:
+    """The patient row without identifiers (what ingestion needs: sex and birth date)."""
+    return await session.scalar(
+        select(Patient).where(Patient.organization_id == organization_id, Patient.id == patient_id)
+    )
+
+
+async def get_by_identifier(
+    session: AsyncSession, *, organization_id: uuid.UUID, system: str, value: str
+) -> Patient | None:
+    return await session.scalar(
+        select(Patient)
+        .join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
+        .where(
+            PatientIdentifier.organization_id == organization_id,
+            PatientIdentifier.system == system,
+            PatientIdentifier.value == value,
+        )
+    )
+
+
+async def identifier_taken(
+    session: AsyncSession, *, organization_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> str | None:
+    """The system of the first (system, value) pair already in use, if any."""
+    for system, value in pairs:
+        found = await session.scalar(
+            select(PatientIdentifier.id).where(
+                PatientIdentifier.organization_id == organization_id,
+                PatientIdentifier.system == system,
+                PatientIdentifier.value == value,
+            )
+        )
+        if found is not None:
+            return system
+    return None
+
+
+async def add(
+    session: AsyncSession, patient: Patient, identifiers: list[PatientIdentifier]
+) -> None:
+    session.add(patient)
+    await session.flush()
+    session.add_all(identifiers)
+    await session.flush()
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    identifier: tuple[str, str | None] | None,
+    sex: str | None,
+    birth_date: date | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> Sequence[Patient]:
+    query = (
+        select(Patient)
+        .options(selectinload(Patient.identifiers))
+        .where(Patient.organization_id == organization_id)
+    )
+    if identifier is not None:
+        system, value = identifier
+        match = select(PatientIdentifier.patient_id).where(
+            PatientIdentifier.organization_id == organization_id,
+            PatientIdentifier.system == system,
+        )
+        if value is not None:
+            match = match.where(PatientIdentifier.value == value)
+        query = query.where(Patient.id.in_(match))
+    if sex is not None:
+        query = query.where(Patient.sex == sex)
+    if birth_date is not None:
+        query = query.where(Patient.birth_date == birth_date)
+    if after is not None:
+        moment, row_id = after
+        query = query.where(
+            (Patient.created_at < moment) | ((Patient.created_at == moment) & (Patient.id < row_id))
+        )
+    query = query.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from pydantic import Field, field_validator
+
+from app.db import utcnow
+from app.domain.types import Sex
+from app.pagination import PageMeta
+from app.schemas_common import EARLIEST_DATE, IdentifierIn, IdentifierOut, InputModel, OutputModel
+
+
+class PatientCreate(InputModel):
+    identifiers: list[IdentifierIn] = Field(
+        min_length=1,
+        max_length=10,
+        description="External identifiers; each (system, value) is unique in the organization.",
+    )
+    sex: Sex = Field(
+        description="Used to pick sex-specific reference ranges; `other` and `unknown` use "
+        "the sex-independent range."
+    )
+    birth_date: date | None = Field(
+        default=None,
+        description="Used to pick age-banded reference ranges. Without it only ranges without "
+        "an age band apply.",
+    )
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible_birth_date(cls, value: date | None) -> date | None:
+        if value is not None and not (EARLIEST_DATE <= value <= utcnow().date()):
+            raise ValueError("birth_date must be between 1900-01-01 and today")
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _distinct(cls, value: list[IdentifierIn]) -> list[IdentifierIn]:
+        if len({(i.system, i.value) for i in value}) != len(value):
+            raise ValueError("identifiers must be distinct")
+        return value
+
+
+class PatientOut(OutputModel):
+    id: uuid.UUID
+    identifiers: list[IdentifierOut]
+    sex: Sex
+    birth_date: date | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PatientPage(PageMeta):
+    items: list[PatientOut]
+
+
+PATIENT_EXAMPLE = {
+    "identifiers": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-0042"}],
+    "sex": "female",
+    "birth_date": "1981-04-12",
+}

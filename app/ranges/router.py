@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from pydantic import ValidationError
+
+from app.deps import OrganizationId, ReadSession, WriteSession
+from app.domain.range_errors import RangeSetFormatError
+from app.domain.range_sets import (
+    RangeSetDocument,
+    parse_range_set_csv,
+    parse_range_set_yaml,
+)
+from app.errors import AppError, NotFoundError, UnprocessableError, validation_errors
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.ranges import repository, service
+from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
+
+router = APIRouter(
+    prefix="/api/v1/range-sets", tags=["reference ranges"], responses=PROBLEM_RESPONSES
+)
+
+
+class UnsupportedMediaTypeError(AppError):
+    status = 415
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+_IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The range set as JSON, YAML (`application/yaml`) or CSV (`text/csv`; "
+        "give `name` and `source` as query parameters, ratios cannot be expressed in CSV).",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RangeSetDocument"}},
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _document(request: Request, name: str | None, source: str | None) -> RangeSetDocument:
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnprocessableError("The body is not UTF-8 text.") from exc
+    try:
+        if media_type in ("application/json", ""):
+            return RangeSetDocument.model_validate_json(raw)
+        if media_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+            return parse_range_set_yaml(text)
+        if media_type == "text/csv":
+            if not name or not source:
+                raise UnprocessableError(
+                    "A CSV import needs the `name` and `source` query parameters."
+                )
+            return parse_range_set_csv(text, name=name, source=source)
+    except ValidationError as exc:
+        raise UnprocessableError(
+            "The range set failed validation; see 'errors'.",
+            errors=validation_errors(exc.errors()),
+        ) from exc
+    except RangeSetFormatError as exc:
+        raise UnprocessableError(str(exc), errors=exc.errors) from exc
+    raise UnsupportedMediaTypeError(
+        f"Send application/json, application/yaml or text/csv, not {media_type!r}."
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Import a reference-range set",
+    response_model=RangeSetDetailOut,
+    openapi_extra=_IMPORT_BODY,
+    responses={415: problem_doc("The body is not JSON, YAML or CSV.")},
+)
+async def import_range_set(
+    request: Request,
+    session: WriteSession,
+    organization_id: OrganizationId,
+    activate: Annotated[bool, Query(description="Make it the active set right away.")] = False,
+    name: Annotated[str | None, Query(max_length=100, description="CSV only: set name.")] = None,
+    source: Annotated[
+        str | None, Query(max_length=500, description="CSV only: where the ranges come from.")
+    ] = None,
+) -> RangeSetDetailOut:
+    """Stores a new version of a named range set. Every row names its analyte, specimen, sex,
+    half-open age band `[age_min_years, age_max_years)`, unit, limits and **source**; the set
+    is refused (422) when an analyte or unit is unknown, limits are out of order, or two rows
+    of the same specificity overlap. Versions number from 1 per name. A stored set never
+    changes; activating it does not alter stored interpretations."""
+    document = await _document(request, name, source)
+    range_set = await service.import_document(
+        session, organization_id=organization_id, document=document, activate=activate
+    )
+    return await _detail(session, organization_id, range_set.id)
+
+
+async def _detail(
+    session: ReadSession | WriteSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
+) -> RangeSetDetailOut:
+    range_set = await repository.get_with_rows(
+        session, organization_id=organization_id, range_set_id=range_set_id
+    )
+    if range_set is None:
+        raise NotFoundError("No such reference-range set.")
+    return RangeSetDetailOut.model_validate(range_set)
+
+
+@router.get("", summary="List reference-range sets", response_model=RangeSetPage)
+async def list_range_sets(
+    session: ReadSession,
+    organization_id: OrganizationId,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> RangeSetPage:
+    """All range sets of the organization, newest first, with status (`draft`, `active`,
+    `retired`)."""
+    sets = await repository.list_sets(
+        session,
+        organization_id=organization_id,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = list(sets[:limit])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(sets) > limit else None
+    return RangeSetPage(
+        items=[RangeSetOut.model_validate(s) for s in page], limit=limit, next_cursor=next_cursor
+    )
+
+
+@router.get("/active", summary="The active reference-range set", response_model=RangeSetDetailOut)
+async def active_range_set(
+    session: ReadSession, organization_id: OrganizationId
+) -> RangeSetDetailOut:
+    """The set new panels are interpreted against, with all its rows and ratio ranges."""
+    range_set_id = await repository.get_active_id(session, organization_id=organization_id)
+    if range_set_id is None:
+        raise NotFoundError("No reference-range set is active.")
+    return await _detail(session, organization_id, range_set_id)
+
+
+@router.get(
+    "/{range_set_id}", summary="Read a reference-range set", response_model=RangeSetDetailOut
+)
+async def get_range_set(
+    range_set_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+) -> RangeSetDetailOut:
+    """One range set with all its rows (in the units they were written in) and ratio ranges."""
+    return await _detail(session, organization_id, range_set_id)
+
+
+@router.post(
+    "/{range_set_id}/activate",
+    summary="Activate a reference-range set",
+    response_model=RangeSetOut,
+)
+async def activate_range_set(
+    range_set_id: uuid.UUID, session: WriteSession, organization_id: OrganizationId
+) -> RangeSetOut:
+    """Makes this set the one new panels are interpreted against; the previously active set is
+    retired. Stored interpretations are not changed (re-interpret a panel explicitly)."""
+    range_set = await service.activate(
+        session, organization_id=organization_id, range_set_id=range_set_id
+    )
+    return RangeSetOut.model_validate(range_set)
