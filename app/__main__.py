@@ -34,21 +34,20 @@ def migrate(settings: Settings) -> None:
 
 
 async def _ensure_default_ranges(settings: Settings) -> bool:
-    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.db import make_engine, make_sessionmaker, transaction
     from app.models.organization import DEFAULT_ORGANIZATION_ID
     from app.ranges import service
 
     engine = make_engine(settings)
     try:
-        async for session in session_scope(make_sessionmaker(engine)):
+        async with transaction(make_sessionmaker(engine)) as session:
             return await service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
-        return False
     finally:
         await engine.dispose()
 
 
 async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: str | None) -> str:
-    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.db import make_engine, make_sessionmaker, transaction
     from app.domain.range_sets import parse_range_set_csv, parse_range_set_yaml
     from app.models.organization import DEFAULT_ORGANIZATION_ID
     from app.ranges import service
@@ -62,7 +61,7 @@ async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: 
         document = parse_range_set_yaml(text)
     engine = make_engine(settings)
     try:
-        async for session in session_scope(make_sessionmaker(engine)):
+        async with transaction(make_sessionmaker(engine)) as session:
             range_set = await service.import_document(
                 session,
                 organization_id=DEFAULT_ORGANIZATION_ID,
@@ -71,7 +70,6 @@ async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: 
             )
             state = "active" if activate else "draft"
             return f"{range_set.name} v{range_set.version} ({range_set.id}) stored as {state}"
-        raise RuntimeError("no session")
     finally:
         await engine.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -116,10 +117,11 @@ def make_sessionmaker(
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
-async def session_scope(
+@asynccontextmanager
+async def transaction(
     factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """One session = one transaction: commit when the caller finishes, roll back on error."""
+    """One session = one transaction: commit when the block ends, roll back on error."""
     async with factory() as session:
         try:
             yield session

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.config import Settings
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.panels import service as panels
 from app.panels.schemas import PanelCreate
@@ -70,7 +70,7 @@ async def load_demo_data(settings: Settings) -> str:
     engine = make_engine(settings)
     created_patients = created_panels = 0
     try:
-        async for session in session_scope(make_sessionmaker(engine)):
+        async with transaction(make_sessionmaker(engine)) as session:
             org = DEFAULT_ORGANIZATION_ID
             await ranges.ensure_default(session, organization_id=org)
             for spec in DEMO_PATIENTS:

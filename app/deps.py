@@ -10,17 +10,17 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 
 
 async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+    async with transaction(request.app.state.sessionmaker) as session:
         yield session
 
 
 async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.read_sessionmaker):
+    async with transaction(request.app.state.read_sessionmaker) as session:
         yield session
 
 

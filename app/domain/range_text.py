@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
-# A UCUM-ish unit token: starts with a letter, micro sign or percent; never the word "to".
-_UNIT = r"(?!to\b)(?:[A-Za-z\u00b5\u03bc%][A-Za-z0-9\u00b5\u03bc%/.*^]*)"
+# A UCUM-ish unit token: starts with a letter, micro sign or percent; never the word "to" and
+# never an exponent ("1e3"), which would silently turn scientific notation into a unit.
+_UNIT = r"(?!to\b)(?![eE][+-]?[0-9])(?:[A-Za-z\u00b5\u03bc%][A-Za-z0-9\u00b5\u03bc%/.*^]*)"
 
 _RANGE = re.compile(
     rf"^(?P<low>{_NUMBER})\s*(?P<unit1>{_UNIT})?\s*(?:-|to)\s*(?P<high>{_NUMBER})\s*"

@@ -62,7 +62,11 @@ def round_significant(value: Decimal, digits: int = SIGNIFICANT_DIGITS) -> Decim
     exponent = value.adjusted() - digits + 1
     with localcontext() as context:
         context.prec = max(digits + 1, 28)
-        return value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
+        rounded = value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
+        if rounded.adjusted() > value.adjusted():
+            # Rounding carried into a new digit (9.9996 -> 10.000): drop the extra one.
+            rounded = rounded.quantize(Decimal(1).scaleb(exponent + 1), rounding=ROUND_HALF_UP)
+        return rounded
 
 
 def interpret_ratio(

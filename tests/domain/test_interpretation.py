@@ -111,8 +111,7 @@ def test_value_spanning_three_categories_names_every_limit_inside() -> None:
     result = interpret(value("20", Comparator.LT), RangeLimits(low=Decimal("2"), high=Decimal("8")))
     assert result.code == IND
     assert result.note == (
-        "cannot be decided: the value is below 20 and the lower limit is 2 "
-        "and the upper limit is 8"
+        "cannot be decided: the value is below 20 and the lower limit is 2 and the upper limit is 8"
     )
 
 
@@ -229,9 +228,10 @@ def ordered_limits(draw: st.DrawFn) -> RangeLimits:
 @given(limits=ordered_limits(), first=decimals, second=decimals)
 def test_interpret_is_monotonic(limits: RangeLimits, first: Decimal, second: Decimal) -> None:
     smaller, larger = sorted((first, second))
-    assert ORDER[interpret(value(str(smaller)), limits).code] <= ORDER[
-        interpret(value(str(larger)), limits).code
-    ]
+    assert (
+        ORDER[interpret(value(str(smaller)), limits).code]
+        <= ORDER[interpret(value(str(larger)), limits).code]
+    )
 
 
 @given(

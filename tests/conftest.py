@@ -1,0 +1,158 @@
+"""Test fixtures: every API test runs against SQLite and against PostgreSQL.
+
+Each backend gets a scratch database migrated with Alembic (``upgrade head``), so tests never
+share the development database and parallel runs never collide. PostgreSQL is required: when
+it cannot be reached the PostgreSQL-backed tests fail (they are never skipped), because a run
+that silently skips a backend proves nothing about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import Settings, to_async_url
+from app.db import transaction
+from app.main import create_app
+from app.models.organization import DEFAULT_ORGANIZATION_ID
+from app.ranges import service as range_service
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
+
+# Tables holding data a test creates, children first; organization and alembic_version stay.
+DATA_TABLES = (
+    "panel_interpretation",
+    "result",
+    "panel",
+    "patient_identifier",
+    "patient",
+    "ratio_range",
+    "reference_range",
+    "range_set",
+)
+
+T = TypeVar("T")
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+async def _admin(sql: str) -> None:
+    engine = create_async_engine(to_async_url(POSTGRES_SERVER_URL), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def scratch_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """Creates (and at the end drops) one empty database per backend; returns its URL."""
+    created: list[str] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        name = f"mineral_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        base = POSTGRES_SERVER_URL.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    yield make
+    for name in created:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, scratch_database: Callable[[str], str]) -> str:
+    url = scratch_database(backend)
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, environment="test", max_body_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="session")
+def session_client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+class Database:
+    """Direct access to the app's database from tests (counts, service calls)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.app: Any = client.app
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        portal = self.client.portal
+        assert portal is not None
+        return portal.call(fn, *args)
+
+    def in_session(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        async def go() -> T:
+            async with transaction(self.app.state.sessionmaker) as session:
+                return await fn(session)
+
+        return self.run(go)
+
+    def count(self, table: str) -> int:
+        async def go(session: Any) -> int:
+            return int((await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar())
+
+        return self.in_session(go)
+
+    def counts(self) -> dict[str, int]:
+        return {table: self.count(table) for table in DATA_TABLES}
+
+    def reset(self) -> None:
+        async def go(session: Any) -> None:
+            for table in DATA_TABLES:
+                await session.execute(text(f"DELETE FROM {table}"))
+            await range_service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
+
+        self.in_session(go)
+
+
+@pytest.fixture
+def db(session_client: TestClient) -> Database:
+    database = Database(session_client)
+    database.reset()
+    return database
+
+
+@pytest.fixture
+def client(session_client: TestClient, db: Database) -> TestClient:
+    """An HTTP client for the app on a freshly reset database (default ranges active)."""
+    return session_client
