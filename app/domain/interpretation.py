@@ -65,7 +65,7 @@ def _before(low: Decimal | None, low_closed: bool, high: Decimal | None, high_cl
     return low == high and low_closed and high_closed
 
 
-def possible_values(value: ResultValue) -> _Interval:
+def _possible_values(value: ResultValue) -> _Interval:
     """The true values a reported value stands for; concentrations are never negative."""
     number = value.value
     match value.comparator:
@@ -83,7 +83,7 @@ def possible_values(value: ResultValue) -> _Interval:
 
 def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
     """Raise ``ImpossibleValueError`` when no possible value lies within the absolute limits."""
-    possible = possible_values(value)
+    possible = _possible_values(value)
     shown = describe_value(value)
     if possible.is_empty():
         raise ImpossibleValueError(
@@ -107,7 +107,7 @@ def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
 
 def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
     """Classify ``value`` against ``limits`` (both in the same unit)."""
-    possible = possible_values(value)
+    possible = _possible_values(value)
     if possible.is_empty():
         return Interpretation(
             _IND, False, f"cannot be decided: {describe_value(value)} is not a possible value"
@@ -188,7 +188,7 @@ def _limits_inside(possible: _Interval, limits: RangeLimits) -> str:
         if limit is not None and possible.intersects(_Interval(limit, True, limit, True))
     ]
     if not phrases:
-        # The possible values can straddle a limit without containing it (an open end on it).
+        # Only reachable with limits out of order (a RangeLimits not built from a validated row).
         phrases = [f"{name} is {_fmt(limit)}" for name, limit in named if limit is not None]
     return " and ".join(phrases)
 
@@ -239,8 +239,6 @@ _LAB_HIGH = frozenset(
 _LAB_NORMAL = frozenset({"N", "NORMAL", "NORM", "WNL", "WITHIN NORMAL LIMITS", "WITHIN RANGE"})
 _LAB_ABNORMAL = frozenset({"A", "AA", "ABN", "ABNORMAL", "CRITICAL", "CRIT", "PANIC"})
 
-_DIRECTION_WORDS = {"low": "low", "high": "high", "normal": "normal", "abnormal": "abnormal"}
-
 
 def normalize_lab_flag(lab_flag: str | None) -> str | None:
     """``low``, ``high``, ``normal``, ``abnormal`` (no direction), or None (missing/unknown)."""
@@ -275,7 +273,7 @@ def compare_lab_flag(ours: InterpretationCode | None, lab_flag: str | None) -> s
     if theirs == mine or (theirs == "abnormal" and mine != "normal"):
         return None
     return (
-        f"the lab flagged this result {_DIRECTION_WORDS[theirs]} ({lab_flag.strip()}) but it is "
+        f"the lab flagged this result {theirs} ({lab_flag.strip()}) but it is "
         f"{mine} ({ours.value}) against the applied reference range"
     )
 

@@ -203,8 +203,7 @@ def _describe_band(row: RangeRow) -> str:
 
 
 def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 def _whole_years(birth_date: date, on_date: date) -> int:
