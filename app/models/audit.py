@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+AuditSeq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEvent(Base):
+    """One access to (or denied attempt on) patient data. Append-only: the database refuses
+    UPDATE and DELETE, and each row's hash covers the previous row's hash (a hash chain)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('success', 'denied', 'error')", name="outcome"),
+        Index("ix_audit_event_org_patient", "organization_id", "patient_id", "seq"),
+        Index("ix_audit_event_org_principal", "organization_id", "principal_id", "seq"),
+        Index("ix_audit_event_org_occurred", "organization_id", "occurred_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(AuditSeq, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    principal_id: Mapped[str | None] = mapped_column(String(300))
+    principal_kind: Mapped[str | None] = mapped_column(String(20))
+    role: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))
+    resource_type: Mapped[str] = mapped_column(String(50))
+    resource_id: Mapped[str | None] = mapped_column(String(100))
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    outcome: Mapped[str] = mapped_column(String(10))
+    status_code: Mapped[int | None]
+    method: Mapped[str | None] = mapped_column(String(10))
+    path: Mapped[str | None] = mapped_column(String(500))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    client_address: Mapped[str | None] = mapped_column(String(100))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
