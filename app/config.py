@@ -34,6 +34,26 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=200, ge=1, le=10_000)
     default_organization: str = "default"
 
+    # Access control: OIDC bearer tokens for clinician front-ends (API keys need no settings).
+    oidc_jwks_file: str | None = Field(default=None, description="path to a JWKS JSON file")
+    oidc_jwks_url: str | None = Field(default=None, description="JWKS URL (fetched, cached)")
+    oidc_jwks_cache_seconds: int = Field(default=300, ge=0)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_organization_claim: str = "org"
+    oidc_role_claim: str = "role"
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    api_key_touch_interval_seconds: int = Field(
+        default=60, ge=0, description="how often an API key's last-used time is written"
+    )
+    # Safe retries.
+    idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 30)
+    idempotency_wait_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="how long a retry waits for the first attempt"
+    )
+    cors_origins: list[str] = Field(default_factory=list)
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
