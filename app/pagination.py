@@ -30,7 +30,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         moment, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(moment), uuid.UUID(row_id)
+        moment_at = datetime.fromisoformat(moment)
+        if moment_at.tzinfo is None:  # every cursor we issue has an offset; the columns need one
+            raise ValueError("cursor time without a UTC offset")
+        return moment_at, uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise InvalidCursorError("The cursor is not one this API returned.") from exc
 

@@ -1,4 +1,4 @@
-"""Keyword-only builders for test data, posted through the public API."""
+"""Keyword-only builders for test data, posted through the public API, and problem checks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 from fastapi.testclient import TestClient
+from httpx import Response
 
 MRN_SYSTEM = "urn:test:mrn"
 _counter = itertools.count(1)
@@ -37,10 +38,11 @@ def panel_body(
     accession: str | None = None,
     source: str = "test-lab",
     collected_at: str = "2026-11-20T08:00:00Z",
+    patient_ref: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     return {
-        "patient": {"id": patient["id"]},
+        "patient": patient_ref or {"id": patient["id"]},
         "source": source,
         "accession": accession or f"ACC-{next(_counter):06d}",
         "collected_at": collected_at,
@@ -65,3 +67,35 @@ def post_panel(
 
 def result_for(panel: dict[str, Any], analyte: str) -> dict[str, Any]:
     return next(r for r in panel["results"] if r["analyte"] == analyte)
+
+
+def result(analyte: str, value: str | int | float, unit: str, **extra: Any) -> dict[str, Any]:
+    """One result as a lab sends it: ``result("magnesium", "0.62", "mmol/L", flag="L")``."""
+    return {"analyte": analyte, "value": value, "unit": unit, **extra}
+
+
+def by_identifier(patient: dict[str, Any]) -> dict[str, Any]:
+    """A panel's ``patient`` reference naming the patient by its first external identifier."""
+    identifier = patient["identifiers"][0]
+    return {"identifier": {"system": identifier["system"], "value": identifier["value"]}}
+
+
+def expect_problem(response: Response, status: int, type_slug: str | None = None) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with this status (and type) and return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "Traceback" not in response.text
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert isinstance(problem["title"], str)
+    assert problem["title"]
+    assert isinstance(problem["type"], str)
+    assert problem["type"].startswith("https://")
+    if type_slug is not None:
+        assert problem["type"].endswith("/" + type_slug), problem["type"]
+    return problem
+
+
+def error_fields(problem: dict[str, Any]) -> list[str]:
+    """The field paths named in a problem's ``errors`` list."""
+    return [error["field"] for error in problem.get("errors", [])]

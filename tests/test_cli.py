@@ -103,7 +103,8 @@ def test_serve_applies_migrations_and_answers_health_and_docs(
                 break
             except httpx.TransportError:
                 time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200
+        assert ready is not None
+        assert ready.status_code == 200
         active = httpx.get(f"http://127.0.0.1:{port}/api/v1/range-sets/active", timeout=5)
         assert active.status_code == 200
         assert active.json()["name"] == "default"

@@ -175,6 +175,14 @@ class Catalog:
             raise UnknownUnitError(unit, accepted=units.KNOWN_UNITS)
         return target
 
+    def normalize_unit_for(self, analyte: Analyte, unit: str) -> str:
+        """``normalize_unit`` for a result of ``analyte``: an unknown unit is reported with the
+        units this analyte accepts, the only ones the sender can usefully choose from."""
+        try:
+            return self.normalize_unit(unit)
+        except UnknownUnitError:
+            raise UnknownUnitError(unit, accepted=analyte.accepted_units) from None
+
     def loinc_for(self, analyte: Analyte, unit: str, *, specimen: str | None = None) -> str:
         """The LOINC code that best fits a result in ``unit`` (UCUM).
 

@@ -17,7 +17,14 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.ratios import RatioDefinition
@@ -154,23 +161,33 @@ class RangeSetDocument(BaseModel):
     rows: list[RangeRowDocument] = Field(min_length=1)
     ratios: list[RatioRangeDocument] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _check_consistency(self) -> RangeSetDocument:
-        problems: list[str] = []
-        selection_rows = [row.to_range_row(unit=row.unit, limits=row.limits()) for row in self.rows]
-        problems.extend(
+    # Field validators rather than one model validator, so an error's path names the list at
+    # fault (`rows`, `ratios`) instead of the whole document.
+    @field_validator("rows")
+    @classmethod
+    def _unambiguous_rows(cls, rows: list[RangeRowDocument]) -> list[RangeRowDocument]:
+        selection_rows = [row.to_range_row(unit=row.unit, limits=row.limits()) for row in rows]
+        problems = [
             f"rows[{conflict.first_index}] and rows[{conflict.second_index}] are equally "
             f"specific and overlap, so neither can be chosen ({conflict.message.split(': ', 1)[1]})"
             for conflict in validate_rows(selection_rows)
-        )
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return rows
+
+    @field_validator("ratios")
+    @classmethod
+    def _distinct_ratio_codes(cls, ratios: list[RatioRangeDocument]) -> list[RatioRangeDocument]:
+        problems: list[str] = []
         seen: set[str] = set()
-        for index, ratio in enumerate(self.ratios):
+        for index, ratio in enumerate(ratios):
             if ratio.code in seen:
                 problems.append(f"ratios[{index}]: duplicate ratio code {ratio.code!r}")
             seen.add(ratio.code)
         if problems:
             raise ValueError("; ".join(problems))
-        return self
+        return ratios
 
 
 def parse_range_set_yaml(text: str) -> RangeSetDocument:

@@ -117,7 +117,7 @@ def normalize_results(
             )
             continue
         try:
-            unit = catalog.normalize_unit(item.unit)
+            unit = catalog.normalize_unit_for(analyte, item.unit)
             reported = parse_result_value(item.value)
             _check_storable(reported.value)
             canonical_value = convert(

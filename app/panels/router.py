@@ -18,6 +18,7 @@ from app.panels.schemas import (
     ReinterpretRequest,
     TrendOut,
 )
+from app.panels.views import ratio_out, stored_verdict
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(tags=["panels"], responses=PROBLEM_RESPONSES)
@@ -229,8 +230,8 @@ async def panel_interpretations(
             interpreted_at=o.interpreted_at,
             superseded_at=o.superseded_at,
             reason=o.reason,
-            results=o.results,
-            ratios=o.ratios,
+            results=[stored_verdict(r) for r in o.results],
+            ratios=[ratio_out(r).model_dump(mode="json") for r in o.ratios],
         )
         for o in older
     )

@@ -301,7 +301,7 @@ async def analyte_history(
     target = spec.canonical_unit
     if unit is not None:
         try:
-            target = catalog.normalize_unit(unit)
+            target = catalog.normalize_unit_for(spec, unit)
             convert(Decimal(1), analyte=spec, from_unit=spec.canonical_unit, to_unit=target)
         except DomainError as exc:
             raise InvalidQueryError(

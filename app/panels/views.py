@@ -146,5 +146,19 @@ def result_snapshot(result: Result) -> dict[str, Any]:
     }
 
 
+def stored_verdict(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A superseded result's verdict (from ``result_snapshot``) in the shape the API gives the
+    current one, so every version of a panel's interpretation reads the same way."""
+    applied = applied_range(snapshot.get("reference_range"))
+    return {
+        "result_id": snapshot["result_id"],
+        "analyte": snapshot["analyte"],
+        "interpretation": snapshot["interpretation"],
+        "critical": snapshot["critical"],
+        "note": snapshot["note"],
+        "reference_range": applied.model_dump(mode="json") if applied else None,
+    }
+
+
 def id_str(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)

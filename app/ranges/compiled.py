@@ -52,7 +52,7 @@ def compile_rows(
     original_units: dict[str, str] = {}
     for position, row in enumerate(rows):
         analyte = catalog.get(row.analyte)
-        unit = catalog.normalize_unit(row.unit)
+        unit = catalog.normalize_unit_for(analyte, row.unit)
         limits = {}
         for name in _LIMIT_FIELDS:
             value: Decimal | None = getattr(row, name)

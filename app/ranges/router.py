@@ -44,6 +44,22 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
+class MalformedJsonError(AppError):
+    status = 400
+    type_slug = "malformed-json"
+    title = "Malformed JSON"
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A YAML/CSV parse error in the shape of every problem's `errors` entry."""
+    entry: dict[str, Any] = {"field": error.get("path", ""), "message": error.get("msg", "")}
+    if "type" in error:
+        entry["code"] = error["type"]
+    if "line" in error:
+        entry["line"] = error["line"]
+    return entry
+
+
 async def _document(request: Request, name: str | None, source: str | None) -> RangeSetDocument:
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     raw = await request.body()
@@ -57,18 +73,27 @@ async def _document(request: Request, name: str | None, source: str | None) -> R
         if media_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             return parse_range_set_yaml(text)
         if media_type == "text/csv":
-            if not name or not source:
-                raise UnprocessableError(
-                    "A CSV import needs the `name` and `source` query parameters."
-                )
-            return parse_range_set_csv(text, name=name, source=source)
+            if name and source:
+                return parse_range_set_csv(text, name=name, source=source)
+            raise service.RangeSetInvalidError(
+                "A CSV import needs the `name` and `source` query parameters.",
+                errors=[
+                    {"field": f"query.{param}", "message": "required for a CSV import"}
+                    for param, value in (("name", name), ("source", source))
+                    if not value
+                ],
+            )
     except ValidationError as exc:
-        raise UnprocessableError(
-            "The range set failed validation; see 'errors'.",
-            errors=validation_errors(exc.errors()),
+        errors = validation_errors(exc.errors())
+        if any(error["code"] == "json_invalid" for error in errors):
+            raise MalformedJsonError("The request body is not valid JSON.") from exc
+        raise service.RangeSetInvalidError(
+            "The range set failed validation; see 'errors'.", errors=errors
         ) from exc
     except RangeSetFormatError as exc:
-        raise UnprocessableError(str(exc), errors=exc.errors) from exc
+        raise service.RangeSetInvalidError(
+            str(exc), errors=[_field_error(error) for error in exc.errors]
+        ) from exc
     raise UnsupportedMediaTypeError(
         f"Send application/json, application/yaml or text/csv, not {media_type!r}."
     )

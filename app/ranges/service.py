@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, UnknownAnalyteError
 from app.domain.range_sets import RangeSetDocument, parse_range_set_yaml
 from app.domain.reference_ranges import validate_rows
 from app.domain.types import RangeRow
@@ -78,7 +78,8 @@ def check_document(document: RangeSetDocument, catalog: Catalog) -> None:
         try:
             by_analyte, _ = compile_rows([row], catalog)
         except DomainError as exc:
-            problems.append({"field": f"rows[{index}]", "message": str(exc)})
+            field = "analyte" if isinstance(exc, UnknownAnalyteError) else "unit"
+            problems.append({"field": f"rows[{index}].{field}", "message": str(exc)})
             continue
         compiled.extend(r for rows in by_analyte.values() for r in rows)
     known = {a.code for a in catalog.all()}
@@ -99,9 +100,7 @@ def check_document(document: RangeSetDocument, catalog: Catalog) -> None:
     if conflicts:
         raise RangeSetInvalidError(
             f"{len(conflicts)} pair(s) of rows are equally specific and overlap; see 'errors'.",
-            errors=[
-                {"field": f"rows[{c.second_index}]", "message": c.message} for c in conflicts
-            ],
+            errors=[{"field": f"rows[{c.second_index}]", "message": c.message} for c in conflicts],
         )
 
 
