@@ -1,0 +1,1 @@
+"""Access control: API keys and OIDC bearer tokens resolved to a `Principal` with scopes."""

@@ -1,0 +1,85 @@
+"""API keys, managed by an organization's administrators (scope `keys:admin`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.auth import service
+from app.auth.deps import AUTH_RESPONSES, CanAdminKeys
+from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
+from app.db import utcnow
+from app.deps import ReadSession, WriteSession
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.problems import PROBLEM_RESPONSES
+
+router = APIRouter(
+    prefix="/api/v1/api-keys",
+    tags=["api keys"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key",
+    response_model=ApiKeyCreated,
+)
+async def create_api_key(
+    body: ApiKeyCreate, principal: CanAdminKeys, session: WriteSession
+) -> ApiKeyCreated:
+    """Creates a key for your organization with the given role. The response holds the full
+    key in `key`: **this is the only time it is shown**, only a hash of it is stored. Send it
+    as `X-API-Key: mlk_...` or `Authorization: Bearer mlk_...`. Needs the `admin` role."""
+    now = utcnow()
+    api_key, full_key = await service.create_api_key(
+        session,
+        organization_id=principal.organization_id,
+        role=body.role,
+        name=body.name,
+        expires_at=body.expires_at,
+        created_by=principal.id,
+        now=now,
+    )
+    return ApiKeyCreated.from_new_key(api_key, full_key, now=now)
+
+
+@router.get("", summary="List API keys", response_model=ApiKeyPage)
+async def list_api_keys(
+    principal: CanAdminKeys,
+    session: ReadSession,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ApiKeyPage:
+    """Your organization's keys, newest first, with their status (`active`, `revoked`,
+    `expired`) and last use. A key's secret is never returned, only its `prefix`."""
+    api_keys = await service.list_api_keys(
+        session,
+        organization_id=principal.organization_id,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = list(api_keys[:limit])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(api_keys) > limit else None
+    now = utcnow()
+    return ApiKeyPage(
+        items=[ApiKeyOut.from_key(api_key, now=now) for api_key in page],
+        limit=limit,
+        next_cursor=next_cursor,
+    )
+
+
+@router.post("/{key_id}/revoke", summary="Revoke an API key", response_model=ApiKeyOut)
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: CanAdminKeys, session: WriteSession
+) -> ApiKeyOut:
+    """Stops the key from working, immediately and for good (create a new key to replace it).
+    Revoking a revoked key is harmless and keeps the first revocation time. A key of another
+    organization is 404."""
+    now = utcnow()
+    api_key = await service.revoke_api_key(
+        session, organization_id=principal.organization_id, key_id=key_id, now=now
+    )
+    return ApiKeyOut.from_key(api_key, now=now)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from app.auth import keys
+from app.auth.principal import Role
+from app.auth.service import ApiKeyStatus, api_key_status
+from app.models.api_key import ApiKey
+from app.pagination import PageMeta
+from app.schemas_common import InputModel, OutputModel, Text100
+
+
+class ApiKeyCreate(InputModel):
+    """A new API key. Its id, prefix, secret, organization (yours) and author (you) are set by
+    the server."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "LIS interface", "role": "integration"},
+                {
+                    "name": "Clinic front-end",
+                    "role": "clinician",
+                    "expires_at": "2027-12-31T00:00:00Z",
+                },
+            ]
+        }
+    )
+
+    name: Text100 = Field(
+        description="What the key is for, shown in listings.", examples=["LIS interface"]
+    )
+    role: Role = Field(
+        description="`integration` posts patients and panels; `clinician` reads them and writes "
+        "plans; `admin` manages reference ranges, keys and reads the audit trail."
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops working (with a UTC offset, in the future); omit it "
+        "for a key that works until revoked.",
+        examples=["2027-12-31T00:00:00Z"],
+    )
+
+
+class ApiKeyOut(OutputModel):
+    id: uuid.UUID
+    name: str
+    role: Role
+    prefix: str = Field(
+        description="The key's public first characters, to recognise it; never the secret.",
+        examples=["mlk_k3v7q2mzt4ab"],
+    )
+    status: ApiKeyStatus = Field(description="`active`, `revoked` or `expired`.")
+    created_at: datetime
+    created_by: str | None = Field(description="The principal that created the key.")
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="Last successful use; updated at most about once a minute."
+    )
+
+    @classmethod
+    def from_key(cls, api_key: ApiKey, *, now: datetime) -> ApiKeyOut:
+        return cls(
+            id=api_key.id,
+            name=api_key.name,
+            role=Role(api_key.role),
+            prefix=keys.display_prefix(api_key.prefix),
+            status=api_key_status(api_key, now=now),
+            created_at=api_key.created_at,
+            created_by=api_key.created_by,
+            expires_at=api_key.expires_at,
+            revoked_at=api_key.revoked_at,
+            last_used_at=api_key.last_used_at,
+        )
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(
+        description="The full API key. Shown in this response only: store it now, it cannot be "
+        "retrieved again.",
+        examples=["mlk_k3v7q2mzt4ab_Zb0cS7r1m0Qp4oN6JzXy8lH2dVwE3uTf9gK5aR1sCqI"],
+    )
+
+    @classmethod
+    def from_new_key(cls, api_key: ApiKey, full_key: str, *, now: datetime) -> ApiKeyCreated:
+        return cls(**ApiKeyOut.from_key(api_key, now=now).model_dump(), key=full_key)
+
+
+class ApiKeyPage(PageMeta):
+    items: list[ApiKeyOut]
