@@ -1,0 +1,95 @@
+"""All SQL for the audit trail: the chain's tail, inserts, the chain walk and admin queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.audit import AuditEvent
+
+# pg_advisory_xact_lock key that serializes appends to the chain ("min_audi" in ASCII). Any
+# other use of advisory locks in this database must pick a different key.
+CHAIN_LOCK_KEY = 0x6D696E5F61756469
+
+
+async def lock_chain(session: AsyncSession) -> str | None:
+    """Make this transaction the only appender until it ends; returns PostgreSQL's isolation
+    level (in the same round trip) so the caller can check it.
+
+    PostgreSQL: a transaction-scoped advisory lock, released by COMMIT or ROLLBACK. SQLite:
+    nothing to do, the write transaction already holds the database's single write lock
+    (BEGIN IMMEDIATE, see app.db).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    row = (
+        await session.execute(
+            select(
+                func.pg_advisory_xact_lock(CHAIN_LOCK_KEY),
+                func.current_setting("transaction_isolation"),
+            )
+        )
+    ).one()
+    return str(row[1])
+
+
+async def last_hash(session: AsyncSession) -> str | None:
+    return await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
+    # One statement per row, in chain order, so `seq` (assigned by the database) follows it.
+    await session.execute(insert(AuditEvent).values(**values))
+
+
+async def chain_batch(
+    session: AsyncSession, *, after_seq: int | None, limit: int
+) -> Sequence[Row[Any]]:
+    """The next `limit` rows of the chain after `after_seq`, in seq order, as plain rows (no
+    ORM identity map growing over a long walk)."""
+    query = select(*AuditEvent.__table__.c)
+    if after_seq is not None:
+        query = query.where(AuditEvent.seq > after_seq)
+    return (await session.execute(query.order_by(AuditEvent.seq).limit(limit))).all()
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID | None = None,
+    principal_id: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_to: datetime | None = None,
+    limit: int,
+    before_seq: int | None = None,
+) -> Sequence[AuditEvent]:
+    """One organization's audit rows, newest (highest seq) first, after the keyset cursor.
+
+    `occurred_from` is inclusive, `occurred_to` exclusive. The (organization, patient, seq) and
+    (organization, principal, seq) indexes serve the common filters in this order directly.
+    """
+    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
+    if patient_id is not None:
+        query = query.where(AuditEvent.patient_id == patient_id)
+    if principal_id is not None:
+        query = query.where(AuditEvent.principal_id == principal_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if outcome is not None:
+        query = query.where(AuditEvent.outcome == outcome)
+    if occurred_from is not None:
+        query = query.where(AuditEvent.occurred_at >= occurred_from)
+    if occurred_to is not None:
+        query = query.where(AuditEvent.occurred_at < occurred_to)
+    if before_seq is not None:
+        query = query.where(AuditEvent.seq < before_seq)
+    query = query.order_by(AuditEvent.seq.desc()).limit(limit)
+    return (await session.scalars(query)).all()

@@ -1,0 +1,1 @@
+"""Idempotency-Key for POSTs that create: claim, store and replay the first response."""
