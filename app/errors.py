@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("app.errors")
 
@@ -142,14 +144,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+        headers["allow"] = _allowed_methods(request)
     return problem_response(
         exc.status_code,
         title=title,
         detail=detail,
         type_slug=slug,
         instance=request.url.path,
-        headers=getattr(exc, "headers", None),
+        headers=headers,
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers to. Starlette's own Allow header names only the first
+    route matching the path, e.g. POST alone for a path that also has a GET route."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -174,19 +197,43 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+# PostgreSQL refuses NUL characters in text (22021) and in JSON strings (22P05); SQLite stores
+# them. Input that only the database rejects is still the client's error, never a 500.
+_UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
+        return problem_response(
+            422,
+            title="Text cannot be stored",
+            detail="A text value contains a NUL (\\u0000) character, which cannot be stored.",
+            type_slug="unstorable-text",
+            instance=request.url.path,
+        )
+    return await _unhandled(request, exc)
+
+
+def internal_error_response(instance: str | None) -> JSONResponse:
+    """The 500 problem: never the exception's text or a stack trace (they may hold PHI)."""
     return problem_response(
         500,
         title="Internal server error",
         detail="The server could not complete the request; it has been logged.",
         type_slug="internal-error",
-        instance=request.url.path,
+        instance=instance,
     )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return internal_error_response(request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -20,6 +20,7 @@ from app.log_config import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.panels.router import router as panels_router
 from app.patients.router import router as patients_router
+from app.problems import Problem
 from app.ranges.router import router as ranges_router
 
 DESCRIPTION = """
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _document_extra_schemas(app: FastAPI) -> None:
-    """Add schemas referenced from hand-written request bodies to the OpenAPI components."""
+    """Add schemas referenced from hand-written request bodies and problem responses to the
+    OpenAPI components."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -84,12 +86,11 @@ def _document_extra_schemas(app: FastAPI) -> None:
             routes=app.routes,
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        document_schema = RangeSetDocument.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        for name, definition in document_schema.pop("$defs", {}).items():
-            components.setdefault(name, definition)
-        components["RangeSetDocument"] = document_schema
+        for model in (RangeSetDocument, Problem):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = model_schema
         app.openapi_schema = schema
         return schema
 

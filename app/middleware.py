@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 
-import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_BASE, PROBLEM_JSON, PayloadTooLargeError
+from app.errors import PayloadTooLargeError, internal_error_response, problem_response
+
+log = logging.getLogger("app.middleware")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -25,6 +27,10 @@ class RequestContextMiddleware:
 
     The limit applies to the declared Content-Length (refused before the app runs) and to the
     bytes actually received, so a chunked body without a length cannot exceed it either.
+
+    Unhandled exceptions are rendered here as a 500 problem: Starlette's own fallback sits
+    outside every middleware, so its 500 would leave without the request id and the security
+    headers.
     """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
@@ -39,9 +45,12 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         limit = self.max_body_bytes
+        response_started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 headers = MutableHeaders(scope=message)
                 headers.append(REQUEST_ID_HEADER, request_id)
                 for name, value in _SECURITY_HEADERS:
@@ -51,7 +60,15 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_too_large(scope, send_with_headers, limit)
+            too_large = problem_response(
+                413,
+                title="Request body too large",
+                detail=f"The request body exceeds {limit} bytes.",
+                type_slug="payload-too-large",
+                instance=scope.get("path"),
+                headers={"connection": "close"},
+            )
+            await too_large(scope, receive, send_with_headers)
             return
 
         received = 0
@@ -65,7 +82,13 @@ class RequestContextMiddleware:
                     raise PayloadTooLargeError(limit)
             return message
 
-        await self.app(scope, receive_limited, send_with_headers)
+        try:
+            await self.app(scope, receive_limited, send_with_headers)
+        except Exception:
+            if response_started:  # too late for a problem response; the server drops the stream
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await internal_error_response(scope.get("path"))(scope, receive, send_with_headers)
 
 
 def _request_id(scope: Scope) -> str:
@@ -86,27 +109,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
-    body = orjson.dumps(
-        {
-            "type": PROBLEM_BASE + "payload-too-large",
-            "title": "Request body too large",
-            "status": 413,
-            "detail": f"The request body exceeds {limit} bytes.",
-            "instance": scope.get("path"),
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -26,11 +26,15 @@ class Problem(BaseModel):
     )
 
 
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+
 def problem_doc(description: str) -> dict[str, Any]:
+    # Not `model=Problem`: FastAPI would document it under application/json, a media type these
+    # responses never have. The Problem component is added by app.main.
     return {
         "description": description,
-        "model": Problem,
-        "content": {"application/problem+json": {}},
+        "content": {"application/problem+json": {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
     }
 
 

@@ -171,7 +171,16 @@ async def reinterpret_panel(
     panel_id: uuid.UUID,
     session: WriteSession,
     organization_id: OrganizationId,
-    body: Annotated[ReinterpretRequest | None, Body()] = None,
+    body: Annotated[
+        ReinterpretRequest | None,
+        Body(
+            openapi_examples={
+                "with a reason": {
+                    "value": {"reason": "Clinic adopted its laboratory's 2027 ranges."}
+                }
+            }
+        ),
+    ] = None,
 ) -> PanelOut:
     """Interprets the stored values again against the organization's *currently active*
     reference-range set. Activating a new set never changes stored interpretations by itself;

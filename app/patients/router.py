@@ -12,7 +12,7 @@ from app.errors import AppError
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.patients import service
 from app.patients.schemas import PATIENT_EXAMPLE, PatientCreate, PatientOut, PatientPage
-from app.problems import PROBLEM_RESPONSES
+from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=PROBLEM_RESPONSES)
 
@@ -28,6 +28,7 @@ class InvalidIdentifierQueryError(AppError):
     status_code=status.HTTP_201_CREATED,
     summary="Register a patient",
     response_model=PatientOut,
+    responses={409: problem_doc("An identifier is already registered to another patient.")},
 )
 async def create_patient(
     session: WriteSession,

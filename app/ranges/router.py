@@ -36,9 +36,44 @@ _IMPORT_BODY: dict[str, Any] = {
         "description": "The range set as JSON, YAML (`application/yaml`) or CSV (`text/csv`; "
         "give `name` and `source` as query parameters, ratios cannot be expressed in CSV).",
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/RangeSetDocument"}},
-            "application/yaml": {"schema": {"type": "string"}},
-            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/RangeSetDocument"},
+                "example": {
+                    "name": "clinic-2027",
+                    "source": "Performing laboratory's published ranges, 2027 catalog",
+                    "rows": [
+                        {
+                            "analyte": "magnesium",
+                            "specimen": "serum",
+                            "age_min_years": 18,
+                            "unit": "mg/dL",
+                            "low": 1.7,
+                            "high": 2.2,
+                            "critical_low": 1.0,
+                            "critical_high": 5.0,
+                            "source": "https://medlineplus.gov/ency/article/003487.htm",
+                        }
+                    ],
+                },
+            },
+            "application/yaml": {
+                "schema": {"type": "string"},
+                "example": "name: clinic-2027\n"
+                "source: Performing laboratory's published ranges, 2027 catalog\n"
+                "rows:\n"
+                "  - analyte: magnesium\n"
+                "    specimen: serum\n"
+                "    age_min_years: 18\n"
+                "    unit: mg/dL\n"
+                "    low: 1.7\n"
+                "    high: 2.2\n"
+                "    source: https://medlineplus.gov/ency/article/003487.htm\n",
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "analyte,specimen,age_min_years,unit,low,high,source\n"
+                "magnesium,serum,18,mg/dL,1.7,2.2,https://medlineplus.gov/ency/article/003487.htm\n",
+            },
         },
     }
 }
