@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from app.config import Settings, get_settings
@@ -113,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo-data", help="add demo patients and panels")
+
+    create_key = commands.add_parser(
+        "create-api-key", help="create an API key (printed once, as the last line)"
+    )
+    create_key.add_argument("--org", required=True, help="organization name (created if new)")
+    create_key.add_argument("--role", required=True, choices=["integration", "clinician", "admin"])
+    create_key.add_argument("--name", help="a label for the key")
+    create_key.add_argument(
+        "--expires-at", type=datetime.fromisoformat, help="ISO 8601 time with a UTC offset"
+    )
+    revoke_key = commands.add_parser("revoke-api-key", help="revoke an API key")
+    revoke_key.add_argument("key", help="key id, mlk_<prefix>, or the full key")
+    commands.add_parser("verify-audit", help="check the audit trail's hash chain")
+    commands.add_parser("purge-idempotency", help="delete expired Idempotency-Key records")
     return parser
 
 
@@ -144,6 +159,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.demo import load_demo_data
 
             print(asyncio.run(load_demo_data(settings)))
+        elif args.command == "create-api-key":
+            from app.auth.cli import create_api_key_command
+
+            print(
+                create_api_key_command(
+                    settings,
+                    org=args.org,
+                    role=args.role,
+                    name=args.name,
+                    expires_at=args.expires_at,
+                )
+            )
+        elif args.command == "revoke-api-key":
+            from app.auth.cli import revoke_api_key_command
+
+            print(revoke_api_key_command(settings, key=args.key))
+        elif args.command == "verify-audit":
+            from app.audit.cli import verify_audit_command
+
+            code, message = verify_audit_command(settings)
+            print(message)
+            return code
+        elif args.command == "purge-idempotency":
+            from app.idempotency.cli import purge_idempotency_command
+
+            print(purge_idempotency_command(settings))
     except (AppError, DomainError, RangeSetFormatError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         errors = getattr(exc, "extensions", {}).get("errors") or getattr(exc, "errors", None)

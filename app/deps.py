@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.context import append_success
+from app.auth.deps import CurrentOrganizationId
 from app.config import Settings
 from app.db import transaction
-from app.models.organization import DEFAULT_ORGANIZATION_ID
 
 
 async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with transaction(request.app.state.sessionmaker) as session:
         yield session
+        # Last statement before the commit: the audit row of a PHI access commits with it.
+        await append_success(session, request, _default_status(request))
+
+
+def _default_status(request: Request) -> int:
+    status = getattr(request.scope.get("route"), "status_code", None)
+    return status if isinstance(status, int) else 200
 
 
 async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -30,7 +37,7 @@ WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -38,10 +45,6 @@ def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _organization_id(request: Request) -> uuid.UUID:
-    # Every caller belongs to the default organization until access control lands; routes
-    # already take the organization from here so scoping lives in one place.
-    return DEFAULT_ORGANIZATION_ID
-
-
-OrganizationId = Annotated[uuid.UUID, Depends(_organization_id)]
+# The caller's organization, from its credentials: every repository query is scoped by it, so
+# another organization's record is simply not found (404), never confirmed to exist.
+OrganizationId = CurrentOrganizationId

@@ -7,8 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
+from app.audit.router import router as audit_router
+from app.auth.oidc import OidcVerifier
+from app.auth.router import router as api_keys_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.docs import install_docs
@@ -33,7 +37,15 @@ interpretation against configurable, versioned reference ranges out.
   or `IND` when undecidable) against the range that fits the patient's sex, age and specimen;
   the range applied is stored with the result.
 * Errors are RFC 9457 `application/problem+json`.
-* Posting a panel is idempotent on `source` + `accession`.
+* Posting a panel is idempotent on `source` + `accession`; every creating POST also takes an
+  `Idempotency-Key` header (retries replay the first response).
+
+**Authentication.** Send an API key as `X-API-Key: mlk_...` (or `Authorization: Bearer
+mlk_...`), or an OIDC access token as `Authorization: Bearer <JWT>`. Roles: `integration`
+(post patients and panels), `clinician` (read patients, results and trends; re-interpret),
+`admin` (reference ranges, API keys, audit trail). You only ever see your own organization's
+records: another organization's record answers 404. Every access to patient data is recorded
+in an append-only audit trail.
 """
 
 
@@ -61,12 +73,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_sessionmaker(engine, read_only=True)
 
+    # A bad OIDC configuration refuses to start rather than refusing every token later.
+    app.state.oidc_verifier = OidcVerifier.from_settings(settings)
+
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Outermost, so preflight requests are answered before anything else runs.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "X-Request-ID",
+                "Idempotent-Replayed",
+                "Retry-After",
+            ],
+            max_age=600,
+        )
     app.include_router(health_router)
     app.include_router(patients_router)
     app.include_router(panels_router)
     app.include_router(ranges_router)
+    app.include_router(api_keys_router)
+    app.include_router(audit_router)
     install_docs(app)
     _document_extra_schemas(app)
     return app

@@ -9,6 +9,7 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.audit.context import draft_of, record_unwritten
 from app.errors import PayloadTooLargeError, internal_error_response, problem_response
 
 log = logging.getLogger("app.middleware")
@@ -51,6 +52,7 @@ class RequestContextMiddleware:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
+                await _audit_unwritten(scope, message["status"])
                 headers = MutableHeaders(scope=message)
                 headers.append(REQUEST_ID_HEADER, request_id)
                 for name, value in _SECURITY_HEADERS:
@@ -89,6 +91,21 @@ class RequestContextMiddleware:
                 raise
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             await internal_error_response(scope.get("path"))(scope, receive, send_with_headers)
+
+
+async def _audit_unwritten(scope: Scope, status: int) -> None:
+    """A PHI request whose transaction did not write its audit row (refused, failed) gets one
+    now, before the response leaves."""
+    draft = draft_of(scope.get("state") or {})
+    if draft is None or draft.written:
+        return
+    try:
+        await record_unwritten(scope, status)
+    except Exception:
+        draft.written = True  # one attempt: the failure is logged, the response still leaves
+        log.exception(
+            "audit row for %s %s could not be written", scope.get("method"), scope.get("path")
+        )
 
 
 def _request_id(scope: Scope) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -34,6 +35,7 @@ BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgres
 
 # Tables holding data a test creates, children first; organization and alembic_version stay.
 DATA_TABLES = (
+    "idempotency_record",
     "panel_interpretation",
     "result",
     "panel",
@@ -101,10 +103,59 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, environment="test", max_body_bytes=64 * 1024)
 
 
+class RoleAuth(httpx.Auth):
+    """Sends the API key of the role an operation needs, so tests read like a real caller's.
+
+    Admin for range-set changes, API keys and the audit trail; clinician for re-interpretation;
+    integration (which posts and reads patients and panels) for the rest. Pass ``auth=None`` to
+    send no credentials, or ``headers={"X-API-Key": ...}`` to choose a key explicitly.
+    """
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        self.keys = keys
+
+    def role_for(self, method: str, path: str) -> str:
+        if path.startswith(("/api/v1/api-keys", "/api/v1/audit-events")):
+            return "admin"
+        if path.startswith("/api/v1/range-sets") and method != "GET":
+            return "admin"
+        if path.endswith("/reinterpret"):
+            return "clinician"
+        return "integration"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if "x-api-key" not in request.headers and "authorization" not in request.headers:
+            request.headers["X-API-Key"] = self.keys[
+                self.role_for(request.method, request.url.path)
+            ]
+        yield request
+
+
+DEFAULT_ORGANIZATION = "default"
+OTHER_ORGANIZATION = "other-clinic"
+
+
 @pytest.fixture(scope="session")
-def session_client(settings: Settings) -> Iterator[TestClient]:
+def api_keys(settings: Settings) -> dict[str, dict[str, str]]:
+    """One key per role in the default organization and in a second one: {org: {role: key}}."""
+    from app.auth.cli import create_api_key_command
+
+    return {
+        org: {
+            role: create_api_key_command(settings, org=org, role=role, name=f"test {role}")
+            .splitlines()[-1]
+            .strip()
+            for role in ("integration", "clinician", "admin")
+        }
+        for org in (DEFAULT_ORGANIZATION, OTHER_ORGANIZATION)
+    }
+
+
+@pytest.fixture(scope="session")
+def session_client(settings: Settings, api_keys: dict[str, dict[str, str]]) -> Iterator[TestClient]:
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.auth = RoleAuth(api_keys[DEFAULT_ORGANIZATION])
         yield client
 
 
@@ -141,6 +192,12 @@ class Database:
             for table in DATA_TABLES:
                 await session.execute(text(f"DELETE FROM {table}"))
             await range_service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
+            other = await session.scalar(
+                text("SELECT id FROM organization WHERE name = :name"),
+                {"name": OTHER_ORGANIZATION},
+            )
+            if other is not None:
+                await range_service.ensure_default(session, organization_id=uuid.UUID(str(other)))
 
         self.in_session(go)
 

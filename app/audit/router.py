@@ -12,11 +12,16 @@ from pydantic import AwareDatetime
 from app.audit import repository
 from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
-from app.deps import OrganizationId, ReadSession
+from app.auth.deps import AUTH_RESPONSES, CanReadAudit
+from app.deps import ReadSession
 from app.pagination import Cursor, InvalidCursorError, Limit
 from app.problems import PROBLEM_RESPONSES
 
-router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/audit-events",
+    tags=["audit"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
 
 
 def encode_seq_cursor(seq: int) -> str:
@@ -37,7 +42,7 @@ def decode_seq_cursor(cursor: str) -> int:
 @router.get("", summary="Search the PHI audit trail", response_model=AuditEventPage)
 async def list_audit_events(
     session: ReadSession,
-    organization_id: OrganizationId,
+    principal: CanReadAudit,
     patient_id: Annotated[
         uuid.UUID | None, Query(description="Only accesses to this patient's data.")
     ] = None,
@@ -74,7 +79,7 @@ async def list_audit_events(
     to change or delete an event, and each event's `hash` covers the one before it."""
     events = await repository.list_events(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         patient_id=patient_id,
         principal_id=principal_id,
         action=action,

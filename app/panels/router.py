@@ -3,10 +3,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 
-from app.deps import OrganizationId, ReadSession, WriteSession
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanReinterpretPanels, CanWritePanels
+from app.deps import SettingsDep, WriteSession
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
+from app.idempotency.http import idempotent, json_response
+from app.idempotency.service import StoredResponse
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.panels import service
 from app.panels.schemas import (
@@ -21,7 +26,7 @@ from app.panels.schemas import (
 from app.panels.views import ratio_out, stored_verdict
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
-router = APIRouter(tags=["panels"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["panels"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
 
 CollectedFrom = Annotated[
     AwareDatetime | None,
@@ -47,15 +52,23 @@ def _json(model: PanelOut, status_code: int) -> Response:
             "description": "The same panel was already stored; nothing was written.",
             "model": PanelOut,
         },
-        409: problem_doc("A different panel is already stored under this source + accession."),
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc(
+            "A different panel is already stored under this source + accession, or a request "
+            "with this Idempotency-Key is still in progress."
+        ),
     },
+    dependencies=[Depends(audited("create", "panel"))],
 )
 async def post_panel(
+    request: Request,
     session: WriteSession,
-    organization_id: OrganizationId,
+    principal: CanWritePanels,
+    settings: SettingsDep,
     body: Annotated[
         PanelCreate, Body(openapi_examples={"mineral panel": {"value": PANEL_EXAMPLE}})
     ],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Stores a patient's mineral panel and returns it interpreted.
 
@@ -72,19 +85,54 @@ async def post_panel(
     Refused with **422** and nothing stored: an unknown analyte or unit (the problem names the
     unit and the accepted ones), a negative, NaN or infinite value, a value outside the
     analyte's physically possible bounds, an unknown patient, a collection time in the future
-    or before 1900."""
-    outcome = await service.ingest(session, organization_id=organization_id, data=body)
-    return _json(outcome.panel, 201 if outcome.created else 200)
+    or before 1900.
+
+    An `Idempotency-Key` additionally makes any retry return the first response byte for byte
+    (marked `Idempotent-Replayed: true`)."""
+
+    async def produce() -> StoredResponse:
+        outcome = await service.ingest(
+            session, organization_id=principal.organization_id, data=body
+        )
+        panel = outcome.panel
+        audit_target(
+            request,
+            resource_id=panel.id,
+            patient_id=panel.patient_id,
+            action="create" if outcome.created else "read",
+            status_code=201 if outcome.created else 200,
+        )
+        return json_response(
+            panel.model_dump_json().encode(),
+            201 if outcome.created else 200,
+            location=f"/api/v1/panels/{panel.id}",
+        )
+
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
+    )
 
 
-@router.get("/api/v1/panels/{panel_id}", summary="Read a panel", response_model=PanelOut)
+@router.get(
+    "/api/v1/panels/{panel_id}",
+    summary="Read a panel",
+    response_model=PanelOut,
+    dependencies=[Depends(audited("read", "panel"))],
+)
 async def get_panel(
-    panel_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+    panel_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
 ) -> Response:
     """Returns the panel with every result as sent, in the canonical unit, its interpretation,
     the snapshot of the reference range applied, the lab's own range and flag (with any
     disagreement), and the panel's ratios."""
-    panel = await service.get(session, organization_id=organization_id, panel_id=panel_id)
+    audit_target(request, resource_id=panel_id)
+    panel = await service.get(session, organization_id=principal.organization_id, panel_id=panel_id)
+    audit_target(request, patient_id=panel.patient_id)
     return _json(panel, 200)
 
 
@@ -92,11 +140,13 @@ async def get_panel(
     "/api/v1/patients/{patient_id}/panels",
     summary="List a patient's panels",
     response_model=PanelPage,
+    dependencies=[Depends(audited("search", "panel"))],
 )
 async def list_patient_panels(
     patient_id: uuid.UUID,
-    session: ReadSession,
-    organization_id: OrganizationId,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPanels,
     limit: Limit = 50,
     cursor: Cursor = None,
     collected_from: CollectedFrom = None,
@@ -112,9 +162,10 @@ async def list_patient_panels(
 ) -> PanelPage:
     """A patient's panels, newest collection first, with their results. Keyset-paginated:
     follow `next_cursor` until it is null."""
+    audit_target(request, patient_id=patient_id)
     panels = await service.list_for_patient(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         patient_id=patient_id,
         collected_from=collected_from,
         collected_to=collected_to,
@@ -132,12 +183,14 @@ async def list_patient_panels(
     "/api/v1/patients/{patient_id}/analytes/{analyte}/history",
     summary="An analyte's history for trends",
     response_model=TrendOut,
+    dependencies=[Depends(audited("read", "result"))],
 )
 async def analyte_history(
     patient_id: uuid.UUID,
     analyte: Annotated[str, Path(max_length=100, description="Analyte code, LOINC or name.")],
-    session: ReadSession,
-    organization_id: OrganizationId,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPanels,
     limit: Limit = 100,
     cursor: Cursor = None,
     unit: Annotated[
@@ -149,9 +202,10 @@ async def analyte_history(
 ) -> TrendOut:
     """Every result of one analyte for the patient, oldest first, converted to the canonical
     unit (or `unit`, e.g. `mg/dL`), with its interpretation: the series a trend chart needs."""
+    audit_target(request, patient_id=patient_id)
     return await service.analyte_history(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         patient_id=patient_id,
         analyte=analyte,
         unit=unit,
@@ -166,11 +220,13 @@ async def analyte_history(
     "/api/v1/panels/{panel_id}/reinterpret",
     summary="Re-interpret a panel with the active ranges",
     response_model=PanelOut,
+    dependencies=[Depends(audited("reinterpret", "panel"))],
 )
 async def reinterpret_panel(
     panel_id: uuid.UUID,
+    request: Request,
     session: WriteSession,
-    organization_id: OrganizationId,
+    principal: CanReinterpretPanels,
     body: Annotated[
         ReinterpretRequest | None,
         Body(
@@ -186,27 +242,33 @@ async def reinterpret_panel(
     reference-range set. Activating a new set never changes stored interpretations by itself;
     this explicit action does, and the previous interpretation stays readable under
     `/interpretations`."""
-    return await service.reinterpret(
+    audit_target(request, resource_id=panel_id)
+    panel = await service.reinterpret(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         panel_id=panel_id,
         reason=body.reason if body else None,
     )
+    audit_target(request, patient_id=panel.patient_id)
+    return panel
 
 
 @router.get(
     "/api/v1/panels/{panel_id}/interpretations",
     summary="A panel's interpretation history",
     response_model=list[InterpretationVersionOut],
+    dependencies=[Depends(audited("read", "panel"))],
 )
 async def panel_interpretations(
-    panel_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+    panel_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
 ) -> list[InterpretationVersionOut]:
     """Every interpretation of the panel, newest first: the current one and each one superseded
     by a re-interpretation, with the range set applied and the per-result verdicts."""
+    audit_target(request, resource_id=panel_id)
     current, older = await service.interpretation_versions(
-        session, organization_id=organization_id, panel_id=panel_id
+        session, organization_id=principal.organization_id, panel_id=panel_id
     )
+    audit_target(request, patient_id=current.patient_id)
     versions = [
         InterpretationVersionOut(
             version=current.interpretation_version,

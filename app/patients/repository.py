@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -107,3 +107,25 @@ async def search(
         )
     query = query.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def update_if_version(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    expected_version: int,
+    values: dict[str, object],
+) -> bool:
+    """Compare-and-set on the version column: True when this writer won."""
+    result = await session.execute(
+        update(Patient)
+        .where(
+            Patient.organization_id == organization_id,
+            Patient.id == patient_id,
+            Patient.version == expected_version,
+        )
+        .values(version=Patient.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)

@@ -4,17 +4,34 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from app.deps import OrganizationId, ReadSession, WriteSession
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPatients, CanWritePatients
+from app.concurrency import etag, require_if_match
+from app.deps import SettingsDep, WriteSession
 from app.domain.types import Sex
 from app.errors import AppError
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
+from app.idempotency.http import idempotent, json_response
+from app.idempotency.service import StoredResponse
+from app.models.patient import Patient
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.patients import service
-from app.patients.schemas import PATIENT_EXAMPLE, PatientCreate, PatientOut, PatientPage
+from app.patients.schemas import (
+    PATIENT_EXAMPLE,
+    PatientCreate,
+    PatientOut,
+    PatientPage,
+    PatientUpdate,
+)
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
-router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/patients",
+    tags=["patients"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
 
 
 class InvalidIdentifierQueryError(AppError):
@@ -23,42 +40,135 @@ class InvalidIdentifierQueryError(AppError):
     title = "Invalid query parameter"
 
 
+def _etag(patient: Patient) -> str:
+    return etag(str(patient.version))
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a patient",
     response_model=PatientOut,
-    responses={409: problem_doc("An identifier is already registered to another patient.")},
+    dependencies=[Depends(audited("create", "patient"))],
+    responses={
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc(
+            "An identifier is already registered to another patient, or a request with this "
+            "Idempotency-Key is still in progress."
+        ),
+    },
 )
 async def create_patient(
+    request: Request,
     session: WriteSession,
-    organization_id: OrganizationId,
+    principal: CanWritePatients,
+    settings: SettingsDep,
     body: Annotated[PatientCreate, Body(openapi_examples={"adult": {"value": PATIENT_EXAMPLE}})],
-) -> PatientOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Registers a patient with one or more external identifiers (e.g. the EHR's MRN).
 
     Each identifier (system + value) is unique within the organization: registering one that is
     already in use answers **409** `identifier-in-use` and stores nothing. Sex and birth date
-    drive reference-range selection for every panel posted for this patient."""
-    patient = await service.create(session, organization_id=organization_id, data=body)
-    return PatientOut.model_validate(patient)
+    drive reference-range selection for every panel posted for this patient. Send an
+    `Idempotency-Key` to make retries safe."""
 
+    async def produce() -> StoredResponse:
+        patient = await service.create(
+            session, organization_id=principal.organization_id, data=body
+        )
+        audit_target(request, resource_id=patient.id, patient_id=patient.id)
+        out = PatientOut.model_validate(patient)
+        return json_response(
+            out.model_dump_json().encode(),
+            201,
+            location=f"/api/v1/patients/{patient.id}",
+            etag=_etag(patient),
+        )
 
-@router.get("/{patient_id}", summary="Read a patient", response_model=PatientOut)
-async def get_patient(
-    patient_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
-) -> PatientOut:
-    """Returns the patient with its identifiers. An unknown id answers **404**."""
-    patient = await service.get_or_raise(
-        session, organization_id=organization_id, patient_id=patient_id
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
     )
+
+
+@router.get(
+    "/{patient_id}",
+    summary="Read a patient",
+    response_model=PatientOut,
+    dependencies=[Depends(audited("read", "patient"))],
+)
+async def get_patient(
+    patient_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanReadPatients,
+) -> PatientOut:
+    """Returns the patient with its identifiers and an `ETag` for updates. An unknown id (or
+    another organization's) answers **404**."""
+    audit_target(request, resource_id=patient_id, patient_id=patient_id)
+    patient = await service.get_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    response.headers["ETag"] = _etag(patient)
     return PatientOut.model_validate(patient)
 
 
-@router.get("", summary="Search patients", response_model=PatientPage)
+@router.patch(
+    "/{patient_id}",
+    summary="Correct a patient's sex or birth date",
+    response_model=PatientOut,
+    dependencies=[Depends(audited("update", "patient"))],
+    responses={
+        412: problem_doc("The patient changed since your If-Match ETag was read."),
+        428: problem_doc("If-Match is missing."),
+    },
+)
+async def update_patient(
+    patient_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanWritePatients,
+    body: Annotated[
+        PatientUpdate, Body(openapi_examples={"correct sex": {"value": {"sex": "male"}}})
+    ],
+) -> PatientOut:
+    """Corrects the sex or birth date used for reference-range selection. Panels already
+    stored keep their interpretation until re-interpreted.
+
+    Updates need `If-Match: <ETag>` from your last read: **428** without it, **412** when the
+    patient changed since (nothing is modified)."""
+    audit_target(request, resource_id=patient_id, patient_id=patient_id)
+    current = await service.get_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    require_if_match(request, _etag(current))
+    patient = await service.update(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        expected_version=current.version,
+        data=body,
+    )
+    response.headers["ETag"] = _etag(patient)
+    return PatientOut.model_validate(patient)
+
+
+@router.get(
+    "",
+    summary="Search patients",
+    response_model=PatientPage,
+    dependencies=[Depends(audited("search", "patient"))],
+)
 async def search_patients(
-    session: ReadSession,
-    organization_id: OrganizationId,
+    session: WriteSession,
+    principal: CanReadPatients,
     limit: Limit = 50,
     cursor: Cursor = None,
     identifier: Annotated[
@@ -83,7 +193,7 @@ async def search_patients(
         parsed = (system, value or None)
     patients = await service.search(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         identifier=parsed,
         sex=sex.value if sex else None,
         birth_date=birth_date,

@@ -42,6 +42,18 @@ class PatientCreate(InputModel):
         return value
 
 
+class PatientUpdate(InputModel):
+    """The fields a clinic may correct. Identifiers are fixed once registered."""
+
+    sex: Sex | None = Field(default=None, description="Corrected sex.")
+    birth_date: date | None = Field(default=None, description="Corrected birth date.")
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible_birth_date(cls, value: date | None) -> date | None:
+        return PatientCreate._plausible_birth_date(value)
+
+
 class PatientOut(OutputModel):
     id: uuid.UUID
     identifiers: list[IdentifierOut]

@@ -10,11 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.concurrency import PreconditionFailedError, etag
 from app.db import utcnow
 from app.errors import ConflictError, NotFoundError
 from app.models.patient import Patient, PatientIdentifier
 from app.patients import repository
-from app.patients.schemas import PatientCreate
+from app.patients.schemas import PatientCreate, PatientUpdate
 
 
 class IdentifierInUseError(ConflictError):
@@ -89,3 +90,38 @@ async def search(
         limit=limit,
         after=after,
     )
+
+
+async def update(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    expected_version: int,
+    data: PatientUpdate,
+) -> Patient:
+    """Apply a correction if nobody changed the patient since `expected_version` was read.
+
+    Stored panels keep the interpretation they were given; re-interpret them explicitly."""
+    values: dict[str, object] = {"updated_at": utcnow()}
+    if data.sex is not None:
+        values["sex"] = data.sex.value
+    if "birth_date" in data.model_fields_set:
+        values["birth_date"] = data.birth_date
+    won = await repository.update_if_version(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        expected_version=expected_version,
+        values=values,
+    )
+    if not won:
+        current = await get_or_raise(
+            session, organization_id=organization_id, patient_id=patient_id
+        )
+        raise PreconditionFailedError(
+            "The patient was changed by someone else; read it again and reapply your change.",
+            current_etag=etag(str(current.version)),
+        )
+    session.expire_all()
+    return await get_or_raise(session, organization_id=organization_id, patient_id=patient_id)

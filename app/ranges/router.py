@@ -3,10 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
-from app.deps import OrganizationId, ReadSession, WriteSession
+from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
+from app.concurrency import etag, require_if_match
+from app.deps import ReadSession, SettingsDep, WriteSession
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.range_sets import (
     RangeSetDocument,
@@ -14,13 +16,18 @@ from app.domain.range_sets import (
     parse_range_set_yaml,
 )
 from app.errors import AppError, NotFoundError, UnprocessableError, validation_errors
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
+from app.idempotency.http import idempotent, json_response
+from app.idempotency.service import StoredResponse
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.ranges import repository, service
 from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
 
 router = APIRouter(
-    prefix="/api/v1/range-sets", tags=["reference ranges"], responses=PROBLEM_RESPONSES
+    prefix="/api/v1/range-sets",
+    tags=["reference ranges"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
 )
 
 
@@ -140,28 +147,60 @@ async def _document(request: Request, name: str | None, source: str | None) -> R
     summary="Import a reference-range set",
     response_model=RangeSetDetailOut,
     openapi_extra=_IMPORT_BODY,
-    responses={415: problem_doc("The body is not JSON, YAML or CSV.")},
+    responses={
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc(
+            "A concurrent import or activation won, or a request with this Idempotency-Key is "
+            "still in progress."
+        ),
+        415: problem_doc("The body is not JSON, YAML or CSV."),
+    },
 )
 async def import_range_set(
     request: Request,
     session: WriteSession,
-    organization_id: OrganizationId,
+    principal: CanWriteRanges,
+    settings: SettingsDep,
     activate: Annotated[bool, Query(description="Make it the active set right away.")] = False,
     name: Annotated[str | None, Query(max_length=100, description="CSV only: set name.")] = None,
     source: Annotated[
         str | None, Query(max_length=500, description="CSV only: where the ranges come from.")
     ] = None,
-) -> RangeSetDetailOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Stores a new version of a named range set. Every row names its analyte, specimen, sex,
     half-open age band `[age_min_years, age_max_years)`, unit, limits and **source**; the set
     is refused (422) when an analyte or unit is unknown, limits are out of order, or two rows
     of the same specificity overlap. Versions number from 1 per name. A stored set never
     changes; activating it does not alter stored interpretations."""
-    document = await _document(request, name, source)
-    range_set = await service.import_document(
-        session, organization_id=organization_id, document=document, activate=activate
+    organization_id = principal.organization_id
+
+    async def produce() -> StoredResponse:
+        document = await _document(request, name, source)
+        range_set = await service.import_document(
+            session, organization_id=organization_id, document=document, activate=activate
+        )
+        detail = await _detail(session, organization_id, range_set.id)
+        return json_response(
+            detail.model_dump_json().encode(),
+            201,
+            location=f"/api/v1/range-sets/{detail.id}",
+            etag=_etag(detail),
+        )
+
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
     )
-    return await _detail(session, organization_id, range_set.id)
+
+
+def _etag(range_set: RangeSetOut) -> str:
+    activated = range_set.activated_at.isoformat() if range_set.activated_at else "never"
+    return etag(f"{range_set.status}@{activated}")
 
 
 async def _detail(
@@ -178,7 +217,7 @@ async def _detail(
 @router.get("", summary="List reference-range sets", response_model=RangeSetPage)
 async def list_range_sets(
     session: ReadSession,
-    organization_id: OrganizationId,
+    principal: CanReadRanges,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> RangeSetPage:
@@ -186,7 +225,7 @@ async def list_range_sets(
     `retired`)."""
     sets = await repository.list_sets(
         session,
-        organization_id=organization_id,
+        organization_id=principal.organization_id,
         limit=limit + 1,
         after=decode_cursor(cursor) if cursor else None,
     )
@@ -199,36 +238,59 @@ async def list_range_sets(
 
 @router.get("/active", summary="The active reference-range set", response_model=RangeSetDetailOut)
 async def active_range_set(
-    session: ReadSession, organization_id: OrganizationId
+    response: Response, session: ReadSession, principal: CanReadRanges
 ) -> RangeSetDetailOut:
     """The set new panels are interpreted against, with all its rows and ratio ranges."""
+    organization_id = principal.organization_id
     range_set_id = await repository.get_active_id(session, organization_id=organization_id)
     if range_set_id is None:
         raise NotFoundError("No reference-range set is active.")
-    return await _detail(session, organization_id, range_set_id)
+    detail = await _detail(session, organization_id, range_set_id)
+    response.headers["ETag"] = _etag(detail)
+    return detail
 
 
 @router.get(
     "/{range_set_id}", summary="Read a reference-range set", response_model=RangeSetDetailOut
 )
 async def get_range_set(
-    range_set_id: uuid.UUID, session: ReadSession, organization_id: OrganizationId
+    range_set_id: uuid.UUID, response: Response, session: ReadSession, principal: CanReadRanges
 ) -> RangeSetDetailOut:
-    """One range set with all its rows (in the units they were written in) and ratio ranges."""
-    return await _detail(session, organization_id, range_set_id)
+    """One range set with all its rows (in the units they were written in) and ratio ranges,
+    with an `ETag` to send as `If-Match` when activating it."""
+    detail = await _detail(session, principal.organization_id, range_set_id)
+    response.headers["ETag"] = _etag(detail)
+    return detail
 
 
 @router.post(
     "/{range_set_id}/activate",
     summary="Activate a reference-range set",
     response_model=RangeSetOut,
+    responses={
+        409: problem_doc("Another set was activated at the same time."),
+        412: problem_doc("The set changed since your If-Match ETag was read."),
+        428: problem_doc("If-Match is missing."),
+    },
 )
 async def activate_range_set(
-    range_set_id: uuid.UUID, session: WriteSession, organization_id: OrganizationId
+    range_set_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanWriteRanges,
 ) -> RangeSetOut:
     """Makes this set the one new panels are interpreted against; the previously active set is
-    retired. Stored interpretations are not changed (re-interpret a panel explicitly)."""
+    retired. Stored interpretations are not changed (re-interpret a panel explicitly).
+
+    Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
+    changed since (nothing is modified)."""
+    organization_id = principal.organization_id
+    current = await _detail(session, organization_id, range_set_id)
+    require_if_match(request, _etag(current))
     range_set = await service.activate(
         session, organization_id=organization_id, range_set_id=range_set_id
     )
-    return RangeSetOut.model_validate(range_set)
+    out = RangeSetOut.model_validate(range_set)
+    response.headers["ETag"] = _etag(out)
+    return out
