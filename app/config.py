@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "role"
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="how long a verified API key is trusted without a database read; a "
+        "revocation reaches other processes within this time (0 = always read)",
+    )
     api_key_touch_interval_seconds: int = Field(
         default=60, ge=0, description="how often an API key's last-used time is written"
     )

@@ -92,6 +92,13 @@ def make_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=False,
         hide_parameters=True,
+        # Every lock wait of this service is bounded (a retried Idempotency-Key waits this long
+        # for the first attempt, then gets 409): set once per connection, not per request.
+        connect_args={
+            "server_settings": {
+                "lock_timeout": f"{round(settings.idempotency_wait_seconds * 1000)}ms"
+            }
+        },
     )
 
 

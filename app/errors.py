@@ -202,6 +202,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 _UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 
 
+# lock_not_available (lock_timeout), deadlock_detected, serialization_failure
+_RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
@@ -211,6 +215,18 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             detail="A text value contains a NUL (\\u0000) character, which cannot be stored.",
             type_slug="unstorable-text",
             instance=request.url.path,
+        )
+    if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        # A lock wait hit the configured bound, or the database chose this transaction as a
+        # deadlock victim: nothing was written, and the same request can simply be retried.
+        return problem_response(
+            409,
+            title="Busy: a concurrent request holds this record",
+            detail="The request waited too long for a concurrent change; nothing was "
+            "written. Retry it.",
+            type_slug="concurrent-update",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
         )
     return await _unhandled(request, exc)
 

@@ -429,10 +429,11 @@ def our_panel_body(patient_id: str, accession: str, collected_at: str) -> dict[s
 
 
 def write_scripts(
-    folder: Path, floor_dir: Path, patient_id: str, collected_at: str
+    folder: Path, floor_dir: Path, patient_id: str, collected_at: str, api_key: str
 ) -> dict[str, Path]:
     """wrk scripts: the floor's POST (post_panel.lua verbatim), ours with a unique accession
-    per request (prefix from the script argument, wrk thread number, counter), and GET."""
+    and a unique Idempotency-Key per request (prefix from the script argument, wrk thread
+    number, counter) and our API key, and the GETs (ours authenticated)."""
     floor_post = (floor_dir / "post_panel.lua").read_text("utf-8")
     marker = "@@ACCESSION@@"
     template = json.dumps(
@@ -441,7 +442,6 @@ def write_scripts(
     template = template.replace(marker, "%s-%d-%d")
     ours_post = f"""
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
 local body_format = {_lua_long_string(template)}
 local prefix = "bench"
 local counter = 0
@@ -450,13 +450,22 @@ function init(args)
 end
 function request()
   counter = counter + 1
-  return wrk.format(nil, nil, nil, string.format(body_format, prefix, tid or 0, counter))
+  local headers = {{
+    ["Content-Type"] = "application/json",
+    ["X-API-Key"] = "{api_key}",
+    ["Idempotency-Key"] = string.format("%s-%d-%d", prefix, tid or 0, counter),
+  }}
+  return wrk.format(nil, nil, headers, string.format(body_format, prefix, tid or 0, counter))
 end
+"""
+    ours_get = f"""
+wrk.headers["X-API-Key"] = "{api_key}"
 """
     scripts = {
         "floor_post": floor_post + "\n" + _REPORTER_LUA,
         "ours_post": ours_post + _REPORTER_LUA,
         "get": _REPORTER_LUA,
+        "ours_get": ours_get + _REPORTER_LUA,
     }
     paths: dict[str, Path] = {}
     for name, text in scripts.items():
@@ -611,7 +620,7 @@ def start_floor(
 
 def start_ours(
     scratch: Scratch, args: argparse.Namespace, work: Path, stack: contextlib.ExitStack
-) -> tuple[Proc, str]:
+) -> tuple[Proc, str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": scratch.ours_url,
@@ -630,6 +639,29 @@ def start_ours(
     if migrate.returncode != 0:
         raise HarnessError(f"`python -m app migrate` failed:\n{migrate.stdout}{migrate.stderr}")
     log(f"ours: {migrate.stdout.strip() or 'migrated'}")
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "create-api-key",
+            "--org",
+            "default",
+            "--role",
+            "integration",
+            "--name",
+            "bench",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if created.returncode != 0:
+        raise HarnessError(f"`python -m app create-api-key` failed:\n{created.stderr}")
+    api_key = created.stdout.strip().splitlines()[-1].strip()
     port = free_port()
     cmd = [
         sys.executable,
@@ -650,7 +682,7 @@ def start_ours(
     stack.callback(_quietly, "stop ours", stop_process, proc)
     base = f"http://127.0.0.1:{port}"
     wait_ready(proc, f"{base}/health/ready")
-    return proc, base
+    return proc, base, api_key
 
 
 def _expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
@@ -679,10 +711,12 @@ def sample_floor(base: str, floor_dir: Path) -> tuple[str, dict[str, Any]]:
     return panel_id, {"panel_id": panel_id, "flags": flags}
 
 
-def sample_ours(base: str, token: str, collected_at: str) -> tuple[str, str, dict[str, Any]]:
+def sample_ours(
+    base: str, token: str, collected_at: str, api_key: str
+) -> tuple[str, str, dict[str, Any]]:
     """Register the patient, POST one panel (must be 201), re-send it (must be 200, nothing
     written) and read it back (200). Returns the patient id and the panel id GET loads use."""
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=10, headers={"X-API-Key": api_key}) as client:
         patient = _expect(
             client.post(
                 "/api/v1/patients",
@@ -752,7 +786,7 @@ def bench_database(db: Db, args: argparse.Namespace, wrk: str, work: Path) -> Db
         scratch = make_scratch(db, token, stack, args)
         floor_proc, floor_base = start_floor(scratch, args, work, stack)
         log(f"floor ready at {floor_base} (pid {floor_proc.popen.pid})")
-        ours_proc, ours_base = start_ours(scratch, args, work, stack)
+        ours_proc, ours_base, api_key = start_ours(scratch, args, work, stack)
         log(f"ours ready at {ours_base} (pid {ours_proc.popen.pid})")
         if args.workers > 1:
             # floor_app drops and recreates its tables in every worker on import: let all of
@@ -760,9 +794,11 @@ def bench_database(db: Db, args: argparse.Namespace, wrk: str, work: Path) -> Db
             time.sleep(1.0 + 0.5 * args.workers)
 
         floor_panel, report.samples["floor"] = sample_floor(floor_base, args.floor_dir)
-        patient_id, our_panel, report.samples["ours"] = sample_ours(ours_base, token, collected_at)
+        patient_id, our_panel, report.samples["ours"] = sample_ours(
+            ours_base, token, collected_at, api_key
+        )
         log(f"sample requests OK: floor panel {floor_panel}, ours panel {our_panel}")
-        scripts = write_scripts(work, args.floor_dir, patient_id, collected_at)
+        scripts = write_scripts(work, args.floor_dir, patient_id, collected_at, api_key)
         targets: dict[Service, Target] = {
             "floor": Target(
                 "floor",
@@ -792,7 +828,8 @@ def bench_database(db: Db, args: argparse.Namespace, wrk: str, work: Path) -> Db
             if target.proc.popen.poll() is not None:
                 raise HarnessError(f"{target.service} died:\n{target.proc.log_tail()}")
             path = target.post_path if endpoint == "POST" else target.get_path
-            script = target.post_script if endpoint == "POST" else scripts["get"]
+            get_script = scripts["ours_get"] if target.service == "ours" else scripts["get"]
+            script = target.post_script if endpoint == "POST" else get_script
             script_args = [f"{phase.replace(' ', '')}-{token}"] if target.service == "ours" else []
             result = run_wrk(
                 wrk,

@@ -100,7 +100,13 @@ def database_url(backend: str, scratch_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, environment="test", max_body_bytes=64 * 1024)
+    return Settings(
+        database_url=database_url,
+        environment="test",
+        max_body_bytes=64 * 1024,
+        # Tests revoke and expire keys between requests: always read the key from the database.
+        api_key_cache_seconds=0,
+    )
 
 
 class RoleAuth(httpx.Auth):
@@ -114,7 +120,8 @@ class RoleAuth(httpx.Auth):
     def __init__(self, keys: dict[str, str]) -> None:
         self.keys = keys
 
-    def role_for(self, method: str, path: str) -> str:
+    @staticmethod
+    def role_for(method: str, path: str) -> str:
         if path.startswith(("/api/v1/api-keys", "/api/v1/audit-events")):
             return "admin"
         if path.startswith("/api/v1/range-sets") and method != "GET":

@@ -7,10 +7,18 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +94,11 @@ def test_load_ranges_reports_a_broken_file_without_a_traceback(
 def test_serve_applies_migrations_and_answers_health_and_docs(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
+    # The README's order: migrate, create a key (its last line), then serve and call with it.
+    assert _run(["migrate"], tmp_path, cli_env).returncode == 0
+    created = _run(["create-api-key", "--org", "default", "--role", "admin"], tmp_path, cli_env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
@@ -105,8 +118,12 @@ def test_serve_applies_migrations_and_answers_health_and_docs(
                 time.sleep(0.3)
         assert ready is not None
         assert ready.status_code == 200
-        active = httpx.get(f"http://127.0.0.1:{port}/api/v1/range-sets/active", timeout=5)
-        assert active.status_code == 200
+        url = f"http://127.0.0.1:{port}/api/v1/range-sets/active"
+        anonymous = httpx.get(url, timeout=5)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+        active = httpx.get(url, headers={"X-API-Key": key}, timeout=5)
+        assert active.status_code == 200, active.text
         assert active.json()["name"] == "default"
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
         assert docs.status_code == 200
@@ -114,3 +131,67 @@ def test_serve_applies_migrations_and_answers_health_and_docs(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_key_audit_and_idempotency_commands(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """create-api-key prints a working key as its last line; revoke-api-key stops it;
+    verify-audit checks the chain the requests wrote (exit 0 when intact); purge-idempotency
+    deletes only records past their retention."""
+    assert _run(["migrate"], tmp_path, cli_env).returncode == 0
+    created = _run(
+        ["create-api-key", "--org", "cli-clinic", "--role", "integration", "--name", "LIS"],
+        tmp_path,
+        cli_env,
+    )
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.strip().splitlines()
+    key = lines[-1]
+    assert key.startswith("mlk_")
+    assert key not in "\n".join(lines[:-1])  # shown once, as the last line only
+    assert "'cli-clinic'" in lines[0]
+    assert "role integration" in created.stdout
+    refused = _run(["create-api-key", "--org", "cli-clinic", "--role", "root"], tmp_path, cli_env)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+
+    settings = Settings(database_url=cli_env["DATABASE_URL"], api_key_cache_seconds=0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        body = {"identifiers": [{"system": "urn:test:mrn", "value": "CLI-1"}], "sex": "male"}
+        posted = client.post(
+            "/api/v1/patients",
+            json=body,
+            headers={"X-API-Key": key, "Idempotency-Key": "cli-test-1"},
+        )
+        assert posted.status_code == 201, posted.text
+        assert client.get(posted.headers["Location"], headers={"X-API-Key": key}).status_code == 200
+
+        verified = _run(["verify-audit"], tmp_path, cli_env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert verified.stdout.strip() == "audit trail intact: 2 events verified"
+
+        revoked = _run(["revoke-api-key", key], tmp_path, cli_env)
+        assert revoked.returncode == 0, revoked.stderr
+        assert revoked.stdout.strip().endswith("revoked")
+        assert "LIS" in revoked.stdout
+        assert client.get("/api/v1/patients", headers={"X-API-Key": key}).status_code == 401
+        again = _run(["revoke-api-key", key[: len("mlk_") + 12]], tmp_path, cli_env)
+        assert again.returncode == 0, again.stderr
+        assert "already revoked" in again.stdout
+        unknown = _run(["revoke-api-key", "mlk_doesnotexist"], tmp_path, cli_env)
+        assert unknown.returncode == 1
+        assert unknown.stderr.startswith("error:")
+
+        kept = _run(["purge-idempotency"], tmp_path, cli_env)
+        assert kept.returncode == 0, kept.stderr
+        assert kept.stdout.strip() == "purged 0 expired idempotency records"
+        Database(client).in_session(_expire_idempotency_records)
+        purged = _run(["purge-idempotency"], tmp_path, cli_env)
+        assert purged.stdout.strip() == "purged 1 expired idempotency record"
+        assert Database(client).count("idempotency_record") == 0
+
+
+async def _expire_idempotency_records(session: Any) -> None:
+    await session.execute(
+        text("UPDATE idempotency_record SET expires_at = :past"),
+        {"past": datetime(2000, 1, 1, tzinfo=UTC)},
+    )

@@ -74,3 +74,13 @@ def canonical_bytes(values: Mapping[str, Any], prev_hash: str) -> bytes:
 
 def event_hash(values: Mapping[str, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical_bytes(values, prev_hash)).hexdigest()
+
+
+_SLOT = "<<prev-hash>>"
+
+
+def canonical_parts(values: Mapping[str, Any]) -> tuple[str, str]:
+    """The canonical text before and after the prev_hash value, for a database that fills the
+    slot itself: ``before + prev_hash + after == canonical_bytes(values, prev_hash)``."""
+    before, after = canonical_bytes(values, _SLOT).decode("ascii").split(_SLOT)
+    return before, after

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +40,10 @@ class AuditDraft:
     written: bool = False
 
 
-def audited(action: str, resource_type: str) -> Callable[[Request], None]:
+def audited(action: str, resource_type: str) -> Callable[[Request], Awaitable[None]]:
     """A route dependency marking the route as an access to patient data."""
 
-    def dependency(request: Request) -> None:
+    async def dependency(request: Request) -> None:
         request.state.audit = AuditDraft(action=action, resource_type=resource_type)
 
     dependency.__name__ = f"audit_{action}_{resource_type}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Row, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.audit import AuditEvent
@@ -15,6 +15,68 @@ from app.models.audit import AuditEvent
 # pg_advisory_xact_lock key that serializes appends to the chain ("min_audi" in ASCII). Any
 # other use of advisory locks in this database must pick a different key.
 CHAIN_LOCK_KEY = 0x6D696E5F61756469
+
+
+_LOCK_CHAIN = select(
+    func.pg_advisory_xact_lock(CHAIN_LOCK_KEY), func.current_setting("transaction_isolation")
+)
+
+_COLUMNS = (
+    "id",
+    "occurred_at",
+    "organization_id",
+    "principal_id",
+    "principal_kind",
+    "role",
+    "action",
+    "resource_type",
+    "resource_id",
+    "patient_id",
+    "outcome",
+    "status_code",
+    "method",
+    "path",
+    "request_id",
+    "client_address",
+)
+_PG_CASTS = {
+    "id": "uuid",
+    "occurred_at": "timestamptz",
+    "organization_id": "uuid",
+    "patient_id": "uuid",
+    "status_code": "integer",
+}
+# PostgreSQL: read the chain's tail and compute this row's hash inside the INSERT, one round
+# trip instead of two. The hash is SHA-256 over exactly the bytes app.audit.chain builds:
+# Python supplies the canonical JSON around the prev_hash slot, the database the tail hash.
+_PG_APPEND = text(
+    "INSERT INTO audit_event ("
+    + ", ".join(_COLUMNS)
+    + ", prev_hash, hash) SELECT "
+    + ", ".join(
+        f"CAST(:{name} AS {_PG_CASTS[name]})" if name in _PG_CASTS else f":{name}"
+        for name in _COLUMNS
+    )
+    + ", tail.h, encode(sha256(convert_to(:before || tail.h || :after, 'UTF8')), 'hex') "
+    "FROM (SELECT coalesce((SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1), :genesis)"
+    " AS h) AS tail"
+)
+
+
+async def append_with_tail_hash(
+    session: AsyncSession, values: dict[str, Any], *, before: str, after: str, genesis: str
+) -> None:
+    """PostgreSQL only, after lock_chain: insert one row linked to the current tail."""
+    connection = await session.connection()
+    await connection.execute(
+        _PG_APPEND,
+        {
+            **{name: values[name] for name in _COLUMNS},
+            "before": before,
+            "after": after,
+            "genesis": genesis,
+        },
+    )
 
 
 async def lock_chain(session: AsyncSession) -> str | None:
@@ -27,14 +89,8 @@ async def lock_chain(session: AsyncSession) -> str | None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return None
-    row = (
-        await session.execute(
-            select(
-                func.pg_advisory_xact_lock(CHAIN_LOCK_KEY),
-                func.current_setting("transaction_isolation"),
-            )
-        )
-    ).one()
+    connection = await session.connection()
+    row = (await connection.execute(_LOCK_CHAIN)).one()
     return str(row[1])
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import repository
-from app.audit.chain import GENESIS_HASH, event_hash
+from app.audit.chain import GENESIS_HASH, canonical_parts, event_hash
 from app.db import READ_ONLY, new_id, utcnow
 from app.models.audit import AuditEvent
 
@@ -116,6 +116,14 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
     if isolation not in (None, "read committed"):
         # A snapshot older than the lock would read a stale tail and fork the chain.
         raise RuntimeError(f"audit rows need READ COMMITTED, not {isolation}")
+    if isolation is not None:  # PostgreSQL: the tail is read inside each INSERT
+        for entry in entries:
+            values = _row(entry)
+            before, after = canonical_parts(values)
+            await repository.append_with_tail_hash(
+                session, values, before=before, after=after, genesis=GENESIS_HASH
+            )
+        return
     prev_hash = await repository.last_hash(session) or GENESIS_HASH
     for entry in entries:
         values = _row(entry)

@@ -17,9 +17,12 @@ stored on ``request.state.principal`` for the audit trail, before any 403 is rai
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, NoReturn
@@ -126,15 +129,55 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    key_id: uuid.UUID
+    key_expires_at: datetime | None
+    trusted_until: float
+
+
+# Verified keys, by SHA-256 of the whole token (never the token itself), per process. A hit
+# skips the database read for `api_key_cache_seconds`; revoking through this process evicts at
+# once, other processes notice within that time. Bounded so junk tokens cannot grow it.
+_verified: dict[str, _Verified] = {}
+_VERIFIED_MAX = 10_000
+
+
+def forget_api_key(key_id: uuid.UUID) -> None:
+    for digest in [d for d, v in _verified.items() if v.key_id == key_id]:
+        _verified.pop(digest, None)
+
+
 async def _api_key_principal(request: Request, token: str, now: datetime) -> Principal:
+    settings = _settings(request)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    cached = _verified.get(digest)
+    if (
+        cached is not None
+        and cached.trusted_until > time.monotonic()
+        and (cached.key_expires_at is None or cached.key_expires_at > now)
+    ):
+        return cached.principal
     async with transaction(request.app.state.read_sessionmaker) as session:
         verified = await service.verify_api_key(session, token=token, now=now)
     if isinstance(verified, Rejection):
+        _verified.pop(digest, None)
         _refuse(request, verified)
-    interval = _settings(request).api_key_touch_interval_seconds
+    interval = settings.api_key_touch_interval_seconds
     if service.needs_touch(verified, now=now, touch_interval=interval):
         await _record_use(request, verified.id, now, interval)
-    return service.principal_for_key(verified)
+    principal = service.principal_for_key(verified)
+    if settings.api_key_cache_seconds > 0:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[digest] = _Verified(
+            principal=principal,
+            key_id=verified.id,
+            key_expires_at=verified.expires_at,
+            trusted_until=time.monotonic() + settings.api_key_cache_seconds,
+        )
+    return principal
 
 
 async def _record_use(request: Request, key_id: uuid.UUID, now: datetime, interval: int) -> None:
@@ -203,7 +246,7 @@ def _require(scopes: tuple[str, ...]) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-def _organization_id(principal: Annotated[Principal, Security(authenticate)]) -> uuid.UUID:
+async def _organization_id(principal: Annotated[Principal, Security(authenticate)]) -> uuid.UUID:
     return principal.organization_id
 
 

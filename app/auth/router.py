@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.auth import service
-from app.auth.deps import AUTH_RESPONSES, CanAdminKeys
+from app.auth.deps import AUTH_RESPONSES, CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.db import utcnow
 from app.deps import ReadSession, WriteSession
@@ -75,11 +75,13 @@ async def list_api_keys(
 async def revoke_api_key(
     key_id: uuid.UUID, principal: CanAdminKeys, session: WriteSession
 ) -> ApiKeyOut:
-    """Stops the key from working, immediately and for good (create a new key to replace it).
-    Revoking a revoked key is harmless and keeps the first revocation time. A key of another
-    organization is 404."""
+    """Stops the key from working for good (create a new key to replace it): at once on this
+    server, within `MINERAL_API_KEY_CACHE_SECONDS` (default 5 s) on other replicas. Revoking a
+    revoked key is harmless and keeps the first revocation time. A key of another organization
+    is 404."""
     now = utcnow()
     api_key = await service.revoke_api_key(
         session, organization_id=principal.organization_id, key_id=key_id, now=now
     )
+    forget_api_key(api_key.id)
     return ApiKeyOut.from_key(api_key, now=now)

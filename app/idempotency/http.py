@@ -42,6 +42,8 @@ async def idempotent(
         body=await request.body(),
         retention=timedelta(hours=settings.idempotency_retention_hours),
         wait_seconds=settings.idempotency_wait_seconds,
+        # app.db sets lock_timeout to this wait on every PostgreSQL connection.
+        lock_timeout_preset=True,
         produce=produce,
     )
     if replayed:

@@ -6,12 +6,35 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, delete, func, select, update
+from sqlalchemy import CursorResult, Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.idempotency import IdempotencyRecord
+
+_RECORD = cast(Table, IdempotencyRecord.__table__)
+_CLAIM = {
+    name: insert_fn(_RECORD)
+    .on_conflict_do_nothing(index_elements=["principal_id", "key"])
+    .returning(_RECORD.c.id)
+    for name, insert_fn in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_COMPLETE = (
+    update(_RECORD)
+    .where(_RECORD.c.id == bindparam("record_id"))
+    .values(
+        status="completed",
+        response_status=bindparam("response_status"),
+        response_headers=bindparam("response_headers", type_=_RECORD.c.response_headers.type),
+        response_body=bindparam("response_body"),
+    )
+)
+# Reads the caller's lock_timeout and sets the new one in one round trip (select-list items
+# are evaluated in order).
+_SWAP_LOCK_TIMEOUT = select(
+    func.current_setting("lock_timeout"), func.set_config("lock_timeout", bindparam("v"), True)
+)
 
 
 async def claim(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
@@ -21,15 +44,9 @@ async def claim(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | No
     another transaction's uncommitted claim waits for it to end (bounded by lock_timeout), then
     inserts (the other rolled back) or does nothing (it committed).
     """
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert_fn(IdempotencyRecord)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["principal_id", "key"])
-        .returning(IdempotencyRecord.id)
-    )
-    return await session.scalar(statement)
+    connection = await session.connection()
+    row = (await connection.execute(_CLAIM[connection.dialect.name], values)).first()
+    return None if row is None else cast(uuid.UUID, row[0])
 
 
 async def get(session: AsyncSession, *, principal_id: str, key: str) -> Row[Any] | None:
@@ -58,12 +75,15 @@ async def complete(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(
-            status="completed", response_status=status, response_headers=headers, response_body=body
-        )
+    connection = await session.connection()
+    await connection.execute(
+        _COMPLETE,
+        {
+            "record_id": record_id,
+            "response_status": status,
+            "response_headers": headers,
+            "response_body": body,
+        },
     )
 
 
@@ -83,11 +103,13 @@ async def delete_expired(session: AsyncSession, *, now: datetime) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-async def current_lock_timeout(session: AsyncSession) -> str:
-    """PostgreSQL only."""
-    return str(await session.scalar(select(func.current_setting("lock_timeout"))))
+async def swap_lock_timeout(session: AsyncSession, value: str) -> str:
+    """PostgreSQL only: set lock_timeout for this transaction; returns the previous value."""
+    connection = await session.connection()
+    return str((await connection.execute(_SWAP_LOCK_TIMEOUT, {"v": value})).one()[0])
 
 
 async def set_lock_timeout(session: AsyncSession, value: str) -> None:
     """PostgreSQL only: lock_timeout for the rest of this transaction (SET LOCAL)."""
-    await session.execute(select(func.set_config("lock_timeout", value, True)))
+    connection = await session.connection()
+    await connection.execute(select(func.set_config("lock_timeout", value, True)))

@@ -83,6 +83,7 @@ async def run_idempotent(
     body: bytes,
     retention: timedelta,
     wait_seconds: float,
+    lock_timeout_preset: bool = False,
     produce: Callable[[], Awaitable[StoredResponse]],
 ) -> tuple[StoredResponse, bool]:
     """The response for this request and whether it is a replay of a stored one.
@@ -103,9 +104,10 @@ async def run_idempotent(
     postgres = session.get_bind().dialect.name == "postgresql"
     previous_timeout = None
     try:
-        if postgres:
-            previous_timeout = await repository.current_lock_timeout(session)
-            await repository.set_lock_timeout(session, _lock_timeout(wait_seconds))
+        if postgres and not lock_timeout_preset:
+            previous_timeout = await repository.swap_lock_timeout(
+                session, _lock_timeout(wait_seconds)
+            )
         record_id, replay = await _claim_or_find(
             session,
             key=key,

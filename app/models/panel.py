@@ -56,6 +56,9 @@ class Panel(Base):
     has_critical: Mapped[bool] = mapped_column(default=False)
     ratios: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The panel as the API renders it, written with every (re-)interpretation, so a read is one
+    # row and no re-rendering. Derived from the columns above; NULL means "render from rows".
+    document: Mapped[str | None] = mapped_column(Text)
 
     results: Mapped[list[Result]] = relationship(
         back_populates="panel", lazy="raise", order_by="Result.position"

@@ -4,20 +4,87 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import and_, exists, insert, select
+from sqlalchemy import Table, and_, bindparam, exists, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.models.panel import Panel, PanelInterpretation, Result
+from app.models.patient import Patient, PatientIdentifier
 from app.models.range_set import RangeSet
 
 # A panel with the name and version of the range set that interpreted it.
 PanelRow = tuple[Panel, str | None, int | None]
+
+
+# Hot-path statements are built once and executed on the session's connection (Core, not the
+# ORM unit of work): building and compiling a statement per request costs more than the query.
+_NATURAL_KEY = ["organization_id", "source", "accession"]
+_PANEL = cast(Table, Panel.__table__)
+_RESULT = cast(Table, Result.__table__)
+_INSERT_PANEL = {
+    "postgresql": pg_insert(_PANEL)
+    .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+    .returning(_PANEL.c.id),
+    "sqlite": sqlite_insert(_PANEL)
+    .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+    .returning(_PANEL.c.id),
+}
+_INSERT_RESULTS = insert(_RESULT)
+_ACTIVE_RANGE_SET = (
+    select(RangeSet.id)
+    .where(RangeSet.organization_id == bindparam("org"), RangeSet.status == "active")
+    .scalar_subquery()
+)
+_PATIENT_BY_ID = select(
+    Patient.id, Patient.sex, Patient.birth_date, _ACTIVE_RANGE_SET.label("range_set_id")
+).where(Patient.organization_id == bindparam("org"), Patient.id == bindparam("patient_id"))
+_PATIENT_BY_IDENTIFIER = (
+    select(Patient.id, Patient.sex, Patient.birth_date, _ACTIVE_RANGE_SET.label("range_set_id"))
+    .join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
+    .where(
+        PatientIdentifier.organization_id == bindparam("org"),
+        PatientIdentifier.system == bindparam("system"),
+        PatientIdentifier.value == bindparam("value"),
+    )
+)
+_DOCUMENT = select(Panel.document).where(
+    Panel.organization_id == bindparam("org"), Panel.id == bindparam("panel_id")
+)
+
+
+class PatientForPanel(NamedTuple):
+    id: uuid.UUID
+    sex: str
+    birth_date: date | None
+    range_set_id: uuid.UUID | None
+
+
+async def patient_for_panel(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID | None,
+    identifier: tuple[str, str] | None,
+) -> PatientForPanel | None:
+    """The patient a panel names, with the organization's active range set: one round trip."""
+    connection = await session.connection()
+    if patient_id is not None:
+        result = await connection.execute(
+            _PATIENT_BY_ID, {"org": organization_id, "patient_id": patient_id}
+        )
+    else:
+        assert identifier is not None
+        system, value = identifier
+        result = await connection.execute(
+            _PATIENT_BY_IDENTIFIER, {"org": organization_id, "system": system, "value": value}
+        )
+    row = result.first()
+    return None if row is None else PatientForPanel(row[0], row[1], row[2], row[3])
 
 
 async def insert_panel_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -26,19 +93,25 @@ async def insert_panel_if_new(session: AsyncSession, values: dict[str, Any]) -> 
     ON CONFLICT DO NOTHING lets the unique constraint decide between concurrent senders of the
     same panel without an error and without a select-then-insert race.
     """
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert_fn(Panel)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["organization_id", "source", "accession"])
-        .returning(Panel.id)
-    )
-    return (await session.scalar(statement)) is not None
+    connection = await session.connection()
+    statement = _INSERT_PANEL[connection.dialect.name]
+    return (await connection.execute(statement, values)).first() is not None
 
 
 async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await session.execute(insert(Result), list(rows))
+    connection = await session.connection()
+    await connection.execute(_INSERT_RESULTS, list(rows))
+
+
+async def get_document(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> tuple[bool, str | None]:
+    """(found, rendered document) of a panel; found with None means "render from rows"."""
+    connection = await session.connection()
+    row = (
+        await connection.execute(_DOCUMENT, {"org": organization_id, "panel_id": panel_id})
+    ).first()
+    return (False, None) if row is None else (True, row[0])
 
 
 async def get_by_natural_key(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 
@@ -37,9 +38,8 @@ CollectedTo = Annotated[
 ]
 
 
-def _json(model: PanelOut, status_code: int) -> Response:
-    # Serialize once with pydantic-core; skips FastAPI's re-validation of the response model.
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+def _patient_of(document: str) -> uuid.UUID:
+    return uuid.UUID(orjson.loads(document)["patient_id"])
 
 
 @router.post(
@@ -103,7 +103,7 @@ async def post_panel(
             status_code=201 if outcome.created else 200,
         )
         return json_response(
-            panel.model_dump_json().encode(),
+            outcome.document.encode(),
             201 if outcome.created else 200,
             location=f"/api/v1/panels/{panel.id}",
         )
@@ -131,9 +131,11 @@ async def get_panel(
     the snapshot of the reference range applied, the lab's own range and flag (with any
     disagreement), and the panel's ratios."""
     audit_target(request, resource_id=panel_id)
-    panel = await service.get(session, organization_id=principal.organization_id, panel_id=panel_id)
-    audit_target(request, patient_id=panel.patient_id)
-    return _json(panel, 200)
+    document = await service.get_document(
+        session, organization_id=principal.organization_id, panel_id=panel_id
+    )
+    audit_target(request, patient_id=_patient_of(document))
+    return Response(document, media_type="application/json")
 
 
 @router.get(

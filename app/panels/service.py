@@ -30,6 +30,7 @@ from app.panels.interpretation import (
     normalize_results,
     panel_ratios,
 )
+from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate, PanelOut, TrendOut, TrendPointOut
 from app.panels.views import panel_out, result_snapshot
 from app.patients import repository as patients
@@ -50,12 +51,16 @@ class AccessionConflictError(ConflictError):
 @dataclass(frozen=True)
 class IngestOutcome:
     panel: PanelOut
+    document: str
     created: bool
 
 
-def payload_hash(data: PanelCreate, source_format: str) -> str:
+def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -> str:
+    """What makes two posts "the same panel": the content and the patient it resolved to (so a
+    re-send naming the patient by identifier instead of id is still the same panel)."""
+    content = data.model_dump(mode="json", exclude={"patient"})
     canonical = orjson.dumps(
-        {"format": source_format, "panel": data.model_dump(mode="json")},
+        {"format": source_format, "patient": str(patient_id), "panel": content},
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(canonical).hexdigest()
@@ -63,20 +68,12 @@ def payload_hash(data: PanelCreate, source_format: str) -> str:
 
 async def _resolve_patient(
     session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate
-) -> Patient:
+) -> PatientForPanel:
     ref = data.patient
-    if ref.id is not None:
-        patient = await patients.get_plain(
-            session, organization_id=organization_id, patient_id=ref.id
-        )
-    else:
-        assert ref.identifier is not None
-        patient = await patients.get_by_identifier(
-            session,
-            organization_id=organization_id,
-            system=ref.identifier.system,
-            value=ref.identifier.value,
-        )
+    identifier = (ref.identifier.system, ref.identifier.value) if ref.identifier else None
+    patient = await repository.patient_for_panel(
+        session, organization_id=organization_id, patient_id=ref.id, identifier=identifier
+    )
     if patient is None:
         raise UnknownPatientError(
             "No patient matches body.patient; register the patient first.",
@@ -85,7 +82,7 @@ async def _resolve_patient(
     return patient
 
 
-def patient_facts(patient: Patient, collected_at: datetime) -> PatientFacts:
+def patient_facts(patient: Patient | PatientForPanel, collected_at: datetime) -> PatientFacts:
     return PatientFacts(
         sex=Sex(patient.sex), birth_date=patient.birth_date, on_date=collected_at.date()
     )
@@ -105,13 +102,20 @@ async def ingest(
     content returns the stored panel (created=False); different content is a 409.
     """
     catalog = catalog or default_catalog()
-    digest = payload_hash(data, source_format)
     normalized = normalize_results(
         data.results, specimen=data.specimen.value, catalog=catalog, field="body.results"
     )
     patient = await _resolve_patient(session, organization_id=organization_id, data=data)
-    range_set = await ranges.active_compiled(
-        session, organization_id=organization_id, catalog=catalog
+    digest = payload_hash(data, source_format, patient.id)
+    range_set = (
+        await ranges.compiled_by_id(
+            session,
+            organization_id=organization_id,
+            range_set_id=patient.range_set_id,
+            catalog=catalog,
+        )
+        if patient.range_set_id is not None
+        else None
     )
     interpreted = interpret_results(
         normalized,
@@ -142,19 +146,22 @@ async def ingest(
         ratios=panel_ratios(normalized, range_set),
         created_at=now,
     )
+    rows = [
+        _result_values(panel, patient.id, result, verdict)
+        for result, verdict in zip(normalized, interpreted, strict=True)
+    ]
+    out = panel_out(
+        panel,
+        [Result(**row) for row in rows],
+        range_set.name if range_set else None,
+        _version(range_set),
+    )
+    panel.document = out.model_dump_json()
     panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
     if not await repository.insert_panel_if_new(session, panel_values):
         return await _existing(session, organization_id=organization_id, data=data, digest=digest)
-    rows = [
-        _result_values(panel, patient, result, verdict)
-        for result, verdict in zip(normalized, interpreted, strict=True)
-    ]
     await repository.insert_results(session, rows)
-    results = [Result(**row) for row in rows]
-    return IngestOutcome(
-        panel=panel_out(panel, results, range_set.name if range_set else None, _version(range_set)),
-        created=True,
-    )
+    return IngestOutcome(panel=out, document=panel.document, created=True)
 
 
 def _version(range_set: CompiledRangeSet | None) -> int | None:
@@ -175,20 +182,20 @@ async def _existing(
             "different content.",
             panel_id=str(stored.id),
         )
+    document = await get_document(session, organization_id=organization_id, panel_id=stored.id)
     return IngestOutcome(
-        panel=await get(session, organization_id=organization_id, panel_id=stored.id),
-        created=False,
+        panel=PanelOut.model_validate_json(document), document=document, created=False
     )
 
 
 def _result_values(
-    panel: Panel, patient: Patient, result: NormalizedResult, verdict: InterpretedResult
+    panel: Panel, patient_id: uuid.UUID, result: NormalizedResult, verdict: InterpretedResult
 ) -> dict[str, object]:
     return {
         "id": uuid.uuid4(),
         "organization_id": panel.organization_id,
         "panel_id": panel.id,
-        "patient_id": patient.id,
+        "patient_id": patient_id,
         "position": result.position,
         "collected_at": panel.collected_at,
         "analyte": result.analyte.code,
@@ -210,6 +217,22 @@ def _result_values(
         "lab_disagreement": verdict.lab_disagreement,
         "reference_range": verdict.reference_range,
     }
+
+
+async def get_document(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> str:
+    """The panel as JSON: the document stored with its latest interpretation (one indexed
+    read), or rendered from its rows when none is stored."""
+    found, document = await repository.get_document(
+        session, organization_id=organization_id, panel_id=panel_id
+    )
+    if not found:
+        raise NotFoundError("No panel with this id.")
+    if document is None:
+        panel = await get(session, organization_id=organization_id, panel_id=panel_id)
+        return panel.model_dump_json()
+    return document
 
 
 async def get(
@@ -392,8 +415,10 @@ async def reinterpret(
     panel.range_set_id = range_set.id if range_set else None
     panel.has_critical = any(i.critical for i in interpreted)
     panel.ratios = panel_ratios(normalized, range_set)
+    out = panel_out(panel, results, range_set.name if range_set else None, _version(range_set))
+    panel.document = out.model_dump_json()
     await session.flush()
-    return panel_out(panel, results, range_set.name if range_set else None, _version(range_set))
+    return out
 
 
 def _stored_as_normalized(result: Result, catalog: Catalog) -> NormalizedResult:

@@ -55,6 +55,20 @@ def active(client: TestClient) -> dict[str, Any]:
     return body
 
 
+def etag_of(client: TestClient, range_set_id: str) -> str:
+    response = client.get(f"/api/v1/range-sets/{range_set_id}")
+    assert response.status_code == 200, response.text
+    return response.headers["ETag"]
+
+
+def activate_set(client: TestClient, range_set_id: str) -> Any:
+    """Activate a set the way a careful client does: read its ETag, send it as If-Match."""
+    return client.post(
+        f"/api/v1/range-sets/{range_set_id}/activate",
+        headers={"If-Match": etag_of(client, range_set_id)},
+    )
+
+
 def status_of(client: TestClient, range_set_id: str) -> str:
     response = client.get(f"/api/v1/range-sets/{range_set_id}")
     assert response.status_code == 200, response.text
@@ -325,7 +339,7 @@ def test_activating_a_set_retires_the_previous_active_set(client: TestClient) ->
     default = active(client)
     first = import_json(client, range_set_doc())
 
-    response = client.post(f"/api/v1/range-sets/{first['id']}/activate")
+    response = activate_set(client, first["id"])
 
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "active"
@@ -346,11 +360,48 @@ def test_activating_a_set_retires_the_previous_active_set(client: TestClient) ->
 def test_activating_the_active_set_again_changes_nothing(client: TestClient) -> None:
     default = active(client)
 
-    response = client.post(f"/api/v1/range-sets/{default['id']}/activate")
+    response = activate_set(client, default["id"])
 
     assert response.status_code == 200
     assert response.json()["activated_at"] == default["activated_at"]
     assert active(client)["id"] == default["id"]
+
+
+def test_activation_without_if_match_is_428_and_changes_nothing(
+    client: TestClient, db: Database
+) -> None:
+    default = active(client)
+    draft = import_json(client, range_set_doc())
+    before = db.counts()
+
+    response = client.post(f"/api/v1/range-sets/{draft['id']}/activate")
+
+    expect_problem(response, 428, "precondition-required")
+    assert status_of(client, draft["id"]) == "draft"
+    assert active(client)["id"] == default["id"]
+    assert db.counts() == before
+
+
+def test_activation_with_a_stale_etag_is_412_and_changes_nothing(
+    client: TestClient, db: Database
+) -> None:
+    draft = import_json(client, range_set_doc())
+    stale = etag_of(client, draft["id"])
+    assert activate_set(client, draft["id"]).status_code == 200
+    newer = import_json(client, range_set_doc(rows=[magnesium_row(low=0.8)]), activate=True)
+    assert status_of(client, draft["id"]) == "retired"
+    before = db.counts()
+    retired = client.get(f"/api/v1/range-sets/{draft['id']}").json()
+
+    # The draft's ETag was read before it was activated and retired: it is stale now.
+    response = client.post(
+        f"/api/v1/range-sets/{draft['id']}/activate", headers={"If-Match": stale}
+    )
+
+    expect_problem(response, 412, "precondition-failed")
+    assert client.get(f"/api/v1/range-sets/{draft['id']}").json() == retired
+    assert active(client)["id"] == newer["id"]
+    assert db.counts() == before
 
 
 def test_an_unknown_range_set_is_not_found(client: TestClient) -> None:

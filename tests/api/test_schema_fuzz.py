@@ -5,6 +5,12 @@ example and coverage cases) against the app on a fresh, migrated SQLite database
 patient and a panel. Every response must be free of server errors and match the OpenAPI
 document: a documented status code, a documented content type, and a body that validates
 against the documented schema.
+
+Every request carries the API key of the role its operation needs (admin for range-set changes,
+keys and the audit trail, clinician for re-interpretation, integration for the rest), so the
+fuzzer reaches the routes' logic rather than stopping at 401. Schemathesis does not synthesize
+credentials of its own (they could only be refused). Updates that need `If-Match` get `*` for
+about half the cases, so both the 428 and the update itself are exercised.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app.auth.cli import create_api_key_command
 from app.config import Settings
 from app.main import create_app
 from tests.builders import make_patient, post_panel
-from tests.conftest import Database, alembic_config
+from tests.conftest import Database, RoleAuth, alembic_config
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +57,23 @@ CHECKS = [
 # would defer all this, but it breaks under pytest 9: it sets the removed `Node._nodeid`.)
 _DATABASE_DIR = Path(tempfile.gettempdir()) / f"mineral-fuzz-{uuid.uuid4().hex}"
 _DATABASE_URL = f"sqlite:///{_DATABASE_DIR / 'fuzz.db'}"
-fuzz_app = create_app(
-    Settings(database_url=_DATABASE_URL, environment="test", max_body_bytes=64 * 1024)
-)
+_SETTINGS = Settings(database_url=_DATABASE_URL, environment="test", max_body_bytes=64 * 1024)
+fuzz_app = create_app(_SETTINGS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
+# The right key is sent with every case (see the test); a generated X-API-Key or Authorization
+# value could only be refused, and would mask the key.
+schema.config.generation.update(with_security_parameters=False)
 
 # Filled by the fixture; read by the hooks while cases are generated.
 seeded_ids: dict[str, str] = {}
+# {role: API key} in the default organization, filled by the fixture.
+role_keys: dict[str, str] = {}
+# Operations that refuse an update without If-Match (428).
+IF_MATCH_OPERATIONS = {
+    "PATCH /api/v1/patients/{patient_id}",
+    "POST /api/v1/range-sets/{range_set_id}/activate",
+}
+_if_match_turn = itertools.count()
 ANALYTE_UNITS = [
     ("magnesium", "mmol/L"),
     ("calcium", "mg/dL"),
@@ -113,7 +130,14 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
 def seeded_database() -> Iterator[None]:
     _DATABASE_DIR.mkdir()
     command.upgrade(alembic_config(_DATABASE_URL), "head")
+    for role in ("integration", "clinician", "admin"):
+        output = create_api_key_command(_SETTINGS, org="default", role=role, name=f"fuzz {role}")
+        role_keys[role] = output.splitlines()[-1].strip()
+    # A key that exists (and is not the one the fuzzer uses), so revoking reaches a real record.
+    spare = create_api_key_command(_SETTINGS, org="default", role="clinician", name="spare")
+    spare_id = spare.splitlines()[1].split("id ", 1)[1].split(",", 1)[0]
     with TestClient(fuzz_app) as client:
+        client.auth = RoleAuth(role_keys)
         Database(client).reset()
         patient = make_patient(client)
         panel = post_panel(
@@ -126,9 +150,11 @@ def seeded_database() -> Iterator[None]:
         panel_id=panel["id"],
         range_set_id=active.json()["id"],
         analyte="magnesium",
+        key_id=str(uuid.UUID(spare_id)),
     )
     yield
     seeded_ids.clear()
+    role_keys.clear()
     shutil.rmtree(_DATABASE_DIR, ignore_errors=True)
 
 
@@ -142,4 +168,45 @@ def seeded_database() -> Iterator[None]:
 def test_every_operation_answers_within_its_documented_contract(
     case: schemathesis.Case[Any],
 ) -> None:
-    case.call_and_validate(checks=CHECKS)
+    headers = {"X-API-Key": role_keys[RoleAuth.role_for(case.method.upper(), case.path)]}
+    if case.operation.label in IF_MATCH_OPERATIONS and next(_if_match_turn) % 2:
+        headers["If-Match"] = "*"
+    case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def _forbidden_role(method: str, path: str) -> str | None:
+    """A role the operation refuses (403), or None when every role may call it."""
+    needed = RoleAuth.role_for(method, path)
+    if path.startswith("/api/v1/range-sets") and method == "GET":
+        return None  # every role reads the ranges it is interpreted against
+    return "admin" if needed in ("integration", "clinician") else "integration"
+
+
+def test_refusals_are_documented_for_every_protected_operation() -> None:
+    """401 without credentials and 403 for a role without the scope: both as documented (status,
+    problem+json content type, schema and the WWW-Authenticate header), on every operation."""
+    refused: set[tuple[str, int]] = set()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path.startswith("/health"):
+            continue
+        path_parameters = {
+            name: seeded_ids.get(name, str(uuid.uuid4()))
+            for name in (parameter.name for parameter in operation.path_parameters)
+        }
+        case = operation.Case(path_parameters=path_parameters)
+        anonymous = case.call()
+        assert anonymous.status_code == 401, (operation.label, anonymous.text)
+        [challenge] = anonymous.headers["www-authenticate"]
+        assert challenge.startswith("Bearer")
+        case.validate_response(anonymous, checks=CHECKS)
+        refused.add((operation.label, 401))
+        role = _forbidden_role(operation.method.upper(), operation.path)
+        if role is None:
+            continue
+        forbidden = case.call(headers={"X-API-Key": role_keys[role]})
+        assert forbidden.status_code == 403, (operation.label, role, forbidden.text)
+        case.validate_response(forbidden, checks=CHECKS)
+        refused.add((operation.label, 403))
+    assert len({label for label, status in refused if status == 401}) == 19
+    assert len({label for label, status in refused if status == 403}) == 16

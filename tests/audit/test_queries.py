@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import repository
-from app.audit.router import router as audit_router
 from app.audit.service import AuditEntry, append
-from app.config import Settings
-from app.main import create_app
 from app.models.audit import AuditEvent
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from tests.audit.builders import audit_entry
@@ -131,22 +127,13 @@ def test_keyset_pages_cover_every_event_once(db: Database) -> None:
     assert _hours(seen) == [5, 4, 3, 2, 1, 0]
 
 
-@pytest.fixture(scope="module")
-def audit_client(settings: Settings) -> Iterator[TestClient]:
-    """The app with the audit router mounted (app.main does not include it yet)."""
-    app: FastAPI = create_app(settings)
-    app.include_router(audit_router)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
-
-
-def test_the_route_pages_through_filtered_events(db: Database, audit_client: TestClient) -> None:
+def test_the_route_pages_through_filtered_events(db: Database, client: TestClient) -> None:
     trail = _write_trail(db, DEFAULT_ORGANIZATION_ID)
     params: dict[str, Any] = {"patient_id": str(trail.patient_b), "limit": 2}
 
-    first = audit_client.get("/api/v1/audit-events", params=params)
+    first = client.get("/api/v1/audit-events", params=params)
     assert first.status_code == 200, first.text
-    second = audit_client.get(
+    second = client.get(
         "/api/v1/audit-events", params={**params, "cursor": first.json()["next_cursor"]}
     )
     assert second.status_code == 200, second.text
@@ -162,14 +149,40 @@ def test_the_route_pages_through_filtered_events(db: Database, audit_client: Tes
 
 
 def test_the_route_refuses_a_forged_cursor_and_a_time_without_offset(
-    audit_client: TestClient,
+    client: TestClient,
 ) -> None:
-    forged = audit_client.get("/api/v1/audit-events", params={"cursor": "bm90LWEtY3Vyc29y"})
-    naive = audit_client.get(
-        "/api/v1/audit-events", params={"occurred_from": "2026-11-20T08:00:00"}
-    )
+    forged = client.get("/api/v1/audit-events", params={"cursor": "bm90LWEtY3Vyc29y"})
+    naive = client.get("/api/v1/audit-events", params={"occurred_from": "2026-11-20T08:00:00"})
 
     assert forged.status_code == 400
     assert forged.json()["type"].endswith("/invalid-cursor")
     assert naive.status_code == 422
     assert naive.headers["content-type"] == "application/problem+json"
+
+
+def test_the_route_needs_the_admin_role(
+    client: TestClient, api_keys: dict[str, dict[str, str]]
+) -> None:
+    """`audit:read` belongs to admins only: clinicians and integrations are 403, no key is 401."""
+    for role in ("integration", "clinician"):
+        response = client.get(
+            "/api/v1/audit-events", headers={"X-API-Key": api_keys["default"][role]}
+        )
+        assert response.status_code == 403, (role, response.text)
+    assert client.get("/api/v1/audit-events", auth=None).status_code == 401
+    admin = client.get("/api/v1/audit-events", headers={"X-API-Key": api_keys["default"]["admin"]})
+    assert admin.status_code == 200, admin.text
+
+
+def test_the_route_shows_only_the_callers_organization(
+    db: Database, client: TestClient, api_keys: dict[str, dict[str, str]]
+) -> None:
+    trail = _write_trail(db, DEFAULT_ORGANIZATION_ID)
+    other_admin = {"X-API-Key": api_keys["other-clinic"]["admin"]}
+
+    response = client.get(
+        "/api/v1/audit-events", params={"patient_id": str(trail.patient_b)}, headers=other_admin
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == []
