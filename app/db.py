@@ -81,7 +81,18 @@ def make_engine(settings: Settings) -> AsyncEngine:
     # (identifiers, results) into the logs.
     url = settings.async_database_url
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        # One connection per process: SQLite has a single writer, and queueing for the pool is
+        # an asyncio wait, whereas several connections contend inside SQLite's busy handler,
+        # which sleeps in growing steps (seconds of tail latency under load). Requests take it
+        # only after authentication (see app.deps), so none ever waits for a second one.
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_disable_pysqlite_begin)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

@@ -9,12 +9,17 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.context import append_success
-from app.auth.deps import CurrentOrganizationId
+from app.auth.deps import CurrentOrganizationId, CurrentPrincipal
 from app.config import Settings
 from app.db import transaction
 
 
-async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+# Sessions depend on the caller being authenticated: the credential lookup (its own short
+# transaction) runs BEFORE the request's connection is taken, so a request never holds one pool
+# connection while waiting for a second, which would deadlock a full pool under load.
+async def _write_session(
+    request: Request, _principal: CurrentPrincipal
+) -> AsyncIterator[AsyncSession]:
     async with transaction(request.app.state.sessionmaker) as session:
         yield session
         # Last statement before the commit: the audit row of a PHI access commits with it.
@@ -26,7 +31,9 @@ def _default_status(request: Request) -> int:
     return status if isinstance(status, int) else 200
 
 
-async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def _read_session(
+    request: Request, _principal: CurrentPrincipal
+) -> AsyncIterator[AsyncSession]:
     async with transaction(request.app.state.read_sessionmaker) as session:
         yield session
 

@@ -239,7 +239,9 @@ SECRET = "PHI-CANARY Mg 0.31 mmol/L for MRN-0042"
 
 
 @pytest.fixture
-def failing_app(settings: Settings, db: Database) -> Iterator[TestClient]:
+def failing_app(
+    settings: Settings, db: Database, api_keys: dict[str, dict[str, str]]
+) -> Iterator[TestClient]:
     """The real app plus two routes that fail the way a bug would."""
     app: FastAPI = create_app(settings)
 
@@ -252,7 +254,12 @@ def failing_app(settings: Settings, db: Database) -> Iterator[TestClient]:
         await session.execute(text("DELETE FROM range_set"))
         raise KeyError(SECRET)
 
-    with TestClient(app, raise_server_exceptions=False) as failing:
+    with TestClient(
+        app,
+        raise_server_exceptions=False,
+        # The request session belongs to an authenticated caller.
+        headers={"X-API-Key": api_keys["default"]["admin"]},
+    ) as failing:
         yield failing
 
 

@@ -10,12 +10,13 @@ from typing import Annotated
 
 import orjson
 import pytest
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.db import make_engine, make_sessionmaker
-from app.deps import SettingsDep, WriteSession
+from app.db import make_engine, make_sessionmaker, transaction
+from app.deps import SettingsDep
 from app.errors import install_error_handlers
 from app.idempotency.deps import (
     IDEMPOTENCY_RESPONSES,
@@ -25,6 +26,15 @@ from app.idempotency.deps import (
     stored_response,
 )
 from app.idempotency.service import StoredResponse, run_idempotent
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The app's WriteSession also authenticates the caller; this bare app has no callers.
+    async with transaction(request.app.state.sessionmaker) as session:
+        yield session
+
+
+WriteSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 def _app(settings: Settings) -> FastAPI:

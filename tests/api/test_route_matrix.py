@@ -1,0 +1,452 @@
+"""Every route × every role × own / other organization → the exact status, and no leaks.
+
+The matrix below names every API route of the app. `test_the_matrix_names_every_route` fails
+as soon as a route is added (or removed) without a row here, so a new route cannot ship without
+deciding who may call it.
+
+For each route the default organization's records are built first (a patient with a panel, a
+draft range set, a spare API key), so the own-organization calls reach a real record. The other
+organization ("other-clinic") then calls the same routes with *the default organization's ids*:
+
+* a record route answers 404, byte for byte the answer for an id that does not exist at all
+  (never 403, which would confirm the record exists);
+* a list or search answers 200 with none of the default organization's data;
+* a create stores the record in the caller's own organization;
+* a role without the scope gets 403 in either organization, before any lookup.
+
+No response to another organization holds any of the default organization's ids, identifiers,
+accessions or keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from app.models.organization import DEFAULT_ORGANIZATION_ID
+from tests.api.access import (
+    ROLES,
+    Keys,
+    Records,
+    key_header,
+    leaked,
+    make_records,
+    range_set_document,
+)
+from tests.builders import MRN_SYSTEM, expect_problem, panel_body, result
+from tests.conftest import DEFAULT_ORGANIZATION, OTHER_ORGANIZATION
+
+# Public: no credentials, no organization data.
+PUBLIC_ROUTES = {
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: the path (with ids filled in), and what goes with it."""
+
+    path: str
+    json: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    # The default organization's record id in the path, for the "same as unknown id" check.
+    record_id: str | None = None
+
+
+Builder = Callable[[TestClient, Records], Call]
+Check = Callable[[Response, Records], None]
+
+
+@dataclass(frozen=True)
+class Row:
+    """Who may call a route and what they get.
+
+    `allowed` roles get `own` in the default organization and `other` in the other one; every
+    other role gets 403 in both. `check_own` looks at a successful own-organization response,
+    `check_other` at a successful other-organization one (lists must not hold foreign data).
+    """
+
+    allowed: frozenset[str]
+    own: int
+    other: int
+    build: Builder
+    check_own: Check | None = None
+    check_other: Check | None = None
+
+
+def _etag(client: TestClient, path: str) -> str:
+    """The current ETag, read by the default organization's caller that may read it."""
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    return response.headers["ETag"]
+
+
+def _ids(response: Response) -> list[str]:
+    return [item["id"] for item in response.json()["items"]]
+
+
+def _new_patient(client: TestClient, records: Records) -> Call:
+    mrn = f"MRN-NEW-{uuid.uuid4().hex[:10]}"
+    return Call(
+        "/api/v1/patients",
+        json={"identifiers": [{"system": MRN_SYSTEM, "value": mrn}], "sex": "female"},
+    )
+
+
+def _patient(client: TestClient, records: Records) -> Call:
+    return Call(f"/api/v1/patients/{records.patient_id}", record_id=records.patient_id)
+
+
+def _patch_patient(client: TestClient, records: Records) -> Call:
+    path = f"/api/v1/patients/{records.patient_id}"
+    return Call(
+        path,
+        json={"sex": "male"},
+        headers={"If-Match": _etag(client, path)},
+        record_id=records.patient_id,
+    )
+
+
+def _search_patients(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/patients", params={"identifier": f"{MRN_SYSTEM}|{records.mrn}"})
+
+
+def _new_panel(client: TestClient, records: Records) -> Call:
+    body = panel_body(
+        records.patient,
+        [result("magnesium", "0.80", "mmol/L")],
+        accession=f"ACC-NEW-{uuid.uuid4().hex[:10]}",
+    )
+    return Call("/api/v1/panels", json=body)
+
+
+def _panel(suffix: str = "") -> Builder:
+    def build(client: TestClient, records: Records) -> Call:
+        return Call(f"/api/v1/panels/{records.panel_id}{suffix}", record_id=records.panel_id)
+
+    return build
+
+
+def _reinterpret(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/panels/{records.panel_id}/reinterpret",
+        json={"reason": "route matrix"},
+        record_id=records.panel_id,
+    )
+
+
+def _patient_panels(client: TestClient, records: Records) -> Call:
+    return Call(f"/api/v1/patients/{records.patient_id}/panels", record_id=records.patient_id)
+
+
+def _history(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/patients/{records.patient_id}/analytes/magnesium/history",
+        record_id=records.patient_id,
+    )
+
+
+def _new_range_set(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/range-sets", json=range_set_document(f"m-{uuid.uuid4().hex[:8]}"))
+
+
+def _range_sets(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/range-sets", params={"limit": "200"})
+
+
+def _active_range_set(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/range-sets/active")
+
+
+def _range_set(client: TestClient, records: Records) -> Call:
+    range_set_id = records.draft_range_set["id"]
+    return Call(f"/api/v1/range-sets/{range_set_id}", record_id=range_set_id)
+
+
+def _activate(client: TestClient, records: Records) -> Call:
+    range_set_id = records.draft_range_set["id"]
+    return Call(
+        f"/api/v1/range-sets/{range_set_id}/activate",
+        headers={"If-Match": _etag(client, f"/api/v1/range-sets/{range_set_id}")},
+        record_id=range_set_id,
+    )
+
+
+def _new_key(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/api-keys", json={"name": "matrix", "role": "clinician"})
+
+
+def _keys(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/api-keys", params={"limit": "200"})
+
+
+def _revoke(client: TestClient, records: Records) -> Call:
+    return Call(f"/api/v1/api-keys/{records.spare_key_id}/revoke", record_id=records.spare_key_id)
+
+
+def _audit(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/audit-events", params={"patient_id": records.patient_id})
+
+
+def _is_patient(response: Response, records: Records) -> None:
+    assert response.json()["id"] == records.patient_id
+
+
+def _is_panel(response: Response, records: Records) -> None:
+    assert response.json()["id"] == records.panel_id
+
+
+def _lists_patient(response: Response, records: Records) -> None:
+    assert _ids(response) == [records.patient_id]
+
+
+def _lists_panel(response: Response, records: Records) -> None:
+    assert _ids(response) == [records.panel_id]
+
+
+def _is_empty_page(response: Response, records: Records) -> None:
+    assert response.json()["items"] == []
+
+
+def _has_points(response: Response, records: Records) -> None:
+    assert len(response.json()["items"]) == 1
+
+
+def _interpretations(response: Response, records: Records) -> None:
+    assert [version["current"] for version in response.json()] == [True]
+
+
+def _lists_draft(response: Response, records: Records) -> None:
+    assert records.draft_range_set["id"] in _ids(response)
+
+
+def _is_default_active(response: Response, records: Records) -> None:
+    assert response.json()["id"] == records.active_range_set_id
+
+
+def _is_own_active(response: Response, records: Records) -> None:
+    assert response.json()["id"] != records.active_range_set_id
+    assert response.json()["status"] == "active"
+
+
+def _is_draft(response: Response, records: Records) -> None:
+    assert response.json()["id"] == records.draft_range_set["id"]
+
+
+def _is_activated(response: Response, records: Records) -> None:
+    assert (response.json()["id"], response.json()["status"]) == (
+        records.draft_range_set["id"],
+        "active",
+    )
+
+
+def _lists_spare_key(response: Response, records: Records) -> None:
+    assert records.spare_key_id in _ids(response)
+
+
+def _lists_no_default_key(response: Response, records: Records) -> None:
+    assert not set(_ids(response)) & set(records.key_ids)
+
+
+def _is_revoked(response: Response, records: Records) -> None:
+    assert (response.json()["id"], response.json()["status"]) == (records.spare_key_id, "revoked")
+
+
+def _lists_patient_events(response: Response, records: Records) -> None:
+    items = response.json()["items"]
+    assert items
+    assert {item["patient_id"] for item in items} == {records.patient_id}
+
+
+def _created(response: Response, records: Records) -> None:
+    assert response.json()["id"]
+
+
+INTEGRATION = frozenset({"integration"})
+CLINICIAN = frozenset({"clinician"})
+ADMIN = frozenset({"admin"})
+READERS = frozenset({"integration", "clinician"})
+EVERYONE = frozenset(ROLES)
+
+# (method, path template) → who may call it and what everyone gets.
+MATRIX: dict[tuple[str, str], Row] = {
+    ("POST", "/api/v1/patients"): Row(INTEGRATION, 201, 201, _new_patient, _created, _created),
+    ("GET", "/api/v1/patients/{patient_id}"): Row(READERS, 200, 404, _patient, _is_patient),
+    ("PATCH", "/api/v1/patients/{patient_id}"): Row(
+        INTEGRATION, 200, 404, _patch_patient, _is_patient
+    ),
+    ("GET", "/api/v1/patients"): Row(
+        READERS, 200, 200, _search_patients, _lists_patient, _is_empty_page
+    ),
+    # The other organization has no such patient: the panel is refused, nothing is stored.
+    ("POST", "/api/v1/panels"): Row(INTEGRATION, 201, 422, _new_panel, _created),
+    ("GET", "/api/v1/panels/{panel_id}"): Row(READERS, 200, 404, _panel(), _is_panel),
+    ("GET", "/api/v1/patients/{patient_id}/panels"): Row(
+        READERS, 200, 404, _patient_panels, _lists_panel
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/analytes/{analyte}/history"): Row(
+        READERS, 200, 404, _history, _has_points
+    ),
+    ("POST", "/api/v1/panels/{panel_id}/reinterpret"): Row(
+        CLINICIAN, 200, 404, _reinterpret, _is_panel
+    ),
+    ("GET", "/api/v1/panels/{panel_id}/interpretations"): Row(
+        READERS, 200, 404, _panel("/interpretations"), _interpretations
+    ),
+    ("POST", "/api/v1/range-sets"): Row(ADMIN, 201, 201, _new_range_set, _created, _created),
+    ("GET", "/api/v1/range-sets"): Row(EVERYONE, 200, 200, _range_sets, _lists_draft),
+    ("GET", "/api/v1/range-sets/active"): Row(
+        EVERYONE, 200, 200, _active_range_set, _is_default_active, _is_own_active
+    ),
+    ("GET", "/api/v1/range-sets/{range_set_id}"): Row(EVERYONE, 200, 404, _range_set, _is_draft),
+    ("POST", "/api/v1/range-sets/{range_set_id}/activate"): Row(
+        ADMIN, 200, 404, _activate, _is_activated
+    ),
+    ("POST", "/api/v1/api-keys"): Row(ADMIN, 201, 201, _new_key, _created, _created),
+    ("GET", "/api/v1/api-keys"): Row(
+        ADMIN, 200, 200, _keys, _lists_spare_key, _lists_no_default_key
+    ),
+    ("POST", "/api/v1/api-keys/{key_id}/revoke"): Row(ADMIN, 200, 404, _revoke, _is_revoked),
+    ("GET", "/api/v1/audit-events"): Row(
+        ADMIN, 200, 200, _audit, _lists_patient_events, _is_empty_page
+    ),
+}
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every APIRoute the app serves, through included routers too (this
+    FastAPI keeps an included router as one entry of `app.routes`; iter_route_contexts
+    flattens them with their full paths)."""
+    routes: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        assert context.path is not None
+        for method in context.methods or ():
+            routes.add((method, context.path))
+    return routes
+
+
+def test_the_matrix_names_every_route(session_client: TestClient) -> None:
+    routes = app_routes(session_client.app)  # type: ignore[arg-type]
+    public = {route for route in routes if route in PUBLIC_ROUTES}
+
+    assert routes - public == set(MATRIX), (
+        "routes missing from the matrix: "
+        f"{sorted(routes - public - set(MATRIX))}; rows without a route: "
+        f"{sorted(set(MATRIX) - routes)}"
+    )
+
+
+def test_public_routes_need_no_credentials(client: TestClient) -> None:
+    for method, path in sorted(PUBLIC_ROUTES):
+        response = client.request(method, path, auth=None)
+        assert response.status_code == 200, (method, path, response.text)
+        assert "WWW-Authenticate" not in response.headers
+
+
+def _send(client: TestClient, method: str, call: Call, key: dict[str, str]) -> Response:
+    return client.request(
+        method,
+        call.path,
+        json=call.json,
+        params=call.params,
+        headers={**call.headers, **key},
+    )
+
+
+def _sent(call: Call) -> str:
+    return f"{call.path} {call.params} {call.json}"
+
+
+def _assert_like_an_unknown_id(
+    client: TestClient, method: str, call: Call, key: dict[str, str], response: Response
+) -> None:
+    """The other organization's 404 is exactly the 404 for an id that exists nowhere."""
+    assert call.record_id is not None
+    unknown = str(uuid.uuid4())
+    probe = Call(
+        call.path.replace(call.record_id, unknown),
+        json=call.json,
+        params=call.params,
+        headers=call.headers,
+    )
+    expected = _send(client, method, probe, key)
+    assert expected.status_code == 404
+    assert response.text == expected.text.replace(unknown, call.record_id)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX), ids=lambda value: str(value))
+def test_route(client: TestClient, api_keys: Keys, method: str, path: str) -> None:
+    row = MATRIX[(method, path)]
+    records = make_records(client, api_keys)
+    # Refusals first: they change nothing, so the allowed calls after them find the records
+    # as they were built.
+    order = [
+        (org, role)
+        for org in (OTHER_ORGANIZATION, DEFAULT_ORGANIZATION)
+        for allowed_last in (False, True)
+        for role in ROLES
+        if (role in row.allowed) == allowed_last
+    ]
+    seen: dict[tuple[str, str], int] = {}
+    for org, role in order:
+        call = row.build(client, records)
+        key = key_header(api_keys, org, role)
+        response = _send(client, method, call, key)
+        own = org == DEFAULT_ORGANIZATION
+        expected = (row.own if own else row.other) if role in row.allowed else 403
+        seen[(org, role)] = response.status_code
+        assert response.status_code == expected, (org, role, response.text)
+        if expected >= 400:
+            expect_problem(response, expected)
+        if not own:
+            assert not leaked(response.text, records, sent=_sent(call)), (
+                org,
+                role,
+                leaked(response.text, records, sent=_sent(call)),
+            )
+            if expected == 404:
+                _assert_like_an_unknown_id(client, method, call, key, response)
+        elif method == "GET" and row.other == 200 and role in row.allowed:
+            # The same list does show the default organization's data to its own callers, so
+            # the leak check above is looking at the right strings.
+            assert leaked(response.text, records)
+        check = row.check_own if own else row.check_other
+        if response.status_code < 400 and check is not None:
+            check(response, records)
+    assert len(seen) == 2 * len(ROLES)
+
+
+def test_another_organization_may_reuse_an_identifier_without_learning_it_exists(
+    client: TestClient, api_keys: Keys
+) -> None:
+    """Identifiers are unique per organization: the same MRN in another organization is a new
+    patient (201), not a 409 that would confirm the default organization has it."""
+    records = make_records(client, api_keys)
+    body = {"identifiers": [{"system": MRN_SYSTEM, "value": records.mrn}], "sex": "male"}
+
+    response = client.post(
+        "/api/v1/patients",
+        json=body,
+        headers=key_header(api_keys, OTHER_ORGANIZATION, "integration"),
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] != records.patient_id
+    own = client.get(f"/api/v1/patients/{records.patient_id}")
+    assert own.json()["sex"] == records.patient["sex"]
+    assert str(DEFAULT_ORGANIZATION_ID) not in response.text
