@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,7 +130,7 @@ class RoleAuth(httpx.Auth):
             return "clinician"
         return "integration"
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "x-api-key" not in request.headers and "authorization" not in request.headers:
             request.headers["X-API-Key"] = self.keys[
                 self.role_for(request.method, request.url.path)

@@ -7,19 +7,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, text
+from sqlalchemy import Row, Uuid, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import UTCDateTime
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to the chain ("min_audi" in ASCII). Any
 # other use of advisory locks in this database must pick a different key.
 CHAIN_LOCK_KEY = 0x6D696E5F61756469
 
-
-_LOCK_CHAIN = select(
-    func.pg_advisory_xact_lock(CHAIN_LOCK_KEY), func.current_setting("transaction_isolation")
-)
 
 _COLUMNS = (
     "id",
@@ -39,34 +36,26 @@ _COLUMNS = (
     "request_id",
     "client_address",
 )
-_PG_CASTS = {
-    "id": "uuid",
-    "occurred_at": "timestamptz",
-    "organization_id": "uuid",
-    "patient_id": "uuid",
-    "status_code": "integer",
-}
-# PostgreSQL: read the chain's tail and compute this row's hash inside the INSERT, one round
-# trip instead of two. The hash is SHA-256 over exactly the bytes app.audit.chain builds:
-# Python supplies the canonical JSON around the prev_hash slot, the database the tail hash.
+# PostgreSQL: audit_append() (see the migration) takes the chain's lock, reads the tail with a
+# fresh snapshot and inserts the row with its hash computed in the database: SHA-256 over
+# exactly the bytes app.audit.chain builds, Python supplying the canonical JSON around the
+# prev_hash slot. One round trip; the lock is held from this call to the commit.
 _PG_APPEND = text(
-    "INSERT INTO audit_event ("
-    + ", ".join(_COLUMNS)
-    + ", prev_hash, hash) SELECT "
-    + ", ".join(
-        f"CAST(:{name} AS {_PG_CASTS[name]})" if name in _PG_CASTS else f":{name}"
-        for name in _COLUMNS
-    )
-    + ", tail.h, encode(sha256(convert_to(:before || tail.h || :after, 'UTF8')), 'hex') "
-    "FROM (SELECT coalesce((SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1), :genesis)"
-    " AS h) AS tail"
+    "SELECT audit_append("
+    + ", ".join(f":{name}" for name in (*_COLUMNS, "before", "after", "genesis"))
+    + ")"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("occurred_at", type_=UTCDateTime()),
+    bindparam("organization_id", type_=Uuid()),
+    bindparam("patient_id", type_=Uuid()),
 )
 
 
-async def append_with_tail_hash(
+async def append_locked(
     session: AsyncSession, values: dict[str, Any], *, before: str, after: str, genesis: str
 ) -> None:
-    """PostgreSQL only, after lock_chain: insert one row linked to the current tail."""
+    """PostgreSQL only: lock the chain and insert one row linked to its tail, in one call."""
     connection = await session.connection()
     await connection.execute(
         _PG_APPEND,
@@ -77,21 +66,6 @@ async def append_with_tail_hash(
             "genesis": genesis,
         },
     )
-
-
-async def lock_chain(session: AsyncSession) -> str | None:
-    """Make this transaction the only appender until it ends; returns PostgreSQL's isolation
-    level (in the same round trip) so the caller can check it.
-
-    PostgreSQL: a transaction-scoped advisory lock, released by COMMIT or ROLLBACK. SQLite:
-    nothing to do, the write transaction already holds the database's single write lock
-    (BEGIN IMMEDIATE, see app.db).
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    connection = await session.connection()
-    row = (await connection.execute(_LOCK_CHAIN)).one()
-    return str(row[1])
 
 
 async def last_hash(session: AsyncSession) -> str | None:

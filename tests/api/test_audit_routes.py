@@ -231,12 +231,13 @@ def test_patient_routes_write_one_row_per_request(
         path="/api/v1/patients",
     )
     # ... conflict and invalid (error), no credentials and wrong role (denied)
-    for status, outcome, kwargs in [
+    refusals: list[tuple[int, str, dict[str, Any]]] = [
         (409, "error", {"json": _patient_body()}),
         (422, "error", {"json": {**_patient_body(f"{MRN}-3"), "version": 7}}),
         (401, "denied", {"json": _patient_body(f"{MRN}-4"), "org": None}),
         (403, "denied", {"json": _patient_body(f"{MRN}-5"), "role": "clinician"}),
-    ]:
+    ]
+    for status, outcome, kwargs in refusals:
         caller = {401: NOBODY, 403: clinician}.get(status, integration)
         audited.one(
             "POST",
@@ -568,7 +569,7 @@ def test_routes_without_patient_data_write_no_audit_rows(
     assert imported.status_code == 201, imported.text
     draft = imported.json()["id"]
     etag = client.get(f"/api/v1/range-sets/{draft}").headers["ETag"]
-    for method, url, kwargs in [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/api/v1/range-sets", {}),
         ("GET", "/api/v1/range-sets/active", {}),
         ("GET", f"/api/v1/range-sets/{range_set_id}", {}),
@@ -587,7 +588,8 @@ def test_routes_without_patient_data_write_no_audit_rows(
         ("GET", "/openapi.json", {"org": None}),
         ("GET", "/docs", {"org": None}),
         ("GET", "/no-such-route", {}),
-    ]:
+    ]
+    for method, url, kwargs in calls:
         response = audited.none(method, url, **kwargs)
         assert response.status_code < 500, (method, url, response.text)
 

@@ -58,7 +58,8 @@ def active(client: TestClient) -> dict[str, Any]:
 def etag_of(client: TestClient, range_set_id: str) -> str:
     response = client.get(f"/api/v1/range-sets/{range_set_id}")
     assert response.status_code == 200, response.text
-    return response.headers["ETag"]
+    etag: str = response.headers["ETag"]
+    return etag
 
 
 def activate_set(client: TestClient, range_set_id: str) -> Any:

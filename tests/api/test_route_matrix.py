@@ -91,7 +91,8 @@ def _etag(client: TestClient, path: str) -> str:
     """The current ETag, read by the default organization's caller that may read it."""
     response = client.get(path)
     assert response.status_code == 200, response.text
-    return response.headers["ETag"]
+    etag: str = response.headers["ETag"]
+    return etag
 
 
 def _ids(response: Response) -> list[str]:
@@ -359,13 +360,14 @@ def test_public_routes_need_no_credentials(client: TestClient) -> None:
 
 
 def _send(client: TestClient, method: str, call: Call, key: dict[str, str]) -> Response:
-    return client.request(
+    response: Response = client.request(
         method,
         call.path,
         json=call.json,
         params=call.params,
         headers={**call.headers, **key},
     )
+    return response
 
 
 def _sent(call: Call) -> str:

@@ -11,8 +11,8 @@ from typing import Annotated
 import orjson
 import pytest
 from fastapi import Depends, FastAPI, Header, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction
