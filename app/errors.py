@@ -179,6 +179,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(err.get("type") == "json_invalid" for err in errors):
+        from app.audit.context import start_draft_for_route
+
+        start_draft_for_route(request)
         return problem_response(
             400,
             title="Malformed JSON",

@@ -136,7 +136,8 @@ def test_serve_applies_migrations_and_answers_health_and_docs(
 def test_key_audit_and_idempotency_commands(tmp_path: Path, cli_env: dict[str, str]) -> None:
     """create-api-key prints a working key as its last line; revoke-api-key stops it;
     verify-audit checks the chain the requests wrote (exit 0 when intact); purge-idempotency
-    deletes only records past their retention."""
+    deletes only records past their retention. (Refused roles, revoking by prefix and twice:
+    tests/auth/test_cli.py, in process.)"""
     assert _run(["migrate"], tmp_path, cli_env).returncode == 0
     created = _run(
         ["create-api-key", "--org", "cli-clinic", "--role", "integration", "--name", "LIS"],
@@ -150,9 +151,6 @@ def test_key_audit_and_idempotency_commands(tmp_path: Path, cli_env: dict[str, s
     assert key not in "\n".join(lines[:-1])  # shown once, as the last line only
     assert "'cli-clinic'" in lines[0]
     assert "role integration" in created.stdout
-    refused = _run(["create-api-key", "--org", "cli-clinic", "--role", "root"], tmp_path, cli_env)
-    assert refused.returncode != 0
-    assert "Traceback" not in refused.stderr
 
     settings = Settings(database_url=cli_env["DATABASE_URL"], api_key_cache_seconds=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -174,9 +172,6 @@ def test_key_audit_and_idempotency_commands(tmp_path: Path, cli_env: dict[str, s
         assert revoked.stdout.strip().endswith("revoked")
         assert "LIS" in revoked.stdout
         assert client.get("/api/v1/patients", headers={"X-API-Key": key}).status_code == 401
-        again = _run(["revoke-api-key", key[: len("mlk_") + 12]], tmp_path, cli_env)
-        assert again.returncode == 0, again.stderr
-        assert "already revoked" in again.stdout
         unknown = _run(["revoke-api-key", "mlk_doesnotexist"], tmp_path, cli_env)
         assert unknown.returncode == 1
         assert unknown.stderr.startswith("error:")

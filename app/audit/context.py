@@ -47,7 +47,24 @@ def audited(action: str, resource_type: str) -> Callable[[Request], Awaitable[No
         request.state.audit = AuditDraft(action=action, resource_type=resource_type)
 
     dependency.__name__ = f"audit_{action}_{resource_type}"
+    dependency.audit_spec = (action, resource_type)  # type: ignore[attr-defined]
     return dependency
+
+
+def start_draft_for_route(request: Request) -> None:
+    """For a request refused before its route's dependencies ran (a body that is not JSON is
+    rejected while FastAPI reads it, before `audited` and authentication): start the PHI
+    route's draft, so the middleware still writes its one (`error`) row. No principal is known:
+    the credentials were never checked."""
+    if draft_of(request.state) is not None:
+        return
+    route = request.scope.get("route")
+    for depends in getattr(route, "dependencies", None) or ():
+        spec = getattr(depends.dependency, "audit_spec", None)
+        if spec is not None:
+            action, resource_type = spec
+            request.state.audit = AuditDraft(action=action, resource_type=resource_type)
+            return
 
 
 def draft_of(state: Any) -> AuditDraft | None:

@@ -256,3 +256,17 @@ def test_a_forbidden_role_is_403_before_any_lookup(client: TestClient, api_keys:
     response = client.get(f"/api/v1/patients/{uuid.uuid4()}", headers=admin)
 
     expect_problem(response, 403, "forbidden")
+
+
+def test_openapi_declares_the_schemes_on_every_protected_operation(client: TestClient) -> None:
+    """Swagger UI's Authorize button applies to an operation only if it names the schemes."""
+    document = client.get("/openapi.json", auth=None).json()
+
+    assert set(document["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    for method, path in MATRIX:
+        security = document["paths"][path][method.lower()].get("security")
+        assert security is not None, (method, path)
+        assert {name for requirement in security for name in requirement} == {"ApiKey", "Bearer"}
+        assert {} not in security  # no anonymous alternative
+    for path in ("/health/live", "/health/ready"):
+        assert "security" not in document["paths"][path]["get"]

@@ -559,6 +559,35 @@ def test_panel_routes_write_one_row_per_request(
     )
 
 
+def test_a_body_that_is_not_json_is_audited_too(audited: Audited, client: TestClient) -> None:
+    """FastAPI refuses a body that is not JSON while reading it, before the route's audit
+    dependency and authentication run; the attempt still gets its one `error` row (with no
+    principal: the credentials were never checked)."""
+    patient = make_patient(client, mrn=MRN)
+    panel = post_panel(client, patient, _results())
+    garbled: dict[str, Any] = {
+        "content": b'{"sex": "ma',
+        "headers": {"content-type": "application/json"},
+    }
+    for method, url, action, resource_type in [
+        ("POST", "/api/v1/patients", "create", "patient"),
+        ("PATCH", f"/api/v1/patients/{patient['id']}", "update", "patient"),
+        ("POST", "/api/v1/panels", "create", "panel"),
+        ("POST", f"/api/v1/panels/{panel['id']}/reinterpret", "reinterpret", "panel"),
+    ]:
+        response = audited.one(
+            method,
+            url,
+            status=400,
+            action=action,
+            resource_type=resource_type,
+            outcome="error",
+            who=NOBODY,
+            **garbled,
+        )
+        assert response.json()["type"].endswith("/malformed-json")
+
+
 def test_routes_without_patient_data_write_no_audit_rows(
     audited: Audited, client: TestClient
 ) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import keys, service
 from app.auth.deps import CanReadPanels, CurrentOrganizationId, CurrentPrincipal
 from app.auth.principal import Role
-from app.auth.router import router as auth_router
 from app.config import Settings
 from app.db import utcnow
 from app.main import create_app
@@ -41,8 +40,7 @@ def auth_client(
     app_settings = settings.model_copy(
         update={"oidc_jwks_file": str(jwks), "oidc_issuer": ISSUER, "oidc_audience": AUDIENCE}
     )
-    app = create_app(app_settings)
-    app.include_router(auth_router)
+    app = create_app(app_settings)  # includes the API key routes
 
     @app.get("/test/panels")
     async def read_panels(principal: CanReadPanels) -> dict[str, Any]:
