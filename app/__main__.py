@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -128,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("key", help="key id, mlk_<prefix>, or the full key")
     commands.add_parser("verify-audit", help="check the audit trail's hash chain")
     commands.add_parser("purge-idempotency", help="delete expired Idempotency-Key records")
+
+    mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener")
+    mllp.add_argument("--host", default="127.0.0.1")
+    mllp.add_argument("--port", type=int, default=2575)
+    mllp.add_argument(
+        "--api-key",
+        default=os.environ.get("MINERAL_MLLP_API_KEY"),
+        help="integration API key whose organization receives the results "
+        "(default: $MINERAL_MLLP_API_KEY; prefer it, command lines are visible to others)",
+    )
     return parser
 
 
@@ -181,6 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, message = verify_audit_command(settings)
             print(message)
             return code
+        elif args.command == "mllp":
+            from app.interop.hl7.mllp import run_mllp
+
+            if not args.api_key:
+                print("error: give --api-key or set MINERAL_MLLP_API_KEY", file=sys.stderr)
+                return 2
+            run_mllp(settings, host=args.host, port=args.port, api_key=args.api_key)
         elif args.command == "purge-idempotency":
             from app.idempotency.cli import purge_idempotency_command
 

@@ -20,6 +20,8 @@ from app.domain.catalog import default_catalog
 from app.domain.range_sets import RangeSetDocument
 from app.errors import install_error_handlers
 from app.health.router import router as health_router
+from app.interop.fhir.router import router as fhir_router
+from app.interop.hl7.router import router as hl7_router
 from app.log_config import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.panels.router import router as panels_router
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ranges_router)
     app.include_router(api_keys_router)
     app.include_router(audit_router)
+    app.include_router(fhir_router)
+    app.include_router(hl7_router)
     install_docs(app)
     _document_extra_schemas(app)
     return app

@@ -43,6 +43,8 @@ from tests.api.access import (
 )
 from tests.builders import MRN_SYSTEM, expect_problem, panel_body, result
 from tests.conftest import DEFAULT_ORGANIZATION, OTHER_ORGANIZATION
+from tests.interop.fhir.builders import FHIR_JSON, expect_outcome, panel_bundle
+from tests.interop.hl7.messages import acks, magnesium_mmol, oru, segment
 
 # Public: no credentials, no organization data.
 PUBLIC_ROUTES = {
@@ -51,6 +53,13 @@ PUBLIC_ROUTES = {
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/redoc"),
+    ("GET", "/fhir/R4/metadata"),
+}
+# The FHIR facade's catch-all answers 404/405 OperationOutcomes for what it does not implement;
+# it reads nothing (test_fhir_catch_all_reveals_nothing).
+CATCH_ALL = {
+    (method, "/fhir/R4/{path:path}")
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 }
 
 
@@ -60,6 +69,7 @@ class Call:
 
     path: str
     json: Any = None
+    content: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     # The default organization's record id in the path, for the "same as unknown id" check.
@@ -85,6 +95,9 @@ class Row:
     build: Builder
     check_own: Check | None = None
     check_other: Check | None = None
+    # A list whose own-organization answer shows the default organization's records (the
+    # control for the leak check); False for lists with no organization data at all.
+    lists_records: bool = True
 
 
 def _etag(client: TestClient, path: str) -> str:
@@ -276,6 +289,85 @@ def _created(response: Response, records: Records) -> None:
     assert response.json()["id"]
 
 
+# --- interoperability: FHIR R4 facade and HL7 v2 ------------------------------------------
+
+
+def _hl7_panel(client: TestClient, records: Records) -> Call:
+    message = oru([magnesium_mmol("0.80")], mrn=records.mrn)
+    return Call(
+        "/api/v1/hl7/oru",
+        content=message,
+        headers={"Content-Type": "x-application/hl7-v2+er7"},
+    )
+
+
+def _hl7_accepted(response: Response, records: Records) -> None:
+    assert segment(acks(response.text)[0], "MSA")[1] == "AA", response.text
+
+
+def _fhir_bundle(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4", content=panel_bundle(), headers={"Content-Type": FHIR_JSON})
+
+
+def _fhir_stored(response: Response, records: Records) -> None:
+    assert response.json()["resourceType"] == "Bundle"
+    assert all(e["response"]["status"].startswith("20") for e in response.json()["entry"])
+
+
+def _fhir_patient(client: TestClient, records: Records) -> Call:
+    return Call(f"/fhir/R4/Patient/{records.patient_id}", record_id=records.patient_id)
+
+
+def _fhir_patient_search(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4/Patient", params={"identifier": f"{MRN_SYSTEM}|{records.mrn}"})
+
+
+def _first_result_id(records: Records) -> str:
+    value: str = records.panel["results"][0]["id"]
+    return value
+
+
+def _fhir_observation(client: TestClient, records: Records) -> Call:
+    result_id = _first_result_id(records)
+    return Call(f"/fhir/R4/Observation/{result_id}", record_id=result_id)
+
+
+def _fhir_observation_search(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4/Observation", params={"patient": records.patient_id})
+
+
+def _fhir_report(client: TestClient, records: Records) -> Call:
+    return Call(f"/fhir/R4/DiagnosticReport/{records.panel_id}", record_id=records.panel_id)
+
+
+def _fhir_report_search(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4/DiagnosticReport", params={"patient": records.patient_id})
+
+
+def _fhir_definitions(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4/ObservationDefinition")
+
+
+def _fhir_is(resource_type: str, record: Callable[[Records], str]) -> Check:
+    def check(response: Response, records: Records) -> None:
+        body = response.json()
+        assert (body["resourceType"], body["id"]) == (resource_type, record(records))
+
+    return check
+
+
+def _fhir_found(response: Response, records: Records) -> None:
+    assert response.json()["total"] >= 1
+
+
+def _fhir_none(response: Response, records: Records) -> None:
+    assert response.json()["total"] == 0
+
+
+def _fhir_definitions_listed(response: Response, records: Records) -> None:
+    assert response.json()["total"] >= 1
+
+
 INTEGRATION = frozenset({"integration"})
 CLINICIAN = frozenset({"clinician"})
 ADMIN = frozenset({"admin"})
@@ -324,6 +416,39 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/audit-events"): Row(
         ADMIN, 200, 200, _audit, _lists_patient_events, _is_empty_page
     ),
+    # HL7 v2: the other organization's message creates its own patient (PID) and panel.
+    ("POST", "/api/v1/hl7/oru"): Row(
+        INTEGRATION, 200, 200, _hl7_panel, _hl7_accepted, _hl7_accepted
+    ),
+    ("POST", "/fhir/R4"): Row(INTEGRATION, 200, 200, _fhir_bundle, _fhir_stored, _fhir_stored),
+    ("GET", "/fhir/R4/Patient/{patient_id}"): Row(
+        READERS, 200, 404, _fhir_patient, _fhir_is("Patient", lambda r: r.patient_id)
+    ),
+    ("GET", "/fhir/R4/Patient"): Row(
+        READERS, 200, 200, _fhir_patient_search, _fhir_found, _fhir_none
+    ),
+    ("GET", "/fhir/R4/Observation/{observation_id}"): Row(
+        READERS, 200, 404, _fhir_observation, _fhir_is("Observation", _first_result_id)
+    ),
+    ("GET", "/fhir/R4/Observation"): Row(
+        READERS, 200, 200, _fhir_observation_search, _fhir_found, _fhir_none
+    ),
+    ("GET", "/fhir/R4/DiagnosticReport/{report_id}"): Row(
+        READERS, 200, 404, _fhir_report, _fhir_is("DiagnosticReport", lambda r: r.panel_id)
+    ),
+    ("GET", "/fhir/R4/DiagnosticReport"): Row(
+        READERS, 200, 200, _fhir_report_search, _fhir_found, _fhir_none
+    ),
+    # Reference ranges only: no patient data, and nothing of the default organization's.
+    ("GET", "/fhir/R4/ObservationDefinition"): Row(
+        EVERYONE,
+        200,
+        200,
+        _fhir_definitions,
+        _fhir_definitions_listed,
+        _fhir_definitions_listed,
+        lists_records=False,
+    ),
 }
 
 
@@ -343,13 +468,27 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
 
 def test_the_matrix_names_every_route(session_client: TestClient) -> None:
     routes = app_routes(session_client.app)  # type: ignore[arg-type]
-    public = {route for route in routes if route in PUBLIC_ROUTES}
+    public = {route for route in routes if route in PUBLIC_ROUTES | CATCH_ALL}
 
     assert routes - public == set(MATRIX), (
         "routes missing from the matrix: "
         f"{sorted(routes - public - set(MATRIX))}; rows without a route: "
         f"{sorted(set(MATRIX) - routes)}"
     )
+
+
+def test_fhir_catch_all_reveals_nothing(client: TestClient, api_keys: Keys) -> None:
+    """What the facade does not implement is a 404 or 405 OperationOutcome for anyone."""
+    records = make_records(client, api_keys)
+    for method, path in [
+        ("GET", f"/fhir/R4/CarePlan/{records.patient_id}"),
+        ("DELETE", f"/fhir/R4/Patient/{records.patient_id}"),
+        ("PUT", f"/fhir/R4/Observation/{records.panel_id}"),
+    ]:
+        response = client.request(method, path, auth=None)
+        assert response.status_code in (404, 405), (method, path, response.text)
+        expect_outcome(response, response.status_code)
+        assert not leaked(response.text, records, sent=path)
 
 
 def test_public_routes_need_no_credentials(client: TestClient) -> None:
@@ -364,6 +503,7 @@ def _send(client: TestClient, method: str, call: Call, key: dict[str, str]) -> R
         method,
         call.path,
         json=call.json,
+        content=call.content,
         params=call.params,
         headers={**call.headers, **key},
     )
@@ -383,6 +523,7 @@ def _assert_like_an_unknown_id(
     probe = Call(
         call.path.replace(call.record_id, unknown),
         json=call.json,
+        content=call.content,
         params=call.params,
         headers=call.headers,
     )
@@ -413,7 +554,9 @@ def test_route(client: TestClient, api_keys: Keys, method: str, path: str) -> No
         expected = (row.own if own else row.other) if role in row.allowed else 403
         seen[(org, role)] = response.status_code
         assert response.status_code == expected, (org, role, response.text)
-        if expected >= 400:
+        if expected >= 400 and path.startswith("/fhir/"):
+            expect_outcome(response, expected)
+        elif expected >= 400:
             expect_problem(response, expected)
         if not own:
             assert not leaked(response.text, records, sent=_sent(call)), (
@@ -423,7 +566,7 @@ def test_route(client: TestClient, api_keys: Keys, method: str, path: str) -> No
             )
             if expected == 404:
                 _assert_like_an_unknown_id(client, method, call, key, response)
-        elif method == "GET" and row.other == 200 and role in row.allowed:
+        elif method == "GET" and row.other == 200 and role in row.allowed and row.lists_records:
             # The same list does show the default organization's data to its own callers, so
             # the leak check above is looking at the right strings.
             assert leaked(response.text, records)

@@ -1,0 +1,660 @@
+"""FHIR Bundle in: validate with fhir.resources, then map to the native input models.
+
+Pure mapping (no I/O). A Bundle becomes units of work: each Patient entry is one unit; each
+DiagnosticReport entry with the Observation entries its ``result`` references is one unit,
+which becomes ONE ``PanelCreate`` for ``app.panels.service.ingest``. Every problem names the
+entry it came from as a FHIRPath expression (``Bundle.entry[3].resource.valueQuantity.code``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhir.resources.R4B.bundle import Bundle, BundleEntry
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient as FhirPatient
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
+
+from app.domain.catalog import LOINC_SPECIMENS, Catalog
+from app.domain.errors import DomainError
+from app.domain.types import Specimen
+from app.interop.fhir.outcome import FhirError, Issue, Outcomes
+from app.interop.fhir.terminology import LOINC, UCUM
+from app.panels.schemas import PanelCreate, PatientRef
+from app.patients.schemas import PatientCreate
+
+SUPPORTED = ("Patient", "DiagnosticReport", "Observation")
+_REPORT_STATUS = {
+    "final": "final",
+    "preliminary": "preliminary",
+    "partial": "preliminary",
+    "corrected": "corrected",
+    "amended": "corrected",
+}
+_GENDER = {"female", "male", "other", "unknown"}
+
+
+@dataclass(frozen=True)
+class IdentifierToken:
+    """A FHIR token search value: ``system|value``, ``|value``, ``system|`` or ``value``.
+    ``system`` None means any system; ``value`` None means any value."""
+
+    system: str | None
+    value: str | None
+
+
+def parse_token(text: str) -> IdentifierToken:
+    if "|" not in text:
+        return IdentifierToken(system=None, value=text or None)
+    system, _, value = text.partition("|")
+    return IdentifierToken(system=system, value=value or None)
+
+
+@dataclass
+class PatientUnit:
+    index: int
+    full_url: str | None
+    data: PatientCreate
+    if_none_exist: IdentifierToken | None
+
+
+@dataclass
+class ReportUnit:
+    index: int
+    full_url: str | None
+    observation_indexes: list[int]
+    subject_entry: str | None  # fullUrl of a Patient entry of this Bundle
+    subject: PatientRef | None  # a patient already stored (by id or identifier)
+    fields: dict[str, Any]  # PanelCreate without `patient`
+
+    def panel(self, patient: PatientRef) -> PanelCreate:
+        try:
+            return PanelCreate.model_validate({**self.fields, "patient": patient})
+        except ValidationError as exc:
+            raise FhirError(422, self.issues_for_validation(exc)) from exc
+
+    def issues_for_validation(self, exc: ValidationError) -> list[Issue]:
+        return [
+            Issue(
+                diagnostics=str(err["msg"]),
+                code="invalid",
+                expression=(self.expression_for(".".join(str(p) for p in err["loc"])),),
+            )
+            for err in exc.errors()
+        ]
+
+    def expression_for(self, field_path: str) -> str:
+        """Where a native field (``body.results[2].unit``) came from in the Bundle."""
+        report = f"Bundle.entry[{self.index}].resource"
+        path = field_path.removeprefix("body.")
+        match = re.match(r"results(?:\[|\.)(\d+)\]?\.?(\w+)?", path)
+        if match:
+            position = int(match.group(1))
+            if position >= len(self.observation_indexes):
+                return report
+            where = f"Bundle.entry[{self.observation_indexes[position]}].resource"
+            return where + _RESULT_FIELDS.get(match.group(2) or "", "")
+        return report + _PANEL_FIELDS.get(path.split(".")[0], "")
+
+
+_RESULT_FIELDS = {
+    "analyte": ".code",
+    "value": ".valueQuantity.value",
+    "unit": ".valueQuantity.code",
+    "reference_range": ".referenceRange[0]",
+    "flag": ".interpretation[0]",
+}
+_PANEL_FIELDS = {
+    "patient": ".subject",
+    "source": ".identifier[0].system",
+    "accession": ".identifier[0].value",
+    "collected_at": ".effectiveDateTime",
+    "status": ".status",
+    "performing_lab": ".performer[0]",
+    "specimen": ".specimen",
+}
+
+
+@dataclass
+class ParsedBundle:
+    kind: str  # "transaction" | "batch"
+    size: int
+    patients: list[PatientUnit] = field(default_factory=list)
+    reports: list[ReportUnit] = field(default_factory=list)
+    failures: dict[int, FhirError] = field(default_factory=dict)
+
+
+def parse_bundle(raw: bytes, catalog: Catalog) -> ParsedBundle:
+    """Validate a posted Bundle and plan its units of work.
+
+    Raises 400 for anything that is not a valid transaction or batch Bundle. Problems of single
+    entries are kept in ``failures`` by entry index (a transaction refuses them all at once, a
+    batch answers them entry by entry)."""
+    bundle = _validate_bundle(raw)
+    kind = str(bundle.type)
+    if kind not in ("transaction", "batch"):
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    f"Bundle.type must be transaction or batch, not {kind!r}.",
+                    "invalid",
+                    "error",
+                    ("Bundle.type",),
+                )
+            ],
+        )
+    entries: list[BundleEntry] = list(bundle.entry or [])
+    parsed = ParsedBundle(kind=kind, size=len(entries))
+    by_url = _entries_by_full_url(entries, parsed)
+    resources = [entry.resource for entry in entries]
+    owner: dict[int, int] = {}  # Observation entry -> the DiagnosticReport entry listing it
+    for index, resource in enumerate(resources):
+        if index in parsed.failures or not isinstance(resource, DiagnosticReport):
+            continue
+        for ref in resource.result or []:
+            target = _resolve(str(ref.reference or ""), by_url)
+            if target is None or not isinstance(resources[target], Observation):
+                continue
+            if owner.setdefault(target, index) != index:
+                parsed.failures[index] = _entry_error(
+                    index, "result", f"entry[{target}] is a result of entry[{owner[target]}]"
+                )
+    for index, resource in enumerate(resources):
+        if index in parsed.failures:
+            continue
+        try:
+            if isinstance(resource, FhirPatient):
+                parsed.patients.append(_patient_unit(index, entries[index], resource))
+            elif isinstance(resource, DiagnosticReport):
+                parsed.reports.append(
+                    _report_unit(
+                        index, entries[index], resource, resources, by_url, bundle, catalog
+                    )
+                )
+            elif isinstance(resource, Observation) and index not in owner:
+                raise _entry_error(
+                    index,
+                    "",
+                    "An Observation is stored as a result of a DiagnosticReport: reference it "
+                    "from a DiagnosticReport.result in this Bundle.",
+                )
+        except FhirError as exc:
+            parsed.failures[index] = exc
+    # A report and its Observations are stored together or not at all.
+    for unit in list(parsed.reports):
+        failed = [i for i in unit.observation_indexes if i in parsed.failures]
+        if failed:
+            parsed.failures[unit.index] = parsed.failures[failed[0]]
+            parsed.reports.remove(unit)
+    for obs_index, report_index in owner.items():
+        if report_index in parsed.failures:
+            parsed.failures[obs_index] = parsed.failures[report_index]
+    return parsed
+
+
+def _validate_bundle(raw: bytes) -> Bundle:
+    try:
+        # Decimals as written: a lab's "0.70" keeps its trailing zero.
+        document = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FhirError(400, [Issue("The request body is not valid JSON.", "structure")]) from exc
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    "POST a Bundle (resourceType 'Bundle') of type transaction or batch.",
+                    "structure",
+                )
+            ],
+        )
+    try:
+        return Bundle.model_validate(document)
+    except ValidationError as exc:
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    diagnostics=str(err["msg"]),
+                    code="structure",
+                    expression=(_fhirpath("Bundle", err["loc"]),),
+                )
+                for err in exc.errors()[:50]
+            ],
+        ) from exc
+
+
+def _fhirpath(root: str, loc: tuple[int | str, ...]) -> str:
+    out = root
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _entries_by_full_url(entries: list[BundleEntry], parsed: ParsedBundle) -> dict[str, int]:
+    by_url: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"Bundle.entry[{index}]"
+        problems = Outcomes()
+        if entry.resource is None:
+            problems.add("Each entry needs a resource.", f"{where}.resource", code="required")
+        elif entry.resource.get_resource_type() not in SUPPORTED:
+            problems.add(
+                f"{entry.resource.get_resource_type()} entries are not supported; "
+                f"send {', '.join(SUPPORTED)}.",
+                f"{where}.resource",
+                code="not-supported",
+            )
+        request = entry.request
+        if request is None or str(request.method) != "POST":
+            problems.add(
+                "Only POST (create) entries are supported.",
+                f"{where}.request.method",
+                code="not-supported",
+            )
+        elif entry.resource is not None and str(request.url).split("?")[0].strip("/") != (
+            entry.resource.get_resource_type()
+        ):
+            problems.add(
+                "request.url must name the resource type (e.g. 'Patient').",
+                f"{where}.request.url",
+            )
+        if entry.fullUrl:
+            if entry.fullUrl in by_url:
+                problems.add("fullUrl is used by two entries.", f"{where}.fullUrl")
+            by_url[str(entry.fullUrl)] = index
+        if problems.issues:
+            status = 400 if any(i.code != "not-supported" for i in problems.issues) else 422
+            parsed.failures[index] = FhirError(status, problems.issues)
+    return by_url
+
+
+def _entry_error(index: int, path: str, message: str, code: str = "invalid") -> FhirError:
+    where = f"Bundle.entry[{index}].resource" + (f".{path}" if path else "")
+    return FhirError(422, [Issue(message, code, "error", (where,))])
+
+
+# --- Patient --------------------------------------------------------------------------------
+
+
+def _patient_unit(index: int, entry: BundleEntry, patient: FhirPatient) -> PatientUnit:
+    where = f"Bundle.entry[{index}].resource"
+    problems = Outcomes()
+    identifiers = []
+    for position, identifier in enumerate(patient.identifier or []):
+        if not identifier.system or not identifier.value:
+            problems.add(
+                "Each identifier needs a system and a value.",
+                f"{where}.identifier[{position}]",
+                code="required",
+            )
+        else:
+            identifiers.append({"system": identifier.system, "value": identifier.value})
+    gender = str(patient.gender) if patient.gender else "unknown"
+    birth_date = patient.birthDate
+    if birth_date is not None and not isinstance(birth_date, date):
+        problems.add(
+            "birthDate must be a full date (YYYY-MM-DD): age-banded reference ranges need it.",
+            f"{where}.birthDate",
+        )
+    if gender not in _GENDER:
+        problems.add("gender is not one of female, male, other, unknown.", f"{where}.gender")
+    if_none_exist = _if_none_exist(index, entry)
+    problems.raise_if_any()
+    try:
+        data = PatientCreate.model_validate(
+            {"identifiers": identifiers, "sex": gender, "birth_date": birth_date}
+        )
+    except ValidationError as exc:
+        fields = {"identifiers": "identifier", "sex": "gender", "birth_date": "birthDate"}
+        raise FhirError(
+            422,
+            [
+                Issue(
+                    str(err["msg"]),
+                    "invalid",
+                    "error",
+                    (f"{where}.{fields.get(str(err['loc'][0]), '')}".rstrip("."),),
+                )
+                for err in exc.errors()
+            ],
+        ) from exc
+    return PatientUnit(index=index, full_url=entry.fullUrl, data=data, if_none_exist=if_none_exist)
+
+
+def _if_none_exist(index: int, entry: BundleEntry) -> IdentifierToken | None:
+    query = entry.request.ifNoneExist if entry.request else None
+    if not query:
+        return None
+    params = parse_qsl(str(query).lstrip("?"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "identifier" or not params[0][1]:
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    "ifNoneExist supports one 'identifier=[system|]value' criterion.",
+                    "not-supported",
+                    "error",
+                    (f"Bundle.entry[{index}].request.ifNoneExist",),
+                )
+            ],
+        )
+    return parse_token(params[0][1])
+
+
+# --- DiagnosticReport + Observations ---------------------------------------------------------
+
+
+def _resolve(reference: str, by_url: dict[str, int]) -> int | None:
+    if reference in by_url:
+        return by_url[reference]
+    for url, index in by_url.items():  # a relative reference to an entry's absolute fullUrl
+        if not reference.startswith("urn:") and url.endswith("/" + reference):
+            return index
+    return None
+
+
+def _report_unit(
+    index: int,
+    entry: BundleEntry,
+    report: DiagnosticReport,
+    resources: list[Resource | None],
+    by_url: dict[str, int],
+    bundle: Bundle,
+    catalog: Catalog,
+) -> ReportUnit:
+    where = f"Bundle.entry[{index}].resource"
+    problems = Outcomes()
+    subject_entry, subject = _subject(report.subject, by_url, resources, where, problems)
+    source, accession = _natural_key(report, bundle, where, problems)
+    status = _REPORT_STATUS.get(str(report.status))
+    if status is None:
+        problems.add(
+            f"status {report.status!r} cannot be stored; send final, preliminary, partial, "
+            "corrected or amended.",
+            f"{where}.status",
+            code="value",
+        )
+    observation_indexes: list[int] = []
+    observations: list[Observation] = []
+    for position, ref in enumerate(report.result or []):
+        target = _resolve(str(ref.reference or ""), by_url)
+        observation = resources[target] if target is not None else None
+        if target is None or not isinstance(observation, Observation):
+            problems.add(
+                "result must reference an Observation entry of this Bundle (by its fullUrl).",
+                f"{where}.result[{position}]",
+            )
+            continue
+        observation_indexes.append(target)
+        observations.append(observation)
+    if not observation_indexes:
+        problems.add(
+            "A DiagnosticReport needs at least one result.", f"{where}.result", code="required"
+        )
+    results = [
+        _result(obs, obs_index, report.subject, problems)
+        for obs, obs_index in zip(observations, observation_indexes, strict=True)
+    ]
+    collected_at = _collected_at(report, observations, where, problems)
+    specimen = _specimen(observations, catalog, where, problems)
+    problems.raise_if_any()
+    performer = next(iter(report.performer or []), None)
+    fields: dict[str, Any] = {
+        "source": source,
+        "accession": accession,
+        "specimen": specimen,
+        "status": status,
+        "collected_at": collected_at,
+        "performing_lab": _display(performer),
+        "results": results,
+    }
+    return ReportUnit(
+        index=index,
+        full_url=entry.fullUrl,
+        observation_indexes=observation_indexes,
+        subject_entry=subject_entry,
+        subject=subject,
+        fields=fields,
+    )
+
+
+def _display(reference: Reference | None) -> str | None:
+    if reference is None:
+        return None
+    if reference.display:
+        return str(reference.display)
+    if reference.identifier is not None and reference.identifier.value:
+        return str(reference.identifier.value)
+    return None
+
+
+def _url_of(index: int, by_url: dict[str, int]) -> str:
+    return next(url for url, i in by_url.items() if i == index)
+
+
+def _subject(
+    subject: Reference | None,
+    by_url: dict[str, int],
+    resources: list[Resource | None],
+    where: str,
+    problems: Outcomes,
+) -> tuple[str | None, PatientRef | None]:
+    """(fullUrl of a Patient entry, or a reference to a stored patient)."""
+    if subject is None:
+        problems.add("subject (the Patient) is required.", f"{where}.subject", code="required")
+        return None, None
+    reference = str(subject.reference or "")
+    if reference:
+        target = _resolve(reference, by_url)
+        if target is not None:
+            if not isinstance(resources[target], FhirPatient):
+                problems.add("subject must reference a Patient.", f"{where}.subject")
+                return None, None
+            return _url_of(target, by_url), None
+        if reference.startswith("Patient?"):
+            params = dict(parse_qsl(reference.removeprefix("Patient?")))
+            token = parse_token(params.get("identifier", ""))
+            if token.system and token.value:
+                return None, PatientRef(identifier={"system": token.system, "value": token.value})
+        elif reference.startswith("Patient/"):
+            try:
+                return None, PatientRef(id=uuid.UUID(reference.removeprefix("Patient/")))
+            except ValueError:
+                pass
+        problems.add(
+            "subject must be a Patient entry of this Bundle, Patient/<id>, or "
+            "Patient?identifier=system|value.",
+            f"{where}.subject",
+        )
+        return None, None
+    identifier = subject.identifier
+    if identifier is not None and identifier.system and identifier.value:
+        return None, PatientRef(identifier={"system": identifier.system, "value": identifier.value})
+    problems.add("subject needs a reference or an identifier.", f"{where}.subject")
+    return None, None
+
+
+def _natural_key(
+    report: DiagnosticReport, bundle: Bundle, where: str, problems: Outcomes
+) -> tuple[str | None, str | None]:
+    """(source, accession): the report's identifier, else the Bundle's; meta.source names the
+    sender when the identifier has no system."""
+    identifier = next((i for i in report.identifier or [] if i.value), None) or bundle.identifier
+    accession = str(identifier.value) if identifier is not None and identifier.value else None
+    source = (
+        (identifier.system if identifier is not None else None)
+        or (report.meta.source if report.meta else None)
+        or (bundle.meta.source if bundle.meta else None)
+    )
+    if not accession or not source:
+        problems.add(
+            "The panel needs an identifier with system and value (DiagnosticReport.identifier "
+            "or Bundle.identifier; meta.source may name the system): it makes a re-sent "
+            "Bundle a no-op.",
+            f"{where}.identifier",
+            code="required",
+        )
+    return (str(source) if source else None), accession
+
+
+def _collected_at(
+    report: DiagnosticReport, observations: list[Observation], where: str, problems: Outcomes
+) -> datetime | None:
+    """Specimen collection time: the report's effective time, else its Observations', else
+    the time the report was issued."""
+    candidates: list[tuple[Any, str]] = [
+        (report.effectiveDateTime, f"{where}.effectiveDateTime"),
+        (
+            report.effectivePeriod.start if report.effectivePeriod else None,
+            f"{where}.effectivePeriod.start",
+        ),
+    ]
+    candidates += [(obs.effectiveDateTime, f"{where}.result") for obs in observations]
+    candidates.append((report.issued, f"{where}.issued"))
+    for value, path in candidates:
+        if value is None:
+            continue
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value
+        problems.add(
+            "The collection time needs a time of day and a UTC offset.", path, code="value"
+        )
+        return None
+    problems.add(
+        "effectiveDateTime (specimen collection time) is required.",
+        f"{where}.effectiveDateTime",
+        code="required",
+    )
+    return None
+
+
+def _specimen(
+    observations: list[Observation], catalog: Catalog, where: str, problems: Outcomes
+) -> str:
+    """The specimen, read from the LOINC System axis of the result codes (serum by default)."""
+    found: set[str] = set()
+    for obs in observations:
+        code = _loinc_code(obs)
+        if code is None:
+            continue
+        try:
+            analyte = catalog.by_loinc(code)
+        except DomainError:
+            continue
+        for loinc in analyte.loinc_codes:
+            if loinc.code == code:
+                covered = LOINC_SPECIMENS.get(loinc.specimen, frozenset())
+                found.add(Specimen.SERUM.value if Specimen.SERUM.value in covered else min(covered))
+    if len(found) > 1:
+        problems.add(
+            "The results are for different specimens; send one DiagnosticReport per specimen.",
+            f"{where}.result",
+        )
+    return found.pop() if len(found) == 1 else Specimen.SERUM.value
+
+
+def _loinc_code(obs: Observation) -> str | None:
+    for coding in (obs.code.coding if obs.code else None) or []:
+        if coding.system == LOINC and coding.code:
+            return str(coding.code)
+    return None
+
+
+def _analyte_code(obs: Observation) -> str | None:
+    """A LOINC code, else any code the lab sent, else the code's text (a lab's name)."""
+    loinc = _loinc_code(obs)
+    if loinc is not None:
+        return loinc
+    for coding in (obs.code.coding if obs.code else None) or []:
+        if coding.code:
+            return str(coding.code)
+    return str(obs.code.text) if obs.code and obs.code.text else None
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _result(
+    obs: Observation, index: int, report_subject: Reference | None, problems: Outcomes
+) -> dict[str, Any]:
+    where = f"Bundle.entry[{index}].resource"
+    analyte = _analyte_code(obs)
+    if analyte is None:
+        problems.add("code needs a LOINC coding.", f"{where}.code", code="required")
+    if (
+        obs.subject is not None
+        and report_subject is not None
+        and obs.subject.reference != report_subject.reference
+    ):
+        problems.add("subject differs from its DiagnosticReport's subject.", f"{where}.subject")
+    quantity = obs.valueQuantity
+    if quantity is None or quantity.value is None:
+        problems.add(
+            "valueQuantity with a value and a UCUM unit is required.",
+            f"{where}.valueQuantity",
+            code="required",
+        )
+        return {}
+    unit = quantity.code or quantity.unit
+    if quantity.system is not None and quantity.system != UCUM:
+        problems.add(f"valueQuantity.system must be {UCUM}.", f"{where}.valueQuantity.system")
+    if not unit:
+        problems.add(
+            "valueQuantity.code (UCUM) is required.", f"{where}.valueQuantity.code", code="required"
+        )
+    comparator = str(quantity.comparator) if quantity.comparator else ""
+    result: dict[str, Any] = {
+        "analyte": analyte or "",
+        "value": comparator + _decimal_text(Decimal(quantity.value)),
+        "unit": str(unit or ""),
+    }
+    lab_range = _lab_range(obs, str(unit or ""), where, problems)
+    if lab_range:
+        result["reference_range"] = lab_range
+    flag = _lab_flag(obs)
+    if flag:
+        result["flag"] = flag
+    return result
+
+
+def _lab_range(obs: Observation, unit: str, where: str, problems: Outcomes) -> dict[str, Any]:
+    ranges = obs.referenceRange or []
+    if not ranges:
+        return {}
+    lab = ranges[0]
+    out: dict[str, Any] = {}
+    for name in ("low", "high"):
+        quantity = getattr(lab, name)
+        if quantity is None or quantity.value is None:
+            continue
+        bound_unit = quantity.code or quantity.unit
+        if bound_unit and bound_unit != unit:
+            problems.add(
+                f"referenceRange.{name} must be in the unit of valueQuantity ({unit}).",
+                f"{where}.referenceRange[0].{name}",
+            )
+        out[name] = Decimal(quantity.value)
+    if lab.text:
+        out["text"] = str(lab.text)
+    return out
+
+
+def _lab_flag(obs: Observation) -> str | None:
+    for concept in obs.interpretation or []:
+        for coding in concept.coding or []:
+            if coding.code:
+                return str(coding.code)[:10]
+    return None

@@ -1,0 +1,336 @@
+"""Stored records out as FHIR resources, each built (and so validated) with fhir.resources.
+
+Observation values: ``valueQuantity`` is the value in the analyte's canonical UCUM unit (what
+our interpretation and reference range use, so every Observation of an analyte is comparable);
+the value exactly as the lab sent it (its digits, comparator and unit) is kept in the
+``reported-value`` extension. ``interpretation`` carries ours first, then the lab's flag; each
+is marked by the ``interpretation-source`` extension (``service`` or ``lab``).
+``referenceRange`` likewise: ours (the snapshot applied, canonical unit), then the lab's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.observationdefinition import ObservationDefinition
+from fhir.resources.R4B.patient import Patient as FhirPatient
+from fhir.resources.R4B.resource import Resource
+
+from app.domain.catalog import Analyte, Catalog
+from app.domain.types import RangeRow
+from app.interop.fhir.terminology import (
+    ANALYTE_SYSTEM,
+    DIAGNOSTIC_SERVICE,
+    INTERPRETATION,
+    INTERPRETATION_CODES,
+    INTERPRETED_BY_EXTENSION,
+    LOINC,
+    OBSERVATION_CATEGORY,
+    REFERENCE_RANGE_MEANING,
+    REPORTED_VALUE_EXTENSION,
+    UCUM,
+)
+from app.models.panel import Panel, Result
+from app.models.patient import Patient
+from app.panels.interpretation import INTERPRETATION_DISPLAY
+from app.ranges.compiled import CompiledRangeSet
+
+_LABORATORY = {
+    "coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]
+}
+_NORMAL_RANGE = {
+    "coding": [{"system": REFERENCE_RANGE_MEANING, "code": "normal", "display": "Normal Range"}]
+}
+
+
+def _quantity(value: Decimal | str | None, unit: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"value": Decimal(str(value)), "unit": unit, "system": UCUM, "code": unit}
+
+
+def _years(value: Decimal | str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"value": Decimal(str(value)), "unit": "a", "system": UCUM, "code": "a"}
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None and v != [] and v != {}}
+
+
+def patient_resource(patient: Patient) -> FhirPatient:
+    return FhirPatient.model_validate(
+        _compact(
+            {
+                "resourceType": "Patient",
+                "id": str(patient.id),
+                "meta": {
+                    "versionId": str(patient.version),
+                    "lastUpdated": patient.updated_at.isoformat(),
+                },
+                "identifier": [{"system": i.system, "value": i.value} for i in patient.identifiers],
+                "gender": patient.sex,
+                "birthDate": patient.birth_date.isoformat() if patient.birth_date else None,
+            }
+        )
+    )
+
+
+def _analyte_code(analyte: Analyte, catalog: Catalog, specimen: str | None) -> dict[str, Any]:
+    """LOINC for the canonical unit (the unit valueQuantity is in), plus our analyte code."""
+    loinc = catalog.loinc_for(analyte, analyte.canonical_unit, specimen=specimen)
+    display = next((c.display for c in analyte.loinc_codes if c.code == loinc), None)
+    return {
+        "coding": [
+            _compact({"system": LOINC, "code": loinc, "display": display}),
+            {"system": ANALYTE_SYSTEM, "code": analyte.code, "display": analyte.display},
+        ],
+        "text": analyte.display,
+    }
+
+
+def _source(kind: str) -> list[dict[str, Any]]:
+    return [{"url": INTERPRETED_BY_EXTENSION, "valueCode": kind}]
+
+
+def _interpretations(result: Result) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if result.interpretation:
+        display = INTERPRETATION_DISPLAY.get(result.interpretation, result.interpretation)
+        out.append(
+            {
+                "extension": _source("service"),
+                "coding": [
+                    {"system": INTERPRETATION, "code": result.interpretation, "display": display}
+                ],
+                "text": display,
+            }
+        )
+    if result.lab_flag:
+        concept: dict[str, Any] = {"extension": _source("lab"), "text": result.lab_flag}
+        if result.lab_flag in INTERPRETATION_CODES:
+            concept["coding"] = [{"system": INTERPRETATION, "code": result.lab_flag}]
+        out.append(concept)
+    return out
+
+
+def _our_range(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not snapshot:
+        return None
+    unit = snapshot["unit"]
+    range_set = snapshot.get("range_set") or {}
+    text = f"Mineral Labs reference range ({range_set.get('name', 'range set')} "
+    text += f"v{range_set.get('version', '?')})"
+    critical = [
+        f"{sign} {snapshot[key]} {unit}"
+        for sign, key in (("<", "critical_low"), (">", "critical_high"))
+        if snapshot.get(key) is not None
+    ]
+    if critical:
+        text += "; critical " + " or ".join(critical)
+    age = _compact(
+        {
+            "low": _years(snapshot.get("age_min_years")),
+            "high": _years(snapshot.get("age_max_years")),
+        }
+    )
+    return _compact(
+        {
+            "low": _quantity(snapshot.get("low"), unit),
+            "high": _quantity(snapshot.get("high"), unit),
+            "type": _NORMAL_RANGE,
+            "age": age or None,
+            "text": text,
+        }
+    )
+
+
+def _lab_range(result: Result) -> dict[str, Any] | None:
+    if not (
+        result.lab_range_text
+        or result.lab_range_low is not None
+        or result.lab_range_high is not None
+    ):
+        return None
+    return _compact(
+        {
+            "low": _quantity(result.lab_range_low, result.unit),
+            "high": _quantity(result.lab_range_high, result.unit),
+            "text": result.lab_range_text or "Reference range reported by the lab",
+        }
+    )
+
+
+def observation_resource(
+    result: Result, *, status: str, specimen: str | None, catalog: Catalog
+) -> Observation:
+    analyte = catalog.get(result.analyte)
+    comparator = result.comparator
+    value = _compact(
+        {
+            **(_quantity(result.canonical_value, result.canonical_unit) or {}),
+            "comparator": comparator,
+        }
+    )
+    reported = _compact({**(_quantity(result.value, result.unit) or {}), "comparator": comparator})
+    notes = [n for n in (result.interpretation_note, result.lab_disagreement) if n]
+    return Observation.model_validate(
+        _compact(
+            {
+                "resourceType": "Observation",
+                "id": str(result.id),
+                "extension": [{"url": REPORTED_VALUE_EXTENSION, "valueQuantity": reported}],
+                "status": status if status != "cancelled" else "cancelled",
+                "category": [_LABORATORY],
+                "code": _analyte_code(analyte, catalog, specimen),
+                "subject": {"reference": f"Patient/{result.patient_id}"},
+                "effectiveDateTime": result.collected_at.isoformat(),
+                "valueQuantity": value,
+                "interpretation": _interpretations(result),
+                "note": [{"text": n} for n in notes],
+                "referenceRange": [
+                    r for r in (_our_range(result.reference_range), _lab_range(result)) if r
+                ],
+            }
+        )
+    )
+
+
+def diagnostic_report_resource(panel: Panel, results: Sequence[Result]) -> DiagnosticReport:
+    return DiagnosticReport.model_validate(
+        _compact(
+            {
+                "resourceType": "DiagnosticReport",
+                "id": str(panel.id),
+                "identifier": [{"system": panel.source, "value": panel.accession}],
+                "status": panel.status,
+                "category": [
+                    {
+                        "coding": [
+                            {"system": DIAGNOSTIC_SERVICE, "code": "LAB", "display": "Laboratory"}
+                        ]
+                    }
+                ],
+                "code": {"text": "Mineral panel"},
+                "subject": {"reference": f"Patient/{panel.patient_id}"},
+                "effectiveDateTime": panel.collected_at.isoformat(),
+                "issued": panel.created_at.isoformat(),
+                "performer": [{"display": panel.performing_lab}] if panel.performing_lab else None,
+                "result": [{"reference": f"Observation/{r.id}"} for r in results],
+            }
+        )
+    )
+
+
+def _intervals(row: RangeRow) -> list[dict[str, Any]]:
+    unit = row.unit
+    limits = row.limits
+    common = _compact(
+        {
+            "gender": row.sex.value if row.sex else None,
+            "age": _compact({"low": _years(row.age_min_years), "high": _years(row.age_max_years)})
+            or None,
+            "condition": f"specimen: {row.specimen}" if row.specimen else None,
+        }
+    )
+    intervals: list[dict[str, Any]] = []
+    if limits.low is not None or limits.high is not None:
+        intervals.append(
+            {
+                "category": "reference",
+                "context": _NORMAL_RANGE,
+                "range": _compact(
+                    {"low": _quantity(limits.low, unit), "high": _quantity(limits.high, unit)}
+                ),
+                **common,
+            }
+        )
+    # A critical interval is where values are critical: below critical_low, above critical_high.
+    if limits.critical_low is not None:
+        intervals.append(
+            {
+                "category": "critical",
+                "range": {"high": _quantity(limits.critical_low, unit)},
+                **common,
+            }
+        )
+    if limits.critical_high is not None:
+        intervals.append(
+            {
+                "category": "critical",
+                "range": {"low": _quantity(limits.critical_high, unit)},
+                **common,
+            }
+        )
+    if limits.absolute_low is not None or limits.absolute_high is not None:
+        intervals.append(
+            {
+                "category": "absolute",
+                "range": _compact(
+                    {
+                        "low": _quantity(limits.absolute_low, unit),
+                        "high": _quantity(limits.absolute_high, unit),
+                    }
+                ),
+                **common,
+            }
+        )
+    return intervals
+
+
+def observation_definitions(
+    range_set: CompiledRangeSet, catalog: Catalog
+) -> list[ObservationDefinition]:
+    """One per analyte of the set. Age bands are ``[low, high)`` in years (the upper bound
+    itself belongs to the next band), all limits in the analyte's canonical unit."""
+    out = []
+    for code, rows in sorted(range_set.rows_by_analyte.items()):
+        analyte = catalog.get(code)
+        out.append(
+            ObservationDefinition.model_validate(
+                {
+                    "resourceType": "ObservationDefinition",
+                    "id": analyte.code,
+                    "category": [_LABORATORY],
+                    "code": _analyte_code(analyte, catalog, None),
+                    "permittedDataType": ["Quantity"],
+                    "quantitativeDetails": {
+                        "unit": {"coding": [{"system": UCUM, "code": analyte.canonical_unit}]}
+                    },
+                    "qualifiedInterval": [i for row in rows for i in _intervals(row)],
+                }
+            )
+        )
+    return out
+
+
+def searchset(
+    matches: Sequence[tuple[str | None, Resource]],
+    *,
+    total: int | None,
+    self_url: str,
+    next_url: str | None,
+) -> Bundle:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url is not None:
+        links.append({"relation": "next", "url": next_url})
+    return Bundle.model_validate(
+        _compact(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": total,
+                "link": links,
+                "entry": [
+                    _compact({"fullUrl": url, "resource": resource, "search": {"mode": "match"}})
+                    for url, resource in matches
+                ],
+            }
+        )
+    )

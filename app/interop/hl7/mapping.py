@@ -1,0 +1,334 @@
+"""An ORU^R01 message → the panels it reports, as the native API's ``PanelCreate`` models.
+
+Nothing is stored here. Every problem found in the message is collected, so the sender learns
+all of them from one ACK: an unmapped local code, an unknown LOINC code, an unknown specimen,
+a value the panel schema refuses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from app.domain.catalog import Catalog, default_catalog
+from app.domain.errors import DomainError
+from app.domain.types import Sex, Specimen
+from app.interop.hl7.code_maps import CodeMaps, default_code_maps
+from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError
+from app.interop.hl7.parser import (
+    ExtendedId,
+    MessageHeader,
+    Observation,
+    ObservationRequest,
+    OruMessage,
+    PatientIdentification,
+)
+from app.panels.schemas import LabRangeIn, PanelCreate, PatientRef, ResultIn
+from app.patients.schemas import PatientCreate
+from app.schemas_common import IdentifierIn
+
+LOINC_SYSTEMS = frozenset({"LN", "LNC", "LOINC", "HTTP://LOINC.ORG"})
+# HL7 tables 0070 / 0487 specimen codes (and the spellings labs use) → our specimens.
+SPECIMENS = {
+    "SER": Specimen.SERUM,
+    "SERUM": Specimen.SERUM,
+    "SER/PLAS": Specimen.SERUM,
+    "PLAS": Specimen.PLASMA,
+    "PLA": Specimen.PLASMA,
+    "PLASMA": Specimen.PLASMA,
+    "BLD": Specimen.WHOLE_BLOOD,
+    "BLDV": Specimen.WHOLE_BLOOD,
+    "WB": Specimen.WHOLE_BLOOD,
+    "RBC": Specimen.RBC,
+}
+PanelStatus = Literal["preliminary", "final", "corrected"]
+
+# ResultIn / PanelCreate field → the HL7 field it came from, for error locations.
+_RESULT_FIELDS = {"analyte": 3, "value": 5, "unit": 6, "reference_range": 7, "flag": 8}
+_PANEL_FIELDS = {"accession": ("OBR", 3), "collected_at": ("OBR", 7), "source": ("MSH", 4)}
+
+
+@dataclass(frozen=True, slots=True)
+class PanelDraft:
+    """One OBR group, ready for ingestion, with what is needed to find or create its patient."""
+
+    panel: PanelCreate
+    identifiers: tuple[IdentifierIn, ...]
+    patient: PatientCreate
+    patient_location: Location
+    order_location: Location
+    result_locations: tuple[Location, ...]
+    corrects: bool
+
+    def with_patient(self, identifier: IdentifierIn) -> PanelCreate:
+        return self.panel.model_copy(update={"patient": PatientRef(identifier=identifier)})
+
+
+def source_of(header: MessageHeader) -> str:
+    """The panel's source: sending application ^ sending facility (MSH-3 ^ MSH-4)."""
+    return f"{header.sending_application}^{header.sending_facility}"
+
+
+def identifier_system(identifier: ExtendedId, facility: str) -> str:
+    """A CX's assigning authority as an identifier system: its universal id (an OID as
+    ``urn:oid:...``), else its namespace id, else a name private to the sending facility."""
+    universal, kind = identifier.authority_universal_id, identifier.authority_universal_id_type
+    if universal:
+        if kind.upper() == "ISO" and not universal.startswith("urn:"):
+            return f"urn:oid:{universal}"
+        if kind.upper() == "UUID" and not universal.startswith("urn:"):
+            return f"urn:uuid:{universal.lower()}"
+        return universal
+    if identifier.authority_namespace:
+        return identifier.authority_namespace
+    return f"urn:hl7v2:{facility or 'unknown'}:{identifier.type_code or 'PI'}"
+
+
+def panel_drafts(
+    message: OruMessage, *, code_maps: CodeMaps | None = None, catalog: Catalog | None = None
+) -> list[PanelDraft]:
+    """Every OBR group of the message as a draft, or MessageError (AE) listing all problems."""
+    code_maps = code_maps or default_code_maps()
+    catalog = catalog or default_catalog()
+    header = message.header
+    if not header.sending_application and not header.sending_facility:
+        raise MessageError(
+            [
+                Issue(
+                    ErrorCode.REQUIRED_FIELD_MISSING,
+                    "MSH-3 or MSH-4 (sending application / facility) is required: with the "
+                    "accession it identifies a panel",
+                    Location("MSH", field=4),
+                )
+            ]
+        )
+    issues: list[Issue] = []
+    drafts: list[PanelDraft] = []
+    for patient in message.patients:
+        identifiers, patient_create = _patient(patient, header.sending_facility, issues)
+        for order in patient.orders:
+            draft = _draft(
+                order,
+                header=header,
+                identifiers=identifiers,
+                patient_create=patient_create,
+                patient_location=Location("PID", patient.sequence),
+                code_maps=code_maps,
+                catalog=catalog,
+                issues=issues,
+            )
+            if draft is not None:
+                drafts.append(draft)
+    if issues:
+        raise MessageError(issues)
+    return drafts
+
+
+def _patient(
+    patient: PatientIdentification, facility: str, issues: list[Issue]
+) -> tuple[tuple[IdentifierIn, ...], PatientCreate | None]:
+    pairs: list[tuple[str, str]] = []
+    for identifier in patient.identifiers:
+        pair = (identifier_system(identifier, facility), identifier.value)
+        if pair not in pairs:
+            pairs.append(pair)
+    try:
+        identifiers = tuple(IdentifierIn(system=s, value=v) for s, v in pairs[:10])
+        created = PatientCreate(
+            identifiers=list(identifiers), sex=Sex(patient.sex), birth_date=patient.birth_date
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = error.get("loc", ())
+            field = 7 if "birth_date" in loc else 3
+            issues.append(
+                Issue(
+                    ErrorCode.DATA_TYPE,
+                    error.get("msg", "invalid"),
+                    Location("PID", patient.sequence, field),
+                )
+            )
+        return (), None
+    return identifiers, created
+
+
+def _draft(
+    order: ObservationRequest,
+    *,
+    header: MessageHeader,
+    identifiers: tuple[IdentifierIn, ...],
+    patient_create: PatientCreate | None,
+    patient_location: Location,
+    code_maps: CodeMaps,
+    catalog: Catalog,
+    issues: list[Issue],
+) -> PanelDraft | None:
+    facility = header.sending_facility
+    order_location = Location("OBR", order.sequence)
+    before = len(issues)
+    specimen = _specimen(order, issues)
+    results: list[ResultIn] = []
+    locations: list[Location] = []
+    for observation in order.observations:
+        result = _result(observation, facility, code_maps, catalog, issues)
+        if result is not None:
+            results.append(result)
+            locations.append(Location("OBX", observation.sequence))
+    collected_at = order.collected_at
+    if collected_at.tzinfo is None:
+        collected_at = collected_at.replace(tzinfo=code_maps.timezone_for(facility))
+    if len(issues) > before or patient_create is None or specimen is None:
+        return None
+    statuses = {observation.status for observation in order.observations}
+    status: PanelStatus = (
+        "corrected" if "C" in statuses else "preliminary" if "P" in statuses else "final"
+    )
+    try:
+        panel = PanelCreate(
+            patient=PatientRef(identifier=identifiers[0]),
+            source=source_of(header),
+            accession=order.accession,
+            specimen=specimen,
+            status=status,
+            collected_at=collected_at,
+            results=results,
+        )
+    except ValidationError as exc:
+        issues.extend(_validation_issues(exc, order_location, locations))
+        return None
+    return PanelDraft(
+        panel=panel,
+        identifiers=identifiers,
+        patient=patient_create,
+        patient_location=patient_location,
+        order_location=order_location,
+        result_locations=tuple(locations),
+        corrects="C" in statuses,
+    )
+
+
+def _specimen(order: ObservationRequest, issues: list[Issue]) -> Specimen | None:
+    if not order.specimen:
+        return Specimen.SERUM
+    specimen = SPECIMENS.get(order.specimen.upper())
+    if specimen is None:
+        issues.append(
+            Issue(
+                ErrorCode.TABLE_VALUE_NOT_FOUND,
+                f"specimen {order.specimen!r} is not one of {', '.join(sorted(SPECIMENS))}",
+                Location("OBR", order.sequence, 15),
+            )
+        )
+    return specimen
+
+
+def _result(
+    observation: Observation,
+    facility: str,
+    code_maps: CodeMaps,
+    catalog: Catalog,
+    issues: list[Issue],
+) -> ResultIn | None:
+    location = Location("OBX", observation.sequence, 3)
+    analyte = _analyte(observation, facility, code_maps, catalog, location, issues)
+    if analyte is None:
+        return None
+    range_text = observation.reference_range
+    try:
+        return ResultIn(
+            analyte=analyte,
+            value=observation.value,
+            unit=observation.units,
+            reference_range=LabRangeIn(text=range_text) if range_text else None,
+            flag=observation.abnormal_flags[0] if observation.abnormal_flags else None,
+        )
+    except ValidationError as exc:
+        issues.extend(
+            _validation_issues(exc, Location("OBR"), [Location("OBX", observation.sequence)], 0)
+        )
+        return None
+
+
+def _analyte(
+    observation: Observation,
+    facility: str,
+    code_maps: CodeMaps,
+    catalog: Catalog,
+    location: Location,
+    issues: list[Issue],
+) -> str | None:
+    """A LOINC code (OBX-3 or its alternate triplet in LN), else the mapped local code."""
+    code = observation.code
+    for value, system in ((code.code, code.system), (code.alternate_code, code.alternate_system)):
+        if value and system.upper() in LOINC_SYSTEMS:
+            try:
+                catalog.by_loinc(value)
+            except DomainError:
+                issues.append(
+                    Issue(
+                        ErrorCode.TABLE_VALUE_NOT_FOUND,
+                        f"LOINC code {value} is not an analyte this service accepts",
+                        location,
+                    )
+                )
+                return None
+            return value
+    local = code.code or code.alternate_code
+    analyte = code_maps.analyte_for(facility, local)
+    if analyte is None:
+        issues.append(
+            Issue(
+                ErrorCode.TABLE_VALUE_NOT_FOUND,
+                f"local code {local!r} from facility {facility or '(none)'!r} is not in the "
+                "code map; send LOINC or ask for the code to be mapped",
+                location,
+            )
+        )
+    return analyte
+
+
+_RESULT_INDEX = re.compile(r"results\[(\d+)\]\.?(\w+)?")
+
+
+def issue_location(
+    field: str, order_location: Location, result_locations: tuple[Location, ...] | list[Location]
+) -> Location:
+    """The HL7 location of a native field path (``body.results[2].unit`` → OBX[n]-6)."""
+    match = _RESULT_INDEX.search(field)
+    if match is not None:
+        index = int(match.group(1))
+        if index < len(result_locations):
+            obx = result_locations[index]
+            return Location("OBX", obx.sequence, _RESULT_FIELDS.get(match.group(2) or "", 5))
+    if "patient" in field:
+        return Location("PID", 1, 3)
+    for name, (segment, number) in _PANEL_FIELDS.items():
+        if name in field:
+            sequence = order_location.sequence if segment == "OBR" else 1
+            return Location(segment, sequence, number)
+    return order_location
+
+
+def _validation_issues(
+    exc: ValidationError,
+    order_location: Location,
+    result_locations: list[Location],
+    result_index: int | None = None,
+) -> list[Issue]:
+    issues = []
+    for error in exc.errors():
+        loc = [str(part) if isinstance(part, str) else f"[{part}]" for part in error["loc"]]
+        path = ".".join(loc).replace(".[", "[")
+        if result_index is not None:
+            path = f"results[{result_index}].{path}"
+        issues.append(
+            Issue(
+                ErrorCode.DATA_TYPE,
+                error.get("msg", "invalid value"),
+                issue_location(path, order_location, result_locations),
+            )
+        )
+    return issues
