@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, Uuid, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.chain import HASHED_FIELDS
 from app.db import UTCDateTime
 from app.models.audit import AuditEvent
 
@@ -18,24 +19,8 @@ from app.models.audit import AuditEvent
 CHAIN_LOCK_KEY = 0x6D696E5F61756469
 
 
-_COLUMNS = (
-    "id",
-    "occurred_at",
-    "organization_id",
-    "principal_id",
-    "principal_kind",
-    "role",
-    "action",
-    "resource_type",
-    "resource_id",
-    "patient_id",
-    "outcome",
-    "status_code",
-    "method",
-    "path",
-    "request_id",
-    "client_address",
-)
+# The stored columns the caller supplies: exactly the hashed ones.
+_COLUMNS = HASHED_FIELDS
 # PostgreSQL: audit_append() (see the migration) takes the chain's lock, reads the tail with a
 # fresh snapshot and inserts the row with its hash computed in the database: SHA-256 over
 # exactly the bytes app.audit.chain builds, Python supplying the canonical JSON around the

@@ -29,6 +29,7 @@ from app.domain.types import (
 from app.domain.units import convert
 from app.domain.values import parse_result_value
 from app.errors import UnprocessableError
+from app.models.panel import Result as StoredResult
 from app.panels.schemas import ResultIn
 from app.ranges.compiled import CompiledRangeSet
 
@@ -312,3 +313,46 @@ def panel_ratios(
 
 def comparator_of(value: ResultValue) -> str | None:
     return value.comparator.value if isinstance(value.comparator, Comparator) else None
+
+
+def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict[str, Any]:
+    """The columns of a stored result that come from the value and its interpretation (every
+    writer of results uses this, so ingestion and corrections store them identically)."""
+    return {
+        "analyte": result.analyte.code,
+        "loinc": result.loinc,
+        "code_sent": result.code_sent,
+        "value_text": result.reported.text or str(result.reported.value),
+        "comparator": comparator_of(result.reported),
+        "value": result.reported.value,
+        "unit": result.unit,
+        "canonical_value": result.canonical.value,
+        "canonical_unit": result.analyte.canonical_unit,
+        "lab_range_text": result.lab_range_text,
+        "lab_range_low": result.lab_low,
+        "lab_range_high": result.lab_high,
+        "lab_flag": result.lab_flag,
+        "interpretation": verdict.code.value if verdict.code else None,
+        "critical": verdict.critical,
+        "interpretation_note": verdict.note,
+        "lab_disagreement": verdict.lab_disagreement,
+        "reference_range": verdict.reference_range,
+    }
+
+
+def stored_as_normalized(result: StoredResult, catalog: Catalog) -> NormalizedResult:
+    """A stored result as the interpretation pipeline takes it (for re-interpretation)."""
+    comparator = Comparator(result.comparator) if result.comparator else None
+    return NormalizedResult(
+        position=result.position,
+        analyte=catalog.get(result.analyte),
+        code_sent=result.code_sent or result.analyte,
+        loinc=result.loinc,
+        reported=ResultValue(value=result.value, comparator=comparator, text=result.value_text),
+        unit=result.unit,
+        canonical=ResultValue(value=result.canonical_value, comparator=comparator),
+        lab_range_text=result.lab_range_text,
+        lab_low=result.lab_range_low,
+        lab_high=result.lab_range_high,
+        lab_flag=result.lab_flag,
+    )

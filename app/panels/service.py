@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
-from app.domain.types import Comparator, PatientFacts, ResultValue, Sex
+from app.domain.types import PatientFacts, Sex
 from app.domain.units import convert
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 from app.models.panel import Panel, PanelInterpretation, Result
@@ -25,10 +25,11 @@ from app.panels import repository
 from app.panels.interpretation import (
     InterpretedResult,
     NormalizedResult,
-    comparator_of,
     interpret_results,
     normalize_results,
     panel_ratios,
+    result_content,
+    stored_as_normalized,
 )
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate, PanelOut, TrendOut, TrendPointOut
@@ -198,24 +199,7 @@ def _result_values(
         "patient_id": patient_id,
         "position": result.position,
         "collected_at": panel.collected_at,
-        "analyte": result.analyte.code,
-        "loinc": result.loinc,
-        "code_sent": result.code_sent,
-        "value_text": result.reported.text or str(result.reported.value),
-        "comparator": comparator_of(result.reported),
-        "value": result.reported.value,
-        "unit": result.unit,
-        "canonical_value": result.canonical.value,
-        "canonical_unit": result.analyte.canonical_unit,
-        "lab_range_text": result.lab_range_text,
-        "lab_range_low": result.lab_low,
-        "lab_range_high": result.lab_high,
-        "lab_flag": result.lab_flag,
-        "interpretation": verdict.code.value if verdict.code else None,
-        "critical": verdict.critical,
-        "interpretation_note": verdict.note,
-        "lab_disagreement": verdict.lab_disagreement,
-        "reference_range": verdict.reference_range,
+        **result_content(result, verdict),
     }
 
 
@@ -396,7 +380,7 @@ async def reinterpret(
             ratios=list(panel.ratios or []),
         ),
     )
-    normalized = [_stored_as_normalized(r, catalog) for r in results]
+    normalized = [stored_as_normalized(r, catalog) for r in results]
     interpreted = interpret_results(
         normalized,
         range_set=range_set,
@@ -419,23 +403,6 @@ async def reinterpret(
     panel.document = out.model_dump_json()
     await session.flush()
     return out
-
-
-def _stored_as_normalized(result: Result, catalog: Catalog) -> NormalizedResult:
-    comparator = Comparator(result.comparator) if result.comparator else None
-    return NormalizedResult(
-        position=result.position,
-        analyte=catalog.get(result.analyte),
-        code_sent=result.code_sent or result.analyte,
-        loinc=result.loinc,
-        reported=ResultValue(value=result.value, comparator=comparator, text=result.value_text),
-        unit=result.unit,
-        canonical=ResultValue(value=result.canonical_value, comparator=comparator),
-        lab_range_text=result.lab_range_text,
-        lab_low=result.lab_range_low,
-        lab_high=result.lab_range_high,
-        lab_flag=result.lab_flag,
-    )
 
 
 async def interpretation_versions(

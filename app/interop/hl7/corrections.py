@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
-from app.domain.types import Comparator, ResultValue
 from app.errors import NotFoundError, UnprocessableError
 from app.interop.hl7 import repository
 from app.models.panel import PanelInterpretation, Result
 from app.panels import repository as panels
 from app.panels.interpretation import (
-    InterpretedResult,
     NormalizedResult,
-    comparator_of,
     interpret_results,
     normalize_results,
     panel_ratios,
+    result_content,
+    stored_as_normalized,
 )
 from app.panels.schemas import PanelCreate, PanelOut
 from app.panels.service import patient_facts, payload_hash
@@ -114,7 +112,7 @@ async def correct_panel(
     position = max((r.position for r in stored), default=-1) + 1
     results: list[Result] = []
     for normalized, verdict, target in zip(merged, verdicts, targets, strict=True):
-        values = _result_values(normalized, verdict)
+        values = result_content(normalized, verdict)
         if target is None:
             target = Result(
                 id=uuid.uuid4(),
@@ -168,7 +166,7 @@ def _merge(
     for row in stored:
         replacement = by_code.get(row.analyte)
         if replacement is None:
-            merged.append(replace(_as_normalized(row, catalog), position=unsent))
+            merged.append(replace(stored_as_normalized(row, catalog), position=unsent))
             unsent += 1
         else:
             merged.append(replacement)
@@ -178,44 +176,3 @@ def _merge(
             merged.append(normalized)
             targets.append(None)
     return merged, targets
-
-
-def _as_normalized(result: Result, catalog: Catalog) -> NormalizedResult:
-    comparator = Comparator(result.comparator) if result.comparator else None
-    return NormalizedResult(
-        position=result.position,
-        analyte=catalog.get(result.analyte),
-        code_sent=result.code_sent or result.analyte,
-        loinc=result.loinc,
-        reported=ResultValue(value=result.value, comparator=comparator, text=result.value_text),
-        unit=result.unit,
-        canonical=ResultValue(value=result.canonical_value, comparator=comparator),
-        lab_range_text=result.lab_range_text,
-        lab_low=result.lab_range_low,
-        lab_high=result.lab_range_high,
-        lab_flag=result.lab_flag,
-    )
-
-
-def _result_values(result: NormalizedResult, verdict: InterpretedResult) -> dict[str, Any]:
-    """The columns of a result row that a correction may change (as ingestion writes them)."""
-    return {
-        "analyte": result.analyte.code,
-        "loinc": result.loinc,
-        "code_sent": result.code_sent,
-        "value_text": result.reported.text or str(result.reported.value),
-        "comparator": comparator_of(result.reported),
-        "value": result.reported.value,
-        "unit": result.unit,
-        "canonical_value": result.canonical.value,
-        "canonical_unit": result.analyte.canonical_unit,
-        "lab_range_text": result.lab_range_text,
-        "lab_range_low": result.lab_low,
-        "lab_range_high": result.lab_high,
-        "lab_flag": result.lab_flag,
-        "interpretation": verdict.code.value if verdict.code else None,
-        "critical": verdict.critical,
-        "interpretation_note": verdict.note,
-        "lab_disagreement": verdict.lab_disagreement,
-        "reference_range": verdict.reference_range,
-    }
