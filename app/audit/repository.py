@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Uuid, bindparam, insert, select, text
+from sqlalchemy import Row, Uuid, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.chain import HASHED_FIELDS
@@ -37,13 +37,31 @@ _PG_APPEND = text(
 )
 
 
+# SQLite: the same in one INSERT, the tail read inside it (the write transaction already holds
+# the database's only write lock); app.db registers audit_sha256() on every connection.
+_SQLITE_APPEND = text(
+    "INSERT INTO audit_event ("
+    + ", ".join(_COLUMNS)
+    + ", prev_hash, hash) SELECT "
+    + ", ".join(f":{name}" for name in _COLUMNS)
+    + ", tail.h, audit_sha256(:before || tail.h || :after) FROM (SELECT coalesce("
+    "(SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1), :genesis) AS h) AS tail"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("occurred_at", type_=UTCDateTime()),
+    bindparam("organization_id", type_=Uuid()),
+    bindparam("patient_id", type_=Uuid()),
+)
+
+
 async def append_locked(
     session: AsyncSession, values: dict[str, Any], *, before: str, after: str, genesis: str
 ) -> None:
-    """PostgreSQL only: lock the chain and insert one row linked to its tail, in one call."""
+    """Insert one row linked to the chain's tail, in one round trip (PostgreSQL: after taking
+    the chain's lock inside audit_append())."""
     connection = await session.connection()
     await connection.execute(
-        _PG_APPEND,
+        _PG_APPEND if connection.dialect.name == "postgresql" else _SQLITE_APPEND,
         {
             **{name: values[name] for name in _COLUMNS},
             "before": before,
@@ -55,11 +73,6 @@ async def append_locked(
 
 async def last_hash(session: AsyncSession) -> str | None:
     return await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
-
-
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
-    # One statement per row, in chain order, so `seq` (assigned by the database) follows it.
-    await session.execute(insert(AuditEvent).values(**values))
 
 
 async def chain_batch(

@@ -112,21 +112,14 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
         # On SQLite a read-only (deferred) transaction that starts writing late can fail with
         # SQLITE_BUSY; refuse on both backends so the mistake shows in any test run.
         raise RuntimeError("audit rows need a write session; this one is read-only")
-    if session.get_bind().dialect.name == "postgresql":
-        for entry in entries:
-            values = _row(entry)
-            before, after = canonical_parts(values)
-            await repository.append_locked(
-                session, values, before=before, after=after, genesis=GENESIS_HASH
-            )
-        return
-    # SQLite: the write transaction already holds the database's only write lock.
-    prev_hash = await repository.last_hash(session) or GENESIS_HASH
+    # One statement per row, in chain order: it reads the tail and inserts the row with its
+    # hash (PostgreSQL: after taking the chain's lock; SQLite: the write lock is already held).
     for entry in entries:
         values = _row(entry)
-        values["prev_hash"] = prev_hash
-        values["hash"] = prev_hash = event_hash(values, prev_hash)
-        await repository.insert_event(session, values)
+        before, after = canonical_parts(values)
+        await repository.append_locked(
+            session, values, before=before, after=after, genesis=GENESIS_HASH
+        )
 
 
 async def verify(session: AsyncSession, *, batch_size: int = 1000) -> VerifyReport:
