@@ -90,6 +90,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, migrate_fir
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         server_header=False,
+        # uvicorn's access log prints query strings, which can hold identifiers (an MRN in
+        # ?identifier=...): the app logs its own access lines, without them.
+        access_log=False,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
@@ -13,6 +14,7 @@ from app.audit.context import draft_of, record_unwritten
 from app.errors import PayloadTooLargeError, internal_error_response, problem_response
 
 log = logging.getLogger("app.middleware")
+access_log = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -47,11 +49,22 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         limit = self.max_body_bytes
         response_started = False
+        started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
+                if access_log.isEnabledFor(logging.INFO):
+                    # The path only: query strings may carry identifiers; bodies never logged.
+                    access_log.info(
+                        "%s %s %s %.1fms request_id=%s",
+                        scope.get("method"),
+                        scope.get("path"),
+                        message["status"],
+                        (time.perf_counter() - started) * 1000,
+                        request_id,
+                    )
                 await _audit_unwritten(scope, message["status"])
                 headers = MutableHeaders(scope=message)
                 headers.append(REQUEST_ID_HEADER, request_id)

@@ -128,9 +128,20 @@ def test_serve_applies_migrations_and_answers_health_and_docs(
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
         assert docs.status_code == 200
         assert "/docs-assets/swagger-ui-bundle.js" in docs.text
+        # An identifier in a query string must not reach the logs (access lines log the path).
+        search = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/patients",
+            params={"identifier": "urn:test:mrn|MRN-LOG-CANARY"},
+            headers={"X-API-Key": key},
+            timeout=5,
+        )
+        assert search.status_code == 403  # an admin reads no patients; still logged
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        output, _ = process.communicate(timeout=20)
+    log = output.decode(errors="replace")
+    assert "GET /api/v1/patients 403" in log
+    assert "MRN-LOG-CANARY" not in log
 
 
 def test_key_audit_and_idempotency_commands(tmp_path: Path, cli_env: dict[str, str]) -> None:
