@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from app.audit.router import router as audit_router
 from app.auth.oidc import OidcVerifier
 from app.auth.router import router as api_keys_router
+from app.code_maps.router import router as code_maps_router
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.docs import install_docs
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(patients_router)
     app.include_router(panels_router)
     app.include_router(ranges_router)
+    app.include_router(code_maps_router)
     app.include_router(api_keys_router)
     app.include_router(audit_router)
     app.include_router(fhir_router)

@@ -35,6 +35,7 @@ BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgres
 
 # Tables holding data a test creates, children first; organization and alembic_version stay.
 DATA_TABLES = (
+    "hl7_code_map_entry",
     "idempotency_record",
     "panel_interpretation",
     "result",
@@ -112,9 +113,10 @@ def settings(database_url: str) -> Settings:
 class RoleAuth(httpx.Auth):
     """Sends the API key of the role an operation needs, so tests read like a real caller's.
 
-    Admin for range-set changes, API keys and the audit trail; clinician for re-interpretation;
-    integration (which posts and reads patients and panels) for the rest. Pass ``auth=None`` to
-    send no credentials, or ``headers={"X-API-Key": ...}`` to choose a key explicitly.
+    Admin for range-set and code-map changes, API keys and the audit trail; clinician for
+    re-interpretation; integration (which posts and reads patients and panels) for the rest.
+    Pass ``auth=None`` to send no credentials, or ``headers={"X-API-Key": ...}`` to choose a key
+    explicitly.
     """
 
     def __init__(self, keys: dict[str, str]) -> None:
@@ -124,7 +126,7 @@ class RoleAuth(httpx.Auth):
     def role_for(method: str, path: str) -> str:
         if path.startswith(("/api/v1/api-keys", "/api/v1/audit-events")):
             return "admin"
-        if path.startswith("/api/v1/range-sets") and method != "GET":
+        if path.startswith(("/api/v1/range-sets", "/api/v1/code-maps")) and method != "GET":
             return "admin"
         if path.endswith("/reinterpret"):
             return "clinician"

@@ -368,6 +368,37 @@ def _fhir_definitions_listed(response: Response, records: Records) -> None:
     assert response.json()["total"] >= 1
 
 
+# --- HL7 code maps -------------------------------------------------------------------------
+
+
+def _code_map_entry(client: TestClient, code: str) -> None:
+    """An entry of the default organization, made by its admin (RoleAuth)."""
+    response = client.put(f"/api/v1/code-maps/ACME-LAB/{code}", json={"analyte": "magnesium"})
+    assert response.status_code in (200, 201), response.text
+
+
+def _code_maps(client: TestClient, records: Records) -> Call:
+    _code_map_entry(client, "MATRIX")
+    return Call("/api/v1/code-maps", params={"limit": "200"})
+
+
+def _lists_matrix_entry(response: Response, records: Records) -> None:
+    assert "MATRIX" in [item["local_code"] for item in response.json()["items"]]
+
+
+def _new_code_map(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/code-maps/ACME-LAB/NEW-{uuid.uuid4().hex[:8]}",
+        json={"analyte": "zinc", "note": "route matrix"},
+    )
+
+
+def _delete_code_map(client: TestClient, records: Records) -> Call:
+    code = str(uuid.uuid4())
+    _code_map_entry(client, code)
+    return Call(f"/api/v1/code-maps/ACME-LAB/{code}", record_id=code)
+
+
 INTEGRATION = frozenset({"integration"})
 CLINICIAN = frozenset({"clinician"})
 ADMIN = frozenset({"admin"})
@@ -407,6 +438,17 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/range-sets/{range_set_id}"): Row(EVERYONE, 200, 404, _range_set, _is_draft),
     ("POST", "/api/v1/range-sets/{range_set_id}/activate"): Row(
         ADMIN, 200, 404, _activate, _is_activated
+    ),
+    # Code maps are configuration like ranges: everyone reads, admins change. The other
+    # organization sees none of the default organization's entries and creates its own.
+    ("GET", "/api/v1/code-maps"): Row(
+        EVERYONE, 200, 200, _code_maps, _lists_matrix_entry, _is_empty_page, lists_records=False
+    ),
+    ("PUT", "/api/v1/code-maps/{sending_facility}/{local_code}"): Row(
+        ADMIN, 201, 201, _new_code_map, _created, _created
+    ),
+    ("DELETE", "/api/v1/code-maps/{sending_facility}/{local_code}"): Row(
+        ADMIN, 204, 404, _delete_code_map
     ),
     ("POST", "/api/v1/api-keys"): Row(ADMIN, 201, 201, _new_key, _created, _created),
     ("GET", "/api/v1/api-keys"): Row(

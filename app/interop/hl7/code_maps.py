@@ -47,6 +47,15 @@ class CodeMaps:
             return profile.codes[key]
         return self.default.codes.get(key)
 
+    def with_codes(self, facility: str, codes: Mapping[str, str]) -> CodeMaps:
+        """These maps with ``codes`` (already checked analyte codes) put before every other
+        code of ``facility``: an organization's own entries over the deployed defaults."""
+        key = facility.casefold()
+        profile = self.facilities.get(key) or FacilityProfile()
+        merged = {**profile.codes, **{code.strip().casefold(): a for code, a in codes.items()}}
+        facilities = {**self.facilities, key: FacilityProfile(merged, profile.timezone)}
+        return CodeMaps(default=self.default, facilities=facilities)
+
     def timezone_for(self, facility: str) -> tzinfo:
         profile = self.facilities.get(facility.casefold())
         if profile is not None and profile.timezone is not None:

@@ -98,9 +98,10 @@ async def post_oru(request: Request, session: WriteSession, principal: CanWriteP
     `OBR-7` is the collection time (without a UTC offset it is read in the facility's configured
     time zone, UTC by default); `OBR-15` (or `SPM-4`) the specimen (default serum). Each `OBX`
     (value type `NM`, `SN` or `ST`) is one result: `OBX-3` in LOINC (`LN`), or a local code
-    mapped for the sending facility; `OBX-5` the value (comparators such as `<0.5` or SN
-    `<^0.5` kept); `OBX-6` the unit; `OBX-7` the lab's range text; `OBX-8` its flag. Other
-    segments (ORC, NTE, PV1, Z-segments, ...) are ignored.
+    mapped for the sending facility (your `/api/v1/code-maps`, then built-in defaults);
+    `OBX-5` the value (comparators such as `<0.5` or SN `<^0.5` kept); `OBX-6` the unit;
+    `OBX-7` the lab's range text; `OBX-8` its flag. Other segments (ORC, NTE, PV1,
+    Z-segments, ...) are ignored.
 
     **Status.** `OBX-11` `F` final, `P` preliminary (the panel is stored as preliminary). A
     panel re-sent with a result marked `C` (correction), or a final panel after a preliminary

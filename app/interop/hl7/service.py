@@ -16,9 +16,10 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.code_maps.service import code_maps_for
 from app.errors import AppError
 from app.interop.hl7.ack import build_ack
-from app.interop.hl7.code_maps import CodeMaps
+from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.corrections import SOURCE_FORMAT, correct_panel
 from app.interop.hl7.errors import AckCode, ErrorCode, Issue, Location, MessageError, ParseError
 from app.interop.hl7.mapping import PanelDraft, issue_location, panel_drafts
@@ -90,8 +91,16 @@ async def receive_message(
     except ParseError as exc:
         return _refused(None, exc)
     try:
-        drafts = panel_drafts(parse_oru(text), code_maps=code_maps)
+        message = parse_oru(text)
         async with session.begin_nested():
+            # The organization's code-map entries for this facility: one query per message.
+            maps = await code_maps_for(
+                session,
+                organization_id=organization_id,
+                sending_facility=header.sending_facility,
+                base=code_maps or default_code_maps(),
+            )
+            drafts = panel_drafts(message, code_maps=maps)
             stored = [
                 await _store_draft(
                     session, organization_id=organization_id, draft=draft, header=header

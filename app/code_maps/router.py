@@ -1,0 +1,199 @@
+"""Admin API for HL7 v2 code maps: a sender's local test codes → our analytes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Response, status
+
+from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
+from app.code_maps import repository, service
+from app.code_maps.schemas import CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
+from app.deps import ReadSession, WriteSession
+from app.errors import NotFoundError
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.problems import PROBLEM_RESPONSES, problem_doc
+
+router = APIRouter(
+    prefix="/api/v1/code-maps",
+    tags=["HL7 code maps"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
+
+# Printable ASCII, no surrounding spaces (a path segment never holds `/`).
+_TOKEN = r"^[!-~](?:[ -~]*[!-~])?$"
+
+SendingFacility = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=_TOKEN,
+        description="The sending facility as in MSH-4 (first component), or `*` for any "
+        "facility. Matched case-insensitively.",
+        examples=["ACME-LAB", "*"],
+    ),
+]
+LocalCode = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=50,
+        pattern=_TOKEN,
+        description="The sender's local test code as in OBX-3. Matched case-insensitively.",
+        examples=["MAGS"],
+    ),
+]
+
+_ENTRY_EXAMPLE = {
+    "id": "0b9f5f5e-3b8e-4a53-9d0e-6f1a3c2b7d10",
+    "sending_facility": "ACME-LAB",
+    "local_code": "MAGS",
+    "analyte": "magnesium",
+    "note": "ACME sends MAGS",
+    "created_at": "2026-11-25T15:00:00Z",
+}
+
+
+@router.get(
+    "",
+    summary="List HL7 code-map entries",
+    response_model=CodeMapPage,
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {"items": [_ENTRY_EXAMPLE], "limit": 50, "next_cursor": None}
+                }
+            }
+        }
+    },
+)
+async def list_code_maps(
+    session: ReadSession,
+    principal: CanReadRanges,
+    sending_facility: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            pattern=_TOKEN,
+            description="Only the entries of this facility (`*` for the any-facility entries).",
+            examples=["ACME-LAB"],
+        ),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> CodeMapPage:
+    """Your organization's code-map entries, newest first.
+
+    An HL7 v2 result coded in LOINC needs no entry. Any other `OBX-3` code is looked up, for
+    the message's sending facility (`MSH-4`), in this order: an entry for that facility, an
+    entry for `*` (any facility), then the service's built-in defaults (e.g. `MG` → magnesium).
+    A code found nowhere is refused in the ACK (`AE`, naming the code) and nothing of that
+    message is stored."""
+    entries = await repository.list_entries(
+        session,
+        organization_id=principal.organization_id,
+        sending_facility=service.normalize(sending_facility) if sending_facility else None,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = list(entries[:limit])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(entries) > limit else None
+    return CodeMapPage(
+        items=[CodeMapEntryOut.model_validate(entry) for entry in page],
+        limit=limit,
+        next_cursor=next_cursor,
+    )
+
+
+@router.put(
+    "/{sending_facility}/{local_code}",
+    summary="Map a sender's local code to an analyte",
+    response_model=CodeMapEntryOut,
+    responses={
+        200: {
+            "description": "The entry was replaced.",
+            "content": {"application/json": {"example": _ENTRY_EXAMPLE}},
+        },
+        201: {
+            "model": CodeMapEntryOut,
+            "description": "The entry was created.",
+            "content": {"application/json": {"example": _ENTRY_EXAMPLE}},
+        },
+        422: problem_doc(
+            "The body failed validation, or `analyte` is not a known analyte code (the "
+            "problem's `detail` lists the known ones); nothing is stored."
+        ),
+    },
+)
+async def put_code_map(
+    sending_facility: SendingFacility,
+    local_code: LocalCode,
+    body: Annotated[
+        CodeMapEntryIn,
+        Body(
+            openapi_examples={
+                "magnesium": {
+                    "summary": "ACME sends MAGS for serum magnesium",
+                    "value": {"analyte": "magnesium", "note": "ACME sends MAGS"},
+                }
+            }
+        ),
+    ],
+    response: Response,
+    session: WriteSession,
+    principal: CanWriteRanges,
+) -> CodeMapEntryOut:
+    """Creates (**201**) or replaces (**200**) the mapping of one local test code for one
+    sending facility (`*`: any facility) to one of our analyte codes, e.g.
+    `PUT /api/v1/code-maps/ACME-LAB/MAGS` with `{"analyte": "magnesium"}`.
+
+    From the next message on, results that facility sends as `MAGS` are stored as magnesium
+    (value, unit and range conversion as for any magnesium result). Facility and code are
+    stored upper-case and matched case-insensitively. Your entries take precedence over the
+    built-in defaults; a facility's own entry over a `*` entry. Stored results are not
+    changed. An unknown `analyte` is refused with **422** naming the known analytes."""
+    entry, created = await service.put_entry(
+        session,
+        organization_id=principal.organization_id,
+        sending_facility=sending_facility,
+        local_code=local_code,
+        analyte=body.analyte,
+        note=body.note,
+    )
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return CodeMapEntryOut.model_validate(entry)
+
+
+@router.delete(
+    "/{sending_facility}/{local_code}",
+    summary="Remove a code-map entry",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        204: {"description": "The entry was removed."},
+        404: problem_doc("Your organization has no entry for this facility and code."),
+    },
+)
+async def delete_code_map(
+    sending_facility: SendingFacility,
+    local_code: LocalCode,
+    session: WriteSession,
+    principal: CanWriteRanges,
+) -> Response:
+    """Removes the mapping of one local code for one sending facility (`*`: the any-facility
+    entry). From the next message on, that code falls back to a `*` entry, then to the
+    built-in defaults; a code mapped nowhere is refused in the ACK (`AE`). Stored results are
+    not changed."""
+    removed = await repository.remove(
+        session,
+        organization_id=principal.organization_id,
+        sending_facility=service.normalize(sending_facility),
+        local_code=service.normalize(local_code),
+    )
+    if not removed:
+        raise NotFoundError("No code-map entry for this sending facility and local code.")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
