@@ -108,15 +108,11 @@ async def ingest(
     )
     patient = await _resolve_patient(session, organization_id=organization_id, data=data)
     digest = payload_hash(data, source_format, patient.id)
-    range_set = (
-        await ranges.compiled_by_id(
-            session,
-            organization_id=organization_id,
-            range_set_id=patient.range_set_id,
-            catalog=catalog,
-        )
-        if patient.range_set_id is not None
-        else None
+    range_set = await ranges.compiled_if_any(
+        session,
+        organization_id=organization_id,
+        range_set_id=patient.range_set_id,
+        catalog=catalog,
     )
     interpreted = interpret_results(
         normalized,

@@ -70,6 +70,21 @@ async def compiled_by_id(
     return compiled
 
 
+async def compiled_if_any(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    range_set_id: uuid.UUID | None,
+    catalog: Catalog | None = None,
+) -> CompiledRangeSet | None:
+    """The compiled set with this id, or None when there is none (no set was active)."""
+    if range_set_id is None:
+        return None
+    return await compiled_by_id(
+        session, organization_id=organization_id, range_set_id=range_set_id, catalog=catalog
+    )
+
+
 def check_document(document: RangeSetDocument, catalog: Catalog) -> None:
     """Refuse a set that names unknown analytes or units, or whose rows are ambiguous."""
     problems: list[dict[str, Any]] = []

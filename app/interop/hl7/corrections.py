@@ -71,15 +71,11 @@ async def correct_panel(
         session, organization_id=organization_id, patient_id=panel.patient_id, identifier=None
     )
     assert patient is not None  # the panel's foreign key guarantees it
-    range_set = (
-        await ranges.compiled_by_id(
-            session,
-            organization_id=organization_id,
-            range_set_id=patient.range_set_id,
-            catalog=catalog,
-        )
-        if patient.range_set_id is not None
-        else None
+    range_set = await ranges.compiled_if_any(
+        session,
+        organization_id=organization_id,
+        range_set_id=patient.range_set_id,
+        catalog=catalog,
     )
     stored = list(panel.results)
     now = utcnow()
