@@ -71,10 +71,6 @@ async def append_locked(
     )
 
 
-async def last_hash(session: AsyncSession) -> str | None:
-    return await session.scalar(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
-
-
 async def chain_batch(
     session: AsyncSession, *, after_seq: int | None, limit: int
 ) -> Sequence[Row[Any]]:

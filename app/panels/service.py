@@ -344,6 +344,40 @@ async def analyte_history(
     )
 
 
+def keep_superseded(
+    session: AsyncSession,
+    *,
+    panel: Panel,
+    results: Sequence[Result],
+    reason: str | None,
+    now: datetime,
+    with_values: bool = False,
+) -> None:
+    """Keep the panel's current interpretation readable before it is replaced (and, when the
+    values themselves change, as in a correction, the values as sent)."""
+
+    def snapshot(result: Result) -> dict[str, object]:
+        kept = result_snapshot(result)
+        if with_values:
+            kept |= {"value_text": result.value_text, "unit": result.unit}
+        return kept
+
+    repository.add_superseded(
+        session,
+        PanelInterpretation(
+            organization_id=panel.organization_id,
+            panel_id=panel.id,
+            version=panel.interpretation_version,
+            range_set_id=panel.range_set_id,
+            interpreted_at=panel.interpreted_at,
+            superseded_at=now,
+            reason=reason,
+            results=[snapshot(r) for r in results],
+            ratios=list(panel.ratios or []),
+        ),
+    )
+
+
 async def reinterpret(
     session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID, reason: str | None
 ) -> PanelOut:
@@ -362,20 +396,7 @@ async def reinterpret(
         session, organization_id=organization_id, catalog=catalog
     )
     results = list(panel.results)
-    repository.add_superseded(
-        session,
-        PanelInterpretation(
-            organization_id=organization_id,
-            panel_id=panel.id,
-            version=panel.interpretation_version,
-            range_set_id=panel.range_set_id,
-            interpreted_at=panel.interpreted_at,
-            superseded_at=utcnow(),
-            reason=reason,
-            results=[result_snapshot(r) for r in results],
-            ratios=list(panel.ratios or []),
-        ),
-    )
+    keep_superseded(session, panel=panel, results=results, reason=reason, now=utcnow())
     normalized = [stored_as_normalized(r, catalog) for r in results]
     interpreted = interpret_results(
         normalized,

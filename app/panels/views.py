@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -158,7 +157,3 @@ def stored_verdict(snapshot: dict[str, Any]) -> dict[str, Any]:
         "note": snapshot["note"],
         "reference_range": applied.model_dump(mode="json") if applied else None,
     }
-
-
-def id_str(value: uuid.UUID | None) -> str | None:
-    return None if value is None else str(value)

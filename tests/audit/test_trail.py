@@ -12,7 +12,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import repository
 from app.audit.chain import GENESIS_HASH, event_hash
 from app.audit.cli import verify_audit_command
 from app.audit.service import AuditEntry, VerifyReport, append, verify
@@ -53,7 +52,10 @@ def _assert_intact(db: Database) -> None:
 
 def test_appended_rows_each_link_to_the_row_before(db: Database) -> None:
     async def tail(session: AsyncSession) -> str:
-        return await repository.last_hash(session) or GENESIS_HASH
+        last = await session.scalar(
+            select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        )
+        return last or GENESIS_HASH
 
     before = db.in_session(tail)
 

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.errors import NotFoundError, UnprocessableError
 from app.interop.hl7 import repository
-from app.models.panel import PanelInterpretation, Result
+from app.models.panel import Result
 from app.panels import repository as panels
 from app.panels.interpretation import (
     NormalizedResult,
@@ -30,8 +30,8 @@ from app.panels.interpretation import (
     stored_as_normalized,
 )
 from app.panels.schemas import PanelCreate, PanelOut
-from app.panels.service import patient_facts, payload_hash
-from app.panels.views import panel_out, result_snapshot
+from app.panels.service import keep_superseded, patient_facts, payload_hash
+from app.panels.views import panel_out
 from app.ranges import service as ranges
 
 SOURCE_FORMAT = "hl7v2"
@@ -79,22 +79,7 @@ async def correct_panel(
     )
     stored = list(panel.results)
     now = utcnow()
-    panels.add_superseded(
-        session,
-        PanelInterpretation(
-            organization_id=organization_id,
-            panel_id=panel.id,
-            version=panel.interpretation_version,
-            range_set_id=panel.range_set_id,
-            interpreted_at=panel.interpreted_at,
-            superseded_at=now,
-            reason=reason,
-            results=[
-                {**result_snapshot(r), "value_text": r.value_text, "unit": r.unit} for r in stored
-            ],
-            ratios=list(panel.ratios or []),
-        ),
-    )
+    keep_superseded(session, panel=panel, results=stored, reason=reason, now=now, with_values=True)
 
     merged, targets = _merge(stored, corrected, catalog, first_unsent=len(data.results))
     verdicts = interpret_results(
