@@ -25,6 +25,8 @@ class Scope(StrEnum):
     PLANS_WRITE = "plans:write"
     RANGES_READ = "ranges:read"
     RANGES_WRITE = "ranges:write"
+    RULES_READ = "rules:read"
+    RULES_WRITE = "rules:write"
     KEYS_ADMIN = "keys:admin"
     AUDIT_READ = "audit:read"
 
@@ -35,8 +37,9 @@ class Scope(StrEnum):
 #                what it needs to reconcile (and the ranges it was interpreted against).
 #   clinician:   a clinician front-end. It reads patients, results and trends, re-interprets a
 #                panel against the current ranges, and writes treatment plans.
-#   admin:       configures the organization (reference ranges, API keys) and reads the audit
-#                trail. It deliberately reads no patient data: managing keys does not need PHI.
+#   admin:       configures the organization (reference ranges, plan rule sets, API keys) and
+#                reads the audit trail. It deliberately reads no patient data: managing keys
+#                does not need PHI.
 ROLE_SCOPES: Mapping[Role, frozenset[str]] = {
     Role.INTEGRATION: frozenset(
         {
@@ -55,10 +58,18 @@ ROLE_SCOPES: Mapping[Role, frozenset[str]] = {
             Scope.PLANS_READ,
             Scope.PLANS_WRITE,
             Scope.RANGES_READ,
+            Scope.RULES_READ,
         }
     ),
     Role.ADMIN: frozenset(
-        {Scope.RANGES_READ, Scope.RANGES_WRITE, Scope.KEYS_ADMIN, Scope.AUDIT_READ}
+        {
+            Scope.RANGES_READ,
+            Scope.RANGES_WRITE,
+            Scope.RULES_READ,
+            Scope.RULES_WRITE,
+            Scope.KEYS_ADMIN,
+            Scope.AUDIT_READ,
+        }
     ),
 }
 

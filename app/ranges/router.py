@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
+from app import uploads
 from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
 from app.concurrency import etag, require_if_match
 from app.deps import ReadSession, SettingsDep, WriteSession
@@ -15,7 +16,7 @@ from app.domain.range_sets import (
     parse_range_set_csv,
     parse_range_set_yaml,
 )
-from app.errors import AppError, NotFoundError, UnprocessableError, validation_errors
+from app.errors import NotFoundError, validation_errors
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
@@ -29,12 +30,6 @@ router = APIRouter(
     tags=["reference ranges"],
     responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
 )
-
-
-class UnsupportedMediaTypeError(AppError):
-    status = 415
-    type_slug = "unsupported-media-type"
-    title = "Unsupported media type"
 
 
 _IMPORT_BODY: dict[str, Any] = {
@@ -86,33 +81,13 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-class MalformedJsonError(AppError):
-    status = 400
-    type_slug = "malformed-json"
-    title = "Malformed JSON"
-
-
-def _field_error(error: dict[str, Any]) -> dict[str, Any]:
-    """A YAML/CSV parse error in the shape of every problem's `errors` entry."""
-    entry: dict[str, Any] = {"field": error.get("path", ""), "message": error.get("msg", "")}
-    if "type" in error:
-        entry["code"] = error["type"]
-    if "line" in error:
-        entry["line"] = error["line"]
-    return entry
-
-
 async def _document(request: Request, name: str | None, source: str | None) -> RangeSetDocument:
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnprocessableError("The body is not UTF-8 text.") from exc
+    media_type = uploads.media_type(request)
+    raw, text = await uploads.body_text(request)
     try:
         if media_type in ("application/json", ""):
             return RangeSetDocument.model_validate_json(raw)
-        if media_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        if media_type in uploads.YAML_TYPES:
             return parse_range_set_yaml(text)
         if media_type == "text/csv":
             if name and source:
@@ -128,15 +103,15 @@ async def _document(request: Request, name: str | None, source: str | None) -> R
     except ValidationError as exc:
         errors = validation_errors(exc.errors())
         if any(error["code"] == "json_invalid" for error in errors):
-            raise MalformedJsonError("The request body is not valid JSON.") from exc
+            raise uploads.MalformedJsonError("The request body is not valid JSON.") from exc
         raise service.RangeSetInvalidError(
             "The range set failed validation; see 'errors'.", errors=errors
         ) from exc
     except RangeSetFormatError as exc:
         raise service.RangeSetInvalidError(
-            str(exc), errors=[_field_error(error) for error in exc.errors]
+            str(exc), errors=[uploads.format_error_entry(error) for error in exc.errors]
         ) from exc
-    raise UnsupportedMediaTypeError(
+    raise uploads.UnsupportedMediaTypeError(
         f"Send application/json, application/yaml or text/csv, not {media_type!r}."
     )
 

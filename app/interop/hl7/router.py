@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanWritePanels
 from app.deps import WriteSession
-from app.errors import AppError
 from app.interop.hl7 import service
 from app.problems import problem_doc
+from app.uploads import UnsupportedMediaTypeError
 
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 ACCEPTED_MEDIA_TYPES = (HL7_MEDIA_TYPE, "text/plain")
@@ -32,12 +32,6 @@ ACK_ERROR_EXAMPLE = (
     "ERR||OBX^2^3^1|103^Table value not found^HL70357|E||||OBX[2]-3: local code 'XYZ' from "
     "facility 'ACME-LAB' is not in the code map; send LOINC or ask for the code to be mapped\r"
 )
-
-
-class UnsupportedMediaTypeError(AppError):
-    status = 415
-    type_slug = "unsupported-media-type"
-    title = "Unsupported media type"
 
 
 router = APIRouter(tags=["hl7v2"], responses=AUTH_RESPONSES)
