@@ -31,21 +31,29 @@ def migrate(settings: Settings) -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(settings), "head")  # type: ignore[arg-type]
-    loaded = asyncio.run(_ensure_default_ranges(settings))
-    print("database migrated" + ("; default reference ranges loaded" if loaded else ""))
+    loaded = asyncio.run(_ensure_defaults(settings))
+    print("database migrated" + "".join(f"; default {what} loaded" for what in loaded))
 
 
-async def _ensure_default_ranges(settings: Settings) -> bool:
+async def _ensure_defaults(settings: Settings) -> list[str]:
+    """The shipped reference ranges and plan rule set, for an organization that has none."""
     from app.db import make_engine, make_sessionmaker, transaction
     from app.models.organization import DEFAULT_ORGANIZATION_ID
-    from app.ranges import service
+    from app.plan_rules import service as rule_sets
+    from app.ranges import service as ranges
 
     engine = make_engine(settings)
+    loaded = []
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            return await service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
+            org = DEFAULT_ORGANIZATION_ID
+            if await ranges.ensure_default(session, organization_id=org):
+                loaded.append("reference ranges")
+            if await rule_sets.ensure_default(session, organization_id=org):
+                loaded.append("plan rule set")
     finally:
         await engine.dispose()
+    return loaded
 
 
 async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: str | None) -> str:
@@ -72,6 +80,28 @@ async def _load_ranges(settings: Settings, path: Path, *, activate: bool, name: 
             )
             state = "active" if activate else "draft"
             return f"{range_set.name} v{range_set.version} ({range_set.id}) stored as {state}"
+    finally:
+        await engine.dispose()
+
+
+async def _load_rules(settings: Settings, path: Path, *, activate: bool) -> str:
+    from app.db import make_engine, make_sessionmaker, transaction
+    from app.domain.plans.rules import parse_rule_set_yaml
+    from app.models.organization import DEFAULT_ORGANIZATION_ID
+    from app.plan_rules import service
+
+    document = parse_rule_set_yaml(path.read_text("utf-8"))
+    engine = make_engine(settings)
+    try:
+        async with transaction(make_sessionmaker(engine)) as session:
+            rule_set = await service.import_document(
+                session,
+                organization_id=DEFAULT_ORGANIZATION_ID,
+                document=document,
+                activate=activate,
+            )
+            state = "active" if activate else "draft"
+            return f"{rule_set.name} v{rule_set.version} ({rule_set.id}) stored as {state}"
     finally:
         await engine.dispose()
 
@@ -108,12 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate", action="store_true", help="do not apply migrations before serving"
     )
 
-    commands.add_parser("migrate", help="apply migrations and load the default ranges")
+    commands.add_parser(
+        "migrate", help="apply migrations and load the default ranges and plan rule set"
+    )
 
     load = commands.add_parser("load-ranges", help="import a reference-range set (YAML or CSV)")
     load.add_argument("file", type=Path)
     load.add_argument("--name", help="set name for a CSV file (default: the file name)")
     load.add_argument(
+        "--no-activate", action="store_true", help="store the set without activating it"
+    )
+
+    load_rules = commands.add_parser("load-rules", help="import a plan rule set (YAML)")
+    load_rules.add_argument("file", type=Path)
+    load_rules.add_argument(
         "--no-activate", action="store_true", help="store the set without activating it"
     )
 
@@ -149,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     from app.domain.errors import DomainError
+    from app.domain.plans.rules import RuleSetFormatError
     from app.domain.range_errors import RangeSetFormatError
     from app.errors import AppError
 
@@ -169,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _load_ranges(settings, args.file, activate=not args.no_activate, name=args.name)
                 )
             )
+        elif args.command == "load-rules":
+            print(asyncio.run(_load_rules(settings, args.file, activate=not args.no_activate)))
         elif args.command == "demo-data":
             from app.demo import load_demo_data
 
@@ -206,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.idempotency.cli import purge_idempotency_command
 
             print(purge_idempotency_command(settings))
-    except (AppError, DomainError, RangeSetFormatError, OSError) as exc:
+    except (AppError, DomainError, RangeSetFormatError, RuleSetFormatError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         errors = getattr(exc, "extensions", {}).get("errors") or getattr(exc, "errors", None)
         for item in errors or []:

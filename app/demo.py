@@ -13,6 +13,7 @@ from app.panels.schemas import PanelCreate
 from app.patients import repository as patient_repository
 from app.patients import service as patients
 from app.patients.schemas import PatientCreate
+from app.plan_rules import service as rule_sets
 from app.ranges import service as ranges
 
 DEMO_SYSTEM = "urn:demo:mrn"
@@ -73,6 +74,7 @@ async def load_demo_data(settings: Settings) -> str:
         async with transaction(make_sessionmaker(engine)) as session:
             org = DEFAULT_ORGANIZATION_ID
             await ranges.ensure_default(session, organization_id=org)
+            await rule_sets.ensure_default(session, organization_id=org)
             for spec in DEMO_PATIENTS:
                 existing = await patient_repository.get_by_identifier(
                     session, organization_id=org, system=DEMO_SYSTEM, value=spec["mrn"]

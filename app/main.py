@@ -26,9 +26,14 @@ from app.interop.hl7.router import router as hl7_router
 from app.log_config import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.panels.router import router as panels_router
+from app.patient_context.router import router as patient_context_router
 from app.patients.router import router as patients_router
+from app.plan_rules.router import router as plan_rules_router
+from app.plans.router import router as plans_router
 from app.problems import Problem
 from app.ranges.router import router as ranges_router
+from app.sleep.router import router as sleep_router
+from app.timeline.router import router as timeline_router
 
 DESCRIPTION = """
 Mineral lab results (magnesium, calcium, zinc, iron, ferritin, copper) in, unit-aware
@@ -86,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=[
                 "Authorization",
                 "X-API-Key",
@@ -106,8 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(health_router)
     app.include_router(patients_router)
+    app.include_router(patient_context_router)
+    app.include_router(sleep_router)
+    app.include_router(timeline_router)
     app.include_router(panels_router)
     app.include_router(ranges_router)
+    app.include_router(plan_rules_router)
+    app.include_router(plans_router)
     app.include_router(code_maps_router)
     app.include_router(api_keys_router)
     app.include_router(audit_router)

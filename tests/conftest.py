@@ -27,6 +27,7 @@ from app.config import Settings, to_async_url
 from app.db import transaction
 from app.main import create_app
 from app.models.organization import DEFAULT_ORGANIZATION_ID
+from app.plan_rules import service as rule_set_service
 from app.ranges import service as range_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +36,16 @@ BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgres
 
 # Tables holding data a test creates, children first; organization and alembic_version stay.
 DATA_TABLES = (
+    "treatment_plan_version",
+    "treatment_plan",
+    "plan_rule_set",
     "hl7_code_map_entry",
     "idempotency_record",
     "panel_interpretation",
     "result",
     "panel",
+    "patient_context",
+    "sleep_assessment",
     "patient_identifier",
     "patient",
     "ratio_range",
@@ -104,7 +110,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         environment="test",
-        max_body_bytes=64 * 1024,
+        max_body_bytes=256 * 1024,  # the shipped plan rule set is ~70 KB as JSON
         # Tests revoke and expire keys between requests: always read the key from the database.
         api_key_cache_seconds=0,
     )
@@ -113,9 +119,10 @@ def settings(database_url: str) -> Settings:
 class RoleAuth(httpx.Auth):
     """Sends the API key of the role an operation needs, so tests read like a real caller's.
 
-    Admin for range-set and code-map changes, API keys and the audit trail; clinician for
-    re-interpretation; integration (which posts and reads patients and panels) for the rest.
-    Pass ``auth=None`` to send no credentials, or ``headers={"X-API-Key": ...}`` to choose a key
+    Admin for range-set, plan-rule-set and code-map changes, API keys and the audit trail;
+    clinician for re-interpretation, treatment plans, patient context, sleep scores and reading
+    plan rule sets; integration (which posts and reads patients and panels) for the rest. Pass
+    ``auth=None`` to send no credentials, or ``headers={"X-API-Key": ...}`` to choose a key
     explicitly.
     """
 
@@ -126,8 +133,19 @@ class RoleAuth(httpx.Auth):
     def role_for(method: str, path: str) -> str:
         if path.startswith(("/api/v1/api-keys", "/api/v1/audit-events")):
             return "admin"
-        if path.startswith(("/api/v1/range-sets", "/api/v1/code-maps")) and method != "GET":
+        if (
+            path.startswith(("/api/v1/range-sets", "/api/v1/code-maps", "/api/v1/plan-rule-sets"))
+            and method != "GET"
+        ):
             return "admin"
+        if path.startswith(("/api/v1/plans", "/api/v1/plan-rule-sets", "/fhir/R4/CarePlan")) or (
+            path.startswith("/api/v1/patients/") and path.endswith("/plans")
+        ):
+            return "clinician"
+        if path.startswith("/api/v1/patients/") and any(
+            part in path for part in ("/context", "/sleep-assessments", "/timeline")
+        ):
+            return "clinician"
         if path.endswith("/reinterpret"):
             return "clinician"
         return "integration"
@@ -198,15 +216,21 @@ class Database:
 
     def reset(self) -> None:
         async def go(session: Any) -> None:
+            # Plans name the plan they replace: unlink them so any delete order works.
+            await session.execute(text("UPDATE treatment_plan SET replaces_plan_id = NULL"))
             for table in DATA_TABLES:
                 await session.execute(text(f"DELETE FROM {table}"))
             await range_service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
+            await rule_set_service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)
             other = await session.scalar(
                 text("SELECT id FROM organization WHERE name = :name"),
                 {"name": OTHER_ORGANIZATION},
             )
             if other is not None:
                 await range_service.ensure_default(session, organization_id=uuid.UUID(str(other)))
+                await rule_set_service.ensure_default(
+                    session, organization_id=uuid.UUID(str(other))
+                )
 
         self.in_session(go)
 

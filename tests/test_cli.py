@@ -201,3 +201,23 @@ async def _expire_idempotency_records(session: Any) -> None:
         text("UPDATE idempotency_record SET expires_at = :past"),
         {"past": datetime(2000, 1, 1, tzinfo=UTC)},
     )
+
+
+def test_load_rules_imports_a_rule_set_and_reports_errors(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    migrated = _run(["migrate"], tmp_path, cli_env)
+    assert "default plan rule set loaded" in migrated.stdout
+    shipped = ROOT / "app" / "data" / "plan_rules" / "default.yaml"
+
+    loaded = _run(["load-rules", str(shipped)], tmp_path, cli_env)
+
+    assert loaded.returncode == 0, loaded.stderr
+    assert "default v2" in loaded.stdout
+    assert "stored as active" in loaded.stdout
+    broken = tmp_path / "rules.yaml"
+    broken.write_text("name: broken\nsource: test\nrules: [{id: x}]\n")
+    failed = _run(["load-rules", str(broken)], tmp_path, cli_env)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error:")
+    assert "Traceback" not in failed.stderr

@@ -13,6 +13,8 @@ from app.auth.principal import Role
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction, utcnow
 from app.errors import UnprocessableError
+from app.plan_rules import service as rule_sets
+from app.ranges import service as ranges
 
 
 def create_api_key_command(
@@ -45,6 +47,10 @@ async def _create(
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             organization = await service.get_or_create_organization(session, name=org)
+            # A new organization starts with the shipped ranges and plan rules (as the default
+            # one does), so its first panels are interpreted and plans can be drafted.
+            await ranges.ensure_default(session, organization_id=organization.id)
+            await rule_sets.ensure_default(session, organization_id=organization.id)
             api_key, full_key = await service.create_api_key(
                 session,
                 organization_id=organization.id,

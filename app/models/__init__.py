@@ -7,7 +7,10 @@ from app.models.idempotency import IdempotencyRecord
 from app.models.organization import Organization
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
+from app.models.patient_context import PatientContext
+from app.models.plan import PlanRuleSet, TreatmentPlan, TreatmentPlanVersion
 from app.models.range_set import RangeSet, RatioRange, ReferenceRange
+from app.models.sleep_assessment import SleepAssessment
 
 __all__ = [
     "ApiKey",
@@ -18,9 +21,14 @@ __all__ = [
     "Panel",
     "PanelInterpretation",
     "Patient",
+    "PatientContext",
     "PatientIdentifier",
+    "PlanRuleSet",
     "RangeSet",
     "RatioRange",
     "ReferenceRange",
     "Result",
+    "SleepAssessment",
+    "TreatmentPlan",
+    "TreatmentPlanVersion",
 ]

@@ -53,6 +53,8 @@ class Records:
     active_range_set_id: str
     spare_key_id: str
     key_ids: list[str]
+    plan: dict[str, Any]
+    active_rule_set_id: str
     # Default-organization data that must never appear in another organization's responses.
     secrets: set[str] = field(default_factory=set)
 
@@ -68,7 +70,8 @@ class Records:
 
 
 def make_records(client: TestClient, keys: Keys) -> Records:
-    """A patient with a panel, a draft range set, and a spare key, all in the default org."""
+    """A patient with a panel and a draft plan, a draft range set, and a spare key, all in the
+    default org."""
     mrn = f"MRN-AC-{uuid.uuid4().hex[:10]}"
     patient = make_patient(client, mrn=mrn)
     accession = f"ACC-AC-{uuid.uuid4().hex[:10]}"
@@ -89,6 +92,10 @@ def make_records(client: TestClient, keys: Keys) -> Records:
     listed = client.get("/api/v1/api-keys", params={"limit": 200})
     assert listed.status_code == 200, listed.text
     key_ids = [item["id"] for item in listed.json()["items"]]
+    plan = client.post(f"/api/v1/patients/{patient['id']}/plans", json={"panel_ids": [panel["id"]]})
+    assert plan.status_code == 201, plan.text
+    rule_set = client.get("/api/v1/plan-rule-sets/active")
+    assert rule_set.status_code == 200, rule_set.text
     records = Records(
         patient=patient,
         mrn=mrn,
@@ -97,6 +104,8 @@ def make_records(client: TestClient, keys: Keys) -> Records:
         active_range_set_id=active.json()["id"],
         spare_key_id=spare.json()["id"],
         key_ids=key_ids,
+        plan=plan.json(),
+        active_rule_set_id=rule_set.json()["id"],
     )
     records.secrets = {
         str(DEFAULT_ORGANIZATION_ID),
@@ -112,6 +121,8 @@ def make_records(client: TestClient, keys: Keys) -> Records:
         *(f"key:{key_id}" for key_id in key_ids),
         *keys[DEFAULT_ORGANIZATION].values(),
         spare.json()["key"],
+        records.plan["id"],
+        records.active_rule_set_id,
     }
     return records
 

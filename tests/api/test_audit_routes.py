@@ -612,6 +612,9 @@ def test_routes_without_patient_data_write_no_audit_rows(
         ("POST", f"/api/v1/api-keys/{uuid.uuid4()}/revoke", {}),
         ("GET", "/api/v1/audit-events", {}),
         ("GET", "/api/v1/audit-events", {"role": "clinician"}),
+        ("GET", "/api/v1/plan-rule-sets", {"role": "clinician"}),
+        ("GET", "/api/v1/plan-rule-sets/active", {"role": "admin"}),
+        ("POST", "/api/v1/plan-rule-sets", {"json": {"name": "broken"}, "role": "admin"}),
         ("GET", "/health/live", {"org": None}),
         ("GET", "/health/ready", {"org": None}),
         ("GET", "/openapi.json", {"org": None}),
@@ -717,3 +720,354 @@ def test_rows_are_scoped_to_the_callers_organization(
     assert {item["action"] for item in own.json()["items"]} == {"create"}
     assert [item["id"] for item in theirs.json()["items"]] == [str(row["id"])]
     assert theirs.json()["items"][0]["outcome"] == "denied"
+
+
+def test_context_sleep_and_timeline_routes_write_one_row_per_request(
+    audited: Audited, client: TestClient, who: dict[tuple[str, str], Who]
+) -> None:
+    clinician = who[(DEFAULT_ORGANIZATION, "clinician")]
+    integration = who[(DEFAULT_ORGANIZATION, "integration")]
+    other = who[(OTHER_ORGANIZATION, "clinician")]
+    patient = make_patient(client, mrn=MRN, birth_date=BIRTH_DATE)
+    patient_id = patient["id"]
+    context_url = f"/api/v1/patients/{patient_id}/context"
+    context = {"resource_type": "patient_context"}
+
+    # context: first write (create, 201), missing If-Match (428), the next version (update)
+    first, [row] = audited.call("PUT", context_url, role="clinician", json={"diet": "vegan"})
+    assert first.status_code == 201, first.text
+    _assert_row(
+        row,
+        action="create",
+        resource_type="patient_context",
+        outcome="success",
+        status=201,
+        who=clinician,
+        resource_id=first.json()["id"],
+        patient_id=patient_id,
+        method="PUT",
+        path=context_url,
+    )
+    audited.one(
+        "PUT",
+        context_url,
+        role="clinician",
+        json={"diet": "vegan"},
+        status=428,
+        action="update",
+        outcome="error",
+        who=clinician,
+        patient_id=patient_id,
+        **context,
+    )
+    second, [row] = audited.call(
+        "PUT", context_url, role="clinician", json={}, headers={"If-Match": '"1"'}
+    )
+    assert second.status_code == 200, second.text
+    _assert_row(
+        row,
+        action="update",
+        resource_type="patient_context",
+        outcome="success",
+        status=200,
+        who=clinician,
+        resource_id=second.json()["id"],
+        patient_id=patient_id,
+        method="PUT",
+        path=context_url,
+    )
+    audited.one(
+        "PUT",
+        context_url,
+        role="integration",
+        json={},
+        status=403,
+        action="update",
+        outcome="denied",
+        who=integration,
+        **context,
+    )
+    for url, action, resource in [
+        (context_url, "read", second.json()["id"]),
+        (f"{context_url}/versions", "search", None),
+        (f"{context_url}/versions/1", "read", first.json()["id"]),
+    ]:
+        audited.one(
+            "GET",
+            url,
+            role="clinician",
+            status=200,
+            action=action,
+            outcome="success",
+            who=clinician,
+            resource_id=resource,
+            patient_id=patient_id,
+            **context,
+        )
+        audited.one(
+            "GET",
+            url,
+            org=OTHER_ORGANIZATION,
+            role="clinician",
+            status=404,
+            action=action,
+            outcome="denied",
+            who=other,
+            patient_id=patient_id,
+            **context,
+        )
+
+    # sleep assessments: create, replay (a read), list, read, timeline
+    sleep_url = f"/api/v1/patients/{patient_id}/sleep-assessments"
+    isi = {"instrument": "ISI", "assessed_on": "2026-11-20", "items": [1, 2, 3, 4, 0, 1, 2]}
+    keyed = {"Idempotency-Key": "audit-isi-1"}
+    posted, [row] = audited.call("POST", sleep_url, role="clinician", json=isi, headers=keyed)
+    assert posted.status_code == 201, posted.text
+    assessment_id = posted.json()["id"]
+    sleep = {"resource_type": "sleep_assessment"}
+    _assert_row(
+        row,
+        action="create",
+        outcome="success",
+        status=201,
+        who=clinician,
+        resource_id=assessment_id,
+        patient_id=patient_id,
+        method="POST",
+        path=sleep_url,
+        **sleep,
+    )
+    audited.one(
+        "POST",
+        sleep_url,
+        role="clinician",
+        json=isi,
+        headers=keyed,
+        status=201,
+        action="read",
+        outcome="success",
+        who=clinician,
+        resource_id=assessment_id,
+        patient_id=patient_id,
+        **sleep,
+    )
+    audited.one(
+        "POST",
+        sleep_url,
+        role="clinician",
+        json={**isi, "items": [9, 0, 0, 0, 0, 0, 0]},
+        status=422,
+        action="create",
+        outcome="error",
+        who=clinician,
+        **sleep,  # refused while the body was read, before the route named the patient
+    )
+    for url, action, resource_type, resource in [
+        (sleep_url, "search", "sleep_assessment", None),
+        (f"{sleep_url}/{assessment_id}", "read", "sleep_assessment", assessment_id),
+        (f"/api/v1/patients/{patient_id}/timeline", "read", "timeline", None),
+    ]:
+        audited.one(
+            "GET",
+            url,
+            role="clinician",
+            status=200,
+            action=action,
+            resource_type=resource_type,
+            outcome="success",
+            who=clinician,
+            resource_id=resource,
+            patient_id=patient_id,
+        )
+        audited.one(
+            "GET",
+            url,
+            org=OTHER_ORGANIZATION,
+            role="clinician",
+            status=404,
+            action=action,
+            resource_type=resource_type,
+            outcome="denied",
+            who=other,
+            resource_id=resource,
+            patient_id=patient_id,
+        )
+
+
+def test_plan_routes_write_one_row_per_request(
+    audited: Audited, client: TestClient, who: dict[tuple[str, str], Who]
+) -> None:
+    clinician = who[(DEFAULT_ORGANIZATION, "clinician")]
+    integration = who[(DEFAULT_ORGANIZATION, "integration")]
+    other = who[(OTHER_ORGANIZATION, "clinician")]
+    patient = make_patient(client, mrn=MRN, birth_date=BIRTH_DATE)
+    patient_id = patient["id"]
+    panel = post_panel(client, patient, _results())
+    plan_type = {"resource_type": "plan"}
+    plans_url = f"/api/v1/patients/{patient_id}/plans"
+    body = {"panel_ids": [panel["id"]]}
+
+    created, [row] = audited.call("POST", plans_url, role="clinician", json=body)
+    assert created.status_code == 201, created.text
+    plan_id = created.json()["id"]
+    _assert_row(
+        row,
+        action="create",
+        outcome="success",
+        status=201,
+        who=clinician,
+        resource_id=plan_id,
+        patient_id=patient_id,
+        method="POST",
+        path=plans_url,
+        **plan_type,
+    )
+    audited.one(
+        "POST",
+        plans_url,
+        role="integration",
+        json=body,
+        status=403,
+        action="create",
+        outcome="denied",
+        who=integration,
+        **plan_type,
+    )
+    audited.one(
+        "POST",
+        plans_url,
+        org=OTHER_ORGANIZATION,
+        role="clinician",
+        json=body,
+        status=404,
+        action="create",
+        outcome="denied",
+        who=other,
+        patient_id=patient_id,
+        **plan_type,
+    )
+    plan_url = f"/api/v1/plans/{plan_id}"
+    for url, action in [
+        (plan_url, "read"),
+        (f"{plan_url}/versions", "read"),
+        (f"{plan_url}/versions/1", "read"),
+        (f"{plan_url}/diff?from=1", "read"),
+        (f"/fhir/R4/CarePlan/{plan_id}", "read"),
+    ]:
+        audited.one(
+            "GET",
+            url,
+            role="clinician",
+            status=200,
+            action=action,
+            outcome="success",
+            who=clinician,
+            resource_id=plan_id,
+            patient_id=patient_id,
+            **plan_type,
+        )
+        audited.one(
+            "GET",
+            url,
+            org=OTHER_ORGANIZATION,
+            role="clinician",
+            status=404,
+            action=action,
+            outcome="denied",
+            who=other,
+            resource_id=plan_id,
+            **plan_type,
+        )
+    audited.one(
+        "GET",
+        plan_url,
+        role="clinician",
+        headers={"Accept": "text/html"},
+        status=200,
+        action="read",
+        outcome="success",
+        who=clinician,
+        resource_id=plan_id,
+        patient_id=patient_id,
+        **plan_type,
+    )
+    for url in (plans_url, "/fhir/R4/CarePlan?patient=" + patient_id):
+        audited.one(
+            "GET",
+            url,
+            role="clinician",
+            status=200,
+            action="search",
+            outcome="success",
+            who=clinician,
+            patient_id=patient_id,
+            **plan_type,
+        )
+    audited.one(
+        "GET",
+        "/api/v1/plans/worklist",
+        role="clinician",
+        status=200,
+        action="search",
+        outcome="success",
+        who=clinician,
+        **plan_type,
+    )
+    # Changes: a stale If-Match (412) and an illegal transition (409) are audited as errors.
+    status_url = f"{plan_url}/status"
+    audited.one(
+        "POST",
+        status_url,
+        role="clinician",
+        json={"status": "active"},
+        headers={"If-Match": '"9"'},
+        status=412,
+        action="update",
+        outcome="error",
+        who=clinician,
+        resource_id=plan_id,
+        patient_id=patient_id,
+        **plan_type,
+    )
+    audited.one(
+        "POST",
+        status_url,
+        role="clinician",
+        json={"status": "completed"},
+        headers={"If-Match": '"1"'},
+        status=409,
+        action="update",
+        outcome="error",
+        who=clinician,
+        resource_id=plan_id,
+        patient_id=patient_id,
+        **plan_type,
+    )
+    audited.one(
+        "POST",
+        status_url,
+        role="clinician",
+        json={"status": "active"},
+        headers={"If-Match": '"1"'},
+        status=200,
+        action="update",
+        outcome="success",
+        who=clinician,
+        resource_id=plan_id,
+        patient_id=patient_id,
+        **plan_type,
+    )
+    regenerated, [row] = audited.call("POST", f"{plan_url}/regenerate", role="clinician", json={})
+    assert regenerated.status_code == 201, regenerated.text
+    _assert_row(
+        row,
+        action="create",
+        outcome="success",
+        status=201,
+        who=clinician,
+        resource_id=regenerated.json()["id"],
+        patient_id=patient_id,
+        method="POST",
+        path=f"{plan_url}/regenerate",
+        **plan_type,
+    )

@@ -399,10 +399,261 @@ def _delete_code_map(client: TestClient, records: Records) -> Call:
     return Call(f"/api/v1/code-maps/ACME-LAB/{code}", record_id=code)
 
 
+# --- patient context, sleep assessments, timeline (clinician: plans:read / plans:write) ------
+
+
+def _context_path(records: Records, suffix: str = "") -> str:
+    return f"/api/v1/patients/{records.patient_id}/context{suffix}"
+
+
+def _ensure_context(client: TestClient, records: Records) -> None:
+    """The default organization's patient has a context (recorded once, by its clinician)."""
+    if client.get(_context_path(records)).status_code == 404:
+        response = client.put(_context_path(records), json={"diet": "vegan"})
+        assert response.status_code == 201, response.text
+
+
+def _put_context(client: TestClient, records: Records) -> Call:
+    return Call(
+        _context_path(records),
+        json={"pregnant": False, "medications": [{"code": "levothyroxine"}]},
+        record_id=records.patient_id,
+    )
+
+
+def _context(suffix: str = "") -> Builder:
+    def build(client: TestClient, records: Records) -> Call:
+        _ensure_context(client, records)
+        return Call(_context_path(records, suffix), record_id=records.patient_id)
+
+    return build
+
+
+def _is_context(response: Response, records: Records) -> None:
+    assert response.json()["patient_id"] == records.patient_id
+    assert response.json()["version"] >= 1
+
+
+def _lists_context(response: Response, records: Records) -> None:
+    assert [item["version"] for item in response.json()["items"]] == [1]
+
+
+def _assessments_path(records: Records) -> str:
+    return f"/api/v1/patients/{records.patient_id}/sleep-assessments"
+
+
+ISI_BODY = {"instrument": "ISI", "assessed_on": "2026-11-20", "items": [1, 2, 3, 4, 0, 1, 2]}
+
+
+def _assessment_id(client: TestClient, records: Records) -> str:
+    """The default organization's patient's one assessment (recorded once)."""
+    listed = client.get(_assessments_path(records))
+    assert listed.status_code == 200, listed.text
+    if listed.json()["items"]:
+        value: str = listed.json()["items"][0]["id"]
+        return value
+    created = client.post(_assessments_path(records), json=ISI_BODY)
+    assert created.status_code == 201, created.text
+    new_id: str = created.json()["id"]
+    return new_id
+
+
+def _new_assessment(client: TestClient, records: Records) -> Call:
+    return Call(_assessments_path(records), json=ISI_BODY, record_id=records.patient_id)
+
+
+def _assessments(client: TestClient, records: Records) -> Call:
+    _assessment_id(client, records)
+    return Call(_assessments_path(records), record_id=records.patient_id)
+
+
+def _assessment(client: TestClient, records: Records) -> Call:
+    assessment_id = _assessment_id(client, records)
+    return Call(f"{_assessments_path(records)}/{assessment_id}", record_id=records.patient_id)
+
+
+def _is_assessment(response: Response, records: Records) -> None:
+    body = response.json()
+    assert (body["patient_id"], body["total"], body["category"]) == (
+        records.patient_id,
+        13,
+        "subthreshold",
+    )
+
+
+def _lists_assessment(response: Response, records: Records) -> None:
+    assert [item["total"] for item in response.json()["items"]] == [13]
+
+
+def _timeline(client: TestClient, records: Records) -> Call:
+    _assessment_id(client, records)
+    return Call(f"/api/v1/patients/{records.patient_id}/timeline", record_id=records.patient_id)
+
+
+def _lists_panel_and_assessment(response: Response, records: Records) -> None:
+    kinds = {item["kind"] for item in response.json()["items"]}
+    assert kinds == {"panel", "sleep-assessment"}
+    assert records.panel_id in response.text
+
+
+# --- treatment plans and plan rule sets ----------------------------------------------------
+
+
+def _plan_path(records: Records, suffix: str = "") -> str:
+    return f"/api/v1/plans/{records.plan['id']}{suffix}"
+
+
+def _new_plan(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/patients/{records.patient_id}/plans",
+        json={"panel_ids": [records.panel_id]},
+        record_id=records.patient_id,
+    )
+
+
+def _patient_plans(client: TestClient, records: Records) -> Call:
+    return Call(f"/api/v1/patients/{records.patient_id}/plans", record_id=records.patient_id)
+
+
+def _worklist(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/plans/worklist")
+
+
+def _plan(suffix: str = "", params: dict[str, str] | None = None) -> Builder:
+    def build(client: TestClient, records: Records) -> Call:
+        return Call(_plan_path(records, suffix), params=params or {}, record_id=records.plan["id"])
+
+    return build
+
+
+def _edit_plan(client: TestClient, records: Records) -> Call:
+    current = client.get(_plan_path(records))
+    assert current.status_code == 200, current.text
+    kept = [
+        {k: v for k, v in item.items() if k not in ("rule_id", "template_id")}
+        for group in current.json()["groups"]
+        for item in group["items"]
+    ]
+    return Call(
+        _plan_path(records, "/items"),
+        json={"items": kept, "reason": "route matrix"},
+        headers={"If-Match": current.headers["ETag"]},
+        record_id=records.plan["id"],
+    )
+
+
+def _activate_plan(client: TestClient, records: Records) -> Call:
+    """A fresh draft each time: activation is allowed once per plan."""
+    drafted = client.post(
+        f"/api/v1/patients/{records.patient_id}/plans", json={"panel_ids": [records.panel_id]}
+    )
+    assert drafted.status_code == 201, drafted.text
+    plan_id = drafted.json()["id"]
+    records.secrets.add(plan_id)
+    return Call(
+        f"/api/v1/plans/{plan_id}/status",
+        json={"status": "active"},
+        headers={"If-Match": drafted.headers["ETag"]},
+        record_id=plan_id,
+    )
+
+
+def _regenerate(client: TestClient, records: Records) -> Call:
+    return Call(_plan_path(records, "/regenerate"), json={}, record_id=records.plan["id"])
+
+
+def _is_plan(response: Response, records: Records) -> None:
+    assert response.json()["patient_id"] == records.patient_id
+
+
+def _lists_plan(response: Response, records: Records) -> None:
+    assert records.plan["id"] in _ids(response)
+
+
+def _lists_draft_plan(response: Response, records: Records) -> None:
+    assert records.plan["id"] in [p["id"] for p in response.json()["drafts"]["items"]]
+
+
+def _no_drafts(response: Response, records: Records) -> None:
+    assert response.json()["drafts"]["items"] == []
+
+
+def _lists_versions(response: Response, records: Records) -> None:
+    assert [v["version"] for v in response.json()["items"]][0] == 1
+
+
+def _is_version(response: Response, records: Records) -> None:
+    assert (response.json()["plan_id"], response.json()["version"]) == (records.plan["id"], 1)
+
+
+def _is_diff(response: Response, records: Records) -> None:
+    assert response.json()["plan_id"] == records.plan["id"]
+
+
+def _new_rule_set(client: TestClient, records: Records) -> Call:
+    active = client.get(f"/api/v1/plan-rule-sets/{records.active_rule_set_id}")
+    assert active.status_code == 200, active.text
+    return Call(
+        "/api/v1/plan-rule-sets",
+        json=active.json()["document"] | {"name": f"m-{uuid.uuid4().hex[:8]}"},
+    )
+
+
+def _rule_sets(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/plan-rule-sets", params={"limit": "200"})
+
+
+def _active_rule_set(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/plan-rule-sets/active")
+
+
+def _rule_set(client: TestClient, records: Records) -> Call:
+    rule_set_id = records.active_rule_set_id
+    return Call(f"/api/v1/plan-rule-sets/{rule_set_id}", record_id=rule_set_id)
+
+
+def _activate_rule_set(client: TestClient, records: Records) -> Call:
+    imported = client.post("/api/v1/plan-rule-sets", json=_new_rule_set(client, records).json)
+    assert imported.status_code == 201, imported.text
+    rule_set_id = imported.json()["id"]
+    records.secrets.add(rule_set_id)
+    return Call(
+        f"/api/v1/plan-rule-sets/{rule_set_id}/activate",
+        headers={"If-Match": imported.headers["ETag"]},
+        record_id=rule_set_id,
+    )
+
+
+def _lists_default_rule_set(response: Response, records: Records) -> None:
+    assert records.active_rule_set_id in _ids(response)
+
+
+def _is_default_rule_set(response: Response, records: Records) -> None:
+    assert response.json()["id"] == records.active_rule_set_id
+
+
+def _is_own_rule_set(response: Response, records: Records) -> None:
+    assert response.json()["id"] != records.active_rule_set_id
+    assert response.json()["status"] == "active"
+
+
+def _is_active(response: Response, records: Records) -> None:
+    assert response.json()["status"] == "active"
+
+
+def _fhir_care_plan(client: TestClient, records: Records) -> Call:
+    return Call(f"/fhir/R4/CarePlan/{records.plan['id']}", record_id=records.plan["id"])
+
+
+def _fhir_care_plan_search(client: TestClient, records: Records) -> Call:
+    return Call("/fhir/R4/CarePlan", params={"patient": records.patient_id})
+
+
 INTEGRATION = frozenset({"integration"})
 CLINICIAN = frozenset({"clinician"})
 ADMIN = frozenset({"admin"})
 READERS = frozenset({"integration", "clinician"})
+RULE_READERS = frozenset({"clinician", "admin"})
 EVERYONE = frozenset(ROLES)
 
 # (method, path template) → who may call it and what everyone gets.
@@ -423,6 +674,75 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/api/v1/patients/{patient_id}/analytes/{analyte}/history"): Row(
         READERS, 200, 404, _history, _has_points
+    ),
+    # Clinical context, sleep questionnaires and the timeline feed treatment plans: clinicians
+    # only (plans:read / plans:write). Another organization's patient is an unknown id (404).
+    ("PUT", "/api/v1/patients/{patient_id}/context"): Row(
+        CLINICIAN, 201, 404, _put_context, _is_context
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/context"): Row(
+        CLINICIAN, 200, 404, _context(), _is_context
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/context/versions"): Row(
+        CLINICIAN, 200, 404, _context("/versions"), _lists_context
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/context/versions/{version}"): Row(
+        CLINICIAN, 200, 404, _context("/versions/1"), _is_context
+    ),
+    ("POST", "/api/v1/patients/{patient_id}/sleep-assessments"): Row(
+        CLINICIAN, 201, 404, _new_assessment, _is_assessment
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/sleep-assessments"): Row(
+        CLINICIAN, 200, 404, _assessments, _lists_assessment
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/sleep-assessments/{assessment_id}"): Row(
+        CLINICIAN, 200, 404, _assessment, _is_assessment
+    ),
+    ("GET", "/api/v1/patients/{patient_id}/timeline"): Row(
+        CLINICIAN, 200, 404, _timeline, _lists_panel_and_assessment
+    ),
+    # Treatment plans: clinicians only (plans:read / plans:write).
+    ("POST", "/api/v1/patients/{patient_id}/plans"): Row(CLINICIAN, 201, 404, _new_plan, _is_plan),
+    ("GET", "/api/v1/patients/{patient_id}/plans"): Row(
+        CLINICIAN, 200, 404, _patient_plans, _lists_plan
+    ),
+    ("GET", "/api/v1/plans/worklist"): Row(
+        CLINICIAN, 200, 200, _worklist, _lists_draft_plan, _no_drafts
+    ),
+    ("GET", "/api/v1/plans/{plan_id}"): Row(CLINICIAN, 200, 404, _plan(), _is_plan),
+    ("PUT", "/api/v1/plans/{plan_id}/items"): Row(CLINICIAN, 200, 404, _edit_plan, _is_plan),
+    ("POST", "/api/v1/plans/{plan_id}/status"): Row(
+        CLINICIAN, 200, 404, _activate_plan, _is_active
+    ),
+    ("POST", "/api/v1/plans/{plan_id}/regenerate"): Row(CLINICIAN, 201, 404, _regenerate, _is_plan),
+    ("GET", "/api/v1/plans/{plan_id}/versions"): Row(
+        CLINICIAN, 200, 404, _plan("/versions"), _lists_versions
+    ),
+    ("GET", "/api/v1/plans/{plan_id}/versions/{version}"): Row(
+        CLINICIAN, 200, 404, _plan("/versions/1"), _is_version
+    ),
+    ("GET", "/api/v1/plans/{plan_id}/diff"): Row(
+        CLINICIAN, 200, 404, _plan("/diff", {"from": "1"}), _is_diff
+    ),
+    # Plan rule sets are configuration: admins change them, clinicians and admins read them.
+    ("POST", "/api/v1/plan-rule-sets"): Row(ADMIN, 201, 201, _new_rule_set, _created, _created),
+    ("GET", "/api/v1/plan-rule-sets"): Row(
+        RULE_READERS, 200, 200, _rule_sets, _lists_default_rule_set
+    ),
+    ("GET", "/api/v1/plan-rule-sets/active"): Row(
+        RULE_READERS, 200, 200, _active_rule_set, _is_default_rule_set, _is_own_rule_set
+    ),
+    ("GET", "/api/v1/plan-rule-sets/{rule_set_id}"): Row(
+        RULE_READERS, 200, 404, _rule_set, _is_default_rule_set
+    ),
+    ("POST", "/api/v1/plan-rule-sets/{rule_set_id}/activate"): Row(
+        ADMIN, 200, 404, _activate_rule_set, _is_active
+    ),
+    ("GET", "/fhir/R4/CarePlan/{plan_id}"): Row(
+        CLINICIAN, 200, 404, _fhir_care_plan, _fhir_is("CarePlan", lambda r: r.plan["id"])
+    ),
+    ("GET", "/fhir/R4/CarePlan"): Row(
+        CLINICIAN, 200, 200, _fhir_care_plan_search, _fhir_found, _fhir_none
     ),
     ("POST", "/api/v1/panels/{panel_id}/reinterpret"): Row(
         CLINICIAN, 200, 404, _reinterpret, _is_panel
@@ -523,7 +843,7 @@ def test_fhir_catch_all_reveals_nothing(client: TestClient, api_keys: Keys) -> N
     """What the facade does not implement is a 404 or 405 OperationOutcome for anyone."""
     records = make_records(client, api_keys)
     for method, path in [
-        ("GET", f"/fhir/R4/CarePlan/{records.patient_id}"),
+        ("GET", f"/fhir/R4/Encounter/{records.patient_id}"),
         ("DELETE", f"/fhir/R4/Patient/{records.patient_id}"),
         ("PUT", f"/fhir/R4/Observation/{records.panel_id}"),
     ]:

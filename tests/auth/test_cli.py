@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
@@ -66,3 +67,20 @@ def test_revoke_by_prefix_then_again(settings: Settings, db: Database) -> None:
 def test_revoke_unknown_key_is_not_found(settings: Settings) -> None:
     with pytest.raises(NotFoundError):
         revoke_api_key_command(settings, key=str(uuid.uuid4()))
+
+
+def test_a_new_organization_starts_with_the_shipped_ranges_and_plan_rules(
+    settings: Settings, client: TestClient
+) -> None:
+    org = f"clinic-{uuid.uuid4().hex[:8]}"
+    clinician = create_api_key_command(settings, org=org, role="clinician", name="c")
+    admin = create_api_key_command(settings, org=org, role="admin", name="a")
+
+    for path in ("/api/v1/range-sets/active", "/api/v1/plan-rule-sets/active"):
+        response = client.get(path, headers={"X-API-Key": admin.splitlines()[-1]})
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["name"] == "default"
+    rules = client.get(
+        "/api/v1/plan-rule-sets", headers={"X-API-Key": clinician.splitlines()[-1]}
+    ).json()
+    assert len(rules["items"]) == 1  # a second key for the organization loads nothing again

@@ -102,6 +102,23 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                             "with its Observations.",
                         ),
                         _resource(
+                            "CarePlan",
+                            ["read", "search-type"],
+                            [
+                                _param("patient", "reference", "Patient/<id> or <id>."),
+                                _param(
+                                    "status",
+                                    "token",
+                                    "draft, active, completed, revoked, entered-in-error; "
+                                    "comma-separated (OR).",
+                                ),
+                                _COUNT,
+                            ],
+                            "Treatment plans drafted by the service from its plan rules and "
+                            "reviewed by clinicians; one activity per plan item. Read-only "
+                            "here: plans are drafted and edited through /api/v1.",
+                        ),
+                        _resource(
                             "ObservationDefinition",
                             ["search-type"],
                             [],

@@ -10,19 +10,22 @@ from starlette.responses import Response
 
 from app.audit import service as audit
 from app.audit.context import audit_target, audited
-from app.auth.deps import CanReadPanels, CanReadPatients, CanReadRanges, require
+from app.auth.deps import CanReadPanels, CanReadPatients, CanReadPlans, CanReadRanges, require
 from app.auth.principal import Principal, Scope
 from app.deps import ReadSession, WriteSession
 from app.domain.catalog import default_catalog
 from app.errors import NotFoundError
 from app.interop.fhir import outbound, repository
 from app.interop.fhir.capability import capability_statement
+from app.interop.fhir.careplan import care_plan_resource
 from app.interop.fhir.inbound import parse_bundle, parse_token
 from app.interop.fhir.outcome import FhirError, FhirRoute, Issue, fhir_response
-from app.interop.fhir.search import analyte_codes, date_bounds, reference_id
+from app.interop.fhir.search import analyte_codes, bad_parameter, date_bounds, reference_id
 from app.interop.fhir.transaction import Touched, process_bundle
+from app.models.plan import PLAN_STATUSES
 from app.pagination import decode_cursor, encode_cursor
 from app.patients import service as patients
+from app.plans import repository as plan_repository
 from app.ranges import service as ranges
 
 # Not in the OpenAPI document: FHIR clients discover the server through /metadata, and every
@@ -328,6 +331,79 @@ async def search_reports(
             )
             for p in page
         ],
+        total=total,
+        self_url=str(request.url),
+        next_url=_next_url(request, next_cursor),
+    )
+    return fhir_response(bundle)
+
+
+# --- CarePlan -------------------------------------------------------------------------------
+
+_PLAN_STATUSES = frozenset(PLAN_STATUSES)
+
+
+@router.get(
+    "/CarePlan/{plan_id}",
+    summary="Read a CarePlan",
+    dependencies=[Depends(audited("read", "plan"))],
+)
+async def read_care_plan(
+    plan_id: str, request: Request, session: WriteSession, principal: CanReadPlans
+) -> Response:
+    """A treatment plan, one activity per plan item."""
+    audit_target(request, resource_id=plan_id[:100])
+    plan = await plan_repository.get(
+        session,
+        organization_id=principal.organization_id,
+        plan_id=_fhir_id(plan_id, "No CarePlan with this id."),
+    )
+    if plan is None:
+        raise NotFoundError("No CarePlan with this id.")
+    audit_target(request, patient_id=plan.patient_id)
+    return fhir_response(care_plan_resource(plan))
+
+
+@router.get(
+    "/CarePlan",
+    summary="Search CarePlans",
+    dependencies=[Depends(audited("search", "plan"))],
+)
+async def search_care_plans(
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+    patient: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[str | None, Query(max_length=200)] = None,
+    count: Count = 50,
+    cursor: PageCursor = None,
+) -> Response:
+    """Plans by `patient` and `status` (comma-separated: any of), newest first."""
+    patient_id = reference_id("patient", patient, "Patient") if patient else None
+    if patient_id is not None:
+        audit_target(request, patient_id=patient_id)
+    statuses = [s.strip() for s in status.split(",")] if status else None
+    unknown = sorted(set(statuses or ()) - _PLAN_STATUSES)
+    if unknown:
+        raise bad_parameter(
+            "status", f"unknown status {unknown[0]!r}; use {', '.join(PLAN_STATUSES)}"
+        )
+    organization_id = principal.organization_id
+    plans = await plan_repository.search(
+        session,
+        organization_id=organization_id,
+        patient_id=patient_id,
+        statuses=statuses,
+        limit=count + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    total = await plan_repository.count(
+        session, organization_id=organization_id, patient_id=patient_id, statuses=statuses
+    )
+    page = list(plans[:count])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > count else None
+    bundle = outbound.searchset(
+        [(_full_url(request, f"CarePlan/{p.id}"), care_plan_resource(p)) for p in page],
         total=total,
         self_url=str(request.url),
         next_url=_next_url(request, next_cursor),

@@ -19,3 +19,5 @@ ANALYTE_SYSTEM = f"{BASE}/CodeSystem/analyte"
 INTERPRETATION_CODES = frozenset(
     {"L", "LL", "H", "HH", "N", "A", "AA", "IND", "<", ">", "LU", "HU", "U", "D", "B", "W"}
 )
+PLAN_CATEGORY_SYSTEM = f"{BASE}/CodeSystem/plan-item-category"
+PLAN_RULE_SYSTEM = f"{BASE}/CodeSystem/plan-rule"

@@ -27,6 +27,7 @@ def test_capability_statement_validates_and_claims_only_what_is_implemented(
         "Patient": ["read", "search-type"],
         "Observation": ["read", "search-type"],
         "DiagnosticReport": ["read", "search-type"],
+        "CarePlan": ["read", "search-type"],
         "ObservationDefinition": ["search-type"],
     }
     assert sorted(i["code"] for i in rest["interaction"]) == ["batch", "transaction"]

@@ -126,7 +126,7 @@ def test_auth_and_unknown_paths_answer_operation_outcomes(client: TestClient) ->
     outcome = expect_outcome(missing, 401)
     assert first_issue(outcome)["code"] == "login"
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    care_plan = expect_outcome(client.get("/fhir/R4/CarePlan"), 404)
+    care_plan = expect_outcome(client.get("/fhir/R4/Encounter"), 404)
     assert first_issue(care_plan)["code"] == "not-supported"
     assert expect_outcome(client.delete("/fhir/R4/Patient/x"), 405)
     assert expect_outcome(client.get("/fhir/R4/Patient/not-an-id"), 404)

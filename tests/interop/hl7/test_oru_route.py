@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from app.config import Settings
 from tests.audit.builders import rows_for
 from tests.builders import make_patient, post_panel, result, result_for
 from tests.conftest import DEFAULT_ORGANIZATION, Database
@@ -402,8 +403,11 @@ def test_a_collection_time_in_the_future_is_refused_naming_obr7(
     assert db.counts() == before
 
 
-def test_a_body_over_the_limit_is_413(client: TestClient) -> None:
-    observations = [magnesium_mmol(text="x" * 200)] * 400
-    response = post_er7(client, oru(observations))
+def test_a_body_over_the_limit_is_413(client: TestClient, settings: Settings) -> None:
+    observation = magnesium_mmol(text="x" * 200)
+    observations = [observation] * (settings.max_body_bytes // len(observation) + 1)
+    body = oru(observations)
+    assert len(body.encode()) > settings.max_body_bytes
+    response = post_er7(client, body)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"

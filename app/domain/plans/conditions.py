@@ -1,0 +1,325 @@
+"""The condition language of plan rules: declarative data, evaluated here, never `eval`-ed.
+
+A condition is a mapping with exactly one key naming its kind:
+
+- combinators: ``all: [...]``, ``any: [...]``, ``not: {...}``;
+- result atoms: ``result: {analyte, interpretation: [L, LL] | below: X | above: X, unit}``
+  (thresholds in the analyte's canonical unit, which the atom states), ``result_missing: ferritin``,
+  ``critical: true`` (any critical result);
+- ``ratio: {code, interpretation | below | above}``, ``sleep: {category | total_at_least |
+  total_below}``;
+- patient context: ``patient: {pregnant, lactating, egfr_below, egfr_at_least, egfr_missing,
+  age_at_least, age_below, sex}``, ``medication: <class>``, ``condition: <code>``,
+  ``diet: [...]``, ``caffeine_servings_above: N``, ``alcohol_drinks_per_week_above: N``;
+- plan items (safety rules only): ``item: {category, mineral, herbal_sedative, herbal_name,
+  urgent_referral, daily_at_least, daily_above, duration_days_over}``.
+
+Evaluation lives in `evaluation.py`. Missing data never satisfies an atom: ``egfr_below: 30`` is
+false when no eGFR is on record, a ``result`` atom is false without a result, and ``not`` turns
+that into true. Rules that must act on missing data say so explicitly (``result_missing``,
+``patient: {egfr_missing: true}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+from app.domain.plans.items import Category, Mineral
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Threshold = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+ResultInterpretation = Literal["L", "N", "H", "LL", "HH", "IND"]
+RatioInterpretation = Literal["L", "N", "H"]
+IsiCategory = Literal["none", "subthreshold", "moderate", "severe"]
+PatientSex = Literal["female", "male", "other", "unknown"]
+
+RATIO_DISPLAY = {"ca_mg_molar": "Ca:Mg molar ratio", "zn_cu_molar": "Zn:Cu molar ratio"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _as_tuple(value: Any) -> Any:
+    """Accept a single code where a list is expected (`medication: levothyroxine`)."""
+    return [value] if isinstance(value, str) else value
+
+
+# --- combinators --------------------------------------------------------------------------------
+
+
+class AllOf(_Strict):
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyOf(_Strict):
+    any: list[Condition] = Field(min_length=1)
+
+
+class Not(_Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
+    negated: Condition = Field(alias="not")
+
+
+# --- atoms about results ------------------------------------------------------------------------
+
+
+class ResultTest(_Strict):
+    analyte: Code
+    interpretation: list[ResultInterpretation] | None = Field(default=None, min_length=1)
+    below: Threshold | None = None
+    above: Threshold | None = None
+    unit: str | None = Field(
+        default=None, description="The canonical unit `below`/`above` are stated in."
+    )
+
+    @field_validator("interpretation", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> ResultTest:
+        if self.interpretation is None and self.below is None and self.above is None:
+            raise ValueError("a result test needs interpretation, below or above")
+        if (self.below is not None or self.above is not None) and not self.unit:
+            raise ValueError("state the canonical unit of below/above in `unit`")
+        return self
+
+
+class ResultAtom(_Strict):
+    result: ResultTest
+
+
+class ResultMissingAtom(_Strict):
+    result_missing: Code
+
+
+class CriticalAtom(_Strict):
+    critical: bool
+
+
+class RatioTest(_Strict):
+    code: Code
+    interpretation: list[RatioInterpretation] | None = Field(default=None, min_length=1)
+    below: Threshold | None = None
+    above: Threshold | None = None
+
+    @field_validator("interpretation", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> RatioTest:
+        if self.interpretation is None and self.below is None and self.above is None:
+            raise ValueError("a ratio test needs interpretation, below or above")
+        return self
+
+
+class RatioAtom(_Strict):
+    ratio: RatioTest
+
+
+class SleepTest(_Strict):
+    category: list[IsiCategory] | None = Field(default=None, min_length=1)
+    total_at_least: int | None = Field(default=None, ge=0, le=28)
+    total_below: int | None = Field(default=None, ge=0, le=29)
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> SleepTest:
+        if self.category is None and self.total_at_least is None and self.total_below is None:
+            raise ValueError("a sleep test needs category, total_at_least or total_below")
+        return self
+
+
+class SleepAtom(_Strict):
+    sleep: SleepTest
+
+
+# --- atoms about the patient --------------------------------------------------------------------
+
+
+class PatientTest(_Strict):
+    pregnant: bool | None = None
+    lactating: bool | None = None
+    egfr_below: Threshold | None = Field(default=None, description="mL/min/1.73 m2")
+    egfr_at_least: Threshold | None = Field(default=None, description="mL/min/1.73 m2")
+    egfr_missing: bool | None = None
+    age_at_least: int | None = Field(default=None, ge=0, le=150)
+    age_below: int | None = Field(default=None, ge=0, le=151)
+    sex: list[PatientSex] | None = Field(default=None, min_length=1)
+
+    @field_validator("sex", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> PatientTest:
+        if not self.model_fields_set:
+            raise ValueError("a patient test needs at least one field")
+        return self
+
+
+class PatientAtom(_Strict):
+    patient: PatientTest
+
+
+class MedicationAtom(_Strict):
+    medication: list[Code] = Field(min_length=1, description="any of these classes")
+
+    @field_validator("medication", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+
+class ConditionAtom(_Strict):
+    condition: list[Code] = Field(min_length=1, description="any of these conditions")
+
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+
+class DietAtom(_Strict):
+    diet: list[Code] = Field(min_length=1)
+
+    @field_validator("diet", mode="before")
+    @classmethod
+    def _one_code(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+
+class CaffeineAtom(_Strict):
+    caffeine_servings_above: int = Field(ge=0, le=100)
+
+
+class AlcoholAtom(_Strict):
+    alcohol_drinks_per_week_above: int = Field(ge=0, le=500)
+
+
+# --- atoms about plan items (safety rules) ------------------------------------------------------
+
+
+class ItemTest(_Strict):
+    """Matches plan items; numbers are elemental mg/day summed over the matching items."""
+
+    category: Category | None = None
+    mineral: Mineral | None = None
+    herbal_sedative: bool | None = None
+    herbal_name: str | None = Field(default=None, min_length=1, description="case-insensitive")
+    urgent_referral: bool | None = None
+    daily_at_least: Threshold | None = None
+    daily_above: Threshold | None = None
+    duration_days_over: int | None = Field(
+        default=None, ge=0, description="items without a duration (until review) count as over"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ItemTest:
+        if not self.model_fields_set:
+            raise ValueError("an item test needs at least one field")
+        return self
+
+
+class ItemAtom(_Strict):
+    item: ItemTest
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next(iter(value)) if len(value) == 1 else None
+    if isinstance(value, BaseModel):
+        return _KIND_BY_CLASS.get(type(value))
+    return None
+
+
+Condition = Annotated[
+    Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[Not, Tag("not")]
+    | Annotated[ResultAtom, Tag("result")]
+    | Annotated[ResultMissingAtom, Tag("result_missing")]
+    | Annotated[CriticalAtom, Tag("critical")]
+    | Annotated[RatioAtom, Tag("ratio")]
+    | Annotated[SleepAtom, Tag("sleep")]
+    | Annotated[PatientAtom, Tag("patient")]
+    | Annotated[MedicationAtom, Tag("medication")]
+    | Annotated[ConditionAtom, Tag("condition")]
+    | Annotated[DietAtom, Tag("diet")]
+    | Annotated[CaffeineAtom, Tag("caffeine_servings_above")]
+    | Annotated[AlcoholAtom, Tag("alcohol_drinks_per_week_above")]
+    | Annotated[ItemAtom, Tag("item")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message=(
+            "a condition is a mapping with exactly one key, one of: all, any, not, result, "
+            "result_missing, critical, ratio, sleep, patient, medication, condition, diet, "
+            "caffeine_servings_above, alcohol_drinks_per_week_above, item"
+        ),
+    ),
+]
+
+_KIND_BY_CLASS: dict[type[BaseModel], str] = {
+    AllOf: "all",
+    AnyOf: "any",
+    Not: "not",
+    ResultAtom: "result",
+    ResultMissingAtom: "result_missing",
+    CriticalAtom: "critical",
+    RatioAtom: "ratio",
+    SleepAtom: "sleep",
+    PatientAtom: "patient",
+    MedicationAtom: "medication",
+    ConditionAtom: "condition",
+    DietAtom: "diet",
+    CaffeineAtom: "caffeine_servings_above",
+    AlcoholAtom: "alcohol_drinks_per_week_above",
+    ItemAtom: "item",
+}
+
+for _model in (AllOf, AnyOf, Not):
+    _model.model_rebuild()
+
+CONDITION_ADAPTER: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+def parse_condition(data: Any) -> Condition:
+    """Validate one condition (a YAML/JSON mapping); raises pydantic's ValidationError."""
+    return CONDITION_ADAPTER.validate_python(data)
+
+
+def walk(condition: Condition) -> Iterable[Condition]:
+    """Every node of a condition tree, the root first."""
+    yield condition
+    if isinstance(condition, AllOf):
+        for child in condition.all:
+            yield from walk(child)
+    elif isinstance(condition, AnyOf):
+        for child in condition.any:
+            yield from walk(child)
+    elif isinstance(condition, Not):
+        yield from walk(condition.negated)

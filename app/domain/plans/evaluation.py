@@ -1,0 +1,331 @@
+"""Evaluating conditions (see `conditions.py`) against facts and plan items, with readable findings.
+
+`evaluate()` returns a `Match`: whether the condition holds, the findings behind it as text for
+clinicians (`magnesium 0.55 mmol/L (L)`) and, for item atoms, the ids of the items it matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.domain.plans.conditions import (
+    RATIO_DISPLAY,
+    AlcoholAtom,
+    AllOf,
+    AnyOf,
+    CaffeineAtom,
+    Condition,
+    ConditionAtom,
+    CriticalAtom,
+    DietAtom,
+    ItemAtom,
+    ItemTest,
+    MedicationAtom,
+    Not,
+    PatientAtom,
+    PatientTest,
+    RatioAtom,
+    RatioTest,
+    ResultAtom,
+    ResultMissingAtom,
+    ResultTest,
+    SleepAtom,
+    SleepTest,
+)
+from app.domain.plans.facts import PlanFacts, ResultFact
+from app.domain.plans.items import PlanItem
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Whether a condition holds, the readable findings behind it and the items it matched."""
+
+    ok: bool
+    findings: tuple[str, ...] = ()
+    item_ids: tuple[str, ...] = ()
+
+
+_FALSE = Match(ok=False)
+
+
+def evaluate(condition: Condition, facts: PlanFacts, items: Sequence[PlanItem] = ()) -> Match:
+    """Evaluate a condition against the facts (and, for item atoms, a plan's items)."""
+    if isinstance(condition, AllOf):
+        matches = [evaluate(child, facts, items) for child in condition.all]
+        if not all(match.ok for match in matches):
+            return _FALSE
+        return _merge(matches)
+    if isinstance(condition, AnyOf):
+        matches = [evaluate(child, facts, items) for child in condition.any]
+        true = [match for match in matches if match.ok]
+        return _merge(true) if true else _FALSE
+    if isinstance(condition, Not):
+        inner = evaluate(condition.negated, facts, items)
+        if inner.ok:
+            return _FALSE
+        return Match(ok=True, findings=describe(condition.negated, facts))
+    if isinstance(condition, ItemAtom):
+        return _item_match(condition.item, items)
+    ok = _atom_holds(condition, facts)
+    return Match(ok=True, findings=describe(condition, facts)) if ok else _FALSE
+
+
+def _merge(matches: Sequence[Match]) -> Match:
+    return Match(
+        ok=True,
+        findings=_unique(finding for match in matches for finding in match.findings),
+        item_ids=_unique(item_id for match in matches for item_id in match.item_ids),
+    )
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _atom_holds(atom: Condition, facts: PlanFacts) -> bool:
+    patient = facts.patient
+    if isinstance(atom, ResultAtom):
+        return _result_holds(atom.result, facts.result(atom.result.analyte))
+    if isinstance(atom, ResultMissingAtom):
+        return facts.result(atom.result_missing) is None
+    if isinstance(atom, CriticalAtom):
+        return any(result.critical for result in facts.results) is atom.critical
+    if isinstance(atom, RatioAtom):
+        return _ratio_holds(atom.ratio, facts)
+    if isinstance(atom, SleepAtom):
+        return _sleep_holds(atom.sleep, facts)
+    if isinstance(atom, PatientAtom):
+        return _patient_holds(atom.patient, facts)
+    if isinstance(atom, MedicationAtom):
+        return any(code in patient.medications for code in atom.medication)
+    if isinstance(atom, ConditionAtom):
+        return any(code in patient.conditions for code in atom.condition)
+    if isinstance(atom, DietAtom):
+        return patient.diet is not None and patient.diet in atom.diet
+    if isinstance(atom, CaffeineAtom):
+        servings = patient.caffeine_servings_per_day
+        return servings is not None and servings > atom.caffeine_servings_above
+    if isinstance(atom, AlcoholAtom):
+        drinks = patient.alcohol_drinks_per_week
+        return drinks is not None and drinks > atom.alcohol_drinks_per_week_above
+    raise TypeError(f"not an atom: {type(atom).__name__}")  # pragma: no cover
+
+
+def _result_holds(test: ResultTest, result: ResultFact | None) -> bool:
+    if result is None:
+        return False
+    if test.interpretation is not None and result.interpretation not in test.interpretation:
+        return False
+    if test.below is None and test.above is None:
+        return True
+    if result.unit != test.unit:
+        # A threshold in another unit cannot be compared safely: the atom does not hold.
+        return False
+    comparator = result.comparator or "="
+    if test.below is not None:
+        # "<5" means the true value is below 5: it is below X only if 5 <= X.
+        if comparator in (">", ">="):
+            return False
+        if comparator == "<":
+            if not result.value <= test.below:
+                return False
+        elif not result.value < test.below:
+            return False
+    if test.above is not None:
+        if comparator in ("<", "<="):
+            return False
+        if comparator == ">":
+            if not result.value >= test.above:
+                return False
+        elif not result.value > test.above:
+            return False
+    return True
+
+
+def _ratio_holds(test: RatioTest, facts: PlanFacts) -> bool:
+    ratio = facts.ratio(test.code)
+    if ratio is None:
+        return False
+    if test.interpretation is not None and ratio.interpretation not in test.interpretation:
+        return False
+    if test.below is not None and (ratio.value is None or not ratio.value < test.below):
+        return False
+    return test.above is None or (ratio.value is not None and ratio.value > test.above)
+
+
+def _sleep_holds(test: SleepTest, facts: PlanFacts) -> bool:
+    sleep = facts.sleep
+    if sleep is None:
+        return False
+    if test.category is not None and sleep.category not in test.category:
+        return False
+    if test.total_at_least is not None and sleep.total < test.total_at_least:
+        return False
+    return test.total_below is None or sleep.total < test.total_below
+
+
+def _patient_holds(test: PatientTest, facts: PlanFacts) -> bool:
+    patient = facts.patient
+    if test.pregnant is not None and patient.pregnant is not test.pregnant:
+        return False
+    if test.lactating is not None and patient.lactating is not test.lactating:
+        return False
+    if test.egfr_missing is not None and (patient.egfr is None) is not test.egfr_missing:
+        return False
+    if test.egfr_below is not None and (patient.egfr is None or patient.egfr >= test.egfr_below):
+        return False
+    if test.egfr_at_least is not None and (
+        patient.egfr is None or patient.egfr < test.egfr_at_least
+    ):
+        return False
+    age = patient.age_years
+    if test.age_at_least is not None and (age is None or age < test.age_at_least):
+        return False
+    if test.age_below is not None and (age is None or age >= test.age_below):
+        return False
+    return test.sex is None or patient.sex in test.sex
+
+
+def _item_match(test: ItemTest, items: Sequence[PlanItem]) -> Match:
+    matching = [item for item in items if _item_selected(test, item)]
+    if not matching:
+        return _FALSE
+    if test.daily_at_least is not None or test.daily_above is not None:
+        total = sum(
+            (item.supplement.daily_amount for item in matching if item.supplement is not None),
+            Decimal(0),
+        )
+        if test.daily_at_least is not None and total < test.daily_at_least:
+            return _FALSE
+        if test.daily_above is not None and total <= test.daily_above:
+            return _FALSE
+    return Match(
+        ok=True,
+        findings=tuple(f"{item.title} ({item.id})" for item in matching),
+        item_ids=tuple(item.id for item in matching),
+    )
+
+
+def _item_selected(test: ItemTest, item: PlanItem) -> bool:
+    if test.category is not None and item.category != test.category:
+        return False
+    if test.mineral is not None and (
+        item.supplement is None or item.supplement.mineral != test.mineral
+    ):
+        return False
+    if test.herbal_sedative is not None and (
+        item.herbal is None or item.herbal.sedative is not test.herbal_sedative
+    ):
+        return False
+    if test.herbal_name is not None and (
+        item.herbal is None or test.herbal_name.casefold() not in item.herbal.name.casefold()
+    ):
+        return False
+    if test.urgent_referral is not None and (
+        item.referral is None or item.referral.urgent is not test.urgent_referral
+    ):
+        return False
+    if test.duration_days_over is not None:
+        if item.supplement is None:
+            return False
+        duration = item.supplement.duration_days
+        if duration is not None and duration <= test.duration_days_over:
+            return False
+    if test.daily_at_least is not None or test.daily_above is not None:
+        return item.supplement is not None
+    return True
+
+
+# --- readable findings --------------------------------------------------------------------------
+
+
+def describe_result(result: ResultFact) -> str:
+    """`magnesium 0.55 mmol/L (L)`; `calcium 3.6 mmol/L (HH, critical)`."""
+    value = f"{result.comparator or ''}{result.value}"
+    flag = result.interpretation or "no range applied"
+    if result.critical:
+        flag += ", critical"
+    return f"{result.analyte} {value} {result.unit} ({flag})"
+
+
+def describe(condition: Condition, facts: PlanFacts) -> tuple[str, ...]:
+    """The facts a condition looks at, as readable text (whether or not it holds)."""
+    patient = facts.patient
+    if isinstance(condition, AllOf | AnyOf):
+        children = condition.all if isinstance(condition, AllOf) else condition.any
+        return _unique(text for child in children for text in describe(child, facts))
+    if isinstance(condition, Not):
+        return describe(condition.negated, facts)
+    if isinstance(condition, ResultAtom | ResultMissingAtom):
+        analyte = (
+            condition.result.analyte
+            if isinstance(condition, ResultAtom)
+            else condition.result_missing
+        )
+        result = facts.result(analyte)
+        return (describe_result(result) if result else f"{analyte}: no result on record",)
+    if isinstance(condition, CriticalAtom):
+        critical = [describe_result(r) for r in facts.results if r.critical]
+        return tuple(critical) or ("no critical result",)
+    if isinstance(condition, RatioAtom):
+        ratio = facts.ratio(condition.ratio.code)
+        name = RATIO_DISPLAY.get(condition.ratio.code, condition.ratio.code)
+        if ratio is None or ratio.value is None:
+            return (f"{name}: not available",)
+        return (f"{name} {ratio.value} ({ratio.interpretation or 'no range applied'})",)
+    if isinstance(condition, SleepAtom):
+        if facts.sleep is None:
+            return ("Insomnia Severity Index: not on record",)
+        sleep = facts.sleep
+        return (f"Insomnia Severity Index {sleep.total} ({sleep.category}, {sleep.assessed_on})",)
+    if isinstance(condition, PatientAtom):
+        return _describe_patient(condition.patient, facts)
+    if isinstance(condition, MedicationAtom):
+        taking = [code for code in condition.medication if code in patient.medications]
+        return tuple(f"taking {code}" for code in taking) or (
+            f"not taking {', '.join(condition.medication)}",
+        )
+    if isinstance(condition, ConditionAtom):
+        present = [code for code in condition.condition if code in patient.conditions]
+        return tuple(f"condition: {code}" for code in present) or (
+            f"no {', '.join(condition.condition)} on record",
+        )
+    if isinstance(condition, DietAtom):
+        return (f"diet: {patient.diet or 'not on record'}",)
+    if isinstance(condition, CaffeineAtom):
+        servings = patient.caffeine_servings_per_day
+        return (
+            f"caffeine {servings} servings/day"
+            if servings is not None
+            else "caffeine intake not on record",
+        )
+    if isinstance(condition, AlcoholAtom):
+        drinks = patient.alcohol_drinks_per_week
+        return (f"alcohol {drinks} drinks/week" if drinks is not None else "alcohol not on record",)
+    return ()
+
+
+def _describe_patient(test: PatientTest, facts: PlanFacts) -> tuple[str, ...]:
+    patient = facts.patient
+    texts: list[str] = []
+    if test.pregnant is not None:
+        texts.append("pregnant" if patient.pregnant else "not pregnant")
+    if test.lactating is not None:
+        texts.append("lactating" if patient.lactating else "not lactating")
+    if test.egfr_below is not None or test.egfr_at_least is not None or test.egfr_missing:
+        texts.append(
+            f"eGFR {patient.egfr} mL/min/1.73 m2"
+            if patient.egfr is not None
+            else "eGFR not on record"
+        )
+    if test.age_at_least is not None or test.age_below is not None:
+        texts.append(
+            f"age {patient.age_years} y" if patient.age_years is not None else "age unknown"
+        )
+    if test.sex is not None:
+        texts.append(f"sex {patient.sex}")
+    return tuple(texts)

@@ -1,0 +1,433 @@
+"""The plan rule-set document: what admins import (YAML) and the API accepts (JSON).
+
+A rule set holds, as data:
+
+- ``upper_limits``: tolerable upper intake levels by mineral, age band, sex and life stage;
+- ``templates``: the plan items rules can propose (text, doses, retest delays, referrals);
+- ``rules``: generation rules, ``when`` (a condition, see `conditions.py`) -> ``add`` templates;
+- ``interactions``: mineral supplement x medication-class pairs (one finding per pair);
+- ``safety_rules``: conditions over facts and plan items -> findings (contraindications,
+  supplement-supplement interactions, cautions).
+
+Two checks are not configurable because no clinic may switch them off: a daily total above the
+patient's upper limit, and a critical result without an urgent referral (see `safety.py`).
+
+This module only guarantees that a document is well formed; `RuleSetDocument.problems()` reports
+what needs outside knowledge (the analyte catalog, ratio codes) or spans sections.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.domain.plans.conditions import (
+    AlcoholAtom,
+    CaffeineAtom,
+    Condition,
+    ConditionAtom,
+    CriticalAtom,
+    DietAtom,
+    ItemAtom,
+    MedicationAtom,
+    PatientAtom,
+    RatioAtom,
+    ResultAtom,
+    ResultMissingAtom,
+    SleepAtom,
+    walk,
+)
+from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
+from app.domain.plans.items import Category, Herbal, Mineral, Referral, Severity, Supplement
+from app.domain.range_sets import _DecimalSafeLoader
+
+DEFAULT_RULE_SET_RESOURCE = "data/plan_rules/default.yaml"
+
+Identifier = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+NonEmptyText = Annotated[str, Field(min_length=1)]
+Text = Annotated[str, Field(min_length=1, max_length=1500)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+AnalyteCode = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class RuleSetFormatError(Exception):
+    """A rule-set document could not be read or failed validation.
+
+    ``errors`` holds one dict per problem: ``loc`` (a list, e.g. ``["rules", 3, "when"]``),
+    ``path`` (the same as text, e.g. ``rules[3].when``), ``msg`` and, when known, ``line``.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors: list[dict[str, Any]] = list(errors or [])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class UpperLimitRow(_Strict):
+    """A tolerable upper intake level (elemental mg/day) for one mineral and population."""
+
+    mineral: Mineral
+    amount: Decimal = Field(gt=0, allow_inf_nan=False)
+    unit: Literal["mg"] = "mg"
+    age_min_years: int | None = Field(default=None, ge=0, description="inclusive")
+    age_max_years: int | None = Field(default=None, ge=1, description="exclusive")
+    sex: Literal["female", "male"] | None = None
+    life_stage: Literal["pregnancy", "lactation"] | None = Field(
+        default=None, description="None: applies to everyone in the band without a staged row"
+    )
+    scope: Literal["supplements", "total-intake"] = Field(
+        description="what the limit counts (magnesium: supplements only; others: all sources)"
+    )
+    applies_to: ShortText = Field(examples=["adults 19-50 y, pregnancy"])
+    source: NonEmptyText
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _check_band(self) -> UpperLimitRow:
+        if (
+            self.age_min_years is not None
+            and self.age_max_years is not None
+            and self.age_max_years <= self.age_min_years
+        ):
+            raise ValueError("age_max_years must be greater than age_min_years")
+        return self
+
+    def covers_age(self, age: int) -> bool:
+        return (self.age_min_years is None or age >= self.age_min_years) and (
+            self.age_max_years is None or age < self.age_max_years
+        )
+
+
+class RetestTemplate(_Strict):
+    analytes: list[AnalyteCode] = Field(min_length=1, max_length=10)
+    due_in_days: int = Field(ge=1, le=730)
+
+
+class ItemTemplate(_Strict):
+    """A plan item a rule can propose; the engine adds the findings and the rule id."""
+
+    id: Identifier
+    category: Category
+    title: ShortText
+    instruction: Text = Field(description="For the patient, in plain language.")
+    rationale: Text = Field(description="For the clinician; findings are appended.")
+    analytes: list[AnalyteCode] = Field(default_factory=list)
+    supplement: Supplement | None = None
+    herbal: Herbal | None = None
+    retest: RetestTemplate | None = None
+    referral: Referral | None = None
+    source: str | None = Field(default=None, description="Required when the item has numbers.")
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _check_payload(self) -> ItemTemplate:
+        expected = {
+            Category.SUPPLEMENT: "supplement",
+            Category.HERBAL: "herbal",
+            Category.RETEST: "retest",
+            Category.REFERRAL: "referral",
+        }.get(self.category)
+        for name in ("supplement", "herbal", "retest", "referral"):
+            present = getattr(self, name) is not None
+            if name == expected and not present:
+                raise ValueError(f"a {self.category.value} template needs `{name}`")
+            if name != expected and present:
+                raise ValueError(f"a {self.category.value} template cannot have `{name}`")
+        return self
+
+
+class GenerationRule(_Strict):
+    id: Identifier
+    description: Text
+    priority: int = Field(ge=0, le=1000, description="Lower comes first; 0 for urgent items.")
+    when: Condition
+    add: list[Identifier] = Field(min_length=1, description="template ids")
+    source: str | None = Field(default=None, description="Required when `when` has numbers.")
+    note: str | None = None
+
+
+class Interaction(_Strict):
+    """Supplements of these minerals with any of these medication classes: one finding a pair."""
+
+    id: Identifier
+    minerals: list[Mineral] = Field(min_length=1)
+    medications: list[Identifier] = Field(min_length=1)
+    severity: Severity = "warning"
+    message: Text = Field(description="For the clinician, e.g. the spacing the source gives.")
+    source: NonEmptyText
+    note: str | None = None
+
+
+class SafetyRule(_Strict):
+    id: Identifier
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9:._-]*$")
+    severity: Severity
+    overridable: bool = True
+    when: Condition
+    message: Text
+    source: NonEmptyText
+    note: str | None = None
+
+
+class RuleSetDocument(_Strict):
+    """A named plan rule set, as imported (YAML) or posted (JSON)."""
+
+    name: NonEmptyText = Field(examples=["default"])
+    description: str | None = None
+    source: NonEmptyText = Field(description="the set's provenance")
+    effective_from: date | None = None
+    upper_limits: list[UpperLimitRow] = Field(min_length=1)
+    templates: list[ItemTemplate] = Field(min_length=1)
+    rules: list[GenerationRule] = Field(min_length=1)
+    interactions: list[Interaction] = Field(default_factory=list)
+    safety_rules: list[SafetyRule] = Field(default_factory=list)
+
+    def template(self, template_id: str) -> ItemTemplate | None:
+        return next((t for t in self.templates if t.id == template_id), None)
+
+    def problems(self, *, analytes: set[str], ratios: set[str]) -> list[dict[str, str]]:
+        """Semantic errors: unknown codes, duplicates, missing sources, no critical referral."""
+        found: list[dict[str, str]] = []
+
+        def problem(field: str, message: str) -> None:
+            found.append({"field": field, "message": message})
+
+        sections: dict[str, list[str]] = {
+            "templates": [entry.id for entry in self.templates],
+            "rules": [entry.id for entry in self.rules],
+            "interactions": [entry.id for entry in self.interactions],
+            "safety_rules": [entry.id for entry in self.safety_rules],
+        }
+        for section, ids in sections.items():
+            seen: set[str] = set()
+            for index, entry_id in enumerate(ids):
+                if entry_id in seen:
+                    problem(f"{section}[{index}].id", f"duplicate id {entry_id!r}")
+                seen.add(entry_id)
+
+        templates = {template.id: template for template in self.templates}
+        for index, template in enumerate(self.templates):
+            where = f"templates[{index}]"
+            retest = template.retest.analytes if template.retest else []
+            for analyte in [*template.analytes, *retest]:
+                if analyte not in analytes:
+                    problem(where, f"unknown analyte {analyte!r}")
+            has_numbers = template.supplement is not None or template.retest is not None
+            if has_numbers and not template.source:
+                problem(
+                    f"{where}.source", "a template with a dose or a retest delay needs a source"
+                )
+            if template.supplement is not None and not self._has_limit(template.supplement.mineral):
+                problem(
+                    f"{where}.supplement.mineral",
+                    f"no upper limit row for {template.supplement.mineral}",
+                )
+
+        for index, rule in enumerate(self.rules):
+            where = f"rules[{index}]"
+            for position, template_id in enumerate(rule.add):
+                if template_id not in templates:
+                    problem(f"{where}.add[{position}]", f"unknown template {template_id!r}")
+            found.extend(_condition_problems(f"{where}.when", rule.when, analytes, ratios))
+            if any(isinstance(node, ItemAtom) for node in walk(rule.when)):
+                problem(f"{where}.when", "item atoms belong to safety rules, not generation rules")
+            if _has_numbers(rule.when) and not rule.source:
+                problem(f"{where}.source", "a rule with numeric thresholds needs a source")
+
+        for index, interaction in enumerate(self.interactions):
+            for position, code in enumerate(interaction.medications):
+                if code not in MEDICATION_CLASSES:
+                    problem(
+                        f"interactions[{index}].medications[{position}]",
+                        f"unknown medication class {code!r}",
+                    )
+
+        for index, safety_rule in enumerate(self.safety_rules):
+            found.extend(
+                _condition_problems(
+                    f"safety_rules[{index}].when", safety_rule.when, analytes, ratios
+                )
+            )
+
+        if not any(self._is_critical_referral_rule(rule) for rule in self.rules):
+            problem(
+                "rules",
+                "no rule adds an urgent referral for critical results: add a rule with "
+                "`when: {critical: true}` that adds a referral template with `urgent: true`",
+            )
+        return found
+
+    def _has_limit(self, mineral: str) -> bool:
+        return any(row.mineral == mineral for row in self.upper_limits)
+
+    def _is_critical_referral_rule(self, rule: GenerationRule) -> bool:
+        if not (isinstance(rule.when, CriticalAtom) and rule.when.critical):
+            return False
+        for template_id in rule.add:
+            template = self.template(template_id)
+            if template is not None and template.referral is not None and template.referral.urgent:
+                return True
+        return False
+
+
+def _condition_problems(
+    where: str, condition: Condition, analytes: set[str], ratios: set[str]
+) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    for node in walk(condition):
+        message: str | None = None
+        if isinstance(node, ResultAtom) and node.result.analyte not in analytes:
+            message = f"unknown analyte {node.result.analyte!r}"
+        elif isinstance(node, ResultMissingAtom) and node.result_missing not in analytes:
+            message = f"unknown analyte {node.result_missing!r}"
+        elif isinstance(node, RatioAtom) and node.ratio.code not in ratios:
+            message = f"unknown ratio code {node.ratio.code!r}"
+        elif isinstance(node, MedicationAtom):
+            unknown = [code for code in node.medication if code not in MEDICATION_CLASSES]
+            if unknown:
+                message = f"unknown medication class {', '.join(unknown)}"
+        elif isinstance(node, ConditionAtom):
+            unknown = [code for code in node.condition if code not in CONDITIONS]
+            if unknown:
+                message = f"unknown condition {', '.join(unknown)}"
+        elif isinstance(node, DietAtom):
+            unknown = [code for code in node.diet if code not in DIET_PATTERNS]
+            if unknown:
+                message = f"unknown diet pattern {', '.join(unknown)}"
+        if message is not None:
+            found.append({"field": where, "message": message})
+    return found
+
+
+def _has_numbers(condition: Condition) -> bool:
+    for node in walk(condition):
+        if isinstance(node, ResultAtom) and (
+            node.result.below is not None or node.result.above is not None
+        ):
+            return True
+        if isinstance(node, RatioAtom) and (
+            node.ratio.below is not None or node.ratio.above is not None
+        ):
+            return True
+        if isinstance(node, SleepAtom) and (
+            node.sleep.total_at_least is not None or node.sleep.total_below is not None
+        ):
+            return True
+        if isinstance(node, PatientAtom):
+            test = node.patient
+            numbers = (test.egfr_below, test.egfr_at_least, test.age_at_least, test.age_below)
+            if any(number is not None for number in numbers):
+                return True
+        if isinstance(node, CaffeineAtom | AlcoholAtom):
+            return True
+    return False
+
+
+# --- reading documents --------------------------------------------------------------------------
+
+
+def parse_rule_set_yaml(text: str) -> RuleSetDocument:
+    """Read a YAML rule set; numbers keep their exact decimal digits; errors name the line."""
+    try:
+        # A SafeLoader subclass: only plain data is built, exactly as with yaml.safe_load.
+        data = yaml.load(text, Loader=_DecimalSafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        error: dict[str, Any] = {"loc": [], "path": "", "msg": f"not valid YAML: {exc}"}
+        where = ""
+        if line is not None:
+            error["line"] = line
+            where = f" (line {line})"
+        raise RuleSetFormatError(f"the rule set is not valid YAML{where}", [error]) from exc
+    if not isinstance(data, dict):
+        raise RuleSetFormatError(
+            "the rule set must be a YAML mapping with name, source, upper_limits, templates "
+            "and rules",
+            [{"loc": [], "path": "", "msg": "expected a mapping at the top level"}],
+        )
+    return validate_rule_set(data, yaml_root=root)
+
+
+def validate_rule_set(data: Any, *, yaml_root: yaml.Node | None = None) -> RuleSetDocument:
+    """Validate already-parsed data, raising `RuleSetFormatError` with paths (and YAML lines)."""
+    try:
+        return RuleSetDocument.model_validate(data)
+    except ValidationError as exc:
+        raise format_error(exc, yaml_root=yaml_root) from exc
+
+
+def format_error(exc: ValidationError, *, yaml_root: yaml.Node | None = None) -> RuleSetFormatError:
+    """A `RuleSetFormatError` for pydantic's errors (also for `model_validate_json` callers)."""
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors(include_input=False):
+        loc = _clean_loc(list(error["loc"]))
+        entry: dict[str, Any] = {
+            "loc": loc,
+            "path": _path(loc),
+            "msg": error["msg"],
+            "type": error["type"],
+        }
+        if yaml_root is not None:
+            line = _line_of(yaml_root, loc)
+            if line is not None:
+                entry["line"] = line
+        errors.append(entry)
+    shown = "; ".join(
+        (f"line {e['line']}: " if "line" in e else "") + f"{e['path'] or 'document'}: {e['msg']}"
+        for e in errors[:5]
+    )
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+    return RuleSetFormatError(f"the rule set has {count}: {shown}{more}", errors)
+
+
+def read_default_rule_set() -> RuleSetDocument:
+    """The rule set shipped with the application (``app/data/plan_rules/default.yaml``)."""
+    text = resources.files("app").joinpath(DEFAULT_RULE_SET_RESOURCE).read_text(encoding="utf-8")
+    return parse_rule_set_yaml(text)
+
+
+def _clean_loc(loc: list[Any]) -> list[Any]:
+    # A tagged union repeats the tag in the location (`when.result.result.below`): drop the copy.
+    cleaned: list[Any] = []
+    for part in loc:
+        if cleaned and isinstance(part, str) and part == cleaned[-1]:
+            continue
+        cleaned.append(part)
+    return cleaned
+
+
+def _path(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _line_of(root: yaml.Node, loc: list[Any]) -> int | None:
+    """The 1-based line of the deepest YAML node the location reaches."""
+    node = root
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            child = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if 0 <= part < len(node.value) else None
+        if child is None:
+            break
+        node = child
+    return int(node.start_mark.line) + 1

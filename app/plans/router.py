@@ -1,0 +1,587 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
+
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
+from app.concurrency import require_if_match
+from app.db import utcnow
+from app.deps import SettingsDep, WriteSession
+from app.domain.plans.diff import diff_versions
+from app.errors import AppError
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
+from app.idempotency.http import idempotent, json_response
+from app.idempotency.service import StoredResponse
+from app.models.plan import TreatmentPlan
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.patients import service as patients
+from app.plans import repository, service, views
+from app.plans.printable import render_plan_html
+from app.plans.schemas import (
+    ItemsUpdate,
+    PlanCreate,
+    PlanDiffOut,
+    PlanOut,
+    PlanPage,
+    PlanStatus,
+    PlanVersionDetailOut,
+    PlanVersionList,
+    PlanVersionOut,
+    RegenerateIn,
+    RetestDue,
+    StatusChange,
+    WorklistOut,
+)
+from app.problems import PROBLEM_RESPONSES, problem_doc
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["treatment plans"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
+
+_IF_MATCH: dict[int | str, dict[str, Any]] = {
+    412: problem_doc("The plan changed since your If-Match ETag was read."),
+    428: problem_doc("If-Match is missing."),
+}
+_PLAN_409: dict[int | str, dict[str, Any]] = {
+    409: problem_doc(
+        "Not allowed in the plan's status (`illegal-status-transition`, `plan-not-editable`) "
+        "or blocking safety findings are unresolved (`blocking-findings`, listed in `findings`)."
+    )
+}
+
+ITEM_EXAMPLE: dict[str, Any] = {
+    "id": "clinician.walk",
+    "category": "stress-management",
+    "title": "Evening walk",
+    "instruction": "Take a 20-minute walk after dinner, most days of the week.",
+    "rationale": "Patient prefers activity-based stress relief; added at review.",
+    "priority": 120,
+}
+SUPPLEMENT_EXAMPLE: dict[str, Any] = {
+    "id": "clinician.magnesium",
+    "category": "supplement",
+    "title": "Magnesium glycinate",
+    "instruction": "Take one capsule with water in the evening.",
+    "rationale": "Low serum magnesium; evening dose for sleep.",
+    "analytes": ["magnesium"],
+    "supplement": {
+        "mineral": "magnesium",
+        "form": "magnesium glycinate",
+        "dose": 200,
+        "doses_per_day": 1,
+        "timing": "evening",
+        "duration_days": 84,
+    },
+}
+
+
+class NotAcceptableError(AppError):
+    status = 406
+    type_slug = "not-acceptable"
+    title = "Not acceptable"
+
+
+def _wants_html(request: Request) -> bool:
+    """Content negotiation: the printable page when `text/html` is asked for at least as
+    strongly as JSON (browsers), else JSON; 406 when Accept allows neither."""
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return False
+    quality: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        quality.setdefault(media.lower(), q)
+    html = quality.get("text/html", quality.get("text/*", 0.0))
+    json = quality.get("application/json", quality.get("application/*", quality.get("*/*", 0.0)))
+    if html <= 0 and json <= 0:
+        raise NotAcceptableError("This resource is available as application/json or text/html.")
+    return html > 0 and html >= json
+
+
+def _plan_response(plan: TreatmentPlan, response: Response) -> PlanOut:
+    response.headers["ETag"] = service.plan_etag(plan)
+    return views.plan_out(plan)
+
+
+async def _load(
+    request: Request, session: WriteSession, organization_id: uuid.UUID, plan_id: uuid.UUID
+) -> TreatmentPlan:
+    audit_target(request, resource_id=plan_id)
+    plan = await service.get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
+    audit_target(request, patient_id=plan.patient_id)
+    return plan
+
+
+def _created(plan: TreatmentPlan) -> StoredResponse:
+    return json_response(
+        views.plan_out(plan).model_dump_json().encode(),
+        201,
+        location=f"/api/v1/plans/{plan.id}",
+        etag=service.plan_etag(plan),
+    )
+
+
+@router.post(
+    "/patients/{patient_id}/plans",
+    status_code=status.HTTP_201_CREATED,
+    summary="Draft a treatment plan",
+    response_model=PlanOut,
+    dependencies=[Depends(audited("create", "plan"))],
+    responses={
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc(
+            "No plan rule set is active, or a request with this Idempotency-Key is still in "
+            "progress."
+        ),
+    },
+)
+async def create_plan(
+    patient_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanWritePlans,
+    settings: SettingsDep,
+    body: Annotated[
+        PlanCreate,
+        Body(
+            openapi_examples={
+                "latest panels": {"value": {"note": "Initial plan after first visit"}},
+                "chosen panels": {"value": {"panel_ids": ["0f8c6f7e-3a8e-4d0b-9a54-6a2f0d8b1c11"]}},
+            }
+        ),
+    ],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Drafts a plan from the organization's **active rule set**: the latest result of each
+    analyte in the chosen panels (default: the patient's panels of the last 365 days), their
+    mineral ratios, the latest Insomnia Severity Index and the patient's clinical context.
+    Each item carries a patient-readable instruction and a clinician rationale naming the
+    findings and rule behind it; a critical result always puts an urgent referral first.
+
+    The safety engine runs at once (upper intake limits, interactions, contraindications);
+    its findings come back with the plan. The plan is a **draft** for a clinician to review:
+    it is never final until activated. **422** when there are no results to draft from or a
+    panel is not this patient's; **409** when no rule set is active."""
+    audit_target(request, patient_id=patient_id)
+
+    async def produce() -> StoredResponse:
+        plan = await service.generate(
+            session,
+            principal=principal,
+            patient_id=patient_id,
+            panel_ids=body.panel_ids,
+            note=body.note,
+        )
+        audit_target(request, resource_id=plan.id)
+        return _created(plan)
+
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
+    )
+
+
+@router.get(
+    "/patients/{patient_id}/plans",
+    summary="A patient's treatment plans",
+    response_model=PlanPage,
+    dependencies=[Depends(audited("search", "plan"))],
+)
+async def list_patient_plans(
+    patient_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+    status_: Annotated[
+        list[PlanStatus] | None,
+        Query(alias="status", description="Only plans in these statuses (repeat to combine)."),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> PlanPage:
+    """The patient's plans, newest first, optionally by status. Pages are keyset-based: follow
+    `next_cursor` until it is null. An unknown patient (or another organization's) is 404."""
+    audit_target(request, patient_id=patient_id)
+    await patients.get_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    plans = await repository.search(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        statuses=status_,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = list(plans[:limit])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > limit else None
+    return PlanPage(
+        items=[views.plan_summary(p) for p in page], limit=limit, next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/plans/worklist",
+    summary="Clinician worklist",
+    response_model=WorklistOut,
+    dependencies=[Depends(audited("search", "plan"))],
+)
+async def worklist(
+    session: WriteSession,
+    principal: CanReadPlans,
+    due_within_days: Annotated[
+        int, Query(ge=0, le=365, description="Retests due within this many days from today.")
+    ] = 14,
+    limit: Annotated[int, Query(ge=1, le=200, description="Entries per section.")] = 50,
+) -> WorklistOut:
+    """What needs a clinician: **drafts awaiting review** (the longest-waiting first) and
+    **retests due** in active plans by `today + due_within_days` (overdue ones first). Each
+    section says how many there are in all and whether it was cut at `limit`."""
+    today = utcnow().date()
+    due_by = today + timedelta(days=due_within_days)
+    organization_id = principal.organization_id
+    drafts, drafts_total = await repository.drafts(
+        session, organization_id=organization_id, limit=limit
+    )
+    plans, plans_total = await repository.retests_due(
+        session, organization_id=organization_id, due_by=due_by, limit=limit
+    )
+    due: list[RetestDue] = []
+    for plan in plans:
+        for item in service.items_of(plan.document):
+            if item.retest is not None and item.retest.due_date <= due_by:
+                due.append(
+                    RetestDue(
+                        plan_id=plan.id,
+                        patient_id=plan.patient_id,
+                        item_id=item.id,
+                        title=item.title,
+                        analytes=list(item.retest.analytes),
+                        due_date=item.retest.due_date,
+                        overdue=item.retest.due_date < today,
+                    )
+                )
+    due.sort(key=lambda entry: (entry.due_date, str(entry.plan_id), entry.item_id))
+    return WorklistOut.model_validate(
+        {
+            "as_of": today,
+            "due_by": due_by,
+            "drafts": {
+                "total": drafts_total,
+                "truncated": drafts_total > len(drafts),
+                "items": [views.plan_summary(p) for p in drafts],
+            },
+            "retests_due": {
+                "total": plans_total,
+                "truncated": plans_total > len(plans),
+                "items": due,
+            },
+        }
+    )
+
+
+@router.get(
+    "/plans/{plan_id}",
+    summary="Read a treatment plan (JSON, or the printable page)",
+    response_model=PlanOut,
+    dependencies=[Depends(audited("read", "plan"))],
+    responses={
+        200: {
+            "description": "The plan as JSON, or with `Accept: text/html` the patient's "
+            "printable page (plain language, no internal codes).",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        406: problem_doc("Accept names neither application/json nor text/html."),
+    },
+)
+async def get_plan(
+    plan_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanReadPlans,
+) -> Any:
+    """One plan with its items grouped by category (urgent referral first), every safety
+    finding with severity and source, overrides, the rules that fired with the findings that
+    triggered them, the facts it was drafted from, its rule-set version, author and approver,
+    and an `ETag` for edits.
+
+    Send `Accept: text/html` for the patient's printable page of the same plan. A draft is
+    marked as not yet approved on the page."""
+    wants_html = _wants_html(request)
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    if wants_html:
+        patient = await patients.get_or_raise(
+            session, organization_id=principal.organization_id, patient_id=plan.patient_id
+        )
+        page = render_plan_html(views.printable(plan, patient))
+        return HTMLResponse(
+            page,
+            headers={
+                "ETag": service.plan_etag(plan),
+                "Vary": "Accept",
+                "Cache-Control": "no-store",
+            },
+        )
+    response.headers["Vary"] = "Accept"
+    return _plan_response(plan, response)
+
+
+@router.put(
+    "/plans/{plan_id}/items",
+    summary="Edit a plan's items",
+    response_model=PlanOut,
+    dependencies=[Depends(audited("update", "plan"))],
+    responses={**_IF_MATCH, **_PLAN_409},
+)
+async def edit_items(
+    plan_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanWritePlans,
+    body: Annotated[
+        ItemsUpdate,
+        Body(
+            openapi_examples={
+                "add items": {
+                    "value": {
+                        "items": [SUPPLEMENT_EXAMPLE, ITEM_EXAMPLE],
+                        "reason": "Reviewed with the patient",
+                    }
+                }
+            }
+        ),
+    ],
+) -> PlanOut:
+    """Replaces the plan's item list (send every item to keep; items are matched by `id`, and
+    existing items keep their rule provenance). The safety engine runs again with the
+    patient's current context; findings come back with the plan. A **draft** accepts any
+    edit (findings are shown); an **active** plan only accepts an edit that leaves no blocking
+    finding unresolved (**409** `blocking-findings`, with overrides allowed in `overrides`).
+    Completed, revoked and entered-in-error plans are not editable (**409**).
+
+    Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since. Every
+    edit makes a new version."""
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    require_if_match(request, service.plan_etag(plan))
+    updated = await service.edit_items(
+        session,
+        principal=principal,
+        plan=plan,
+        expected_version=plan.version,
+        items=body.items,
+        overrides=body.overrides,
+        reason=body.reason,
+    )
+    return _plan_response(updated, response)
+
+
+@router.post(
+    "/plans/{plan_id}/status",
+    summary="Activate, complete, revoke or retract a plan",
+    response_model=PlanOut,
+    dependencies=[Depends(audited("update", "plan"))],
+    responses={**_IF_MATCH, **_PLAN_409},
+)
+async def change_status(
+    plan_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanWritePlans,
+    body: Annotated[
+        StatusChange,
+        Body(
+            openapi_examples={
+                "activate": {"value": {"status": "active"}},
+                "activate with override": {
+                    "value": {
+                        "status": "active",
+                        "overrides": [
+                            {
+                                "code": "contraindication:magnesium-kidney",
+                                "reason": "Nephrology agreed to a low dose; weekly monitoring.",
+                            }
+                        ],
+                    }
+                },
+                "revoke": {"value": {"status": "revoked", "reason": "Patient declined"}},
+            }
+        ),
+    ],
+) -> PlanOut:
+    """Moves the plan along `draft → active → completed`, or to `revoked` /
+    `entered-in-error` (which need a `reason`). Any other change is **409**
+    `illegal-status-transition`.
+
+    Activation runs the safety engine again with the patient's current context and is refused
+    (**409** `blocking-findings`) while a blocking finding is unresolved. Findings that allow
+    it can be overridden in `overrides` with a reason, which is recorded with who and when;
+    exceeding a tolerable upper intake level or a critical result without an urgent referral
+    can never be overridden. The activating clinician is recorded as approver.
+
+    Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since."""
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    require_if_match(request, service.plan_etag(plan))
+    updated = await service.change_status(
+        session,
+        principal=principal,
+        plan=plan,
+        expected_version=plan.version,
+        status=body.status,
+        reason=body.reason,
+        overrides=body.overrides,
+    )
+    return _plan_response(updated, response)
+
+
+@router.post(
+    "/plans/{plan_id}/regenerate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Draft a new plan from the current rules",
+    response_model=PlanOut,
+    dependencies=[Depends(audited("create", "plan"))],
+    responses={
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc(
+            "No plan rule set is active, or a request with this Idempotency-Key is still in "
+            "progress."
+        ),
+    },
+)
+async def regenerate_plan(
+    plan_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanWritePlans,
+    settings: SettingsDep,
+    body: Annotated[
+        RegenerateIn,
+        Body(openapi_examples={"same panels": {"value": {"note": "New rule set released"}}}),
+    ],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Drafts a **new** plan for the same patient from the **currently active** rule set
+    (default: the same panels). The new plan names the plan it replaces and, in
+    `regenerated_from`, the rule-set version that plan used, so a change of rules is visible.
+    The old plan is not changed; revoke it if the new one replaces it."""
+    audit_target(request, resource_id=plan_id)
+
+    async def produce() -> StoredResponse:
+        plan = await service.regenerate(
+            session,
+            principal=principal,
+            plan_id=plan_id,
+            panel_ids=body.panel_ids,
+            note=body.note,
+        )
+        audit_target(request, resource_id=plan.id, patient_id=plan.patient_id)
+        return _created(plan)
+
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
+    )
+
+
+@router.get(
+    "/plans/{plan_id}/versions",
+    summary="A plan's version history",
+    response_model=PlanVersionList,
+    dependencies=[Depends(audited("read", "plan"))],
+)
+async def list_versions(
+    plan_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPlans
+) -> PlanVersionList:
+    """Every version of the plan, oldest first: what changed (`generated`, `items-edited`,
+    `status:<status>`), why, by whom and when."""
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    rows = await service.versions(
+        session, organization_id=principal.organization_id, plan_id=plan.id
+    )
+    return PlanVersionList(plan_id=plan.id, items=[PlanVersionOut.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/plans/{plan_id}/versions/{version}",
+    summary="Read one version of a plan",
+    response_model=PlanVersionDetailOut,
+    dependencies=[Depends(audited("read", "plan"))],
+)
+async def get_version(
+    plan_id: uuid.UUID,
+    version: Annotated[int, Path(ge=1, le=1_000_000)],
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+) -> PlanVersionDetailOut:
+    """The plan exactly as it was at `version`: items, findings, overrides and basis."""
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    row = await service.version_or_raise(
+        session, organization_id=principal.organization_id, plan_id=plan.id, version=version
+    )
+    return PlanVersionDetailOut.model_validate(row)
+
+
+@router.get(
+    "/plans/{plan_id}/diff",
+    summary="What changed between two versions",
+    response_model=PlanDiffOut,
+    dependencies=[Depends(audited("read", "plan"))],
+)
+async def diff(
+    plan_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+    from_version: Annotated[
+        int, Query(alias="from", ge=1, le=1_000_000, description="The earlier version.")
+    ],
+    to_version: Annotated[
+        int | None,
+        Query(alias="to", ge=1, le=1_000_000, description="The later version (default: current)."),
+    ] = None,
+) -> PlanDiffOut:
+    """Items added, removed and changed (field by field, matched by item id), status change,
+    safety findings added and resolved, and overrides added between two versions."""
+    plan = await _load(request, session, principal.organization_id, plan_id)
+    organization_id = principal.organization_id
+    before = await service.version_or_raise(
+        session, organization_id=organization_id, plan_id=plan.id, version=from_version
+    )
+    after = await service.version_or_raise(
+        session,
+        organization_id=organization_id,
+        plan_id=plan.id,
+        version=to_version or plan.version,
+    )
+    changes = diff_versions(
+        {"status": before.status, "document": before.document},
+        {"status": after.status, "document": after.document},
+    )
+    return PlanDiffOut(
+        plan_id=plan.id, from_version=before.version, to_version=after.version, **changes
+    )

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from app.domain.plans.items import (
+    Category,
+    Herbal,
+    PlanItem,
+    Referral,
+    Retest,
+    SafetyFinding,
+    Supplement,
+    Text,
+)
+from app.pagination import PageMeta
+from app.schemas_common import InputModel, OutputModel
+
+PlanStatus = Literal["draft", "active", "completed", "revoked", "entered-in-error"]
+Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+
+# Which detail each category carries (and no other).
+_DETAIL_FOR = {
+    Category.SUPPLEMENT: "supplement",
+    Category.HERBAL: "herbal",
+    Category.RETEST: "retest",
+    Category.REFERRAL: "referral",
+}
+
+
+class PlanCreate(InputModel):
+    panel_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Panels to draft from; the latest result of each analyte among them is "
+        "used. Default: the patient's panels of the last 365 days.",
+    )
+    note: Reason | None = Field(default=None, description="Why the plan is drafted.")
+
+
+class PlanItemIn(InputModel):
+    """An item as a clinician writes it. Rule provenance (`rule_id`, `template_id`) is kept by
+    the server for items that already exist (same `id`); new ids are the clinician's own."""
+
+    id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
+    category: Category
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    instruction: Text = Field(description="For the patient, in plain language.")
+    rationale: Text = Field(description="For the clinician: why this item is in the plan.")
+    analytes: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=10
+    )
+    priority: int = Field(default=100, ge=0, le=1000, description="Lower comes first.")
+    supplement: Supplement | None = None
+    herbal: Herbal | None = None
+    retest: Retest | None = None
+    referral: Referral | None = None
+    source: Annotated[str, Field(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _detail_matches_category(self) -> PlanItemIn:
+        wanted = _DETAIL_FOR.get(self.category)
+        for name in ("supplement", "herbal", "retest", "referral"):
+            present = getattr(self, name) is not None
+            if name == wanted and not present:
+                raise ValueError(f"a {self.category.value} item needs `{name}`")
+            if name != wanted and present:
+                raise ValueError(f"`{name}` belongs only on {name} items")
+        return self
+
+
+class OverrideIn(InputModel):
+    code: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="The code of a blocking finding that allows an override."
+    )
+    reason: Reason = Field(description="Why the clinician accepts the risk (recorded).")
+
+
+class ItemsUpdate(InputModel):
+    items: list[PlanItemIn] = Field(max_length=100)
+    overrides: list[OverrideIn] = Field(default_factory=list, max_length=50)
+    reason: Reason | None = Field(default=None, description="Why the plan was edited.")
+
+    @model_validator(mode="after")
+    def _distinct_ids(self) -> ItemsUpdate:
+        ids = [item.id for item in self.items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("item ids must be distinct")
+        return self
+
+
+class StatusChange(InputModel):
+    status: PlanStatus
+    reason: Reason | None = Field(
+        default=None, description="Required for `revoked` and `entered-in-error`."
+    )
+    overrides: list[OverrideIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="When activating: overrides for blocking findings that allow one.",
+    )
+
+
+class RegenerateIn(InputModel):
+    panel_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Panels to draft from; default: the panels of the plan being regenerated.",
+    )
+    note: Reason | None = None
+
+
+class RuleSetRef(OutputModel):
+    id: uuid.UUID
+    name: str
+    version: int
+
+
+class ItemGroup(OutputModel):
+    category: Category
+    items: list[PlanItem]
+
+
+class OverrideOut(OutputModel):
+    code: str
+    reason: str
+    by: str
+    by_display: str | None = None
+    at: datetime
+
+
+class FiredRuleOut(OutputModel):
+    rule_id: str
+    description: str
+    findings: list[str]
+
+
+class PlanSummary(OutputModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    status: PlanStatus
+    version: int
+    rule_set: RuleSetRef
+    author: str
+    approver: str | None
+    created_at: datetime
+    updated_at: datetime
+    activated_at: datetime | None
+    next_retest_date: date | None
+    item_count: int
+    blocking_findings: int = Field(description="Blocking findings not resolved by an override.")
+
+
+class PlanOut(PlanSummary):
+    source_panel_ids: list[uuid.UUID]
+    replaces_plan_id: uuid.UUID | None
+    regenerated_from: dict[str, Any] | None = Field(
+        default=None,
+        description="For a regenerated plan: the plan it replaces and the rule set that one "
+        "was drafted from (compare with `rule_set`).",
+    )
+    can_activate: bool = Field(description="No blocking finding is left unresolved.")
+    groups: list[ItemGroup] = Field(description="Items grouped by category, in plan order.")
+    findings: list[SafetyFinding]
+    overrides: list[OverrideOut]
+    fired_rules: list[FiredRuleOut]
+    basis: dict[str, Any] = Field(
+        description="The facts the plan was drafted from: results, ratios, sleep score, "
+        "patient context."
+    )
+    note: str | None
+
+
+class PlanPage(PageMeta):
+    items: list[PlanSummary]
+
+
+class PlanVersionOut(OutputModel):
+    version: int
+    status: PlanStatus
+    change: str = Field(
+        description="`generated`, `regenerated`, `items-edited` or `status:<new status>`."
+    )
+    reason: str | None
+    changed_by: str
+    changed_at: datetime
+
+
+class PlanVersionDetailOut(PlanVersionOut):
+    plan_id: uuid.UUID
+    document: dict[str, Any]
+
+
+class PlanVersionList(OutputModel):
+    plan_id: uuid.UUID
+    items: list[PlanVersionOut]
+
+
+class PlanDiffOut(OutputModel):
+    plan_id: uuid.UUID
+    from_version: int
+    to_version: int
+    status: dict[str, str] | None
+    items_added: list[dict[str, Any]]
+    items_removed: list[dict[str, Any]]
+    items_changed: list[dict[str, Any]]
+    findings_added: list[dict[str, Any]]
+    findings_resolved: list[dict[str, Any]]
+    overrides_added: list[dict[str, Any]]
+
+
+class RetestDue(OutputModel):
+    plan_id: uuid.UUID
+    patient_id: uuid.UUID
+    item_id: str
+    title: str
+    analytes: list[str]
+    due_date: date
+    overdue: bool
+
+
+class WorklistSection(OutputModel):
+    total: int
+    truncated: bool
+
+
+class DraftsSection(WorklistSection):
+    items: list[PlanSummary]
+
+
+class RetestsSection(WorklistSection):
+    items: list[RetestDue]
+
+
+class WorklistOut(OutputModel):
+    as_of: date
+    due_by: date
+    drafts: DraftsSection = Field(description="Drafts awaiting review, the oldest first.")
+    retests_due: RetestsSection = Field(
+        description="Retests of active plans due by `due_by`, the earliest first."
+    )

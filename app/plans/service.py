@@ -1,0 +1,543 @@
+"""Treatment plans: draft from rules, edit, move through statuses; every change is a version.
+
+A generated plan is always a draft for a clinician to review: activation needs every blocking
+safety finding resolved or (where allowed) overridden with a reason, and records who approved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.principal import Principal
+from app.concurrency import PreconditionFailedError, etag
+from app.db import utcnow
+from app.domain.plans import engine, safety
+from app.domain.plans.facts import PlanFacts
+from app.domain.plans.items import PlanItem, SafetyFinding
+from app.errors import ConflictError, NotFoundError, UnprocessableError
+from app.models.patient import Patient
+from app.models.plan import PlanRuleSet, TreatmentPlan, TreatmentPlanVersion
+from app.patient_context import repository as context_repository
+from app.patient_context import service as context_service
+from app.patients import service as patients
+from app.plan_rules import repository as rule_set_repository
+from app.plan_rules import service as rule_sets
+from app.plans import basis, repository
+from app.plans.schemas import OverrideIn, PlanItemIn
+from app.sleep import repository as sleep_repository
+from app.sleep import service as sleep_service
+
+# Allowed status changes (FHIR CarePlan request statuses). Anything else is a 409.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"active", "revoked", "entered-in-error"}),
+    "active": frozenset({"completed", "revoked", "entered-in-error"}),
+    "completed": frozenset({"entered-in-error"}),
+    "revoked": frozenset({"entered-in-error"}),
+    "entered-in-error": frozenset(),
+}
+NEEDS_REASON = frozenset({"revoked", "entered-in-error"})
+EDITABLE = frozenset({"draft", "active"})
+# How far back the default panel choice looks, and how many panels it considers.
+LOOKBACK_DAYS = 365
+MAX_PANELS = 20
+
+
+class IllegalTransitionError(ConflictError):
+    type_slug = "illegal-status-transition"
+    title = "This status change is not allowed"
+
+
+class PlanNotEditableError(ConflictError):
+    type_slug = "plan-not-editable"
+    title = "The plan can no longer be edited"
+
+
+class BlockingFindingsError(ConflictError):
+    type_slug = "blocking-findings"
+    title = "Blocking safety findings are unresolved"
+
+
+class NoResultsError(UnprocessableError):
+    type_slug = "no-results"
+    title = "No lab results to draft a plan from"
+
+
+class UnknownPanelsError(UnprocessableError):
+    type_slug = "unknown-panels"
+    title = "Some panels are not this patient's"
+
+
+class InvalidOverrideError(UnprocessableError):
+    type_slug = "invalid-override"
+    title = "An override does not match an overridable blocking finding"
+
+
+class ReasonRequiredError(UnprocessableError):
+    type_slug = "reason-required"
+    title = "A reason is required"
+
+
+def plan_etag(plan: TreatmentPlan) -> str:
+    return etag(str(plan.version))
+
+
+async def get_or_raise(
+    session: AsyncSession, *, organization_id: uuid.UUID, plan_id: uuid.UUID
+) -> TreatmentPlan:
+    plan = await repository.get(session, organization_id=organization_id, plan_id=plan_id)
+    if plan is None:
+        raise NotFoundError("No treatment plan with this id.")
+    return plan
+
+
+async def _patient_facts(
+    session: AsyncSession, *, patient: Patient, today: date
+) -> tuple[Any, int | None]:
+    context = await context_repository.current(
+        session, organization_id=patient.organization_id, patient_id=patient.id
+    )
+    facts = context_service.patient_facts(patient, context, today=today)
+    return facts, (context.version if context is not None else None)
+
+
+async def _facts(
+    session: AsyncSession,
+    *,
+    patient: Patient,
+    panel_ids: Sequence[uuid.UUID] | None,
+    today: date,
+) -> tuple[PlanFacts, int | None]:
+    panels = await repository.panels_with_results(
+        session,
+        organization_id=patient.organization_id,
+        patient_id=patient.id,
+        panel_ids=panel_ids,
+        collected_since=None if panel_ids else utcnow() - timedelta(days=LOOKBACK_DAYS),
+        limit=MAX_PANELS,
+    )
+    if panel_ids:
+        missing = sorted({str(i) for i in panel_ids} - {str(p.id) for p in panels})
+        if missing:
+            raise UnknownPanelsError(
+                "These panels do not exist for this patient (or were cancelled).",
+                errors=[{"field": "panel_ids", "message": f"unknown panel {m}"} for m in missing],
+            )
+    results, used = basis.latest_results(panels)
+    if not results:
+        raise NoResultsError(
+            f"The patient has no lab results in the last {LOOKBACK_DAYS} days"
+            if not panel_ids
+            else "The chosen panels hold no results."
+        )
+    patient_facts, context_version = await _patient_facts(session, patient=patient, today=today)
+    sleep = await sleep_repository.latest(
+        session, organization_id=patient.organization_id, patient_id=patient.id
+    )
+    facts = PlanFacts(
+        patient=patient_facts,
+        today=today,
+        results=results,
+        ratios=basis.latest_ratios(panels),
+        sleep=sleep_service.sleep_fact(sleep) if sleep is not None else None,
+        panel_ids=used,
+    )
+    return facts, context_version
+
+
+def _rule_set_ref(rule_set: PlanRuleSet) -> dict[str, Any]:
+    return {"id": str(rule_set.id), "name": rule_set.name, "version": rule_set.version}
+
+
+def unresolved(
+    findings: Sequence[SafetyFinding], overrides: Sequence[dict[str, Any]]
+) -> list[SafetyFinding]:
+    """Blocking findings that no (allowed) override resolves."""
+    overridden = {o["code"] for o in overrides}
+    return [
+        f
+        for f in findings
+        if f.severity == "blocking" and (not f.overridable or f.code not in overridden)
+    ]
+
+
+def _next_retest(items: Sequence[PlanItem]) -> date | None:
+    dates = [item.retest.due_date for item in items if item.retest is not None]
+    return min(dates) if dates else None
+
+
+def _dump(models: Sequence[PlanItem | SafetyFinding]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude_none=True) for m in models]
+
+
+def items_of(document: dict[str, Any]) -> list[PlanItem]:
+    return [PlanItem.model_validate(item) for item in document.get("items", ())]
+
+
+def findings_of(document: dict[str, Any]) -> list[SafetyFinding]:
+    return [SafetyFinding.model_validate(f) for f in document.get("findings", ())]
+
+
+def _version_row(
+    plan: TreatmentPlan,
+    *,
+    version: int,
+    status: str,
+    change: str,
+    reason: str | None,
+    principal: Principal,
+    document: dict[str, Any],
+) -> TreatmentPlanVersion:
+    return TreatmentPlanVersion(
+        id=uuid.uuid4(),
+        organization_id=plan.organization_id,
+        plan_id=plan.id,
+        version=version,
+        status=status,
+        change=change,
+        reason=reason,
+        changed_by=principal.id,
+        changed_at=utcnow(),
+        document=document,
+    )
+
+
+async def generate(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    panel_ids: Sequence[uuid.UUID] | None,
+    note: str | None,
+    replaces: TreatmentPlan | None = None,
+) -> TreatmentPlan:
+    """Draft a plan from the active rule set and the chosen (default: latest) panels."""
+    organization_id = principal.organization_id
+    patient = await patients.get_or_raise(
+        session, organization_id=organization_id, patient_id=patient_id
+    )
+    rule_set = await rule_sets.active_or_raise(session, organization_id=organization_id)
+    rules = rule_sets.document_of(rule_set)
+    now = utcnow()
+    facts, context_version = await _facts(
+        session, patient=patient, panel_ids=panel_ids, today=now.date()
+    )
+    drafted = engine.draft(rules, facts)
+    findings = safety.check(rules, facts, drafted.items)
+    document: dict[str, Any] = {
+        "rule_set": _rule_set_ref(rule_set),
+        "items": _dump(drafted.items),
+        "findings": _dump(findings),
+        "overrides": [],
+        "fired_rules": [
+            {"rule_id": f.rule_id, "description": f.description, "findings": list(f.findings)}
+            for f in drafted.fired
+        ],
+        "basis": basis.to_json(facts, context_version=context_version),
+        "note": note,
+        "author_display": principal.display,
+        "approver_display": None,
+    }
+    if replaces is not None:
+        previous = replaces.document["rule_set"]
+        document["regenerated_from"] = {"plan_id": str(replaces.id), "rule_set": previous}
+    plan = TreatmentPlan(
+        id=uuid.uuid4(),
+        organization_id=organization_id,
+        patient_id=patient.id,
+        status="draft",
+        version=1,
+        rule_set_id=rule_set.id,
+        replaces_plan_id=replaces.id if replaces is not None else None,
+        author=principal.id,
+        approver=None,
+        next_retest_date=_next_retest(drafted.items),
+        document=document,
+        created_at=now,
+        updated_at=now,
+    )
+    change = "regenerated" if replaces is not None else "generated"
+    await repository.add(
+        session,
+        plan,
+        _version_row(
+            plan,
+            version=1,
+            status="draft",
+            change=change,
+            reason=note,
+            principal=principal,
+            document=document,
+        ),
+    )
+    return plan
+
+
+async def regenerate(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    plan_id: uuid.UUID,
+    panel_ids: Sequence[uuid.UUID] | None,
+    note: str | None,
+) -> TreatmentPlan:
+    """A new draft from the active rule set; the plan it replaces is left as it is."""
+    old = await get_or_raise(session, organization_id=principal.organization_id, plan_id=plan_id)
+    chosen = panel_ids or [uuid.UUID(p) for p in old.document["basis"]["panel_ids"]]
+    return await generate(
+        session,
+        principal=principal,
+        patient_id=old.patient_id,
+        panel_ids=chosen,
+        note=note,
+        replaces=old,
+    )
+
+
+async def _rules_for(session: AsyncSession, plan: TreatmentPlan) -> Any:
+    rule_set = await rule_set_repository.get(
+        session, organization_id=plan.organization_id, rule_set_id=plan.rule_set_id
+    )
+    if rule_set is None:  # pragma: no cover - a foreign key keeps it
+        raise NotFoundError("The plan's rule set is missing.")
+    return rule_sets.document_of(rule_set)
+
+
+async def _recheck(
+    session: AsyncSession, plan: TreatmentPlan, items: Sequence[PlanItem]
+) -> tuple[list[SafetyFinding], dict[str, Any]]:
+    """Safety findings for `items`, with the patient's current context and the plan's labs."""
+    patient = await patients.get_or_raise(
+        session, organization_id=plan.organization_id, patient_id=plan.patient_id
+    )
+    stored = plan.document["basis"]
+    patient_facts, context_version = await _patient_facts(
+        session, patient=patient, today=utcnow().date()
+    )
+    facts = basis.from_json(stored, patient=patient_facts)
+    rules = await _rules_for(session, plan)
+    findings = list(safety.check(rules, facts, items))
+    refreshed = {
+        **stored,
+        "patient": basis.to_json(facts, context_version=context_version)["patient"],
+        "context_version": context_version,
+    }
+    return findings, refreshed
+
+
+def _check_overrides(findings: Sequence[SafetyFinding], overrides: Sequence[OverrideIn]) -> None:
+    allowed = {f.code for f in findings if f.severity == "blocking" and f.overridable}
+    wrong = [o.code for o in overrides if o.code not in allowed]
+    if wrong:
+        raise InvalidOverrideError(
+            "Only current blocking findings that allow an override can be overridden.",
+            errors=[
+                {"field": f"overrides[{i}].code", "message": f"{o.code!r} cannot be overridden"}
+                for i, o in enumerate(overrides)
+                if o.code in wrong
+            ],
+        )
+
+
+def _merged_overrides(
+    document: dict[str, Any],
+    findings: Sequence[SafetyFinding],
+    new: Sequence[OverrideIn],
+    principal: Principal,
+) -> list[dict[str, Any]]:
+    """Overrides still relevant to the current findings, plus the new ones."""
+    now = utcnow().isoformat()
+    current = {f.code for f in findings if f.severity == "blocking" and f.overridable}
+    kept = {o["code"]: o for o in document.get("overrides", ()) if o["code"] in current}
+    for override in new:
+        kept[override.code] = {
+            "code": override.code,
+            "reason": override.reason,
+            "by": principal.id,
+            "by_display": principal.display,
+            "at": now,
+        }
+    return sorted(kept.values(), key=lambda o: o["code"])
+
+
+def merge_items(current: Sequence[PlanItem], edits: Sequence[PlanItemIn]) -> list[PlanItem]:
+    """The clinician's list, keeping server-owned provenance (rule, template, source) of items
+    that already existed; new items are the clinician's own."""
+    by_id = {item.id: item for item in current}
+    merged = []
+    for edit in edits:
+        old = by_id.get(edit.id)
+        data = edit.model_dump()
+        if old is not None:
+            data.update(rule_id=old.rule_id, template_id=old.template_id)
+            data["source"] = data.get("source") or old.source
+        merged.append(PlanItem.model_validate(data))
+    return merged
+
+
+async def _apply(
+    session: AsyncSession,
+    *,
+    plan: TreatmentPlan,
+    expected_version: int,
+    principal: Principal,
+    status: str,
+    change: str,
+    reason: str | None,
+    document: dict[str, Any],
+    values: dict[str, Any],
+) -> TreatmentPlan:
+    version = _version_row(
+        plan,
+        version=expected_version + 1,
+        status=status,
+        change=change,
+        reason=reason,
+        principal=principal,
+        document=document,
+    )
+    won = await repository.update_if_version(
+        session,
+        plan_id=plan.id,
+        expected_version=expected_version,
+        values={"status": status, "document": document, "updated_at": utcnow(), **values},
+        version=version,
+    )
+    if not won:
+        raise PreconditionFailedError(
+            "The plan was changed by someone else; read it again and reapply your change."
+        )
+    organization_id, plan_id = plan.organization_id, plan.id
+    session.expire_all()
+    return await get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
+
+
+async def edit_items(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    plan: TreatmentPlan,
+    expected_version: int,
+    items: Sequence[PlanItemIn],
+    overrides: Sequence[OverrideIn],
+    reason: str | None,
+) -> TreatmentPlan:
+    """Replace the plan's items; the safety engine runs again. An active plan only accepts an
+    edit that leaves no blocking finding unresolved."""
+    if plan.status not in EDITABLE:
+        raise PlanNotEditableError(f"A {plan.status} plan cannot be edited.")
+    merged = merge_items(items_of(plan.document), items)
+    findings, refreshed = await _recheck(session, plan, merged)
+    _check_overrides(findings, overrides)
+    kept = _merged_overrides(plan.document, findings, overrides, principal)
+    open_findings = unresolved(findings, kept)
+    if plan.status == "active" and open_findings:
+        raise BlockingFindingsError(
+            "This edit would leave blocking safety findings in an active plan.",
+            findings=_dump(open_findings),
+        )
+    document = {
+        **plan.document,
+        "items": _dump(merged),
+        "findings": _dump(findings),
+        "overrides": kept,
+        "basis": refreshed,
+    }
+    return await _apply(
+        session,
+        plan=plan,
+        expected_version=expected_version,
+        principal=principal,
+        status=plan.status,
+        change="items-edited",
+        reason=reason,
+        document=document,
+        values={"next_retest_date": _next_retest(merged)},
+    )
+
+
+async def change_status(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    plan: TreatmentPlan,
+    expected_version: int,
+    status: str,
+    reason: str | None,
+    overrides: Sequence[OverrideIn],
+) -> TreatmentPlan:
+    if status not in TRANSITIONS[plan.status]:
+        allowed = sorted(TRANSITIONS[plan.status]) or ["none"]
+        raise IllegalTransitionError(
+            f"A {plan.status} plan cannot become {status}; allowed: {', '.join(allowed)}.",
+            current_status=plan.status,
+        )
+    if status in NEEDS_REASON and not reason:
+        raise ReasonRequiredError(
+            f"Say why the plan is {status}.",
+            errors=[{"field": "reason", "message": f"required for {status}"}],
+        )
+    if overrides and status != "active":
+        raise InvalidOverrideError("Overrides are given when activating a plan.")
+    document = dict(plan.document)
+    values: dict[str, Any] = {}
+    now = utcnow()
+    if status == "active":
+        items = items_of(plan.document)
+        findings, refreshed = await _recheck(session, plan, items)
+        _check_overrides(findings, overrides)
+        kept = _merged_overrides(plan.document, findings, overrides, principal)
+        open_findings = unresolved(findings, kept)
+        if open_findings:
+            raise BlockingFindingsError(
+                f"{len(open_findings)} blocking safety finding(s) must be resolved first"
+                + (
+                    " (override the overridable ones with a reason)."
+                    if any(f.overridable for f in open_findings)
+                    else "."
+                ),
+                findings=_dump(open_findings),
+            )
+        document.update(
+            findings=_dump(findings),
+            overrides=kept,
+            basis=refreshed,
+            approver_display=principal.display,
+        )
+        values.update(approver=principal.id, activated_at=now)
+    else:
+        values["ended_at"] = now
+    return await _apply(
+        session,
+        plan=plan,
+        expected_version=expected_version,
+        principal=principal,
+        status=status,
+        change=f"status:{status}",
+        reason=reason,
+        document=document,
+        values=values,
+    )
+
+
+async def versions(
+    session: AsyncSession, *, organization_id: uuid.UUID, plan_id: uuid.UUID
+) -> Sequence[TreatmentPlanVersion]:
+    await get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
+    return await repository.versions(session, organization_id=organization_id, plan_id=plan_id)
+
+
+async def version_or_raise(
+    session: AsyncSession, *, organization_id: uuid.UUID, plan_id: uuid.UUID, version: int
+) -> TreatmentPlanVersion:
+    row = await repository.get_version(
+        session, organization_id=organization_id, plan_id=plan_id, version=version
+    )
+    if row is None:
+        await get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
+        raise NotFoundError(f"The plan has no version {version}.")
+    return row

@@ -1,0 +1,1 @@
+"""Sleep questionnaires (the Insomnia Severity Index) recorded over time for a patient."""

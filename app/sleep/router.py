@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
+from app.deps import SettingsDep, WriteSession
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
+from app.idempotency.http import idempotent, json_response
+from app.idempotency.service import StoredResponse
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.patient_context.service import get_patient_or_raise
+from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.schemas_common import EARLIEST_DATE
+from app.sleep import service
+from app.sleep.schemas import (
+    ASSESSMENT_EXAMPLE,
+    SleepAssessmentCreate,
+    SleepAssessmentOut,
+    SleepAssessmentPage,
+)
+
+router = APIRouter(
+    prefix="/api/v1/patients/{patient_id}/sleep-assessments",
+    tags=["sleep assessments"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
+
+RESOURCE = "sleep_assessment"
+LATEST_DATE = date(2999, 12, 31)
+
+# `from` / `to` filters (inclusive days), shared with the patient timeline.
+DateFrom = Annotated[
+    date | None,
+    Query(
+        alias="from",
+        ge=EARLIEST_DATE,
+        le=LATEST_DATE,
+        description="Only entries on or after this day (UTC).",
+    ),
+]
+DateTo = Annotated[
+    date | None,
+    Query(
+        alias="to",
+        ge=EARLIEST_DATE,
+        le=LATEST_DATE,
+        description="Only entries on or before this day (UTC).",
+    ),
+]
+
+
+def _location(patient_id: uuid.UUID, assessment_id: uuid.UUID) -> str:
+    return f"/api/v1/patients/{patient_id}/sleep-assessments/{assessment_id}"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Record an Insomnia Severity Index questionnaire",
+    response_model=SleepAssessmentOut,
+    dependencies=[Depends(audited("create", RESOURCE))],
+    responses={
+        **IDEMPOTENCY_RESPONSES,
+        409: problem_doc("A request with this Idempotency-Key is still in progress."),
+        422: problem_doc(
+            "The request failed validation (each bad answer is named, e.g. `body.items[3]`), "
+            "or assessed_on is before the patient's birth date (`assessed-before-birth`)."
+        ),
+    },
+)
+async def create_sleep_assessment(
+    patient_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanWritePlans,
+    settings: SettingsDep,
+    body: Annotated[
+        SleepAssessmentCreate, Body(openapi_examples={"ISI": {"value": ASSESSMENT_EXAMPLE}})
+    ],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Records the patient's answers to the 7 items of the Insomnia Severity Index (each 0-4,
+    in questionnaire order). The server computes the total (0-28) and its category: 0-7
+    `none`, 8-14 `subthreshold`, 15-21 `moderate`, 22-28 `severe` (Bastien, Vallieres & Morin,
+    Sleep Med 2001;2:297-307). The latest assessment feeds treatment-plan drafting.
+
+    Send an `Idempotency-Key` to make retries safe: a retry replays the first response."""
+    audit_target(request, patient_id=patient_id)
+
+    async def produce() -> StoredResponse:
+        patient = await get_patient_or_raise(
+            session, organization_id=principal.organization_id, patient_id=patient_id
+        )
+        assessment = await service.create(
+            session, patient=patient, data=body, recorded_by=principal.id
+        )
+        audit_target(request, resource_id=assessment.id)
+        out = service.assessment_out(assessment)
+        return json_response(
+            out.model_dump_json().encode(), 201, location=_location(patient_id, assessment.id)
+        )
+
+    return await idempotent(
+        request,
+        session,
+        principal=principal,
+        settings=settings,
+        key=idempotency_key,
+        produce=produce,
+    )
+
+
+@router.get(
+    "",
+    summary="List a patient's sleep assessments",
+    response_model=SleepAssessmentPage,
+    dependencies=[Depends(audited("search", RESOURCE))],
+    responses={400: problem_doc("Bad cursor, or `from` after `to`.")},
+)
+async def list_sleep_assessments(
+    patient_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+) -> SleepAssessmentPage:
+    """The patient's sleep assessments, newest `assessed_on` first, optionally limited to the
+    days `from`..`to` (both inclusive). Pages are keyset-based: follow `next_cursor` until it
+    is null."""
+    audit_target(request, patient_id=patient_id)
+    await get_patient_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    rows = await service.search(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        start=date_from,
+        end=date_to,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    page = list(rows[:limit])
+    next_cursor = encode_cursor(page[-1].timeline_at, page[-1].id) if len(rows) > limit else None
+    return SleepAssessmentPage(
+        items=[service.assessment_out(a) for a in page], limit=limit, next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{assessment_id}",
+    summary="Read one sleep assessment",
+    response_model=SleepAssessmentOut,
+    dependencies=[Depends(audited("read", RESOURCE))],
+)
+async def get_sleep_assessment(
+    patient_id: uuid.UUID,
+    assessment_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+) -> SleepAssessmentOut:
+    """Returns one recorded sleep assessment with its answers, total and category. An unknown
+    id (or another organization's) answers **404**."""
+    audit_target(request, resource_id=assessment_id, patient_id=patient_id)
+    await get_patient_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    assessment = await service.get_or_raise(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        assessment_id=assessment_id,
+    )
+    return service.assessment_out(assessment)

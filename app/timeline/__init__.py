@@ -1,0 +1,1 @@
+"""A patient's timeline: mineral panels and sleep assessments together, newest first."""

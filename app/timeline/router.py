@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, Request
+
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPlans
+from app.deps import WriteSession
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.patient_context.service import get_patient_or_raise
+from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.sleep.router import DateFrom, DateTo
+from app.timeline import service
+from app.timeline.schemas import TimelinePage
+
+router = APIRouter(
+    prefix="/api/v1/patients/{patient_id}/timeline",
+    tags=["timeline"],
+    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+)
+
+
+@router.get(
+    "",
+    summary="A patient's mineral panels and sleep scores over time",
+    response_model=TimelinePage,
+    dependencies=[Depends(audited("read", "timeline"))],
+    responses={400: problem_doc("Bad cursor, or `from` after `to`.")},
+)
+async def get_timeline(
+    patient_id: uuid.UUID,
+    request: Request,
+    session: WriteSession,
+    principal: CanReadPlans,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+) -> TimelinePage:
+    """The patient's mineral panels and Insomnia Severity Index scores in one list, newest
+    first, optionally limited to the days `from`..`to` (both inclusive, UTC).
+
+    Each entry has a `kind` and a time `at`: for a `panel`, the specimen's collection time,
+    with every result in its analyte's canonical unit, its interpretation and critical flag,
+    and the panel's mineral ratios (every status is listed, `cancelled` included, with its
+    `status`); for a `sleep-assessment`, the day it was answered at
+    00:00 UTC (`assessed_on` is given too), with its total and category. Pages are
+    keyset-based: follow `next_cursor` until it is null."""
+    audit_target(request, patient_id=patient_id)
+    after = decode_cursor(cursor) if cursor else None
+    await get_patient_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    items, last = await service.page(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        start=date_from,
+        end=date_to,
+        after=after,
+        limit=limit,
+    )
+    next_cursor = encode_cursor(*last) if last is not None else None
+    return TimelinePage(items=items, limit=limit, next_cursor=next_cursor)
