@@ -40,6 +40,7 @@ DATA_TABLES = (
     "treatment_plan",
     "plan_rule_set",
     "hl7_code_map_entry",
+    "hl7_message",
     "idempotency_record",
     "panel_interpretation",
     "result",

@@ -3,6 +3,7 @@
 from app.models.api_key import ApiKey
 from app.models.audit import AuditEvent
 from app.models.code_map import CodeMapEntry
+from app.models.hl7_message import Hl7Message
 from app.models.idempotency import IdempotencyRecord
 from app.models.organization import Organization
 from app.models.panel import Panel, PanelInterpretation, Result
@@ -16,6 +17,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "CodeMapEntry",
+    "Hl7Message",
     "IdempotencyRecord",
     "Organization",
     "Panel",

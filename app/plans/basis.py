@@ -34,6 +34,7 @@ def latest_results(panels: Sequence[Panel]) -> tuple[tuple[ResultFact, ...], tup
                 result_id=str(result.id),
                 collected_at=panel.collected_at,
                 comparator=result.comparator,
+                reported=f"{result.value_text} {result.unit}",
             )
     used = {fact.panel_id for fact in chosen.values()}
     return tuple(chosen.values()), tuple(str(p.id) for p in panels if str(p.id) in used)
@@ -129,6 +130,7 @@ def from_json(data: dict[str, Any], *, patient: PatientFacts | None = None) -> P
                 result_id=r["result_id"],
                 collected_at=datetime.fromisoformat(r["collected_at"]),
                 comparator=r.get("comparator"),
+                reported=r.get("reported"),
             )
             for r in data.get("results") or ()
         ),

@@ -429,7 +429,8 @@ async def edit_items(
     """Replace the plan's items; the safety engine runs again. An active plan only accepts an
     edit that leaves no blocking finding unresolved."""
     if plan.status not in EDITABLE:
-        raise PlanNotEditableError(f"A {plan.status} plan cannot be edited.")
+        article = "An" if plan.status[0] in "aeiou" else "A"
+        raise PlanNotEditableError(f"{article} {plan.status} plan cannot be edited.")
     merged = merge_items(items_of(plan.document), items)
     findings, refreshed = await _recheck(session, plan, merged)
     _check_overrides(findings, overrides)
@@ -472,8 +473,9 @@ async def change_status(
 ) -> TreatmentPlan:
     if status not in TRANSITIONS[plan.status]:
         allowed = sorted(TRANSITIONS[plan.status]) or ["none"]
+        article = "An" if plan.status[0] in "aeiou" else "A"
         raise IllegalTransitionError(
-            f"A {plan.status} plan cannot become {status}; allowed: {', '.join(allowed)}.",
+            f"{article} {plan.status} plan cannot become {status}; allowed: {', '.join(allowed)}.",
             current_status=plan.status,
         )
     if status in NEEDS_REASON and not reason:

@@ -89,6 +89,8 @@ def test_a_critical_result_puts_an_urgent_referral_first(client: TestClient) -> 
     first = items(plan)[0]
     assert first["category"] == "referral"
     assert first["referral"]["urgent"] is True
+    # The rationale names the result as the lab sent it.
+    assert "calcium 5.0 mg/dL (LL, critical)" in first["rationale"]
     assert plan["groups"][0]["category"] == "referral"
 
 

@@ -43,6 +43,7 @@ from app.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.ranges import service as range_service
 from tests.conftest import BACKENDS, ROOT, alembic_config
+from tests.interop.hl7.messages import acks, magnesium_mmol, oru, segment
 
 pytestmark = [
     pytest.mark.postgres,
@@ -90,9 +91,10 @@ class Cluster:
         return asyncio.run(go())
 
     def burst(
-        self, requests: list[tuple[str, dict[str, Any], dict[str, str]]]
+        self, requests: list[tuple[str, dict[str, Any] | str, dict[str, str]]]
     ) -> list[httpx.Response]:
-        """Send all `requests` (path, json, headers) at once; the i-th goes to process i % 2."""
+        """Send all `requests` (path, body, headers) at once; the i-th goes to process i % 2. A
+        dict body is sent as JSON, a str as it is."""
 
         async def go() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=len(requests))
@@ -101,7 +103,8 @@ class Cluster:
                     *(
                         http.post(
                             self.base_urls[index % len(self.base_urls)] + path,
-                            json=body,
+                            json=body if isinstance(body, dict) else None,
+                            content=body if isinstance(body, str) else None,
                             headers={"X-API-Key": self.key, **headers},
                         )
                         for index, (path, body, headers) in enumerate(requests)
@@ -293,3 +296,22 @@ def test_twenty_registrations_of_one_identifier_store_one_patient(cluster: Clust
             assert response.json()["type"].endswith("/identifier-in-use")
     stored = "SELECT count(*) FROM patient_identifier WHERE system = :s AND value = :v"
     assert cluster.scalar(stored, s=MRN_SYSTEM, v=mrn) == 1
+
+
+def test_twenty_copies_of_one_hl7_message_store_it_once(cluster: Cluster) -> None:
+    control_id = f"BURST-{uuid.uuid4().hex[:8]}"
+    accession = f"ACC-HL7-{uuid.uuid4().hex[:8]}"
+    message = oru(
+        [magnesium_mmol("0.62")], control_id=control_id, accession=accession, mrn=control_id
+    )
+    headers = {"Content-Type": "x-application/hl7-v2+er7"}
+
+    responses = cluster.burst([("/api/v1/hl7/oru", message, headers)] * BURST)
+
+    assert {r.status_code for r in responses} == {200}
+    assert {segment(acks(r.text)[0], "MSA")[1] for r in responses} == {"AA"}, [
+        r.text for r in responses
+    ]
+    assert _panels(cluster, accession) == 1
+    stored = "SELECT count(*) FROM hl7_message WHERE control_id = :c"
+    assert cluster.scalar(stored, c=control_id) == 1

@@ -244,12 +244,13 @@ def _item_selected(test: ItemTest, item: PlanItem) -> bool:
 
 
 def describe_result(result: ResultFact) -> str:
-    """`magnesium 0.55 mmol/L (L)`; `calcium 3.6 mmol/L (HH, critical)`."""
-    value = f"{result.comparator or ''}{result.value}"
+    """`magnesium 0.55 mmol/L (L)`; `calcium 13.5 mg/dL (HH, critical)`: the value as the lab
+    sent it when known, else in the canonical unit."""
+    value = result.reported or f"{result.comparator or ''}{result.value} {result.unit}"
     flag = result.interpretation or "no range applied"
     if result.critical:
         flag += ", critical"
-    return f"{result.analyte} {value} {result.unit} ({flag})"
+    return f"{result.analyte} {value} ({flag})"
 
 
 def describe(condition: Condition, facts: PlanFacts) -> tuple[str, ...]:

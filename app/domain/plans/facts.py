@@ -64,6 +64,8 @@ class ResultFact:
     result_id: str
     collected_at: datetime
     comparator: str | None = None
+    # The value as the lab sent it, e.g. `55 ug/dL` (for rationales); None when not known.
+    reported: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

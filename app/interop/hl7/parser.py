@@ -244,6 +244,10 @@ def read_header(text: str) -> MessageHeader:
     return header
 
 
+# Longer sender names or control ids are refused: they are stored to recognise re-sent messages.
+MAX_HEADER_FIELD = 200
+
+
 def check_header(header: MessageHeader) -> None:
     """Refuse (AR) what this receiver does not take at all."""
     if not header.control_id:
@@ -253,6 +257,18 @@ def check_header(header: MessageHeader) -> None:
             code=ErrorCode.REQUIRED_FIELD_MISSING,
             ack_code="AR",
         )
+    for name, value, number in (
+        ("MSH-3 (sending application)", header.sending_application, 3),
+        ("MSH-4 (sending facility)", header.sending_facility, 4),
+        ("MSH-10 (message control id)", header.control_id, 10),
+    ):
+        if len(value) > MAX_HEADER_FIELD:
+            raise ParseError(
+                f"{name} is longer than {MAX_HEADER_FIELD} characters",
+                Location("MSH", field=number),
+                code=ErrorCode.DATA_TYPE,
+                ack_code="AR",
+            )
     if header.version not in SUPPORTED_VERSIONS:
         raise ParseError(
             f"version {header.version or '(empty)'} is not supported; send one of "

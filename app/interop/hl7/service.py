@@ -7,6 +7,7 @@ never undoes the messages before or after it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import uuid
@@ -14,16 +15,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.code_maps.service import code_maps_for
+from app.db import utcnow
 from app.errors import AppError
+from app.interop.hl7 import repository
 from app.interop.hl7.ack import build_ack
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.corrections import SOURCE_FORMAT, correct_panel
 from app.interop.hl7.errors import AckCode, ErrorCode, Issue, Location, MessageError, ParseError
 from app.interop.hl7.mapping import PanelDraft, issue_location, panel_drafts
-from app.interop.hl7.parser import MessageHeader, parse_oru, read_header, split_messages
+from app.interop.hl7.parser import (
+    MessageHeader,
+    normalize_segment_separators,
+    parse_oru,
+    read_header,
+    split_messages,
+)
+from app.models.hl7_message import Hl7Message
 from app.panels import repository as panels
 from app.panels import service as panels_service
 from app.panels.service import AccessionConflictError, payload_hash
@@ -92,7 +103,13 @@ async def receive_message(
         return _refused(None, exc)
     try:
         message = parse_oru(text)
+        digest = message_digest(text)
         async with session.begin_nested():
+            seen = await repository.get_message(
+                session, organization_id=organization_id, header=header
+            )
+            if seen is not None:
+                return _resent(header, seen, digest)
             # The organization's code-map entries for this facility: one query per message.
             maps = await code_maps_for(
                 session,
@@ -107,21 +124,79 @@ async def receive_message(
                 )
                 for draft in drafts
             ]
+            await repository.add_message(
+                session,
+                Hl7Message(
+                    id=uuid.uuid4(),
+                    organization_id=organization_id,
+                    sending_application=header.sending_application,
+                    sending_facility=header.sending_facility,
+                    control_id=header.control_id,
+                    payload_hash=digest,
+                    panel_ids=[
+                        {"panel_id": str(p.panel_id), "patient_id": str(p.patient_id)}
+                        for p in stored
+                    ],
+                    received_at=utcnow(),
+                ),
+            )
     except MessageError as exc:
         return _refused(header, exc)
+    except IntegrityError:
+        # The same control id was accepted concurrently (the other copy won the unique key).
+        seen = await repository.get_message(session, organization_id=organization_id, header=header)
+        if seen is not None:
+            return _resent(header, seen, digest)
+        return _internal_error(header)
     except Exception:
         # A defect or a database failure: nothing of this message is kept (its savepoint
         # rolled back). AR tells the sending interface to resend it later.
         log.exception("HL7 message %s could not be stored", header.control_id)
+        return _internal_error(header)
+    return MessageOutcome(
+        header=header, ack_code="AA", issues=(), panels=tuple(stored), ack=build_ack(header, "AA")
+    )
+
+
+def message_digest(text: str) -> str:
+    """SHA-256 of the message with its segment separators normalised (CR, LF or CRLF)."""
+    return hashlib.sha256(normalize_segment_separators(text).strip().encode()).hexdigest()
+
+
+def _resent(header: MessageHeader, seen: Hl7Message, digest: str) -> MessageOutcome:
+    """A control id already accepted: the same message again is acknowledged as before and
+    changes nothing; other content under the same id is refused."""
+    if seen.payload_hash != digest:
         return _refused(
             header,
             MessageError(
-                [Issue(ErrorCode.INTERNAL_ERROR, "the message could not be stored; resend it")],
-                ack_code="AR",
+                [
+                    Issue(
+                        ErrorCode.DUPLICATE_KEY,
+                        f"message control id {header.control_id!r} from "
+                        f"{header.sending_application}/{header.sending_facility} was already "
+                        "accepted for a different message; give every message its own MSH-10",
+                        Location("MSH", field=10),
+                    )
+                ]
             ),
         )
+    panels = tuple(
+        StoredPanel(uuid.UUID(p["panel_id"]), uuid.UUID(p["patient_id"]), "unchanged")
+        for p in seen.panel_ids
+    )
     return MessageOutcome(
-        header=header, ack_code="AA", issues=(), panels=tuple(stored), ack=build_ack(header, "AA")
+        header=header, ack_code="AA", issues=(), panels=panels, ack=build_ack(header, "AA")
+    )
+
+
+def _internal_error(header: MessageHeader) -> MessageOutcome:
+    return _refused(
+        header,
+        MessageError(
+            [Issue(ErrorCode.INTERNAL_ERROR, "the message could not be stored; resend it")],
+            ack_code="AR",
+        ),
     )
 
 
@@ -189,6 +264,26 @@ async def _patient(
     session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft
 ) -> tuple[uuid.UUID, IdentifierIn]:
     """The patient one of PID-3's identifiers names; created from PID when none does."""
+    found = await _patient_by_identifiers(session, organization_id=organization_id, draft=draft)
+    if found is not None:
+        return found
+    try:
+        created = await patients_service.create(
+            session, organization_id=organization_id, data=draft.patient
+        )
+    except patients_service.IdentifierInUseError:
+        # Another message registered this patient at the same moment (its create won the
+        # unique key): use that patient.
+        found = await _patient_by_identifiers(session, organization_id=organization_id, draft=draft)
+        if found is None:
+            raise
+        return found
+    return created.id, draft.identifiers[0]
+
+
+async def _patient_by_identifiers(
+    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft
+) -> tuple[uuid.UUID, IdentifierIn] | None:
     for identifier in draft.identifiers:
         found = await patients.get_by_identifier(
             session,
@@ -198,10 +293,7 @@ async def _patient(
         )
         if found is not None:
             return found.id, identifier
-    created = await patients_service.create(
-        session, organization_id=organization_id, data=draft.patient
-    )
-    return created.id, draft.identifiers[0]
+    return None
 
 
 _CODES_BY_FIELD = {

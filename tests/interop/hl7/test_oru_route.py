@@ -271,7 +271,22 @@ def test_a_correction_updates_the_stored_result_and_keeps_its_history(
 
     assert ack_code(post_er7(client, correction)) == "AA"  # re-sent correction: no change
     assert len(client.get(f"/api/v1/panels/{panel['id']}/interpretations").json()) == 2
-    stale = post_er7(client, original)  # the superseded original, sent again
+    # The original re-sent under its own control id is a duplicate: acknowledged as before, and
+    # the correction stays.
+    assert ack_code(post_er7(client, original)) == "AA"
+    assert (
+        result_for(panels_of(client, corrected["patient_id"])[0], "magnesium")["reported"]["text"]
+        == "0.82"
+    )
+    # The superseded values as a new message (a new control id) are refused.
+    stale = post_er7(
+        client,
+        oru(
+            [magnesium_mmol("0.62"), obx("ZN", "85", "ug/dL", system="L")],
+            mrn=mrn,
+            accession=accession,
+        ),
+    )
     assert ack_code(stale) == "AE"
     assert segment(stale.text, "ERR")[3].startswith("205^")
 
@@ -411,3 +426,62 @@ def test_a_body_over_the_limit_is_413(client: TestClient, settings: Settings) ->
     response = post_er7(client, body)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_resent_control_id_is_acknowledged_without_processing_again(
+    client: TestClient, db: Database
+) -> None:
+    mrn = next_id("MRN")
+    message = oru([magnesium_mmol("0.62")], mrn=mrn, control_id="CTRL-ONCE")
+    first = post_er7(client, message)
+    assert ack_code(first) == "AA"
+    after_first = db.counts()
+    assert after_first["hl7_message"] == 1
+
+    # The same message with LF separators (a resend through another interface engine).
+    again = post_er7(client, message.replace("\r", "\n"))
+
+    assert ack_code(again) == "AA"
+    assert segment(again.text, "MSA")[2] == "CTRL-ONCE"
+    assert db.counts() == after_first
+
+
+def test_a_reused_control_id_with_other_content_is_refused(
+    client: TestClient, db: Database
+) -> None:
+    mrn = next_id("MRN")
+    assert (
+        ack_code(post_er7(client, oru([magnesium_mmol("0.62")], mrn=mrn, control_id="C-7"))) == "AA"
+    )
+    before = db.counts()
+
+    reused = post_er7(client, oru([magnesium_mmol("0.95")], mrn=mrn, control_id="C-7"))
+
+    assert ack_code(reused) == "AE"
+    err = segment(reused.text, "ERR")
+    assert err[2] == "MSH^1^10^1"
+    assert err[3].startswith("205^")
+    assert "C-7" in err[8]
+    assert db.counts() == before
+    # Another sender may use the same control id: ids are per sending application/facility.
+    other_sender = oru([magnesium_mmol("0.95")], mrn=next_id("MRN"), control_id="C-7", facility="B")
+    assert ack_code(post_er7(client, other_sender)) == "AA"
+
+
+def test_a_refused_message_can_be_sent_again_once_fixed(client: TestClient, db: Database) -> None:
+    message = oru([obx("LOCALMG", "0.62", "mmol/L", system="L")], control_id="FIX-ME")
+    assert ack_code(post_er7(client, message)) == "AE"
+    assert db.count("hl7_message") == 0
+    mapped = client.put("/api/v1/code-maps/ACME-LAB/LOCALMG", json={"analyte": "magnesium"})
+    assert mapped.status_code == 201, mapped.text
+
+    assert ack_code(post_er7(client, message)) == "AA"
+    assert db.count("hl7_message") == 1
+
+
+def test_an_overlong_control_id_is_rejected(client: TestClient, db: Database) -> None:
+    before = db.counts()
+    response = post_er7(client, oru([magnesium_mmol()], control_id="X" * 201))
+    assert ack_code(response) == "AR"
+    assert segment(response.text, "ERR")[2] == "MSH^1^10^1"
+    assert db.counts() == before
