@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.panels import service as panels
 from app.panels.schemas import PanelCreate
+from app.patient_context import repository as context_repository
+from app.patient_context import service as context_service
+from app.patient_context.schemas import PatientContextWrite
 from app.patients import repository as patient_repository
 from app.patients import service as patients
 from app.patients.schemas import PatientCreate
 from app.plan_rules import service as rule_sets
 from app.ranges import service as ranges
+from app.sleep import service as sleep_service
+from app.sleep.schemas import SleepAssessmentCreate
 
 DEMO_SYSTEM = "urn:demo:mrn"
 DEMO_BASE_DATE = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -69,7 +77,7 @@ DEMO_PANELS: list[tuple[str, int, list[dict[str, str]]]] = [
 
 async def load_demo_data(settings: Settings) -> str:
     engine = make_engine(settings)
-    created_patients = created_panels = 0
+    created_patients = created_panels = created_assessments = 0
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             org = DEFAULT_ORGANIZATION_ID
@@ -109,6 +117,69 @@ async def load_demo_data(settings: Settings) -> str:
                     ),
                 )
                 created_panels += int(outcome.created)
+            created_assessments = await _demo_sleep_and_context(session, org)
     finally:
         await engine.dispose()
-    return f"demo data: {created_patients} patient(s) and {created_panels} panel(s) added"
+    return (
+        f"demo data: {created_patients} patient(s), {created_panels} panel(s) and "
+        f"{created_assessments} sleep assessment(s) added"
+    )
+
+
+# (mrn, days before DEMO_BASE_DATE, ISI answers): moderate insomnia improving; severe.
+DEMO_SLEEP: list[tuple[str, int, list[int]]] = [
+    ("DEMO-001", 90, [3, 3, 2, 3, 3, 2, 3]),
+    ("DEMO-001", 10, [2, 2, 1, 2, 2, 1, 2]),
+    ("DEMO-002", 5, [4, 3, 3, 4, 3, 3, 4]),
+]
+
+
+async def _demo_sleep_and_context(session: AsyncSession, org: uuid.UUID) -> int:
+    """ISI questionnaires and a clinical context for the demo patients, once."""
+    created = 0
+    for mrn, days_ago, answers in DEMO_SLEEP:
+        patient = await patient_repository.get_by_identifier(
+            session, organization_id=org, system=DEMO_SYSTEM, value=mrn
+        )
+        assert patient is not None
+        assessed_on = (DEMO_BASE_DATE - timedelta(days=days_ago)).date()
+        existing = await sleep_service.search(
+            session,
+            organization_id=org,
+            patient_id=patient.id,
+            start=assessed_on,
+            end=assessed_on,
+            limit=1,
+            after=None,
+        )
+        if existing:
+            continue
+        await sleep_service.create(
+            session,
+            patient=patient,
+            data=SleepAssessmentCreate(instrument="ISI", assessed_on=assessed_on, items=answers),
+            recorded_by="demo-data",
+        )
+        created += 1
+    patient = await patient_repository.get_by_identifier(
+        session, organization_id=org, system=DEMO_SYSTEM, value="DEMO-002"
+    )
+    assert patient is not None
+    if (
+        await context_repository.current(session, organization_id=org, patient_id=patient.id)
+        is None
+    ):
+        await context_service.record(
+            session,
+            patient=patient,
+            current=None,
+            data=PatientContextWrite.model_validate(
+                {
+                    "egfr": {"value": 52, "measured_on": "2026-10-20"},
+                    "medications": [{"code": "levothyroxine"}, {"code": "thiazide-diuretic"}],
+                    "caffeine_servings_per_day": 4,
+                }
+            ),
+            recorded_by="demo-data",
+        )
+    return created

@@ -60,9 +60,9 @@ def test_migrate_then_demo_data_is_idempotent(tmp_path: Path, cli_env: dict[str,
 
     demo = _run(["demo-data"], tmp_path, cli_env)
     assert demo.returncode == 0, demo.stderr
-    assert "3 patient(s) and 4 panel(s) added" in demo.stdout
+    assert "3 patient(s), 4 panel(s) and 3 sleep assessment(s) added" in demo.stdout
     rerun = _run(["demo-data"], tmp_path, cli_env)
-    assert "0 patient(s) and 0 panel(s) added" in rerun.stdout
+    assert "0 patient(s), 0 panel(s) and 0 sleep assessment(s) added" in rerun.stdout
 
 
 def test_load_ranges_imports_a_yaml_set_and_activates_it(
