@@ -31,7 +31,7 @@ as_root() {
     fi
 }
 install_chromium() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q || true
     local install=(env DEBIAN_FRONTEND=noninteractive
         apt-get install -y -q --no-install-recommends chromium chromium-driver)
     if ! as_root "${install[@]}"; then
