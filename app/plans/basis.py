@@ -7,7 +7,7 @@ context (a new medication or eGFR must reach the safety engine)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -66,26 +66,20 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _as_json(value: Any) -> dict[str, Any]:
+    """A facts dataclass as JSON-ready text (decimals and dates as strings)."""
+    return {f.name: _text(getattr(value, f.name)) for f in fields(value)}
+
+
 def to_json(facts: PlanFacts, *, context_version: int | None) -> dict[str, Any]:
-    patient = facts.patient
     return {
         "today": facts.today.isoformat(),
         "panel_ids": list(facts.panel_ids),
         "context_version": context_version,
-        "patient": {name: _text(getattr(patient, name)) for name in patient.__slots__},
-        "results": [
-            {name: _text(getattr(result, name)) for name in result.__slots__}
-            for result in facts.results
-        ],
-        "ratios": [
-            {name: _text(getattr(ratio, name)) for name in ratio.__slots__}
-            for ratio in facts.ratios
-        ],
-        "sleep": (
-            {name: _text(getattr(facts.sleep, name)) for name in facts.sleep.__slots__}
-            if facts.sleep
-            else None
-        ),
+        "patient": _as_json(facts.patient),
+        "results": [_as_json(result) for result in facts.results],
+        "ratios": [_as_json(ratio) for ratio in facts.ratios],
+        "sleep": _as_json(facts.sleep) if facts.sleep else None,
     }
 
 
@@ -154,7 +148,3 @@ def from_json(data: dict[str, Any], *, patient: PatientFacts | None = None) -> P
         ),
         panel_ids=tuple(data.get("panel_ids") or ()),
     )
-
-
-def with_patient(facts: PlanFacts, patient: PatientFacts) -> PlanFacts:
-    return replace(facts, patient=patient)

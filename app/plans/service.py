@@ -17,8 +17,9 @@ from app.auth.principal import Principal
 from app.concurrency import PreconditionFailedError, etag
 from app.db import utcnow
 from app.domain.plans import engine, safety
-from app.domain.plans.facts import PlanFacts
+from app.domain.plans.facts import PatientFacts, PlanFacts
 from app.domain.plans.items import PlanItem, SafetyFinding
+from app.domain.plans.rules import RuleSetDocument
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 from app.models.patient import Patient
 from app.models.plan import PlanRuleSet, TreatmentPlan, TreatmentPlanVersion
@@ -97,7 +98,7 @@ async def get_or_raise(
 
 async def _patient_facts(
     session: AsyncSession, *, patient: Patient, today: date
-) -> tuple[Any, int | None]:
+) -> tuple[PatientFacts, int | None]:
     context = await context_repository.current(
         session, organization_id=patient.organization_id, patient_id=patient.id
     )
@@ -298,7 +299,7 @@ async def regenerate(
     )
 
 
-async def _rules_for(session: AsyncSession, plan: TreatmentPlan) -> Any:
+async def _rules_for(session: AsyncSession, plan: TreatmentPlan) -> RuleSetDocument:
     rule_set = await rule_set_repository.get(
         session, organization_id=plan.organization_id, rule_set_id=plan.rule_set_id
     )

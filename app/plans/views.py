@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain.plans.items import CATEGORY_ORDER, PlanItem
+from app.domain.plans.items import Category, PlanItem
 from app.models.patient import Patient
 from app.models.plan import TreatmentPlan
 from app.plans.printable import PrintablePlan
@@ -41,14 +41,13 @@ def plan_summary(plan: TreatmentPlan) -> PlanSummary:
 def groups(items: list[PlanItem]) -> list[ItemGroup]:
     """Items by category: categories in the order of the plan's first item of each (so an
     urgent referral's group leads), items in plan order within a group."""
-    order: list[str] = []
+    order: list[Category] = []
     for item in items:
         if item.category not in order:
             order.append(item.category)
     return [
         ItemGroup(category=category, items=[i for i in items if i.category == category])
         for category in order
-        if category in CATEGORY_ORDER
     ]
 
 
