@@ -43,6 +43,7 @@ from app.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.ranges import service as range_service
 from tests.conftest import BACKENDS, ROOT, alembic_config
+from tests.interop.fhir.builders import panel_bundle
 from tests.interop.hl7.messages import acks, magnesium_mmol, oru, segment
 
 pytestmark = [
@@ -315,3 +316,22 @@ def test_twenty_copies_of_one_hl7_message_store_it_once(cluster: Cluster) -> Non
     assert _panels(cluster, accession) == 1
     stored = "SELECT count(*) FROM hl7_message WHERE control_id = :c"
     assert cluster.scalar(stored, c=control_id) == 1
+
+
+def test_twenty_copies_of_one_fhir_bundle_for_a_new_patient_store_it_once(
+    cluster: Cluster,
+) -> None:
+    mrn = f"FHIR-BURST-{uuid.uuid4().hex[:8]}"
+    accession = f"ACC-FHIR-{uuid.uuid4().hex[:8]}"
+    body = panel_bundle(mrn=mrn, accession=accession)
+    headers = {"Content-Type": "application/fhir+json"}
+
+    responses = cluster.burst([("/fhir/R4", body, headers)] * BURST)
+
+    assert {r.status_code for r in responses} == {200}, [r.text for r in responses]
+    for response in responses:
+        statuses = [e["response"]["status"] for e in response.json()["entry"]]
+        assert all(s.startswith(("200", "201")) for s in statuses), response.text
+    assert _panels(cluster, accession) == 1
+    stored = "SELECT count(*) FROM patient_identifier WHERE value = :v"
+    assert cluster.scalar(stored, v=mrn) == 1

@@ -147,37 +147,54 @@ async def _apply_patient(
 ) -> tuple[int, uuid.UUID]:
     """Conditional create (FHIR semantics): no match creates (201), one match is returned
     (200), more than one is refused (412)."""
-    token = unit.if_none_exist
-    if token is not None:
-        # `|value` asks for identifiers without a system; every identifier here has one.
-        matches = (
-            []
-            if token.system == ""
-            else await repository.patient_ids_by_identifier(
-                session,
-                organization_id=organization_id,
-                system=token.system,
-                value=token.value,
-                limit=2,
-            )
-        )
-        if len(matches) > 1:
-            raise FhirError(
-                412,
-                [
-                    Issue(
-                        "ifNoneExist matches more than one patient; make the criterion "
-                        "specific (system|value).",
-                        "multiple-matches",
-                        "error",
-                        (f"Bundle.entry[{unit.index}].request.ifNoneExist",),
-                    )
-                ],
-            )
-        if matches:
-            return 200, matches[0]
-    patient = await patients.create(session, organization_id=organization_id, data=unit.data)
+    if unit.if_none_exist is None:
+        patient = await patients.create(session, organization_id=organization_id, data=unit.data)
+        return 201, patient.id
+    match = await _conditional_match(session, organization_id, unit)
+    if match is not None:
+        return 200, match
+    try:
+        patient = await patients.create(session, organization_id=organization_id, data=unit.data)
+    except patients.IdentifierInUseError:
+        # A concurrent request created the patient between our search and our create (its
+        # insert won the unique key): the condition now matches it, as a retry would find.
+        match = await _conditional_match(session, organization_id, unit)
+        if match is None:
+            raise
+        return 200, match
     return 201, patient.id
+
+
+async def _conditional_match(
+    session: AsyncSession, organization_id: uuid.UUID, unit: PatientUnit
+) -> uuid.UUID | None:
+    """The one patient `ifNoneExist` names, None for no match; 412 for several."""
+    token = unit.if_none_exist
+    assert token is not None
+    # `|value` asks for identifiers without a system; every identifier here has one.
+    if token.system == "":
+        return None
+    matches = await repository.patient_ids_by_identifier(
+        session,
+        organization_id=organization_id,
+        system=token.system,
+        value=token.value,
+        limit=2,
+    )
+    if len(matches) > 1:
+        raise FhirError(
+            412,
+            [
+                Issue(
+                    "ifNoneExist matches more than one patient; make the criterion "
+                    "specific (system|value).",
+                    "multiple-matches",
+                    "error",
+                    (f"Bundle.entry[{unit.index}].request.ifNoneExist",),
+                )
+            ],
+        )
+    return matches[0] if matches else None
 
 
 async def _apply_report(
