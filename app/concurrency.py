@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import Request
 
 from app.errors import AppError
@@ -21,6 +23,12 @@ class PreconditionRequiredError(AppError):
 
 def etag(tag: str) -> str:
     return f'"{tag}"'
+
+
+def activation_etag(status: str, activated_at: datetime | None) -> str:
+    """The ETag of a versioned configuration set (range set, plan rule set): it changes when
+    the set is activated or retired."""
+    return etag(f"{status}@{activated_at.isoformat() if activated_at else 'never'}")
 
 
 def require_if_match(request: Request, current: str) -> None:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app import uploads
 from app.auth.deps import AUTH_RESPONSES, CanReadRules, CanWriteRules
-from app.concurrency import etag, require_if_match
+from app.concurrency import activation_etag, require_if_match
 from app.deps import ReadSession, SettingsDep, WriteSession
 from app.domain.plans.rules import (
     RuleSetDocument,
@@ -58,8 +58,7 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 def _etag(rule_set: PlanRuleSet) -> str:
-    activated = rule_set.activated_at.isoformat() if rule_set.activated_at else "never"
-    return etag(f"{rule_set.status}@{activated}")
+    return activation_etag(rule_set.status, rule_set.activated_at)
 
 
 async def _document(request: Request) -> RuleSetDocument:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -330,31 +331,40 @@ async def _recheck(
     return findings, refreshed
 
 
-def _check_overrides(findings: Sequence[SafetyFinding], overrides: Sequence[OverrideIn]) -> None:
+@dataclass(frozen=True, slots=True)
+class SafetyReview:
+    """The safety engine's verdict on a plan's items, with the overrides that still apply."""
+
+    findings: list[SafetyFinding]
+    overrides: list[dict[str, Any]]
+    basis: dict[str, Any]
+    open_findings: list[SafetyFinding]
+
+
+async def _review(
+    session: AsyncSession,
+    *,
+    plan: TreatmentPlan,
+    items: Sequence[PlanItem],
+    new_overrides: Sequence[OverrideIn],
+    principal: Principal,
+) -> SafetyReview:
+    """Re-run the safety engine, accept the new overrides (only for current blocking findings
+    that allow one), keep the earlier overrides still relevant, and say what stays open."""
+    findings, refreshed = await _recheck(session, plan, items)
     allowed = {f.code for f in findings if f.severity == "blocking" and f.overridable}
-    wrong = [o.code for o in overrides if o.code not in allowed]
-    if wrong:
+    if any(o.code not in allowed for o in new_overrides):
         raise InvalidOverrideError(
             "Only current blocking findings that allow an override can be overridden.",
             errors=[
                 {"field": f"overrides[{i}].code", "message": f"{o.code!r} cannot be overridden"}
-                for i, o in enumerate(overrides)
-                if o.code in wrong
+                for i, o in enumerate(new_overrides)
+                if o.code not in allowed
             ],
         )
-
-
-def _merged_overrides(
-    document: dict[str, Any],
-    findings: Sequence[SafetyFinding],
-    new: Sequence[OverrideIn],
-    principal: Principal,
-) -> list[dict[str, Any]]:
-    """Overrides still relevant to the current findings, plus the new ones."""
     now = utcnow().isoformat()
-    current = {f.code for f in findings if f.severity == "blocking" and f.overridable}
-    kept = {o["code"]: o for o in document.get("overrides", ()) if o["code"] in current}
-    for override in new:
+    kept = {o["code"]: o for o in plan.document.get("overrides", ()) if o["code"] in allowed}
+    for override in new_overrides:
         kept[override.code] = {
             "code": override.code,
             "reason": override.reason,
@@ -362,7 +372,13 @@ def _merged_overrides(
             "by_display": principal.display,
             "at": now,
         }
-    return sorted(kept.values(), key=lambda o: o["code"])
+    overrides = sorted(kept.values(), key=lambda o: o["code"])
+    return SafetyReview(findings, overrides, refreshed, unresolved(findings, overrides))
+
+
+def _a(status: str) -> str:
+    """`A draft` / `An active`: the status with its article, for messages."""
+    return f"{'An' if status[0] in 'aeiou' else 'A'} {status}"
 
 
 def merge_items(current: Sequence[PlanItem], edits: Sequence[PlanItemIn]) -> list[PlanItem]:
@@ -430,24 +446,22 @@ async def edit_items(
     """Replace the plan's items; the safety engine runs again. An active plan only accepts an
     edit that leaves no blocking finding unresolved."""
     if plan.status not in EDITABLE:
-        article = "An" if plan.status[0] in "aeiou" else "A"
-        raise PlanNotEditableError(f"{article} {plan.status} plan cannot be edited.")
+        raise PlanNotEditableError(f"{_a(plan.status)} plan cannot be edited.")
     merged = merge_items(items_of(plan.document), items)
-    findings, refreshed = await _recheck(session, plan, merged)
-    _check_overrides(findings, overrides)
-    kept = _merged_overrides(plan.document, findings, overrides, principal)
-    open_findings = unresolved(findings, kept)
-    if plan.status == "active" and open_findings:
+    review = await _review(
+        session, plan=plan, items=merged, new_overrides=overrides, principal=principal
+    )
+    if plan.status == "active" and review.open_findings:
         raise BlockingFindingsError(
             "This edit would leave blocking safety findings in an active plan.",
-            findings=_dump(open_findings),
+            findings=_dump(review.open_findings),
         )
     document = {
         **plan.document,
         "items": _dump(merged),
-        "findings": _dump(findings),
-        "overrides": kept,
-        "basis": refreshed,
+        "findings": _dump(review.findings),
+        "overrides": review.overrides,
+        "basis": review.basis,
     }
     return await _apply(
         session,
@@ -474,9 +488,8 @@ async def change_status(
 ) -> TreatmentPlan:
     if status not in TRANSITIONS[plan.status]:
         allowed = sorted(TRANSITIONS[plan.status]) or ["none"]
-        article = "An" if plan.status[0] in "aeiou" else "A"
         raise IllegalTransitionError(
-            f"{article} {plan.status} plan cannot become {status}; allowed: {', '.join(allowed)}.",
+            f"{_a(plan.status)} plan cannot become {status}; allowed: {', '.join(allowed)}.",
             current_status=plan.status,
         )
     if status in NEEDS_REASON and not reason:
@@ -490,11 +503,14 @@ async def change_status(
     values: dict[str, Any] = {}
     now = utcnow()
     if status == "active":
-        items = items_of(plan.document)
-        findings, refreshed = await _recheck(session, plan, items)
-        _check_overrides(findings, overrides)
-        kept = _merged_overrides(plan.document, findings, overrides, principal)
-        open_findings = unresolved(findings, kept)
+        review = await _review(
+            session,
+            plan=plan,
+            items=items_of(plan.document),
+            new_overrides=overrides,
+            principal=principal,
+        )
+        open_findings = review.open_findings
         if open_findings:
             raise BlockingFindingsError(
                 f"{len(open_findings)} blocking safety finding(s) must be resolved first"
@@ -506,9 +522,9 @@ async def change_status(
                 findings=_dump(open_findings),
             )
         document.update(
-            findings=_dump(findings),
-            overrides=kept,
-            basis=refreshed,
+            findings=_dump(review.findings),
+            overrides=review.overrides,
+            basis=review.basis,
             approver_display=principal.display,
         )
         values.update(approver=principal.id, activated_at=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain.plans.items import Category, PlanItem
+from app.domain.plans.items import Category, PlanItem, SafetyFinding
 from app.models.patient import Patient
 from app.models.plan import TreatmentPlan
 from app.plans.printable import PrintablePlan
@@ -12,11 +12,12 @@ from app.plans.schemas import ItemGroup, PlanOut, PlanSummary, RuleSetRef
 from app.plans.service import findings_of, items_of, unresolved
 
 
-def _blocking(plan: TreatmentPlan) -> int:
-    return len(unresolved(findings_of(plan.document), plan.document.get("overrides", ())))
-
-
-def _summary_fields(plan: TreatmentPlan) -> dict[str, Any]:
+def _summary_fields(
+    plan: TreatmentPlan, findings: list[SafetyFinding] | None = None
+) -> dict[str, Any]:
+    """The summary of a plan; pass its parsed `findings` when the caller already has them."""
+    if findings is None:
+        findings = findings_of(plan.document)
     return {
         "id": plan.id,
         "patient_id": plan.patient_id,
@@ -30,7 +31,7 @@ def _summary_fields(plan: TreatmentPlan) -> dict[str, Any]:
         "activated_at": plan.activated_at,
         "next_retest_date": plan.next_retest_date,
         "item_count": len(plan.document.get("items", ())),
-        "blocking_findings": _blocking(plan),
+        "blocking_findings": len(unresolved(findings, plan.document.get("overrides", ()))),
     }
 
 
@@ -54,7 +55,8 @@ def groups(items: list[PlanItem]) -> list[ItemGroup]:
 def plan_out(plan: TreatmentPlan) -> PlanOut:
     document = plan.document
     items = items_of(document)
-    fields = _summary_fields(plan)
+    findings = findings_of(document)
+    fields = _summary_fields(plan, findings)
     return PlanOut(
         **fields,
         source_panel_ids=document["basis"]["panel_ids"],
@@ -62,7 +64,7 @@ def plan_out(plan: TreatmentPlan) -> PlanOut:
         regenerated_from=document.get("regenerated_from"),
         can_activate=fields["blocking_findings"] == 0,
         groups=groups(items),
-        findings=findings_of(document),
+        findings=findings,
         overrides=document.get("overrides", []),
         fired_rules=document.get("fired_rules", []),
         basis=document["basis"],

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app import uploads
 from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
-from app.concurrency import etag, require_if_match
+from app.concurrency import activation_etag, require_if_match
 from app.deps import ReadSession, SettingsDep, WriteSession
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.range_sets import (
@@ -174,8 +174,7 @@ async def import_range_set(
 
 
 def _etag(range_set: RangeSetOut) -> str:
-    activated = range_set.activated_at.isoformat() if range_set.activated_at else "never"
-    return etag(f"{range_set.status}@{activated}")
+    return activation_etag(range_set.status, range_set.activated_at)
 
 
 async def _detail(
