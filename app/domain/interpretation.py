@@ -30,6 +30,9 @@ class Interpretation:
     code: InterpretationCode
     critical: bool
     note: str | None = None
+    # A comparator value whose possible true values reach beyond a critical limit (``<0.5``
+    # where the critical low is 0.41): not known to be critical, but treated as if it might be.
+    possibly_critical: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +103,7 @@ def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
         bound = f"above the absolute upper limit {_fmt(limits.absolute_high)}"
     else:
         bound = f"below the absolute lower limit {_fmt(limits.absolute_low)}"
-    raise ImpossibleValueError(
-        f"{shown} is {bound}: a physically impossible result, held for review", value, limits
-    )
+    raise ImpossibleValueError(f"{shown} is {bound}: a physically impossible result", value, limits)
 
 
 def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
@@ -125,13 +126,24 @@ def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
     limit_phrase = _limits_inside(possible, limits)
     if codes == [_LL, _L]:
         return Interpretation(
-            _L, False, f"may be critically low: {value_phrase} and {limit_phrase}"
+            _L,
+            False,
+            f"may be critically low: {value_phrase} and {limit_phrase}",
+            possibly_critical=True,
         )
     if codes == [_H, _HH]:
         return Interpretation(
-            _H, False, f"may be critically high: {value_phrase} and {limit_phrase}"
+            _H,
+            False,
+            f"may be critically high: {value_phrase} and {limit_phrase}",
+            possibly_critical=True,
         )
-    return Interpretation(_IND, False, f"cannot be decided: {value_phrase} and {limit_phrase}")
+    return Interpretation(
+        _IND,
+        False,
+        f"cannot be decided: {value_phrase} and {limit_phrase}",
+        possibly_critical=_LL in codes or _HH in codes,
+    )
 
 
 def is_critical(code: InterpretationCode | None) -> bool:
@@ -236,16 +248,51 @@ _LAB_HIGH = frozenset(
         "ABOVE UPPER LIMIT",
     }
 )
+# Flags that say critical (panic) whatever the direction: HL7 table 0078 LL, HH, AA, LU, HU,
+# <, > (below / above absolute low / high, "off scale"), and the words labs print.
+_LAB_CRITICAL = frozenset(
+    {
+        "LL",
+        "HH",
+        "AA",
+        "LU",
+        "HU",
+        "<",
+        ">",
+        "<<",
+        ">>",
+        "CRITICAL",
+        "CRIT",
+        "PANIC",
+        "CRITICAL LOW",
+        "LOW CRITICAL",
+        "PANIC LOW",
+        "CRITICALLY LOW",
+        "CRITICAL HIGH",
+        "HIGH CRITICAL",
+        "PANIC HIGH",
+        "CRITICALLY HIGH",
+    }
+)
 _LAB_NORMAL = frozenset({"N", "NORMAL", "NORM", "WNL", "WITHIN NORMAL LIMITS", "WITHIN RANGE"})
 _LAB_ABNORMAL = frozenset({"A", "AA", "ABN", "ABNORMAL", "CRITICAL", "CRIT", "PANIC"})
+
+
+def _canonical_flag(lab_flag: str) -> str:
+    flag = " ".join(lab_flag.replace("_", " ").replace("-", " ").split()).upper()
+    return flag.strip("*!() ")
+
+
+def lab_flag_is_critical(lab_flag: str | None) -> bool:
+    """True when the lab's own flag says critical (``LL``, ``HH``, ``AA``, ``PANIC HIGH``...)."""
+    return lab_flag is not None and _canonical_flag(lab_flag) in _LAB_CRITICAL
 
 
 def normalize_lab_flag(lab_flag: str | None) -> str | None:
     """``low``, ``high``, ``normal``, ``abnormal`` (no direction), or None (missing/unknown)."""
     if lab_flag is None:
         return None
-    flag = " ".join(lab_flag.replace("_", " ").replace("-", " ").split()).upper()
-    flag = flag.strip("*!() ")
+    flag = _canonical_flag(lab_flag)
     if not flag:
         return None
     if flag in _LAB_LOW:

@@ -16,7 +16,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from app.domain.range_errors import AmbiguousRangeError
-from app.domain.types import PatientFacts, RangeRow, Sex
+from app.domain.types import PatientFacts, RangeLimits, RangeRow, Sex
 
 # Serum and plasma give the same concentrations for these minerals, so a range published for one
 # is applied to the other; cellular specimens (RBC, whole blood) are different measurements.
@@ -252,3 +252,213 @@ def _no_match_note(
     if patient.birth_date is None:
         return f"{note}: the ranges are age-banded and the patient has no birth date"
     return f"{note}: no configured age band covers the patient"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRange:
+    """What one result is checked against: a reference row (or none) and critical limits.
+
+    ``reference`` is the row whose low/high give L/N/H; None means no reference range applies
+    (``note`` says why) and only critical and absolute limits are used. ``limits`` always holds
+    the critical and absolute limits that apply, so a critical value is caught whatever is
+    missing about the patient. ``row`` is the row recorded as applied (the reference row, or a
+    row built for caution; None when the set has no row for the analyte in this specimen).
+    """
+
+    row: RangeRow | None
+    limits: RangeLimits
+    reference_applied: bool
+    note: str | None
+
+
+def applicable_range(
+    rows: Sequence[RangeRow], *, analyte: str, specimen: str, patient: PatientFacts
+) -> AppliedRange:
+    """The reference row and critical limits for one result, choosing caution where unsure.
+
+    - The most specific matching row applies (``select_range``).
+    - Sex ``other`` / ``unknown`` where sex-specific rows cover the patient's age: a row is
+      built from all rows of that age (sex-specific and sex-independent), normal only inside
+      every one of their reference intervals and critical beyond any of their critical limits,
+      so a value abnormal for either sex is flagged.
+    - No row covers the patient (no birth date, an age no band covers): no reference range, but
+      the most cautious critical limits of every row for the analyte in this specimen still
+      apply (highest critical low, lowest critical high), as do the widest absolute limits.
+    - A row without critical limits borrows them the same way.
+    """
+    specimen_rows = [
+        row
+        for row in rows
+        if row.analyte == analyte and specimen_rank(row.specimen, specimen) is not None
+    ]
+    fallback = _cautious_limits(specimen_rows)
+    if patient.sex in _SEX_INDEPENDENT_ONLY:
+        composite = _either_sex_row(specimen_rows, patient, specimen)
+        if composite is not None:
+            return _with_critical_fallback(
+                composite,
+                fallback,
+                f"sex '{patient.sex.value}': checked against every sex's range (normal only "
+                "inside all of them, the cautious choice)",
+            )
+    selection = select_range(rows, analyte=analyte, specimen=specimen, patient=patient)
+    if selection.row is None:
+        reason = selection.note or f"no reference range for {analyte} in {specimen}"
+        if fallback is None:
+            return AppliedRange(
+                row=None,
+                limits=RangeLimits(),
+                reference_applied=False,
+                note=f"no-reference-range: {reason}",
+            )
+        limits, scope = fallback
+        critical_text = _describe_critical(limits)
+        note = f"no-reference-range: {reason}"
+        if critical_text:
+            note += (
+                f"; critical limits still applied ({critical_text}, the most cautious of {scope})"
+            )
+        return AppliedRange(row=None, limits=limits, reference_applied=False, note=note)
+    return _with_critical_fallback(selection.row, fallback, selection.note)
+
+
+def _with_critical_fallback(
+    row: RangeRow, fallback: tuple[RangeLimits, str] | None, note: str | None
+) -> AppliedRange:
+    limits = row.limits
+    notes = [note] if note else []
+    if fallback is not None and (limits.critical_low is None or limits.critical_high is None):
+        cautious, scope = fallback
+        borrowed = RangeLimits(
+            low=limits.low,
+            high=limits.high,
+            critical_low=_first(limits.critical_low, cautious.critical_low),
+            critical_high=_first(limits.critical_high, cautious.critical_high),
+            absolute_low=limits.absolute_low,
+            absolute_high=limits.absolute_high,
+        )
+        if _ordered(borrowed) and borrowed != limits:
+            limits = borrowed
+            notes.append(
+                "the applied range has no critical limit on one side; "
+                f"{_describe_critical(borrowed)} applied (the most cautious of {scope})"
+            )
+    return AppliedRange(
+        row=row, limits=limits, reference_applied=True, note="; ".join(notes) or None
+    )
+
+
+def _first(value: Decimal | None, other: Decimal | None) -> Decimal | None:
+    return value if value is not None else other
+
+
+def _ordered(limits: RangeLimits) -> bool:
+    present = [
+        value
+        for value in (
+            limits.absolute_low,
+            limits.critical_low,
+            limits.low,
+            limits.high,
+            limits.critical_high,
+            limits.absolute_high,
+        )
+        if value is not None
+    ]
+    return all(a <= b for a, b in zip(present, present[1:], strict=False))
+
+
+def _cautious_limits(rows: Sequence[RangeRow]) -> tuple[RangeLimits, str] | None:
+    """Highest critical low and lowest critical high (catch the most), widest absolute limits
+    (refuse the least) over ``rows``; None when there are no rows."""
+    if not rows:
+        return None
+    critical_lows = [r.limits.critical_low for r in rows if r.limits.critical_low is not None]
+    critical_highs = [r.limits.critical_high for r in rows if r.limits.critical_high is not None]
+    absolute_lows = [r.limits.absolute_low for r in rows]
+    absolute_highs = [r.limits.absolute_high for r in rows]
+    limits = RangeLimits(
+        critical_low=max(critical_lows) if critical_lows else None,
+        critical_high=min(critical_highs) if critical_highs else None,
+        absolute_low=None
+        if None in absolute_lows
+        else min(a for a in absolute_lows if a is not None),
+        absolute_high=None
+        if None in absolute_highs
+        else max(a for a in absolute_highs if a is not None),
+    )
+    if not _ordered(limits):
+        # Critical limits that cross (one band's critical low above another's critical high)
+        # cannot be combined; keep each side only where it is consistent with the other.
+        limits = RangeLimits(
+            critical_low=limits.critical_low,
+            critical_high=None,
+            absolute_low=limits.absolute_low,
+            absolute_high=limits.absolute_high,
+        )
+    scope = f"{len(rows)} row(s) for {rows[0].analyte}"
+    return limits, scope
+
+
+def _either_sex_row(
+    rows: Sequence[RangeRow], patient: PatientFacts, specimen: str
+) -> RangeRow | None:
+    """For sex other/unknown: one row that is normal only inside every reference interval of
+    the patient's age and specimen (each sex's and a sex-independent one, often their union);
+    None when no sex-specific row covers the patient."""
+    if patient.birth_date is None:
+        return None
+    birth_date = patient.birth_date
+    matching = [
+        row
+        for row in rows
+        if age_band_contains(row, birth_date=birth_date, on_date=patient.on_date)
+    ]
+    if not any(row.sex is not None for row in matching):
+        return None
+    best = max(specimen_rank(row.specimen, row.specimen or "") or 0 for row in matching)
+    matching = [
+        row for row in matching if (specimen_rank(row.specimen, row.specimen or "") or 0) == best
+    ]
+
+    def highest(values: list[Decimal | None]) -> Decimal | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+    def lowest(values: list[Decimal | None]) -> Decimal | None:
+        present = [v for v in values if v is not None]
+        return min(present) if present else None
+
+    limits = RangeLimits(
+        low=highest([r.limits.low for r in matching]),
+        high=lowest([r.limits.high for r in matching]),
+        critical_low=highest([r.limits.critical_low for r in matching]),
+        critical_high=lowest([r.limits.critical_high for r in matching]),
+        absolute_low=lowest([r.limits.absolute_low for r in matching]),
+        absolute_high=highest([r.limits.absolute_high for r in matching]),
+    )
+    if not _ordered(limits):
+        return None
+    first = matching[0]
+    return RangeRow(
+        analyte=first.analyte,
+        unit=first.unit,
+        limits=limits,
+        specimen=first.specimen,
+        sex=None,
+        age_min_years=max(_lower(r) for r in matching),
+        age_max_years=min(
+            (r.age_max_years for r in matching if r.age_max_years is not None), default=None
+        ),
+        source="; ".join(sorted({r.source for r in matching})),
+        row_id="+".join(r.row_id or "?" for r in matching),
+    )
+
+
+def _describe_critical(limits: RangeLimits) -> str:
+    parts = []
+    if limits.critical_low is not None:
+        parts.append(f"critical below {_fmt(limits.critical_low)}")
+    if limits.critical_high is not None:
+        parts.append(f"critical above {_fmt(limits.critical_high)}")
+    return " and ".join(parts)

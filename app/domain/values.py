@@ -32,7 +32,8 @@ _COMPARATORS: dict[str, Comparator] = {
 _VALUE = re.compile(
     r"""^(?P<comparator><=|>=|<|>|\u2264|\u2265)?\s*
         (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)$""",
-    re.VERBOSE,
+    # ASCII digits only: "\d" would also read Arabic-Indic or full-width digits ("٣" as 3).
+    re.VERBOSE | re.ASCII,
 )
 _NON_FINITE = re.compile(r"^[+-]?(nan|snan|inf|infinity)$", re.IGNORECASE)
 
@@ -68,6 +69,10 @@ def _parse_text(text: str) -> ResultValue:
         bare = text.lstrip("<>=\u2264\u2265 ")
         if _NON_FINITE.match(bare):
             raise InvalidValueError("result value must be a finite number", raw=shown)
+        if any(ch.isdigit() and not ch.isascii() for ch in text):
+            raise InvalidValueError(
+                f"result value {shown!r} uses non-ASCII digits; send the digits 0-9", raw=shown
+            )
         raise InvalidValueError(f"result value {shown!r} is not a number", raw=shown)
     number_text = match.group("number")
     try:

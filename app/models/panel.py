@@ -13,6 +13,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -54,6 +55,7 @@ class Panel(Base):
     interpretation_version: Mapped[int] = mapped_column(default=1)
     interpreted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     has_critical: Mapped[bool] = mapped_column(default=False)
+    has_possible_critical: Mapped[bool] = mapped_column(default=False, server_default=false())
     ratios: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The panel as the API renders it, written with every (re-)interpretation, so a read is one
@@ -74,6 +76,15 @@ class Result(Base):
         CheckConstraint("comparator IN ('<', '<=', '>', '>=')", name="comparator"),
         CheckConstraint(
             "interpretation IN ('L', 'N', 'H', 'LL', 'HH', 'IND')", name="interpretation"
+        ),
+        CheckConstraint(
+            "status IN ('preliminary', 'final', 'corrected', 'amended', 'cancelled', "
+            "'entered-in-error')",
+            name="status",
+        ),
+        CheckConstraint(
+            "interpretation_status IN ('interpreted', 'no-reference-range')",
+            name="interpretation_status",
         ),
         Index("ix_result_patient_analyte_collected", "patient_id", "analyte", "collected_at"),
     )
@@ -102,7 +113,17 @@ class Result(Base):
     lab_range_high: Mapped[Decimal | None] = mapped_column(DecimalType)
     lab_flag: Mapped[str | None] = mapped_column(String(10))
     interpretation: Mapped[str | None] = mapped_column(String(3))
+    # For safety: our limits (a comparator value definitely beyond one included) or the lab's
+    # own critical flag say critical. `possibly_critical`: a comparator value that may be.
     critical: Mapped[bool] = mapped_column(default=False)
+    possibly_critical: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # FHIR Observation.status / HL7 OBX-11 of this result; withdrawn ones (cancelled,
+    # entered-in-error) are kept for the record but never shown as current or used by plans.
+    status: Mapped[str] = mapped_column(String(20), default="final", server_default="final")
+    # `no-reference-range`: no row applied (the note says why); critical limits still did.
+    interpretation_status: Mapped[str] = mapped_column(
+        String(20), default="interpreted", server_default="interpreted"
+    )
     interpretation_note: Mapped[str | None] = mapped_column(Text)
     lab_disagreement: Mapped[str | None] = mapped_column(Text)
     # A snapshot of the reference range applied, so later range changes never rewrite history.

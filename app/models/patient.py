@@ -49,6 +49,8 @@ class PatientIdentifier(Base):
     )
     system: Mapped[str] = mapped_column(String(255))
     value: Mapped[str] = mapped_column(String(255))
+    # HL7 table 0203 identifier type (MR, SS, PI, ...) when the sender gave one.
+    type: Mapped[str | None] = mapped_column(String(10))
     position: Mapped[int] = mapped_column(default=0)
 
     patient: Mapped[Patient] = relationship(back_populates="identifiers", lazy="raise")

@@ -88,6 +88,9 @@ class TreatmentPlan(Base):
     author: Mapped[str] = mapped_column(String(200))
     approver: Mapped[str | None] = mapped_column(String(200))
     next_retest_date: Mapped[date | None] = mapped_column(Date)
+    # Set when a result the plan rests on was later withdrawn or corrected: the plan must be
+    # reviewed (regenerated or acknowledged) before it can be activated again.
+    review_reason: Mapped[str | None] = mapped_column(Text)
     document: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,17 +7,22 @@ interpretation, ratios); no I/O, so ingestion and re-interpretation share it exa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from app.domain.catalog import Analyte, Catalog
 from app.domain.errors import DomainError
-from app.domain.interpretation import check_absolute, compare_lab_flag, interpret
+from app.domain.interpretation import (
+    check_absolute,
+    compare_lab_flag,
+    interpret,
+    lab_flag_is_critical,
+)
 from app.domain.range_errors import ImpossibleValueError
 from app.domain.range_text import parse_range_text
 from app.domain.ratios import compute_ratios
-from app.domain.reference_ranges import select_range
+from app.domain.reference_ranges import AppliedRange, applicable_range
 from app.domain.types import (
     Comparator,
     InterpretationCode,
@@ -75,10 +80,14 @@ class NormalizedResult:
 @dataclass(frozen=True, slots=True)
 class InterpretedResult:
     code: InterpretationCode | None
+    # For safety: ours says critical, or the lab's own flag does (``lab_disagreement`` says so).
     critical: bool
     note: str | None
     lab_disagreement: str | None
     reference_range: dict[str, Any] | None
+    possibly_critical: bool = False
+    # ``no-reference-range``: no reference row applied (``note`` says why); critical limits did.
+    status: str = "interpreted"
 
 
 def normalize_results(
@@ -189,63 +198,99 @@ def interpret_results(
 ) -> list[InterpretedResult]:
     """Select a range per result and interpret it.
 
+    Critical limits apply to every patient: when no reference row covers the patient (no birth
+    date, an age no band covers, sex unknown) the most cautious critical limits of the analyte
+    still do (``applicable_range``). A critical flag sent by the lab counts as critical too.
+
     With ``refuse_impossible`` (ingestion) a value outside absolute bounds refuses the panel;
-    without it (re-interpretation of stored values) the result is held as uninterpretable.
+    without it (re-interpretation of stored values) the result is kept uninterpreted.
     """
     out: list[InterpretedResult] = []
     impossible: list[dict[str, str]] = []
     for result in results:
         if range_set is None:
-            out.append(_uninterpreted(result, "no reference-range set is active"))
+            out.append(_lab_only(result, "no-reference-range: no reference-range set is active"))
             continue
-        selection = select_range(
+        applied = applicable_range(
             range_set.rows_for(result.analyte.code),
             analyte=result.analyte.code,
             specimen=specimen,
             patient=patient,
         )
-        row = selection.row
-        if row is None:
-            out.append(_uninterpreted(result, selection.note or "no reference range applies"))
-            continue
         try:
-            check_absolute(result.canonical, row.limits)
+            check_absolute(result.canonical, applied.limits)
         except ImpossibleValueError as exc:
             if refuse_impossible:
                 impossible.append(
                     {"field": f"{field}[{result.position}].value", "message": str(exc)}
                 )
                 continue
-            out.append(_uninterpreted(result, f"held for review: {exc}"))
+            out.append(_lab_only(result, f"not interpreted, held for review: {exc}"))
             continue
-        verdict = interpret(result.canonical, row.limits)
-        notes = [n for n in (selection.note, verdict.note) if n]
-        out.append(
-            InterpretedResult(
-                code=verdict.code,
-                critical=verdict.critical,
-                note="; ".join(notes) or None,
-                lab_disagreement=_lab_disagreement(result, verdict.code),
-                reference_range=range_snapshot(row, range_set),
-            )
-        )
+        out.append(_assess(result, applied, range_set))
     if impossible:
         raise ImpossibleResultError(
             "A value is outside the physically possible bounds for its analyte; check the "
-            "value and unit.",
+            "value and unit. Nothing was stored.",
             errors=impossible,
         )
     return out
 
 
-def _uninterpreted(result: NormalizedResult, note: str) -> InterpretedResult:
-    return InterpretedResult(
-        code=None,
-        critical=False,
-        note=note,
-        lab_disagreement=None,
-        reference_range=None,
+def _assess(
+    result: NormalizedResult, applied: AppliedRange, range_set: CompiledRangeSet
+) -> InterpretedResult:
+    verdict = interpret(result.canonical, applied.limits)
+    code: InterpretationCode | None = verdict.code
+    if not applied.reference_applied and not verdict.critical:
+        # Only critical limits applied: "normal" would claim a reference range we do not have.
+        code = InterpretationCode.INDETERMINATE if verdict.possibly_critical else None
+    notes = [n for n in (applied.note, verdict.note) if n]
+    return _with_lab_flag(
+        result,
+        InterpretedResult(
+            code=code,
+            critical=verdict.critical,
+            note="; ".join(notes) or None,
+            lab_disagreement=_lab_disagreement(result, code),
+            reference_range=range_snapshot(
+                applied.row,
+                range_set,
+                limits=applied.limits,
+                unit=result.analyte.canonical_unit,
+            ),
+            possibly_critical=verdict.possibly_critical,
+            status="interpreted" if applied.reference_applied else "no-reference-range",
+        ),
     )
+
+
+def _lab_only(result: NormalizedResult, note: str) -> InterpretedResult:
+    """No limits of ours apply: only the lab's own flag can say anything."""
+    return _with_lab_flag(
+        result,
+        InterpretedResult(
+            code=None,
+            critical=False,
+            note=note,
+            lab_disagreement=None,
+            reference_range=None,
+            status="no-reference-range",
+        ),
+    )
+
+
+def _with_lab_flag(result: NormalizedResult, verdict: InterpretedResult) -> InterpretedResult:
+    """Ours never silently overrides a more alarming lab flag: a critical flag from the lab makes
+    the result critical for safety, with both flags shown and the disagreement named."""
+    if verdict.critical or not lab_flag_is_critical(result.lab_flag):
+        return verdict
+    ours = verdict.code.value if verdict.code is not None else "not interpreted"
+    sentence = (
+        f"the lab flagged this result critical ({(result.lab_flag or '').strip()}) but it is "
+        f"{ours} against our limits; treated as critical, the more cautious of the two"
+    )
+    return replace(verdict, critical=True, lab_disagreement=sentence)
 
 
 def _lab_disagreement(result: NormalizedResult, ours: InterpretationCode | None) -> str | None:
@@ -261,28 +306,41 @@ def _lab_disagreement(result: NormalizedResult, ours: InterpretationCode | None)
     return f"by the lab's own range ({result.lab_range_text or 'structured'}): {disagreement}"
 
 
-def range_snapshot(row: RangeRow, range_set: CompiledRangeSet) -> dict[str, Any]:
-    limits = row.limits
+def range_snapshot(
+    row: RangeRow | None,
+    range_set: CompiledRangeSet,
+    *,
+    limits: RangeLimits | None = None,
+    unit: str | None = None,
+) -> dict[str, Any] | None:
+    """What was applied: the row (its own limits, or ``limits`` where critical limits were
+    completed for caution) or, with no row, the critical limits alone (``basis``)."""
+    if row is None and (limits is None or limits == RangeLimits()):
+        return None
+    applied = limits if limits is not None else row.limits  # type: ignore[union-attr]
 
     def s(value: Decimal | None) -> str | None:
         return None if value is None else str(value)
 
     return {
         "range_set": range_set.reference(),
-        "row_id": row.row_id,
-        "unit": row.unit,
-        "original_unit": range_set.original_units.get(row.row_id or ""),
-        "specimen": row.specimen,
-        "sex": row.sex.value if row.sex is not None else None,
-        "age_min_years": s(row.age_min_years),
-        "age_max_years": s(row.age_max_years),
-        "low": s(limits.low),
-        "high": s(limits.high),
-        "critical_low": s(limits.critical_low),
-        "critical_high": s(limits.critical_high),
-        "absolute_low": s(limits.absolute_low),
-        "absolute_high": s(limits.absolute_high),
-        "source": row.source,
+        "basis": "reference" if row is not None else "critical-limits-only",
+        "row_id": row.row_id if row is not None else None,
+        "unit": row.unit if row is not None else unit,
+        "original_unit": range_set.original_units.get(row.row_id or "") if row else None,
+        "specimen": row.specimen if row is not None else None,
+        "sex": row.sex.value if row is not None and row.sex is not None else None,
+        "age_min_years": s(row.age_min_years) if row is not None else None,
+        "age_max_years": s(row.age_max_years) if row is not None else None,
+        "low": s(applied.low),
+        "high": s(applied.high),
+        "critical_low": s(applied.critical_low),
+        "critical_high": s(applied.critical_high),
+        "absolute_low": s(applied.absolute_low),
+        "absolute_high": s(applied.absolute_high),
+        "source": row.source
+        if row is not None
+        else "the most cautious critical limits of the analyte's rows in this range set",
     }
 
 
@@ -334,6 +392,8 @@ def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict
         "lab_flag": result.lab_flag,
         "interpretation": verdict.code.value if verdict.code else None,
         "critical": verdict.critical,
+        "possibly_critical": verdict.possibly_critical,
+        "interpretation_status": verdict.status,
         "interpretation_note": verdict.note,
         "lab_disagreement": verdict.lab_disagreement,
         "reference_range": verdict.reference_range,

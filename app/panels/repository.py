@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, insert, select
+from sqlalchemy import Table, and_, bindparam, exists, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -170,7 +170,8 @@ async def list_for_patient(
     if analyte is not None:
         conditions.append(Result.analyte == analyte)
     if flag == "critical":
-        conditions.append(Result.critical.is_(True))
+        # A possibly critical value counts wherever criticals count.
+        conditions.append(or_(Result.critical.is_(True), Result.possibly_critical.is_(True)))
     elif flag is not None:
         conditions.append(Result.interpretation == flag)
     if conditions:

@@ -138,6 +138,11 @@ class AppliedRangeOut(OutputModel):
     """Snapshot of the reference-range row applied, in the canonical unit."""
 
     range_set: dict[str, str | int] | None = None
+    basis: Literal["reference", "critical-limits-only"] = Field(
+        default="reference",
+        description="`critical-limits-only`: no reference row covered the patient; the most "
+        "cautious critical limits of the analyte were applied.",
+    )
     row_id: str | None = None
     unit: str
     specimen: str | None = None
@@ -157,7 +162,21 @@ class InterpretationOut(OutputModel):
         "null when no reference range applies."
     )
     display: str | None
-    critical: bool
+    critical: bool = Field(
+        description="True when our critical limits say so (a comparator value definitely "
+        "beyond one included) or the lab's own flag is critical (LL, HH, AA): the more cautious "
+        "of the two; `lab.disagreement` names a difference."
+    )
+    possibly_critical: bool = Field(
+        default=False,
+        description="A comparator value (`<0.5`) whose true value may lie beyond a critical "
+        "limit: handled like a critical result (urgent referral first).",
+    )
+    status: Literal["interpreted", "no-reference-range"] = Field(
+        default="interpreted",
+        description="`no-reference-range`: no reference interval covers this patient (`note` "
+        "says why); the critical limits in `reference_range` were still applied.",
+    )
     note: str | None
     reference_range: AppliedRangeOut | None
 
@@ -211,7 +230,14 @@ class PanelOut(OutputModel):
     range_set: dict[str, str | int] | None = Field(
         description="The reference-range set (id, name, version) applied."
     )
-    has_critical: bool = Field(description="True when any result is critical (LL/HH).")
+    has_critical: bool = Field(
+        description="True when any current result is critical (ours or the lab's flag)."
+    )
+    has_possible_critical: bool = Field(
+        default=False,
+        description="True when any current result may be critical (a comparator value that "
+        "spans a critical limit); handle like a critical result.",
+    )
     results: list[ResultOut]
     ratios: list[RatioOut]
 

@@ -140,6 +140,7 @@ async def ingest(
         interpretation_version=1,
         interpreted_at=now,
         has_critical=any(i.critical for i in interpreted),
+        has_possible_critical=any(i.possibly_critical for i in interpreted),
         ratios=panel_ratios(normalized, range_set),
         created_at=now,
     )
@@ -408,6 +409,8 @@ async def reinterpret(
     for result, verdict in zip(results, interpreted, strict=True):
         result.interpretation = verdict.code.value if verdict.code else None
         result.critical = verdict.critical
+        result.possibly_critical = verdict.possibly_critical
+        result.interpretation_status = verdict.status
         result.interpretation_note = verdict.note
         result.lab_disagreement = verdict.lab_disagreement
         result.reference_range = verdict.reference_range
@@ -415,6 +418,7 @@ async def reinterpret(
     panel.interpreted_at = utcnow()
     panel.range_set_id = range_set.id if range_set else None
     panel.has_critical = any(i.critical for i in interpreted)
+    panel.has_possible_critical = any(i.possibly_critical for i in interpreted)
     panel.ratios = panel_ratios(normalized, range_set)
     out = panel_out(panel, results, range_set.name if range_set else None, _version(range_set))
     panel.document = out.model_dump_json()

@@ -28,6 +28,7 @@ def applied_range(snapshot: dict[str, Any] | None) -> AppliedRangeOut | None:
         return None
     return AppliedRangeOut(
         range_set=snapshot.get("range_set"),
+        basis=snapshot.get("basis", "reference"),
         row_id=snapshot.get("row_id"),
         unit=snapshot["unit"],
         specimen=snapshot.get("specimen"),
@@ -69,6 +70,8 @@ def result_out(result: Result) -> ResultOut:
             code=result.interpretation,
             display=INTERPRETATION_DISPLAY.get(result.interpretation or ""),
             critical=result.critical,
+            possibly_critical=result.possibly_critical,
+            status=result.interpretation_status,
             note=result.interpretation_note,
             reference_range=applied_range(result.reference_range),
         ),
@@ -126,6 +129,7 @@ def panel_out(
         interpreted_at=panel.interpreted_at,
         range_set=range_set,
         has_critical=panel.has_critical,
+        has_possible_critical=panel.has_possible_critical,
         results=[result_out(r) for r in results],
         ratios=[ratio_out(r) for r in panel.ratios or []],
     )

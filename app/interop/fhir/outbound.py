@@ -121,7 +121,8 @@ def _interpretations(result: Result) -> list[dict[str, Any]]:
 
 
 def _our_range(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not snapshot:
+    if not snapshot or snapshot.get("basis") == "critical-limits-only":
+        # No reference interval applied (only critical limits): nothing to call a normal range.
         return None
     unit = snapshot["unit"]
     range_set = snapshot.get("range_set") or {}

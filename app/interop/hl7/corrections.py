@@ -120,6 +120,7 @@ async def correct_panel(
     panel.interpretation_version += 1
     panel.interpreted_at = now
     panel.has_critical = any(v.critical for v in verdicts)
+    panel.has_possible_critical = any(v.possibly_critical for v in verdicts)
     panel.ratios = panel_ratios(merged, range_set)
     results.sort(key=lambda r: r.position)
     out = panel_out(
