@@ -157,7 +157,7 @@ def normalize_results(
         )
     if problems:
         raise ResultsInvalidError(
-            f"{len(problems)} result problem(s); see 'errors'.", errors=problems
+            f"{len(problems)} result problem(s); see 'errors'. Nothing was stored.", errors=problems
         )
     return normalized
 
