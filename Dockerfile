@@ -23,7 +23,7 @@ WORKDIR /srv
 COPY alembic.ini ./
 COPY migrations ./migrations
 USER app
-EXPOSE 8000
+EXPOSE 8000 2575
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status == 200 else 1)"]
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -22,7 +22,9 @@ def _alembic_config(settings: Settings) -> object:
         ini = Path.cwd() / "alembic.ini"
     config = Config(str(ini))
     config.set_main_option("script_location", str(ini.parent / "migrations"))
-    config.attributes["database_url"] = settings.database_url
+    # Migrations run as the schema's owner; they re-seal the audit chain with the service's key.
+    config.attributes["database_url"] = settings.owner_database_url
+    config.attributes["audit_key"] = settings.audit_key.get_secret_value()
     return config
 
 
@@ -109,8 +111,11 @@ async def _load_rules(settings: Settings, path: Path, *, activate: bool) -> str:
 def serve(settings: Settings, *, host: str, port: int, workers: int, migrate_first: bool) -> None:
     import uvicorn
 
+    from app.ops.metrics import prepare_multiprocess_dir
+
     if migrate_first:
         migrate(settings)
+    prepare_multiprocess_dir()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -123,6 +128,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, migrate_fir
         # uvicorn's access log prints query strings, which can hold identifiers (an MRN in
         # ?identifier=...): the app logs its own access lines, without them.
         access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests finish for this long, then stop.
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
 
 
@@ -168,7 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke_key = commands.add_parser("revoke-api-key", help="revoke an API key")
     revoke_key.add_argument("key", help="key id, mlk_<prefix>, or the full key")
-    commands.add_parser("verify-audit", help="check the audit trail's hash chain")
+    verify_cmd = commands.add_parser("verify-audit", help="check the audit trail's keyed chain")
+    verify_cmd.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="also check that every row of this signed checkpoint is still there",
+    )
+    checkpoint_cmd = commands.add_parser(
+        "audit-checkpoint", help="export a signed checkpoint of the audit trail's head"
+    )
+    checkpoint_cmd.add_argument("action", choices=["export"])
+    checkpoint_cmd.add_argument("file", type=Path)
+    roles_cmd = commands.add_parser(
+        "setup-roles",
+        help="PostgreSQL: grant the service role DML, but only INSERT/SELECT on the audit trail "
+        "(run as the owner: MIGRATION_DATABASE_URL)",
+    )
+    roles_cmd.add_argument("--service-role", required=True, help="role DATABASE_URL logs in as")
+    roles_cmd.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="set the role's password from this environment variable",
+    )
     commands.add_parser("purge-idempotency", help="delete expired Idempotency-Key records")
 
     mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener")
@@ -179,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("MINERAL_MLLP_API_KEY"),
         help="integration API key whose organization receives the results "
         "(default: $MINERAL_MLLP_API_KEY; prefer it, command lines are visible to others)",
+    )
+    mllp.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="also serve Prometheus metrics of the listener on this port (default: off)",
     )
     return parser
 
@@ -233,16 +267,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "verify-audit":
             from app.audit.cli import verify_audit_command
 
-            code, message = verify_audit_command(settings)
+            code, message = verify_audit_command(settings, checkpoint=args.checkpoint)
             print(message)
             return code
+        elif args.command == "audit-checkpoint":
+            from app.audit.cli import export_checkpoint_command
+
+            print(export_checkpoint_command(settings, path=args.file))
+        elif args.command == "setup-roles":
+            from app.audit.roles import setup_roles_command
+
+            password = os.environ.get(args.password_env) if args.password_env else None
+            if args.password_env and password is None:
+                print(f"error: ${args.password_env} is not set", file=sys.stderr)
+                return 2
+            print(setup_roles_command(settings, service_role=args.service_role, password=password))
         elif args.command == "mllp":
             from app.interop.hl7.mllp import run_mllp
 
             if not args.api_key:
                 print("error: give --api-key or set MINERAL_MLLP_API_KEY", file=sys.stderr)
                 return 2
-            run_mllp(settings, host=args.host, port=args.port, api_key=args.api_key)
+            run_mllp(
+                settings,
+                host=args.host,
+                port=args.port,
+                api_key=args.api_key,
+                metrics_port=args.metrics_port,
+            )
         elif args.command == "purge-idempotency":
             from app.idempotency.cli import purge_idempotency_command
 

@@ -5,10 +5,25 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./mineral_labs.db"
+# Only for MINERAL_ENVIRONMENT=development (the embedded SQLite default): anyone can read it here.
+DEVELOPMENT_AUDIT_KEY = "development-only audit key: set MINERAL_AUDIT_KEY in production"
+MIN_AUDIT_KEY_LENGTH = 32
+
+
+def audit_key_weakness(key: SecretStr) -> str | None:
+    """Why a key is too weak to protect the audit chain, or None."""
+    value = key.get_secret_value()
+    if value == DEVELOPMENT_AUDIT_KEY:
+        return "is the development default"
+    if len(value) < MIN_AUDIT_KEY_LENGTH:
+        return f"is shorter than {MIN_AUDIT_KEY_LENGTH} characters"
+    if len(set(value)) < 8:
+        return "repeats too few distinct characters"
+    return None
 
 
 class Settings(BaseSettings):
@@ -25,10 +40,51 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "MINERAL_DATABASE_URL", "database_url"),
         description="SQLAlchemy URL: sqlite:///file.db or postgresql://user@host/db",
     )
+    # PostgreSQL with separated roles: migrations (and `setup-roles`) run as the schema's owner,
+    # the service as a role that may only INSERT and SELECT audit rows. Unset: DATABASE_URL.
+    migration_database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "MIGRATION_DATABASE_URL",
+            "DATABASE_OWNER_URL",
+            "MINERAL_MIGRATION_DATABASE_URL",
+            "migration_database_url",
+        ),
+        description="URL of the schema owner's role, for migrations and grants",
+    )
+    # The audit chain's HMAC key: never stored in the database. The default is for local
+    # development only and is refused in any other environment.
+    audit_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_AUDIT_KEY),
+        validation_alias=AliasChoices("MINERAL_AUDIT_KEY", "audit_key"),
+        description="secret key of the audit trail's HMAC chain (at least 32 characters)",
+    )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description="PostgreSQL: how long opening a connection or waiting for a pooled one may "
+        "take before the request answers 503 (a statement may run this long beyond the "
+        "idempotency wait)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body limit")
+    # Hostile-input bounds, checked on the raw JSON text before it is parsed (README "Limits").
+    max_json_depth: int = Field(default=64, ge=8, le=512, description="JSON nesting limit")
+    max_json_number_digits: int = Field(
+        default=15,
+        ge=1,
+        le=100,
+        description="digits in a JSON number (15: every such number is read exactly)",
+    )
+    max_json_number_exponent: int = Field(
+        default=30, ge=0, le=300, description="largest exponent a JSON number may carry"
+    )
+    hl7_max_segments: int = Field(
+        default=5000, ge=10, le=1_000_000, description="segments in one HL7 body over HTTP"
+    )
     max_results_per_panel: int = Field(default=200, ge=1, le=10_000)
     page_size_default: int = Field(default=50, ge=1, le=1000)
     page_size_max: int = Field(default=200, ge=1, le=10_000)
@@ -60,6 +116,51 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=60, description="how long a retry waits for the first attempt"
     )
     cors_origins: list[str] = Field(default_factory=list)
+
+    # Operations: /metrics, graceful shutdown, the MLLP listener (see README "Operations").
+    metrics_enabled: bool = Field(default=True, description="serve Prometheus metrics")
+    metrics_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="JSON list of client networks (CIDR) that may read /metrics; empty = any",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="on SIGTERM, how long in-flight requests (and MLLP frames) may take to finish",
+    )
+    mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
+    mllp_idle_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="close an MLLP connection with no complete frame this long"
+    )
+    mllp_frame_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a frame must arrive whole this long after its start byte"
+    )
+    mllp_max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # Which identifiers may name a patient in HL7 / FHIR / JSON input (identifier types,
+    # excluded types, placeholder values); default app/data/patient_matching.yaml.
+    patient_matching_file: str | None = Field(
+        default=None, description="path to a patient-matching YAML file"
+    )
+    # Aliases mapping identifier namespaces and panel sources to absolute URIs; default
+    # app/data/identifier_systems.yaml.
+    identifier_systems_file: str | None = Field(
+        default=None, description="path to an identifier-systems YAML file"
+    )
+
+    @model_validator(mode="after")
+    def _strong_audit_key(self) -> Settings:
+        if self.environment != "development" and audit_key_weakness(self.audit_key) is not None:
+            raise ValueError(
+                f"MINERAL_AUDIT_KEY {audit_key_weakness(self.audit_key)}: outside development set "
+                "a random secret of at least 32 characters (e.g. `openssl rand -base64 48`)"
+            )
+        return self
+
+    @property
+    def owner_database_url(self) -> str:
+        """The URL migrations and grants run with: the owner's, else DATABASE_URL."""
+        return self.migration_database_url or self.database_url
 
     @field_validator("database_url")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,12 +74,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-    # The audit chain's hash, computed inside the INSERT as PostgreSQL's sha256() does.
-    dbapi_connection.create_function("audit_sha256", 1, _sha256_hex, deterministic=True)
 
 
-def _sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+# Execution option carrying the audit chain's HMAC key (derived from the settings' secret) to
+# app.audit.service on every connection of the engine; it never reaches the database.
+AUDIT_KEY = "mineral_audit_key"
+
+
+def _audit_key_option(settings: Settings) -> dict[str, Any]:
+    from app.audit.chain import row_key
+
+    return {AUDIT_KEY: row_key(settings.audit_key.get_secret_value())}
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -95,6 +99,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
+            execution_options=_audit_key_option(settings),
             hide_parameters=True,
             pool_size=1,
             max_overflow=0,
@@ -104,18 +109,28 @@ def make_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    timeout = settings.database_timeout_seconds
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_pre_ping=False,
+        # A pooled connection is checked before use: after the database restarts, a stale
+        # connection is replaced instead of failing one request with "connection is closed".
+        pool_pre_ping=True,
+        # No request waits unboundedly for the database: a full pool, a connect that hangs
+        # (a failover, a dropped route) or a statement that never returns all end in 503.
+        pool_timeout=timeout,
+        execution_options=_audit_key_option(settings),
         hide_parameters=True,
         # Every lock wait of this service is bounded (a retried Idempotency-Key waits this long
         # for the first attempt, then gets 409): set once per connection, not per request.
         connect_args={
+            "timeout": timeout,
+            # A statement may legitimately wait for a lock up to the idempotency wait.
+            "command_timeout": timeout + settings.idempotency_wait_seconds,
             "server_settings": {
                 "lock_timeout": f"{round(settings.idempotency_wait_seconds * 1000)}ms"
-            }
+            },
         },
     )
 

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -62,10 +63,81 @@ class PayloadTooLargeError(StarletteHTTPException):
         super().__init__(status_code=413, detail=f"The request body exceeds {limit} bytes.")
 
 
+class JsonLimitError(StarletteHTTPException):
+    """The body breaks a JSON bound (number size, nesting depth; see app.json_guard). Raised
+    while the body is read, before it is parsed, so it is an HTTPException like the 413."""
+
+    def __init__(self, status: int, *, type_slug: str, title: str, detail: str) -> None:
+        super().__init__(status_code=status, detail=detail)
+        self.type_slug = type_slug
+        self.title = title
+
+
 class ServiceUnavailableError(AppError):
     status = 503
     type_slug = "service-unavailable"
     title = "Service unavailable"
+
+
+# How long a client is told to wait before retrying when the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+# SQLSTATEs that mean "the database cannot serve right now", not "this request is wrong":
+# class 08 (connection exception), 57P01-57P03 (admin / crash shutdown, cannot connect now:
+# a restart or failover), 57014 (query canceled: statement timeout), 53300 (too many
+# connections) and 25006 (read-only transaction: a write reached a standby during failover).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014", "53300", "25006"})
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    value = getattr(error, "sqlstate", None)
+    return value if isinstance(value, str) else None
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is unreachable (refused, reset, restarting, failing
+    over, pool or statement timeout) rather than that the request is wrong: answered 503 with
+    Retry-After, never 500. Nothing was committed by the failed statement; a write whose
+    COMMIT was cut off may or may not have been stored, which a retry with the same
+    Idempotency-Key resolves."""
+    seen = 0
+    error: BaseException | None = exc
+    while error is not None and seen < 5:
+        if isinstance(error, PoolTimeoutError | OSError):  # OSError covers TimeoutError too
+            return True
+        if isinstance(error, DBAPIError):
+            if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+                return True
+            sqlstate = _sqlstate(error.orig)
+            if sqlstate and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES):
+                return True
+        else:
+            sqlstate = _sqlstate(error)
+            if sqlstate and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES):
+                return True
+            # asyncpg's own connection errors (ConnectionDoesNotExistError, ...) when raised
+            # outside SQLAlchemy's translation.
+            if (
+                type(error).__module__.startswith("asyncpg")
+                and "Connection" in type(error).__name__
+            ):
+                return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def database_unavailable_response(instance: str | None) -> JSONResponse:
+    return problem_response(
+        503,
+        title="Database unavailable",
+        detail="The database is unreachable or restarting; nothing was changed by this "
+        "request unless it was a write whose outcome is unknown. Retry after the delay; a "
+        "create retried with the same Idempotency-Key is stored at most once.",
+        type_slug="database-unavailable",
+        instance=instance,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def problem_response(
@@ -143,6 +215,11 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
+    if isinstance(exc, JsonLimitError):
+        from app.audit.context import start_draft_for_route
+
+        start_draft_for_route(request)  # refused before authentication: still audited
+        slug, title = exc.type_slug, exc.title
     detail = exc.detail if isinstance(exc.detail, str) else None
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
@@ -211,6 +288,8 @@ _RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if is_database_unavailable(exc):
+        return await _unavailable(request, exc)
     if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT_SQLSTATES:
         return problem_response(
             422,
@@ -245,7 +324,18 @@ def internal_error_response(instance: str | None) -> JSONResponse:
     )
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):  # an OSError that is not the database's
+        return await _unhandled(request, exc)
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return database_unavailable_response(request.url.path)
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unavailable(exc):
+        return await _unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return internal_error_response(request.url.path)
 
@@ -255,4 +345,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _unavailable)
+    app.add_exception_handler(OSError, _unavailable)
     app.add_exception_handler(Exception, _unhandled)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
@@ -15,22 +15,29 @@ from app.auth.oidc import OidcVerifier
 from app.auth.router import router as api_keys_router
 from app.code_maps.router import router as code_maps_router
 from app.config import Settings, get_settings
+from app.content_types import require_json_content_type
 from app.db import make_engine, make_sessionmaker
-from app.docs import install_docs
+from app.docs import install_docs, operation_id, shape_openapi
 from app.domain.catalog import default_catalog
 from app.domain.range_sets import RangeSetDocument
 from app.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.interop.fhir.router import router as fhir_router
 from app.interop.hl7.router import router as hl7_router
+from app.json_guard import JsonLimits
 from app.log_config import configure_logging
 from app.middleware import RequestContextMiddleware
+from app.ops import metrics
+from app.ops.draining import Drain, DrainMiddleware, chain_signal_handlers
+from app.ops.router import install_metrics_route
 from app.panels.router import router as panels_router
 from app.patient_context.router import router as patient_context_router
+from app.patients.matching import current_policy as current_matching_policy
 from app.patients.router import router as patients_router
 from app.plan_rules.router import router as plan_rules_router
 from app.plans.router import router as plans_router
 from app.problems import Problem
+from app.query_params import reject_unknown_query_parameters
 from app.ranges.router import router as ranges_router
 from app.sleep.router import router as sleep_router
 from app.timeline.router import router as timeline_router
@@ -47,6 +54,12 @@ interpretation against configurable, versioned reference ranges out.
 * Errors are RFC 9457 `application/problem+json`.
 * Posting a panel is idempotent on `source` + `accession`; every creating POST also takes an
   `Idempotency-Key` header (retries replay the first response).
+* **503 + `Retry-After`** means the database is unavailable (FHIR: an OperationOutcome, HL7: `AR`
+  ACKs). A create answered 503 (or cut off by a dropped connection) may or may not have been
+  stored: retry it unchanged with the same `Idempotency-Key`, Bundle or MSH-10 and it is
+  stored exactly once.
+* JSON bodies are bounded before parsing: 64 levels of nesting (400), numbers of at most 15
+  digits with an exponent within ±30 (422 `json-number-out-of-range`).
 
 **Authentication.** Send an API key as `X-API-Key: mlk_...` (or `Authorization: Bearer
 mlk_...`), or an OIDC access token as `Authorization: Bearer <JWT>`. Roles: `integration`
@@ -61,12 +74,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     engine = make_engine(settings)
+    metrics.instrument_engine(engine)
+    drain = Drain()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         default_catalog()  # load and validate the catalog before the first request
+        current_matching_policy(settings)  # and the patient-matching file
+        chain_signal_handlers(drain)  # SIGTERM: answer 503 while in-flight requests finish
         yield
+        drain.start()
         await engine.dispose()
+        metrics.process_exiting()
 
     app = FastAPI(
         title="Mineral Labs API",
@@ -75,6 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # One schema per model (no `Supplement-Input`/`-Output` pairs that generators collide
+        # on); camelCase verb operationIds; strict query strings and JSON Content-Types.
+        separate_input_output_schemas=False,
+        generate_unique_id_function=operation_id,
+        dependencies=[
+            Depends(reject_unknown_query_parameters),
+            Depends(require_json_content_type),
+        ],
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -85,7 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.oidc_verifier = OidcVerifier.from_settings(settings)
 
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.drain = drain
+    app.add_middleware(DrainMiddleware, drain=drain)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        json_limits=JsonLimits(
+            max_depth=settings.max_json_depth,
+            max_digits=settings.max_json_number_digits,
+            max_exponent=settings.max_json_number_exponent,
+        ),
+    )
     if settings.cors_origins:
         # Outermost, so preflight requests are answered before anything else runs.
         app.add_middleware(
@@ -109,6 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             max_age=600,
         )
+    # Outermost: counts every answer, including CORS preflights, 413s and 503s while draining.
+    app.add_middleware(metrics.MetricsMiddleware)
+    install_metrics_route(app, settings)
     app.include_router(health_router)
     app.include_router(patients_router)
     app.include_router(patient_context_router)
@@ -140,6 +180,7 @@ def _document_extra_schemas(app: FastAPI) -> None:
             version=app.version,
             description=app.description,
             routes=app.routes,
+            separate_input_output_schemas=app.separate_input_output_schemas,
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in (RangeSetDocument, Problem):
@@ -147,7 +188,7 @@ def _document_extra_schemas(app: FastAPI) -> None:
             for name, definition in model_schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components[model.__name__] = model_schema
-        app.openapi_schema = schema
+        app.openapi_schema = shape_openapi(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -11,7 +12,16 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit.context import draft_of, record_unwritten
-from app.errors import PayloadTooLargeError, internal_error_response, problem_response
+from app.errors import (
+    JsonLimitError,
+    PayloadTooLargeError,
+    database_unavailable_response,
+    internal_error_response,
+    is_database_unavailable,
+    problem_response,
+)
+from app.json_guard import JsonLimits, check_json
+from app.security_headers import API_POLICY, html_policy
 
 log = logging.getLogger("app.middleware")
 access_log = logging.getLogger("app.access")
@@ -36,9 +46,12 @@ class RequestContextMiddleware:
     headers.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, json_limits: JsonLimits | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.json_limits = json_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +63,8 @@ class RequestContextMiddleware:
         limit = self.max_body_bytes
         response_started = False
         started = time.perf_counter()
+        html_start: list[Message] = []
+        html_body: list[bytes] = []
 
         async def send_with_headers(message: Message) -> None:
             nonlocal response_started
@@ -71,6 +86,24 @@ class RequestContextMiddleware:
                 for name, value in _SECURITY_HEADERS:
                     if name.decode() not in headers:
                         headers.raw.append((name, value))
+                if headers.get("content-type", "").startswith("text/html"):
+                    # The page's policy names its inline scripts and styles: wait for the body.
+                    html_start.append(message)
+                    return
+                headers.raw.append((b"content-security-policy", API_POLICY))
+            elif message["type"] == "http.response.body" and html_start:
+                html_body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = b"".join(html_body)
+                start = html_start.pop()
+                start_headers = MutableHeaders(scope=start)
+                start_headers.raw.append(
+                    (b"content-security-policy", html_policy(scope.get("path", ""), body))
+                )
+                start_headers.raw.append((b"x-frame-options", b"DENY"))
+                await send(start)
+                message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
         declared = _content_length(scope)
@@ -97,13 +130,78 @@ class RequestContextMiddleware:
                     raise PayloadTooLargeError(limit)
             return message
 
+        app_receive: Receive = receive_limited
+        if self.json_limits is not None and _declares_json(scope):
+            app_receive = _checked_json(receive_limited, self.json_limits)
+
         try:
-            await self.app(scope, receive_limited, send_with_headers)
-        except Exception:
+            await self.app(scope, app_receive, send_with_headers)
+        except Exception as exc:
             if response_started:  # too late for a problem response; the server drops the stream
                 raise
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            await internal_error_response(scope.get("path"))(scope, receive, send_with_headers)
+            if is_database_unavailable(exc):
+                log.warning("database unavailable on %s %s", scope.get("method"), scope.get("path"))
+                response = database_unavailable_response(scope.get("path"))
+            else:
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                response = internal_error_response(scope.get("path"))
+            await response(scope, receive, send_with_headers)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Bodies this large are checked in a worker thread: the scan is linear but not free.
+_OFFLOAD_CHECK_BYTES = 64 * 1024
+
+
+def _declares_json(scope: Scope) -> bool:
+    """A body FastAPI (or a FHIR route) will parse as JSON: application/json, any
+    application/*+json, or no content type at all."""
+    if scope.get("method") not in _BODY_METHODS:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
+    return True
+
+
+def _checked_json(receive: Receive, limits: JsonLimits) -> Receive:
+    """The body as one message, checked against ``limits`` when the app first reads it and
+    before anything parses it: a number or nesting bomb costs one linear scan, not the
+    parser's memory or recursion."""
+    checked = False
+
+    async def receive_checked() -> Message:
+        nonlocal checked
+        if checked:
+            return await receive()
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        checked = True
+        body = b"".join(chunks)
+        if len(body) >= _OFFLOAD_CHECK_BYTES:
+            violation = await asyncio.to_thread(check_json, body, limits)
+        else:
+            violation = check_json(body, limits)
+        if violation is not None:
+            number = violation.kind == "number-out-of-range"
+            raise JsonLimitError(
+                422 if number else 400,
+                type_slug="json-number-out-of-range" if number else "json-too-deep",
+                title="JSON number out of range" if number else "JSON nested too deeply",
+                detail=violation.message,
+            )
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_checked
 
 
 async def _audit_unwritten(scope: Scope, status: int) -> None:

@@ -35,9 +35,18 @@ Text100 = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_pr
 Text255 = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_printable)]
 
 
+def _system_uri(value: str) -> str:
+    # Imported here: app.identifier_systems reads the settings, which import this module.
+    from app.identifier_systems import system_uri
+
+    return system_uri(value)
+
+
 class IdentifierIn(InputModel):
-    system: Text255 = Field(
-        description="Namespace of the identifier, e.g. the EHR's MRN system URI.",
+    system: Annotated[Text255, AfterValidator(_system_uri)] = Field(
+        description="Namespace of the identifier: an absolute URI (`urn:oid:...`, `https://...`). "
+        "A name that is not one (a legacy system such as `acme-lab`) is read as its URI in the "
+        "default scheme `urn:mineral-labs:system:<name>`; new patients need a URI.",
         examples=["urn:oid:2.16.840.1.113883.19.5"],
     )
     value: Text255 = Field(description="The identifier within that system.", examples=["MRN-0042"])

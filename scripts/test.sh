@@ -46,6 +46,13 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     install_chromium
 fi
 
+# An independent FHIR validator (Medplum's, from the npm registry) checks what the FHIR facade
+# emits (tests/interop/fhir/test_independent_validation.py); pinned by its package-lock.json.
+if [ ! -d tests/interop/fhir/medplum/node_modules/@medplum/core ]; then
+    echo "== installing the FHIR validator (npm ci)"
+    npm ci --prefix tests/interop/fhir/medplum --no-audit --no-fund --loglevel=error
+fi
+
 echo "== ruff"
 .venv/bin/ruff check app tests bench migrations
 .venv/bin/ruff format --check app tests bench migrations

@@ -31,6 +31,10 @@ from app.plan_rules import service as rule_set_service
 from app.ranges import service as range_service
 
 ROOT = Path(__file__).resolve().parent.parent
+# The audit chain's HMAC key for every Settings() of the test run (and the CLI subprocesses it
+# starts): the "test" environment refuses the development default, as production does.
+TEST_AUDIT_KEY = "test-only audit key 5b0f3c1e9a7d4f26b8e1c0a9d3f7e2b4"
+os.environ.setdefault("MINERAL_AUDIT_KEY", TEST_AUDIT_KEY)
 POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 

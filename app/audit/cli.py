@@ -1,29 +1,69 @@
-"""`python -m app verify-audit`: check the audit hash chain end to end."""
+"""`python -m app verify-audit [--checkpoint FILE]` and `audit-checkpoint export FILE`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
-from app.audit.service import VerifyReport, verify
+from app.audit.service import Checkpoint, VerifyReport, checkpoint_problem, make_checkpoint, verify
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, transaction
 
 
-async def _verify(settings: Settings) -> VerifyReport:
+async def _verify(settings: Settings, checkpoint: dict[str, Any] | None) -> VerifyReport:
     engine = make_engine(settings)
     try:
         async with transaction(make_sessionmaker(engine, read_only=True)) as session:
-            return await verify(session)
+            return await verify(session, checkpoint=checkpoint)
     finally:
         await engine.dispose()
 
 
-def verify_audit_command(settings: Settings) -> tuple[int, str]:
-    """Exit code and message: 0 when the chain is intact, 1 naming the first bad seq."""
-    report = asyncio.run(_verify(settings))
+def verify_audit_command(settings: Settings, *, checkpoint: Path | None = None) -> tuple[int, str]:
+    """Exit code and message: 0 when the chain is intact (and, given a checkpoint, still holds
+    every row it recorded), 1 naming the first bad seq or the missing rows."""
+    head: dict[str, Any] | None = None
+    if checkpoint is not None:
+        try:
+            head = json.loads(checkpoint.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            return 1, f"audit checkpoint {checkpoint} cannot be read: {exc}"
+        problem = checkpoint_problem(head, secret=settings.audit_key.get_secret_value())
+        if problem is not None:
+            return 1, f"audit checkpoint {checkpoint} is not trustworthy: {problem}"
+    report = asyncio.run(_verify(settings, head))
     if report.ok:
-        return 0, f"audit trail intact: {report.checked} events verified"
+        against = (
+            f"; checkpoint seq {head['last_seq']} ({head['count']} rows) present"
+            if head is not None
+            else ""
+        )
+        return 0, f"audit trail intact: {report.checked} events verified{against}"
+    if report.first_bad_seq is None:
+        return 1, f"audit trail BROKEN: {report.reason}"
     return 1, (
         f"audit trail BROKEN at seq {report.first_bad_seq}: {report.reason} "
         f"({report.checked} events verified before it)"
+    )
+
+
+async def _checkpoint(settings: Settings) -> Checkpoint:
+    engine = make_engine(settings)
+    try:
+        async with transaction(make_sessionmaker(engine, read_only=True)) as session:
+            return await make_checkpoint(session, secret=settings.audit_key.get_secret_value())
+    finally:
+        await engine.dispose()
+
+
+def export_checkpoint_command(settings: Settings, *, path: Path) -> str:
+    """Write the signed head of the chain to `path` (keep it outside the database: a WORM
+    bucket, the SIEM, another host) and return a line describing it."""
+    checkpoint = asyncio.run(_checkpoint(settings))
+    path.write_text(json.dumps(checkpoint.as_dict(), indent=2) + "\n", "utf-8")
+    return (
+        f"audit checkpoint written to {path}: seq {checkpoint.last_seq}, "
+        f"{checkpoint.count} rows, hash {checkpoint.last_hash[:16]}..."
     )

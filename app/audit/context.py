@@ -1,4 +1,8 @@
-"""Per-request audit bookkeeping: exactly one audit row for every request to a PHI route.
+"""Per-request audit bookkeeping: audit rows for every request to a PHI route (and to every
+route that changes who may see what: keys, range and rule sets, code maps, audit reads).
+
+One row per request, or one per patient when it touched several (a search's results, an HL7
+batch), all with the request's id.
 
 A PHI route declares ``dependencies=[audited("read", "panel")]``. The route (or its service)
 names the record it touched with :func:`audit_target`. Then:
@@ -12,10 +16,11 @@ names the record it touched with :func:`audit_target`. Then:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -37,6 +42,14 @@ class AuditDraft:
     resource_id: str | None = None
     patient_id: uuid.UUID | None = None
     status_code: int | None = None
+    # A request answered 200 that still refused what it was asked (an HL7 ACK AE naming a
+    # patient it would not file under): recorded as "error" instead of "success".
+    outcome: AuditOutcome | None = None
+    # Further patients the request touched (a batch, a search's results): one row each, after
+    # the main one, with the request's outcome unless one is given.
+    more: list[tuple[uuid.UUID | None, AuditOutcome | None, str | None]] = field(
+        default_factory=list
+    )
     written: bool = False
 
 
@@ -79,11 +92,20 @@ def audit_target(
     patient_id: uuid.UUID | None = None,
     action: str | None = None,
     status_code: int | None = None,
+    outcome: AuditOutcome | None = None,
+    patient_ids: Iterable[uuid.UUID] = (),
 ) -> None:
-    """Name the record this request touched (and, if different, the action and status)."""
+    """Name the record this request touched (and, if different, the action, status and
+    outcome). `patient_ids`: every patient the request disclosed or changed (a search's
+    results, a batch's patients); each gets its own row, the first also `patient_id`'s."""
     draft = draft_of(request.state)
     if draft is None:
         return
+    for touched in patient_ids:
+        if patient_id is None and draft.patient_id is None:
+            patient_id = touched
+        else:
+            audit_also(request, patient_id=touched)
     if resource_id is not None:
         draft.resource_id = str(resource_id)
     if patient_id is not None:
@@ -92,6 +114,47 @@ def audit_target(
         draft.action = action
     if status_code is not None:
         draft.status_code = status_code
+    if outcome is not None:
+        draft.outcome = outcome
+
+
+def audit_also(
+    request: Request,
+    *,
+    patient_id: uuid.UUID | None,
+    outcome: AuditOutcome | None = None,
+    resource_id: uuid.UUID | str | None = None,
+) -> None:
+    """One more row for this request: another patient it touched, or (with `outcome`) a part
+    of it that fared differently (a refused message of a batch)."""
+    draft = draft_of(request.state)
+    if draft is not None:
+        draft.more.append((patient_id, outcome, str(resource_id) if resource_id else None))
+
+
+def _entries(
+    state: Any,
+    scope: MutableMapping[str, Any],
+    draft: AuditDraft,
+    outcome: AuditOutcome,
+    status: int,
+) -> list[AuditEntry]:
+    """The main row, then one per further patient (each patient once per outcome)."""
+    main = _entry(state, scope, draft, outcome, status)
+    entries = [main]
+    seen = {(main.patient_id, outcome)}
+    for patient_id, own_outcome, resource_id in draft.more:
+        # A refused or failed request (nothing committed) is the outcome of every part of it.
+        row_outcome = own_outcome if own_outcome is not None and status < 400 else outcome
+        if (patient_id, row_outcome) in seen:
+            continue
+        seen.add((patient_id, row_outcome))
+        entries.append(
+            dataclasses.replace(
+                main, patient_id=patient_id, outcome=row_outcome, resource_id=resource_id
+            )
+        )
+    return entries
 
 
 def _entry(
@@ -127,8 +190,9 @@ async def append_success(session: AsyncSession, request: Request, default_status
     if draft is None or draft.written:
         return
     status = draft.status_code or default_status
+    outcome = draft.outcome or "success"
     await service.append(
-        session, [_entry(request.scope.get("state", {}), request.scope, draft, "success", status)]
+        session, _entries(request.scope.get("state", {}), request.scope, draft, outcome, status)
     )
     draft.written = True
 
@@ -145,7 +209,7 @@ async def record_unwritten(scope: MutableMapping[str, Any], status: int) -> None
     outcome: AuditOutcome = (
         "success" if status < 400 else ("denied" if status in (401, 403, 404) else "error")
     )
-    entry = _entry(state, scope, draft, outcome, status)
+    entries = _entries(state, scope, draft, outcome, status)
     async with transaction(scope["app"].state.sessionmaker) as session:
-        await service.append(session, [entry])
+        await service.append(session, entries)
     draft.written = True

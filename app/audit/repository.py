@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Uuid, bindparam, select, text
+import orjson
+from sqlalchemy import Row, Uuid, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.chain import HASHED_FIELDS
@@ -19,15 +20,23 @@ from app.models.audit import AuditEvent
 CHAIN_LOCK_KEY = 0x6D696E5F61756469
 
 
-# The stored columns the caller supplies: exactly the hashed ones.
-_COLUMNS = HASHED_FIELDS
-# PostgreSQL: audit_append() (see the migration) takes the chain's lock, reads the tail with a
-# fresh snapshot and inserts the row with its hash computed in the database: SHA-256 over
-# exactly the bytes app.audit.chain builds, Python supplying the canonical JSON around the
-# prev_hash slot. One round trip; the lock is held from this call to the commit.
-_PG_APPEND = text(
-    "SELECT audit_append("
-    + ", ".join(f":{name}" for name in (*_COLUMNS, "before", "after", "genesis"))
+# The stored columns the caller supplies: the hashed ones, then the two links.
+_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
+
+# PostgreSQL: audit_append_rows() (see migration a8c3d5e7f901) takes the chain's lock, reads
+# the tail with a fresh snapshot and, when the rows were hashed against that tail, inserts them
+# (checking that they link) and returns NULL; otherwise it inserts nothing and returns the real
+# tail. One round trip when the guess is right; the lock is held from this call to the commit.
+_PG_APPEND = text("SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev)")
+
+# SQLite: the write transaction already holds the database's only write lock (BEGIN
+# IMMEDIATE), and reads are in-process: read the tail, then insert.
+_SQLITE_TAIL = text("SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1")
+_SQLITE_INSERT = text(
+    "INSERT INTO audit_event ("
+    + ", ".join(_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f":{name}" for name in _COLUMNS)
     + ")"
 ).bindparams(
     bindparam("id", type_=Uuid()),
@@ -37,37 +46,62 @@ _PG_APPEND = text(
 )
 
 
-# SQLite: the same in one INSERT, the tail read inside it (the write transaction already holds
-# the database's only write lock); app.db registers audit_sha256() on every connection.
-_SQLITE_APPEND = text(
-    "INSERT INTO audit_event ("
-    + ", ".join(_COLUMNS)
-    + ", prev_hash, hash) SELECT "
-    + ", ".join(f":{name}" for name in _COLUMNS)
-    + ", tail.h, audit_sha256(:before || tail.h || :after) FROM (SELECT coalesce("
-    "(SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1), :genesis) AS h) AS tail"
-).bindparams(
-    bindparam("id", type_=Uuid()),
-    bindparam("occurred_at", type_=UTCDateTime()),
-    bindparam("organization_id", type_=Uuid()),
-    bindparam("patient_id", type_=Uuid()),
-)
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()  # aware, microseconds kept: timestamptz reads it exactly
+    return value
 
 
-async def append_locked(
-    session: AsyncSession, values: dict[str, Any], *, before: str, after: str, genesis: str
-) -> None:
-    """Insert one row linked to the chain's tail, in one round trip (PostgreSQL: after taking
-    the chain's lock inside audit_append())."""
+async def is_postgresql(session: AsyncSession) -> bool:
+    return (await session.connection()).dialect.name == "postgresql"
+
+
+async def append_if_tail(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, expected_prev: str
+) -> str | None:
+    """PostgreSQL: insert `rows` (already linked and hashed, the first to `expected_prev`) if
+    the chain's tail is `expected_prev`, after taking the chain's lock. None when inserted,
+    else the actual tail (nothing inserted; the lock is now held, so it cannot move again)."""
+    payload = orjson.dumps(
+        [{name: _json_value(row[name]) for name in _COLUMNS} for row in rows]
+    ).decode()
+    connection = await session.connection()
+    result = await connection.execute(_PG_APPEND, {"rows": payload, "expected_prev": expected_prev})
+    tail: str | None = result.scalar()
+    return tail
+
+
+async def sqlite_tail(session: AsyncSession) -> str | None:
+    connection = await session.connection()
+    tail: str | None = (await connection.execute(_SQLITE_TAIL)).scalar()
+    return tail
+
+
+async def sqlite_insert(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     connection = await session.connection()
     await connection.execute(
-        _PG_APPEND if connection.dialect.name == "postgresql" else _SQLITE_APPEND,
-        {
-            **{name: values[name] for name in _COLUMNS},
-            "before": before,
-            "after": after,
-            "genesis": genesis,
-        },
+        _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
+    )
+
+
+async def head(session: AsyncSession) -> tuple[int, str] | None:
+    """The newest row's seq and hash."""
+    row = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        )
+    ).first()
+    return (row.seq, row.hash) if row is not None else None
+
+
+async def count_through(session: AsyncSession, seq: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.seq <= seq)
+        )
+        or 0
     )
 
 

@@ -6,14 +6,15 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from app.audit import repository
+from app.audit.context import audit_target, audited
 from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
 from app.auth.deps import AUTH_RESPONSES, CanReadAudit
-from app.deps import ReadSession
+from app.deps import WriteSession
 from app.pagination import Cursor, InvalidCursorError, Limit
 from app.problems import PROBLEM_RESPONSES
 
@@ -39,9 +40,15 @@ def decode_seq_cursor(cursor: str) -> int:
         raise InvalidCursorError("The cursor is not one this API returned.") from exc
 
 
-@router.get("", summary="Search the PHI audit trail", response_model=AuditEventPage)
+@router.get(
+    "",
+    summary="Search the PHI audit trail",
+    response_model=AuditEventPage,
+    dependencies=[Depends(audited("search", "audit_event"))],
+)
 async def list_audit_events(
-    session: ReadSession,
+    request: Request,
+    session: WriteSession,
     principal: CanReadAudit,
     patient_id: Annotated[
         uuid.UUID | None, Query(description="Only accesses to this patient's data.")
@@ -76,7 +83,13 @@ async def list_audit_events(
     attempt. An event names who (principal, role), what (action, resource, patient id), when
     (UTC), the outcome and HTTP status, the request id and the client address; it never holds
     patient values. Filters combine with AND. The trail is append-only: the database refuses
-    to change or delete an event, and each event's `hash` covers the one before it."""
+    to change or delete an event, and each event's `hash` covers the one before it.
+
+    Reading the trail is itself recorded (action `search`, resource `audit_event`, the
+    `patient_id` filter as the patient), as are key, range-set, rule-set and code-map
+    changes."""
+    # Who looked into whose trail: the patient filter, if any, is the patient of this row.
+    audit_target(request, patient_id=patient_id)
     events = await repository.list_events(
         session,
         organization_id=principal.organization_id,

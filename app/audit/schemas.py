@@ -32,7 +32,8 @@ class AuditEventOut(OutputModel):
     request_id: str | None = Field(description="The request's `X-Request-ID`.")
     client_address: str | None
     hash: str = Field(
-        description="SHA-256 linking this event to the previous one (the audit hash chain)."
+        description="HMAC-SHA256 (keyed with a secret the database never holds) linking this "
+        "event to the previous one (the audit chain)."
     )
 
 

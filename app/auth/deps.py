@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth import keys, service
 from app.auth.errors import ForbiddenError, UnauthorizedError
-from app.auth.oidc import OidcVerifier
+from app.auth.oidc import OidcVerifier, audit_first_use
 from app.auth.principal import ALL_SCOPES, Principal, Rejection, Scope
 from app.config import Settings
 from app.db import transaction, utcnow
@@ -211,6 +211,10 @@ async def _oidc_principal(request: Request, token: str) -> Principal:
         principal = await service.principal_for_oidc(session, identity=identity)
     if isinstance(principal, Rejection):
         _refuse(request, principal)
+    # A token mapped to a principal: its first use is a `login` audit event.
+    await audit_first_use(
+        request.app.state.sessionmaker, token=token, principal=principal, scope=request.scope
+    )
     return principal
 
 

@@ -14,6 +14,7 @@ Nothing from a token is ever logged: a refusal carries a reason written here, ne
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -25,9 +26,14 @@ from typing import Any, Protocol
 import anyio.to_thread
 import jwt
 from jwt import PyJWK, PyJWKClient
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.principal import Rejection, Role, oidc_principal_id
+from app.audit import service as audit_service
+from app.audit.service import AuditEntry
+from app.auth.principal import Principal, Rejection, Role, oidc_principal_id
 from app.config import Settings
+from app.db import transaction
 
 log = logging.getLogger("app.auth.oidc")
 
@@ -389,3 +395,58 @@ def _decode_failure(exc: jwt.PyJWTError) -> str:
         if isinstance(exc, kind):
             return reason
     return "the token is not valid"
+
+
+# --- logins: the first use of each token is an audit event ----------------------------------
+
+# Tokens already recorded by this process, by SHA-256 of the token (never the token), oldest
+# first; bounded so a flood of distinct valid tokens costs memory only up to this size.
+_recorded_logins: dict[str, None] = {}
+_RECORDED_LOGINS_MAX = 50_000
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def audit_first_use(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    token: str,
+    principal: Principal,
+    scope: Mapping[str, Any],
+) -> None:
+    """Record a `login` audit event the first time this process sees a token that mapped to a
+    principal: who (principal, organization, role), when, from where, on which request.
+
+    Cheap by design: one short transaction per token per process (a token lives minutes), none
+    for its later requests. Another process (or a restart) records the token once more. A
+    failure to write is logged and retried on the token's next request; the request goes on
+    (what it accesses is audited on its own)."""
+    digest = _token_digest(token)
+    if digest in _recorded_logins:
+        return
+    state = scope.get("state") or {}
+    client = scope.get("client")
+    entry = AuditEntry(
+        organization_id=principal.organization_id,
+        principal_id=principal.id,
+        principal_kind=principal.kind,
+        role=str(principal.role),
+        action="login",
+        resource_type="principal",
+        outcome="success",
+        method=scope.get("method"),
+        path=scope.get("path"),
+        request_id=state.get("request_id") if isinstance(state, dict) else None,
+        client_address=client[0] if client else None,
+    )
+    try:
+        async with transaction(sessionmaker) as session:
+            await audit_service.append(session, [entry])
+    except SQLAlchemyError as exc:
+        log.warning("OIDC login of %s not audited: %s", principal.id, type(exc).__name__)
+        return
+    if len(_recorded_logins) >= _RECORDED_LOGINS_MAX:
+        _recorded_logins.pop(next(iter(_recorded_logins)))
+    _recorded_logins[digest] = None

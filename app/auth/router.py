@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, Request, status
 
+from app.audit.context import audit_target, audited
 from app.auth import service
 from app.auth.deps import AUTH_RESPONSES, CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
@@ -26,13 +27,20 @@ router = APIRouter(
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
     response_model=ApiKeyCreated,
+    dependencies=[Depends(audited("create", "api_key"))],
 )
 async def create_api_key(
-    body: ApiKeyCreate, principal: CanAdminKeys, session: WriteSession
+    request: Request, body: ApiKeyCreate, principal: CanAdminKeys, session: WriteSession
 ) -> ApiKeyCreated:
     """Creates a key for your organization with the given role. The response holds the full
     key in `key`: **this is the only time it is shown**, only a hash of it is stored. Send it
-    as `X-API-Key: mlk_...` or `Authorization: Bearer mlk_...`. Needs the `admin` role."""
+    as `X-API-Key: mlk_...` or `Authorization: Bearer mlk_...`. Needs the `admin` role.
+
+    An admin may issue keys of every role, including `clinician` and `integration`, which read
+    patient data the admin's own role cannot: such an issuance is never silent. The new key
+    names its issuer (`created_by`, shown in every listing), the issuance is an audit event
+    (action `create`, resource `api_key`, by you), and every access made with the key is
+    audited under the key, so what it read leads back to who issued it."""
     now = utcnow()
     api_key, full_key = await service.create_api_key(
         session,
@@ -43,6 +51,7 @@ async def create_api_key(
         created_by=principal.id,
         now=now,
     )
+    audit_target(request, resource_id=api_key.id)
     return ApiKeyCreated.from_new_key(api_key, full_key, now=now)
 
 
@@ -71,17 +80,27 @@ async def list_api_keys(
     )
 
 
-@router.post("/{key_id}/revoke", summary="Revoke an API key", response_model=ApiKeyOut)
+@router.post(
+    "/{key_id}/revoke",
+    summary="Revoke an API key",
+    response_model=ApiKeyOut,
+    dependencies=[Depends(audited("revoke", "api_key"))],
+)
 async def revoke_api_key(
-    key_id: uuid.UUID, principal: CanAdminKeys, session: WriteSession
+    request: Request, key_id: uuid.UUID, principal: CanAdminKeys, session: WriteSession
 ) -> ApiKeyOut:
     """Stops the key from working for good (create a new key to replace it): at once on this
     server, within `MINERAL_API_KEY_CACHE_SECONDS` (default 5 s) on other replicas. Revoking a
     revoked key is harmless and keeps the first revocation time. A key of another organization
-    is 404."""
+    is 404. The revocation is an audit event and the key records who revoked it."""
     now = utcnow()
+    audit_target(request, resource_id=key_id)
     api_key = await service.revoke_api_key(
-        session, organization_id=principal.organization_id, key_id=key_id, now=now
+        session,
+        organization_id=principal.organization_id,
+        key_id=key_id,
+        now=now,
+        revoked_by=principal.id,
     )
     forget_api_key(api_key.id)
     return ApiKeyOut.from_key(api_key, now=now)

@@ -55,9 +55,13 @@ class ApiKeyOut(OutputModel):
     )
     status: ApiKeyStatus = Field(description="`active`, `revoked` or `expired`.")
     created_at: datetime
-    created_by: str | None = Field(description="The principal that created the key.")
+    created_by: str | None = Field(
+        description="Who issued the key: the admin's principal (`key:<id>`, "
+        "`oidc:<issuer>|<subject>`) or `cli` for the operator's command line."
+    )
     expires_at: datetime | None
     revoked_at: datetime | None
+    revoked_by: str | None = Field(description="Who revoked the key (a principal, or `cli`).")
     last_used_at: datetime | None = Field(
         description="Last successful use; updated at most about once a minute."
     )
@@ -74,6 +78,7 @@ class ApiKeyOut(OutputModel):
             created_by=api_key.created_by,
             expires_at=api_key.expires_at,
             revoked_at=api_key.revoked_at,
+            revoked_by=api_key.revoked_by,
             last_used_at=api_key.last_used_at,
         )
 

@@ -77,13 +77,14 @@ async def revoke_api_key(
     organization_id: uuid.UUID,
     key_id: uuid.UUID,
     now: datetime | None = None,
+    revoked_by: str | None = None,
 ) -> ApiKey:
     """Revoke a key of the organization. Revoking a revoked key changes nothing (the first
-    revocation time stays); another organization's key is not found."""
+    revocation time and revoker stay); another organization's key is not found."""
     api_key = await repository.get_api_key(session, organization_id=organization_id, key_id=key_id)
     if api_key is None:
         raise NotFoundError("No such API key.")
-    return await _revoke(session, api_key, now or utcnow())
+    return await _revoke(session, api_key, now or utcnow(), revoked_by)
 
 
 async def revoke_api_key_by_reference(
@@ -102,12 +103,15 @@ async def revoke_api_key_by_reference(
         api_key = await repository.get_api_key_by_id(session, key_id=key_id)
     if api_key is None:
         raise NotFoundError("No API key has that id or prefix.")
-    return await _revoke(session, api_key, now or utcnow())
+    return await _revoke(session, api_key, now or utcnow(), "cli")
 
 
-async def _revoke(session: AsyncSession, api_key: ApiKey, now: datetime) -> ApiKey:
+async def _revoke(
+    session: AsyncSession, api_key: ApiKey, now: datetime, revoked_by: str | None
+) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = now
+        api_key.revoked_by = revoked_by
         await session.flush()
     return api_key
 

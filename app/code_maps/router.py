@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 
+from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
 from app.code_maps import repository, service
 from app.code_maps.schemas import CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
@@ -127,8 +128,10 @@ async def list_code_maps(
             "problem's `detail` lists the known ones); nothing is stored."
         ),
     },
+    dependencies=[Depends(audited("update", "code_map"))],
 )
 async def put_code_map(
+    request: Request,
     sending_facility: SendingFacility,
     local_code: LocalCode,
     body: Annotated[
@@ -165,6 +168,12 @@ async def put_code_map(
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
+    audit_target(
+        request,
+        resource_id=entry.id,
+        action="create" if created else None,
+        status_code=response.status_code if created else None,
+    )
     return CodeMapEntryOut.model_validate(entry)
 
 
@@ -177,8 +186,10 @@ async def put_code_map(
         204: {"description": "The entry was removed."},
         404: problem_doc("Your organization has no entry for this facility and code."),
     },
+    dependencies=[Depends(audited("delete", "code_map"))],
 )
 async def delete_code_map(
+    request: Request,
     sending_facility: SendingFacility,
     local_code: LocalCode,
     session: WriteSession,
@@ -196,4 +207,8 @@ async def delete_code_map(
     )
     if not removed:
         raise NotFoundError("No code-map entry for this sending facility and local code.")
+    audit_target(
+        request,
+        resource_id=f"{service.normalize(sending_facility)}/{service.normalize(local_code)}",
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

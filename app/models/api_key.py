@@ -27,7 +27,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The principal that issued the key (`key:<id>`, `oidc:<issuer>|<subject>`, or `cli`).
     created_by: Mapped[str | None] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,8 +13,9 @@ AuditSeq = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AuditEvent(Base):
-    """One access to (or denied attempt on) patient data. Append-only: the database refuses
-    UPDATE and DELETE, and each row's hash covers the previous row's hash (a hash chain)."""
+    """One access to (or denied attempt on) patient data, or a change of who may see it.
+    Append-only: the database refuses UPDATE and DELETE, and each row's hash is an HMAC (keyed
+    with a secret the database never holds) covering the previous row's hash (a keyed chain)."""
 
     __tablename__ = "audit_event"
     __table_args__ = (

@@ -27,7 +27,8 @@ class Panel(Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "source", "accession"),
         CheckConstraint(
-            "status IN ('preliminary', 'final', 'corrected', 'cancelled')", name="status"
+            "status IN ('preliminary', 'final', 'corrected', 'amended', 'cancelled')",
+            name="status",
         ),
         CheckConstraint("source_format IN ('json', 'fhir', 'hl7v2')", name="source_format"),
         Index("ix_panel_patient_collected", "patient_id", "collected_at", "id"),

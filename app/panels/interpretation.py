@@ -23,6 +23,7 @@ from app.domain.range_errors import ImpossibleValueError
 from app.domain.range_text import parse_range_text
 from app.domain.ratios import compute_ratios
 from app.domain.reference_ranges import AppliedRange, applicable_range
+from app.domain.result_status import is_withdrawn
 from app.domain.types import (
     Comparator,
     InterpretationCode,
@@ -75,6 +76,9 @@ class NormalizedResult:
     lab_low: Decimal | None
     lab_high: Decimal | None
     lab_flag: str | None
+    # FHIR Observation.status / OBX-11 (app.domain.result_status); withdrawn ones are kept
+    # for the record but never current (ratios, criticals, trends, plans).
+    status: str = "final"
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +353,8 @@ def panel_ratios(
 ) -> list[dict[str, Any]]:
     if range_set is None or not range_set.ratios:
         return []
-    values = {r.analyte.code: r.canonical for r in results}
+    # Only current results: a withdrawn (cancelled, entered-in-error) value makes no ratio.
+    values = {r.analyte.code: r.canonical for r in results if not is_withdrawn(r.status)}
     out: list[dict[str, Any]] = []
     for ratio in compute_ratios(values, range_set.ratios):
         if ratio.value is None and ratio.note is None:
@@ -397,6 +402,7 @@ def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict
         "interpretation_note": verdict.note,
         "lab_disagreement": verdict.lab_disagreement,
         "reference_range": verdict.reference_range,
+        "status": result.status,
     }
 
 
@@ -415,4 +421,5 @@ def stored_as_normalized(result: StoredResult, catalog: Catalog) -> NormalizedRe
         lab_low=result.lab_range_low,
         lab_high=result.lab_range_high,
         lab_flag=result.lab_flag,
+        status=result.status,
     )

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.domain.result_status import WITHDRAWN
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
 from app.models.range_set import RangeSet
@@ -131,15 +132,26 @@ def _with_results() -> Any:
 
 
 async def get_with_results(
-    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    panel_id: uuid.UUID,
+    for_update: bool = False,
 ) -> PanelRow | None:
-    """The panel, its results, and the name and version of the range set applied."""
-    result = await session.execute(
+    """The panel, its results, and the name and version of the range set applied.
+
+    ``for_update``: hold the panel row until the transaction ends (and read it afresh), so two
+    corrections of one panel apply one after the other instead of one silently overwriting
+    the other (PostgreSQL; SQLite has a single writer anyway)."""
+    statement = (
         select(Panel, RangeSet.name, RangeSet.version)
         .outerjoin(RangeSet, RangeSet.id == Panel.range_set_id)
         .options(_with_results())
         .where(Panel.organization_id == organization_id, Panel.id == panel_id)
     )
+    if for_update:
+        statement = statement.with_for_update(of=Panel).execution_options(populate_existing=True)
+    result = await session.execute(statement)
     row = result.first()
     return None if row is None else (row[0], row[1], row[2])
 
@@ -166,7 +178,10 @@ async def list_for_patient(
         query = query.where(Panel.collected_at >= collected_from)
     if collected_to is not None:
         query = query.where(Panel.collected_at < collected_to)
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
+    if flag is not None:
+        # A withdrawn result (cancelled, entered-in-error) is flagged nothing.
+        conditions.append(Result.status.not_in(sorted(WITHDRAWN)))
     if analyte is not None:
         conditions.append(Result.analyte == analyte)
     if flag == "critical":
@@ -200,6 +215,8 @@ async def history_for_analyte(
         Result.organization_id == organization_id,
         Result.patient_id == patient_id,
         Result.analyte == analyte,
+        # Trends show current results only; withdrawn ones stay readable on their panel.
+        Result.status.not_in(sorted(WITHDRAWN)),
     )
     if collected_from is not None:
         query = query.where(Result.collected_at >= collected_from)

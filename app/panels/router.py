@@ -14,7 +14,7 @@ from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from app.panels import service
+from app.panels import corrections, service
 from app.panels.schemas import (
     PANEL_EXAMPLE,
     InterpretationVersionOut,
@@ -49,13 +49,16 @@ def _patient_of(document: str) -> uuid.UUID:
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {
-            "description": "The same panel was already stored; nothing was written.",
+            "description": "The same panel was already stored (nothing was written), or the "
+            "post corrected the stored panel (a new version; the earlier one stays readable "
+            "under `/interpretations`).",
             "model": PanelOut,
         },
         **IDEMPOTENCY_RESPONSES,
         409: problem_doc(
-            "A different panel is already stored under this source + accession, or a request "
-            "with this Idempotency-Key is still in progress."
+            "A different panel that is not a correction is already stored under this source + "
+            "accession (the detail says how to send a correction), or a request with this "
+            "Idempotency-Key is still in progress."
         ),
     },
     dependencies=[Depends(audited("create", "panel"))],
@@ -79,8 +82,22 @@ async def post_panel(
     Zn:Cu) are computed when both values are present. Critical results set `has_critical`.
 
     **Safe to retry.** `source` + `accession` identify the panel: posting the same panel again
-    answers **200** with the stored panel and writes nothing; a *different* panel under the same
-    accession answers **409** `accession-conflict`.
+    answers **200** with the stored panel and writes nothing.
+
+    **Corrections.** Post the panel again under the same `source` + `accession` with:
+    `status` `corrected` or `amended`; or `final` while the stored panel is `preliminary` (or
+    a newer `preliminary`); or results whose own `status` is `corrected` / `amended` (a new
+    value) or `entered-in-error` / `cancelled` (withdrawn: kept for the record, never
+    critical, out of trends, ratios and plans). The answer is **200** with the corrected
+    panel: results of the same analyte are updated (their ids stay), new analytes added, and
+    a stored result the correction leaves out is **kept** as it was (only an explicit
+    withdrawal status withdraws a result; nothing is ever deleted). The panel is
+    re-interpreted against the active reference ranges (`has_critical`, ratios recomputed),
+    the earlier version stays readable under `GET /api/v1/panels/{id}/interpretations`, and
+    every draft or active plan resting on a changed or withdrawn result gets a
+    `review_reason`. Anything else under a stored accession (e.g. `preliminary` after
+    `final`, another patient, another specimen) answers **409** `accession-conflict`, and
+    changes nothing.
 
     Refused with **422** and nothing stored: an unknown analyte or unit (the problem names the
     unit and the accepted ones), a negative, NaN or infinite value, a value outside the
@@ -91,15 +108,19 @@ async def post_panel(
     (marked `Idempotent-Replayed: true`)."""
 
     async def produce() -> StoredResponse:
-        outcome = await service.ingest(
-            session, organization_id=principal.organization_id, data=body
+        outcome = await corrections.ingest_or_correct(
+            session,
+            organization_id=principal.organization_id,
+            data=body,
+            source_format="json",
+            via="the native API",
         )
         panel = outcome.panel
         audit_target(
             request,
             resource_id=panel.id,
             patient_id=panel.patient_id,
-            action="create" if outcome.created else "read",
+            action="create" if outcome.created else "update" if outcome.corrected else "read",
             status_code=201 if outcome.created else 200,
         )
         return json_response(
@@ -265,7 +286,9 @@ async def panel_interpretations(
     panel_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
 ) -> list[InterpretationVersionOut]:
     """Every interpretation of the panel, newest first: the current one and each one superseded
-    by a re-interpretation, with the range set applied and the per-result verdicts."""
+    by a re-interpretation or a correction, with the range set applied and the per-result
+    status and verdict (a version superseded by a correction also keeps each result's value and
+    unit as they were, and its `reason` names the correction)."""
     audit_target(request, resource_id=panel_id)
     current, older = await service.interpretation_versions(
         session, organization_id=principal.organization_id, panel_id=panel_id
@@ -283,6 +306,9 @@ async def panel_interpretations(
                 {
                     "result_id": str(r.id),
                     "analyte": r.analyte,
+                    "status": r.status,
+                    "value": r.reported.text,
+                    "unit": r.reported.unit,
                     "interpretation": r.interpretation.code,
                     "critical": r.interpretation.critical,
                     "note": r.interpretation.note,

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from app.db import utcnow
+from app.domain.result_status import ResultStatus
 from app.domain.types import Specimen
 from app.pagination import PageMeta
 from app.schemas_common import (
@@ -80,6 +81,12 @@ class ResultIn(InputModel):
     flag: Annotated[str, Field(max_length=10)] | None = Field(
         default=None, description="The lab's own abnormal flag (HL7 v2 OBX-8 style: L, H, N, A)."
     )
+    status: ResultStatus | None = Field(
+        default=None,
+        description="This result's status; default: the panel's `status`. `cancelled` and "
+        "`entered-in-error` withdraw the result: it is kept for the record but never critical, "
+        "and never used in trends, ratios, the timeline or plans.",
+    )
 
 
 class PanelCreate(InputModel):
@@ -91,7 +98,14 @@ class PanelCreate(InputModel):
     )
     accession: Text100 = Field(description="The sender's accession / placer number.")
     specimen: Specimen = Field(default=Specimen.SERUM, description="Specimen type.")
-    status: Literal["preliminary", "final", "corrected"] = "final"
+    status: Literal["preliminary", "final", "corrected", "amended"] = Field(
+        default="final",
+        description="The panel's status. Re-posting a stored source + accession as `final` "
+        "after `preliminary`, or as `corrected` / `amended`, corrects the stored panel (a new "
+        "version; the earlier one stays readable under `/interpretations`). Each result's own "
+        "`status` (default: this one) can correct (`corrected`, `amended`) or withdraw "
+        "(`entered-in-error`, `cancelled`) a stored result.",
+    )
     collected_at: AwareDatetime = Field(
         description="Specimen collection time, with a UTC offset. Not in the future, not "
         "before 1900."
@@ -119,6 +133,10 @@ class PanelCreate(InputModel):
         if self.received_at is not None and self.received_at < self.collected_at:
             raise ValueError("received_at is before collected_at")
         return self
+
+    def result_status(self, position: int) -> ResultStatus:
+        """The status of ``results[position]``: its own, else the panel's."""
+        return self.results[position].status or self.status
 
 
 class ReportedValueOut(OutputModel):
@@ -194,6 +212,12 @@ class LabReportedOut(OutputModel):
 class ResultOut(OutputModel):
     id: uuid.UUID
     analyte: str
+    status: ResultStatus = Field(
+        default="final",
+        description="FHIR Observation.status / HL7 OBX-11 of this result. `cancelled` and "
+        "`entered-in-error`: withdrawn, kept for the record; never critical (the note says "
+        "so) and never counted in `has_critical`, ratios, trends, the timeline or plans.",
+    )
     loinc: str | None
     code_sent: str | None
     reported: ReportedValueOut
@@ -255,6 +279,9 @@ class TrendPointOut(OutputModel):
     unit: str
     interpretation: Literal["L", "N", "H", "LL", "HH", "IND"] | None
     critical: bool
+    status: ResultStatus = Field(
+        default="final", description="Withdrawn results (cancelled, entered-in-error) are left out."
+    )
 
 
 class TrendOut(PageMeta):

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import query_params
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
+from app.domain.result_status import ResultStatus, is_withdrawn, withdrawn_note
 from app.domain.types import PatientFacts, Sex
 from app.domain.units import convert
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient
+from app.ops import metrics
 from app.pagination import encode_cursor
 from app.panels import repository
 from app.panels.interpretation import (
@@ -34,6 +38,7 @@ from app.panels.interpretation import (
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate, PanelOut, TrendOut, TrendPointOut
 from app.panels.views import panel_out, result_snapshot
+from app.patients import matching as patient_matching
 from app.patients import repository as patients
 from app.ranges import service as ranges
 from app.ranges.compiled import CompiledRangeSet
@@ -44,9 +49,22 @@ class UnknownPatientError(UnprocessableError):
     title = "The panel names a patient this organization does not have"
 
 
+# Said by every accession conflict: the how-to for a sender whose re-send was refused.
+CORRECTION_HOW_TO = (
+    "To correct the stored panel, send it again with status `corrected` or `amended` (FHIR "
+    "DiagnosticReport.status), or `final` while the stored one is `preliminary`; to correct or "
+    "withdraw single results, give them the status `corrected`, `amended`, `entered-in-error` "
+    "or `cancelled` (FHIR Observation.status). Results a correction leaves out are kept."
+)
+
+
 class AccessionConflictError(ConflictError):
     type_slug = "accession-conflict"
     title = "A different panel is stored under this accession"
+
+    def __init__(self, conflict: str, **extensions: object) -> None:
+        super().__init__(f"{conflict} {CORRECTION_HOW_TO}", **extensions)
+        self.conflict = conflict  # without the how-to, for channels that say it their own way
 
 
 @dataclass(frozen=True)
@@ -54,12 +72,25 @@ class IngestOutcome:
     panel: PanelOut
     document: str
     created: bool
+    # A correction of the panel stored under the same source + accession (app.panels.corrections).
+    corrected: bool = False
+
+
+# Applies a re-send with different content to the stored panel (app.panels.corrections), given
+# the stored panel and the patient the re-send resolved to; raises AccessionConflictError when
+# the re-send is not a correction.
+ConflictHandler = Callable[[Panel, uuid.UUID], Awaitable[IngestOutcome]]
 
 
 def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -> str:
     """What makes two posts "the same panel": the content and the patient it resolved to (so a
     re-send naming the patient by identifier instead of id is still the same panel)."""
     content = data.model_dump(mode="json", exclude={"patient"})
+    for result in content["results"]:
+        # A result without its own status takes the panel's: hashed as before statuses existed,
+        # so a panel stored earlier and re-sent unchanged is still the same panel.
+        if result.get("status") is None:
+            result.pop("status", None)
     canonical = orjson.dumps(
         {"format": source_format, "patient": str(patient_id), "panel": content},
         option=orjson.OPT_SORT_KEYS,
@@ -72,6 +103,9 @@ async def _resolve_patient(
 ) -> PatientForPanel:
     ref = data.patient
     identifier = (ref.identifier.system, ref.identifier.value) if ref.identifier else None
+    if identifier is not None:
+        # A placeholder value or an SSN never names a patient (app/data/patient_matching.yaml).
+        patient_matching.check_reference(*identifier)
     patient = await repository.patient_for_panel(
         session, organization_id=organization_id, patient_id=ref.id, identifier=identifier
     )
@@ -96,15 +130,20 @@ async def ingest(
     data: PanelCreate,
     source_format: str = "json",
     catalog: Catalog | None = None,
+    on_conflict: ConflictHandler | None = None,
 ) -> IngestOutcome:
     """Store a panel with its interpreted results, or return the identical stored one.
 
     The natural key (organization, source, accession) makes a re-sent panel a no-op: the same
-    content returns the stored panel (created=False); different content is a 409.
+    content returns the stored panel (created=False); different content is a 409, unless
+    ``on_conflict`` applies it as a correction (``app.panels.corrections.ingest_or_correct``).
     """
     catalog = catalog or default_catalog()
-    normalized = normalize_results(
-        data.results, specimen=data.specimen.value, catalog=catalog, field="body.results"
+    normalized = with_statuses(
+        normalize_results(
+            data.results, specimen=data.specimen.value, catalog=catalog, field="body.results"
+        ),
+        data,
     )
     patient = await _resolve_patient(session, organization_id=organization_id, data=data)
     digest = payload_hash(data, source_format, patient.id)
@@ -114,7 +153,7 @@ async def ingest(
         range_set_id=patient.range_set_id,
         catalog=catalog,
     )
-    interpreted = interpret_results(
+    interpreted = interpret_with_status(
         normalized,
         range_set=range_set,
         patient=patient_facts(patient, data.collected_at),
@@ -157,9 +196,77 @@ async def ingest(
     panel.document = out.model_dump_json()
     panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
     if not await repository.insert_panel_if_new(session, panel_values):
-        return await _existing(session, organization_id=organization_id, data=data, digest=digest)
+        return await _existing(
+            session,
+            organization_id=organization_id,
+            data=data,
+            digest=digest,
+            patient_id=patient.id,
+            on_conflict=on_conflict,
+        )
     await repository.insert_results(session, rows)
+    metrics.count_ingested(session, source_format=source_format, results=len(rows))
     return IngestOutcome(panel=out, document=panel.document, created=True)
+
+
+def with_statuses(
+    normalized: Sequence[NormalizedResult], data: PanelCreate
+) -> list[NormalizedResult]:
+    """Each normalized result with its status: its own, else the panel's."""
+    return [replace(n, status=data.result_status(n.position)) for n in normalized]
+
+
+def interpret_with_status(
+    normalized: Sequence[NormalizedResult],
+    *,
+    range_set: CompiledRangeSet | None,
+    patient: PatientFacts,
+    specimen: str,
+    refuse_impossible: bool,
+    field: str = "results",
+) -> list[InterpretedResult]:
+    """``interpret_results`` for every result, in order, with withdrawn results (cancelled,
+    entered-in-error) made harmless: interpreted for the record only, never critical or
+    possibly critical (so never in ``has_critical``), and an impossible withdrawn value (often
+    the reason it was withdrawn) does not refuse the panel."""
+    current = [n for n in normalized if not is_withdrawn(n.status)]
+    withdrawn = [n for n in normalized if is_withdrawn(n.status)]
+    verdicts = iter(
+        interpret_results(
+            current,
+            range_set=range_set,
+            patient=patient,
+            specimen=specimen,
+            refuse_impossible=refuse_impossible,
+            field=field,
+        )
+    )
+    kept = iter(
+        interpret_results(
+            withdrawn,
+            range_set=range_set,
+            patient=patient,
+            specimen=specimen,
+            refuse_impossible=False,
+            field=field,
+        )
+    )
+    out: list[InterpretedResult] = []
+    for result in normalized:
+        if not is_withdrawn(result.status):
+            out.append(next(verdicts))
+            continue
+        verdict = next(kept)
+        notes = [withdrawn_note(result.status), verdict.note]
+        out.append(
+            replace(
+                verdict,
+                critical=False,
+                possibly_critical=False,
+                note="; ".join(n for n in notes if n),
+            )
+        )
+    return out
 
 
 def _version(range_set: CompiledRangeSet | None) -> int | None:
@@ -167,7 +274,13 @@ def _version(range_set: CompiledRangeSet | None) -> int | None:
 
 
 async def _existing(
-    session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate, digest: str
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    data: PanelCreate,
+    digest: str,
+    patient_id: uuid.UUID,
+    on_conflict: ConflictHandler | None,
 ) -> IngestOutcome:
     stored = await repository.get_by_natural_key(
         session, organization_id=organization_id, source=data.source, accession=data.accession
@@ -175,6 +288,8 @@ async def _existing(
     if stored is None:  # the conflicting row vanished: only possible if it was rolled back
         raise ConflictError("The panel was being written concurrently; retry.")
     if stored.payload_hash != digest:
+        if on_conflict is not None:
+            return await on_conflict(stored, patient_id)
         raise AccessionConflictError(
             f"Accession {data.accession!r} from {data.source!r} is already stored with "
             "different content.",
@@ -256,8 +371,7 @@ async def list_for_patient(
     return [panel_out(panel, list(panel.results), name, version) for panel, name, version in rows]
 
 
-class InvalidQueryError(UnprocessableError):
-    type_slug = "invalid-query"
+class InvalidQueryError(query_params.InvalidQueryError):
     title = "A query parameter cannot be used"
 
 
@@ -334,6 +448,7 @@ async def analyte_history(
             unit=target,
             interpretation=r.interpretation,
             critical=r.critical,
+            status=cast(ResultStatus, r.status),
         )
         for r in page
     ]
@@ -354,8 +469,9 @@ def keep_superseded(
     now: datetime,
     with_values: bool = False,
 ) -> None:
-    """Keep the panel's current interpretation readable before it is replaced (and, when the
-    values themselves change, as in a correction, the values as sent)."""
+    """Keep the panel's current interpretation readable before it is replaced; with
+    ``with_values`` also each result's value and unit as sent (every caller passes it now, so
+    each version of the history reads like the current one, values included)."""
 
     def snapshot(result: Result) -> dict[str, object]:
         kept = result_snapshot(result)
@@ -397,9 +513,11 @@ async def reinterpret(
         session, organization_id=organization_id, catalog=catalog
     )
     results = list(panel.results)
-    keep_superseded(session, panel=panel, results=results, reason=reason, now=utcnow())
+    keep_superseded(
+        session, panel=panel, results=results, reason=reason, now=utcnow(), with_values=True
+    )
     normalized = [stored_as_normalized(r, catalog) for r in results]
-    interpreted = interpret_results(
+    interpreted = interpret_with_status(
         normalized,
         range_set=range_set,
         patient=patient_facts(patient, panel.collected_at),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from app.domain.result_status import ResultStatus
 from app.models.panel import Panel, Result
 from app.panels.interpretation import INTERPRETATION_DISPLAY
 from app.panels.schemas import (
@@ -53,6 +54,7 @@ def result_out(result: Result) -> ResultOut:
     return ResultOut(
         id=result.id,
         analyte=result.analyte,
+        status=cast(ResultStatus, result.status or "final"),
         loinc=result.loinc,
         code_sent=result.code_sent,
         reported=ReportedValueOut(
@@ -142,6 +144,7 @@ def result_snapshot(result: Result) -> dict[str, Any]:
         "analyte": result.analyte,
         "canonical_value": str(result.canonical_value),
         "canonical_unit": result.canonical_unit,
+        "status": result.status,
         "interpretation": result.interpretation,
         "critical": result.critical,
         "note": result.interpretation_note,
@@ -156,6 +159,10 @@ def stored_verdict(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {
         "result_id": snapshot["result_id"],
         "analyte": snapshot["analyte"],
+        "status": snapshot.get("status", "final"),
+        # The value as it was then (null in history kept before values were kept with it).
+        "value": snapshot.get("value_text"),
+        "unit": snapshot.get("unit"),
         "interpretation": snapshot["interpretation"],
         "critical": snapshot["critical"],
         "note": snapshot["note"],

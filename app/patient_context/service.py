@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.concurrency import PreconditionFailedError, etag
+from app.concurrency import PreconditionFailedError, version_etag
 from app.db import utcnow
 from app.domain.plans.facts import PatientFacts
 from app.errors import NotFoundError, UnprocessableError
@@ -55,7 +55,7 @@ async def get_patient_or_raise(
 
 
 def context_etag(context: PatientContext) -> str:
-    return etag(str(context.version))
+    return version_etag("context", context.patient_id, context.version)
 
 
 async def current_or_raise(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -44,6 +44,45 @@ async def get_by_identifier(
             PatientIdentifier.value == value,
         )
     )
+
+
+async def identifier_owners(
+    session: AsyncSession, *, organization_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> Sequence[tuple[str, str, str | None, uuid.UUID]]:
+    """(system, value, stored type, patient id) of each stored identifier among ``pairs``."""
+    if not pairs:
+        return []
+    rows = await session.execute(
+        select(
+            PatientIdentifier.system,
+            PatientIdentifier.value,
+            PatientIdentifier.type,
+            PatientIdentifier.patient_id,
+        ).where(
+            PatientIdentifier.organization_id == organization_id,
+            or_(
+                *(
+                    and_(PatientIdentifier.system == system, PatientIdentifier.value == value)
+                    for system, value in pairs
+                )
+            ),
+        )
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+async def identifiers_with_value(
+    session: AsyncSession, *, organization_id: uuid.UUID, system: str | None, value: str
+) -> Sequence[tuple[str, str | None, uuid.UUID]]:
+    """(system, stored type, patient id) of the identifiers with this value (in ``system``, or
+    in any system when it is None): what a FHIR ``identifier=[system|]value`` search finds."""
+    query = select(
+        PatientIdentifier.system, PatientIdentifier.type, PatientIdentifier.patient_id
+    ).where(PatientIdentifier.organization_id == organization_id, PatientIdentifier.value == value)
+    if system is not None:
+        query = query.where(PatientIdentifier.system == system)
+    rows = await session.execute(query.limit(100))
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 async def identifier_taken(

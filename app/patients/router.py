@@ -8,13 +8,13 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPatients, CanWritePatients
-from app.concurrency import etag, require_if_match
+from app.concurrency import require_if_match, version_etag
 from app.deps import SettingsDep, WriteSession
 from app.domain.types import Sex
-from app.errors import AppError
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
+from app.identifier_systems import system_uri
 from app.models.patient import Patient
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.patients import service
@@ -26,6 +26,7 @@ from app.patients.schemas import (
     PatientUpdate,
 )
 from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.query_params import InvalidQueryError
 
 router = APIRouter(
     prefix="/api/v1/patients",
@@ -34,14 +35,12 @@ router = APIRouter(
 )
 
 
-class InvalidIdentifierQueryError(AppError):
-    status = 400
-    type_slug = "invalid-query"
-    title = "Invalid query parameter"
+class InvalidIdentifierQueryError(InvalidQueryError):
+    pass
 
 
 def _etag(patient: Patient) -> str:
-    return etag(str(patient.version))
+    return version_etag("patient", patient.id, patient.version)
 
 
 @router.post(
@@ -69,7 +68,8 @@ async def create_patient(
     """Registers a patient with one or more external identifiers (e.g. the EHR's MRN).
 
     Each identifier (system + value) is unique within the organization: registering one that is
-    already in use answers **409** `identifier-in-use` and stores nothing. Sex and birth date
+    already in use answers **409** `identifier-in-use` and stores nothing; the problem names
+    the patient holding it (`patient_id`, and its URL in `Location`). Sex and birth date
     drive reference-range selection for every panel posted for this patient. Send an
     `Idempotency-Key` to make retries safe."""
 
@@ -167,6 +167,7 @@ async def update_patient(
     dependencies=[Depends(audited("search", "patient"))],
 )
 async def search_patients(
+    request: Request,
     session: WriteSession,
     principal: CanReadPatients,
     limit: Limit = 50,
@@ -184,13 +185,15 @@ async def search_patients(
     birth_date: Annotated[date | None, Query(description="Exact birth date.")] = None,
 ) -> PatientPage:
     """Lists the organization's patients, newest first, filtered by identifier, sex and birth
-    date. Pages are keyset-based: follow `next_cursor` until it is null."""
+    date. Pages are keyset-based: follow `next_cursor` until it is null. The audit trail
+    records every patient a page returned (one event each; one without a patient when the
+    page is empty)."""
     parsed: tuple[str, str | None] | None = None
     if identifier is not None:
         system, sep, value = identifier.partition("|")
         if not sep or not system:
             raise InvalidIdentifierQueryError("identifier must be written as system|value.")
-        parsed = (system, value or None)
+        parsed = (system_uri(system), value or None)
     patients = await service.search(
         session,
         organization_id=principal.organization_id,
@@ -201,6 +204,7 @@ async def search_patients(
         after=decode_cursor(cursor) if cursor else None,
     )
     page = list(patients[:limit])
+    audit_target(request, patient_ids=[patient.id for patient in page])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(patients) > limit else None
     return PatientPage(
         items=[PatientOut.model_validate(p) for p in page], limit=limit, next_cursor=next_cursor

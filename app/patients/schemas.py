@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from app.db import utcnow
+from app.domain.identifier_systems import is_absolute_uri
 from app.domain.types import Sex
 from app.pagination import PageMeta
 from app.schemas_common import EARLIEST_DATE, IdentifierIn, IdentifierOut, InputModel, OutputModel
@@ -33,6 +35,21 @@ class PatientCreate(InputModel):
         if value is not None and not (EARLIEST_DATE <= value <= utcnow().date()):
             raise ValueError("birth_date must be between 1900-01-01 and today")
         return value
+
+    @field_validator("identifiers", mode="before")
+    @classmethod
+    def _uri_systems(cls, identifiers: Any) -> Any:
+        """New patients name their identifiers' systems by absolute URI (FHIR Identifier.system
+        is a uri): a bare name is refused here rather than turned into one silently."""
+        for index, identifier in enumerate(identifiers if isinstance(identifiers, list) else []):
+            system = identifier.get("system") if isinstance(identifier, dict) else None
+            if isinstance(system, str) and system and not is_absolute_uri(system):
+                raise ValueError(
+                    f"identifiers[{index}].system {system[:60]!r} is not an absolute URI: use "
+                    "the issuer's URI, e.g. urn:oid:2.16.840.1.113883.19.5 or "
+                    "https://hospital.example/mrn"
+                )
+        return identifiers
 
     @field_validator("identifiers")
     @classmethod

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.concurrency import PreconditionFailedError, etag
+from app.concurrency import PreconditionFailedError, version_etag
 from app.db import utcnow
 from app.errors import ConflictError, NotFoundError
 from app.models.patient import Patient, PatientIdentifier
@@ -19,18 +20,55 @@ from app.patients.schemas import PatientCreate, PatientUpdate
 
 
 class IdentifierInUseError(ConflictError):
+    """409 naming the patient that holds the identifier (`patient_id`, `Location`), so a
+    client that lost a registration race can go on with the existing record."""
+
     type_slug = "identifier-in-use"
     title = "Identifier already in use"
 
+    def __init__(self, detail: str, *, existing: uuid.UUID | None = None, **extensions: Any):
+        if existing is not None:
+            extensions["patient_id"] = str(existing)
+        super().__init__(detail, **extensions)
+        self.existing = existing
+
+    def headers(self) -> dict[str, str] | None:
+        if self.existing is None:
+            return None
+        return {"Location": f"/api/v1/patients/{self.existing}"}
+
+
+async def _holder(
+    session: AsyncSession, *, organization_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> uuid.UUID | None:
+    """The patient already holding one of these identifiers (only looked up on a conflict)."""
+    for system, value in pairs:
+        patient = await repository.get_by_identifier(
+            session, organization_id=organization_id, system=system, value=value
+        )
+        if patient is not None:
+            return patient.id
+    return None
+
 
 async def create(
-    session: AsyncSession, *, organization_id: uuid.UUID, data: PatientCreate
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    data: PatientCreate,
+    identifier_types: Sequence[str | None] = (),
 ) -> Patient:
+    """Register a patient. ``identifier_types`` (HL7 table 0203 codes, by position) are kept
+    for identifiers that came from HL7 / FHIR with a type; the native API sends none."""
     pairs = [(i.system, i.value) for i in data.identifiers]
+    types = list(identifier_types)[: len(pairs)]
+    types += [None] * (len(pairs) - len(types))
     taken = await repository.identifier_taken(session, organization_id=organization_id, pairs=pairs)
     if taken is not None:
         raise IdentifierInUseError(
-            f"Another patient already has an identifier in system {taken!r}.", system=taken
+            f"Another patient already has an identifier in system {taken!r}.",
+            system=taken,
+            existing=await _holder(session, organization_id=organization_id, pairs=pairs),
         )
     now = utcnow()
     patient = Patient(
@@ -48,16 +86,20 @@ async def create(
             patient_id=patient.id,
             system=system,
             value=value,
+            type=kind,
             position=position,
         )
-        for position, (system, value) in enumerate(pairs)
+        for position, ((system, value), kind) in enumerate(zip(pairs, types, strict=True))
     ]
     try:
         # The unique constraint is the real guard: a concurrent create loses here.
         async with session.begin_nested():
             await repository.add(session, patient, identifiers)
     except IntegrityError as exc:
-        raise IdentifierInUseError("Another patient already has one of these identifiers.") from exc
+        raise IdentifierInUseError(
+            "Another patient already has one of these identifiers.",
+            existing=await _holder(session, organization_id=organization_id, pairs=pairs),
+        ) from exc
     set_committed_value(patient, "identifiers", identifiers)
     return patient
 
@@ -121,7 +163,7 @@ async def update(
         )
         raise PreconditionFailedError(
             "The patient was changed by someone else; read it again and reapply your change.",
-            current_etag=etag(str(current.version)),
+            current_etag=version_etag("patient", current.id, current.version),
         )
     session.expire_all()
     return await get_or_raise(session, organization_id=organization_id, patient_id=patient_id)

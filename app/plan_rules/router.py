@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import ValidationError
 
 from app import uploads
+from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadRules, CanWriteRules
 from app.concurrency import activation_etag, require_if_match
 from app.deps import ReadSession, SettingsDep, WriteSession
@@ -58,7 +59,7 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 def _etag(rule_set: PlanRuleSet) -> str:
-    return activation_etag(rule_set.status, rule_set.activated_at)
+    return activation_etag("rule-set", rule_set.id, rule_set.status, rule_set.activated_at)
 
 
 async def _document(request: Request) -> RuleSetDocument:
@@ -100,6 +101,7 @@ async def _document(request: Request) -> RuleSetDocument:
         ),
         415: problem_doc("The body is not YAML or JSON."),
     },
+    dependencies=[Depends(audited("create", "plan_rule_set"))],
 )
 async def import_rule_set(
     request: Request,
@@ -125,6 +127,7 @@ async def import_rule_set(
         rule_set = await service.import_document(
             session, organization_id=organization_id, document=document, activate=activate
         )
+        audit_target(request, resource_id=rule_set.id, action="activate" if activate else None)
         detail = RuleSetDetailOut.model_validate(rule_set)
         return json_response(
             detail.model_dump_json().encode(),
@@ -197,6 +200,7 @@ async def get_rule_set(
         412: problem_doc("The set changed since your If-Match ETag was read."),
         428: problem_doc("If-Match is missing."),
     },
+    dependencies=[Depends(audited("activate", "plan_rule_set"))],
 )
 async def activate_rule_set(
     rule_set_id: uuid.UUID,
@@ -212,12 +216,17 @@ async def activate_rule_set(
     Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
     changed since (nothing is modified)."""
     organization_id = principal.organization_id
+    audit_target(request, resource_id=rule_set_id)
     current = await service.get_or_raise(
         session, organization_id=organization_id, rule_set_id=rule_set_id
     )
     require_if_match(request, _etag(current))
     rule_set = await service.activate(
-        session, organization_id=organization_id, rule_set_id=rule_set_id
+        session,
+        organization_id=organization_id,
+        rule_set_id=rule_set_id,
+        # Checked again on the locked row: of concurrent activations with one ETag, one wins.
+        precondition=lambda locked: require_if_match(request, _etag(locked)),
     )
     response.headers["ETag"] = _etag(rule_set)
     return RuleSetOut.model_validate(rule_set)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.concurrency import lock_for_update
 from app.db import utcnow
 from app.domain.catalog import default_catalog
 from app.domain.plans.rules import RuleSetDocument, parse_rule_set_yaml
@@ -117,9 +119,19 @@ async def import_document(
 
 
 async def activate(
-    session: AsyncSession, *, organization_id: uuid.UUID, rule_set_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    rule_set_id: uuid.UUID,
+    precondition: Callable[[PlanRuleSet], None] | None = None,
 ) -> PlanRuleSet:
+    """Activate the set. ``precondition`` (the caller's If-Match check) runs on the row locked
+    for this transaction, so it sees every activation committed before it."""
     rule_set = await get_or_raise(session, organization_id=organization_id, rule_set_id=rule_set_id)
+    # Concurrent activations with one If-Match: exactly one wins, the others get 412.
+    await lock_for_update(session, rule_set)
+    if precondition is not None:
+        precondition(rule_set)
     if rule_set.status != "active":
         try:
             async with session.begin_nested():

@@ -13,29 +13,39 @@ from decimal import Decimal
 from typing import Any
 
 from app.domain.plans.facts import PatientFacts, PlanFacts, RatioFact, ResultFact, SleepFact
-from app.models.panel import Panel
+from app.models.panel import Panel, Result
+
+# Result statuses that withdraw a result: kept for the record, never a basis for a plan.
+WITHDRAWN_RESULT_STATUSES = frozenset({"cancelled", "entered-in-error"})
+
+
+def result_fact(result: Result, panel: Panel) -> ResultFact:
+    """A stored result as the plan rules see it."""
+    return ResultFact(
+        analyte=result.analyte,
+        value=result.canonical_value,
+        unit=result.canonical_unit,
+        interpretation=result.interpretation,
+        critical=result.critical,
+        panel_id=str(panel.id),
+        result_id=str(result.id),
+        collected_at=panel.collected_at,
+        comparator=result.comparator,
+        reported=f"{result.value_text} {result.unit}",
+        possibly_critical=bool(getattr(result, "possibly_critical", False)),
+        status=getattr(result, "status", None) or "final",
+    )
 
 
 def latest_results(panels: Sequence[Panel]) -> tuple[tuple[ResultFact, ...], tuple[str, ...]]:
-    """The most recent result of each analyte across `panels` (newest first), and the panels
-    they came from in the order given."""
+    """The most recent non-withdrawn result of each analyte across `panels` (newest first),
+    and the panels they came from in the order given."""
     chosen: dict[str, ResultFact] = {}
     for panel in panels:
         for result in panel.results:
-            if result.analyte in chosen:
+            if result.analyte in chosen or result.status in WITHDRAWN_RESULT_STATUSES:
                 continue
-            chosen[result.analyte] = ResultFact(
-                analyte=result.analyte,
-                value=result.canonical_value,
-                unit=result.canonical_unit,
-                interpretation=result.interpretation,
-                critical=result.critical,
-                panel_id=str(panel.id),
-                result_id=str(result.id),
-                collected_at=panel.collected_at,
-                comparator=result.comparator,
-                reported=f"{result.value_text} {result.unit}",
-            )
+            chosen[result.analyte] = result_fact(result, panel)
     used = {fact.panel_id for fact in chosen.values()}
     return tuple(chosen.values()), tuple(str(p.id) for p in panels if str(p.id) in used)
 
@@ -52,6 +62,7 @@ def latest_ratios(panels: Sequence[Panel]) -> tuple[RatioFact, ...]:
                 value=Decimal(str(ratio["value"])),
                 interpretation=ratio.get("interpretation"),
                 panel_id=str(panel.id),
+                collected_at=panel.collected_at,
             )
     return tuple(chosen.values())
 
@@ -95,7 +106,8 @@ def patient_from_json(data: dict[str, Any]) -> PatientFacts:
     return PatientFacts(
         sex=data["sex"],
         age_years=data.get("age_years"),
-        pregnant=bool(data.get("pregnant")),
+        # None (not recorded) stays None: the rule set's pregnancy policy decides.
+        pregnant=None if data.get("pregnant") is None else bool(data["pregnant"]),
         lactating=bool(data.get("lactating")),
         egfr=_decimal(data.get("egfr")),
         egfr_measured_on=_date(data.get("egfr_measured_on")),
@@ -125,6 +137,8 @@ def from_json(data: dict[str, Any], *, patient: PatientFacts | None = None) -> P
                 collected_at=datetime.fromisoformat(r["collected_at"]),
                 comparator=r.get("comparator"),
                 reported=r.get("reported"),
+                possibly_critical=bool(r.get("possibly_critical")),
+                status=r.get("status") or "final",
             )
             for r in data.get("results") or ()
         ),
@@ -134,6 +148,9 @@ def from_json(data: dict[str, Any], *, patient: PatientFacts | None = None) -> P
                 value=_decimal(r.get("value")),
                 interpretation=r.get("interpretation"),
                 panel_id=r["panel_id"],
+                collected_at=(
+                    datetime.fromisoformat(r["collected_at"]) if r.get("collected_at") else None
+                ),
             )
             for r in data.get("ratios") or ()
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -11,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.models.panel import Panel
+from app.db import utcnow
+from app.models.panel import Panel, Result
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
 
 
@@ -40,6 +42,36 @@ async def panels_with_results(
         query = query.where(Panel.collected_at >= collected_since)
     query = query.order_by(Panel.collected_at.desc(), Panel.created_at.desc()).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def results_since(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    collected_after: datetime | None,
+    received_after: datetime,
+    withdrawn: Sequence[str],
+) -> Sequence[tuple[Result, Panel]]:
+    """The patient's results (not withdrawn, panel not cancelled) collected after
+    `collected_after` or stored after `received_after`, oldest first."""
+    arrived = Panel.created_at > received_after
+    if collected_after is not None:
+        arrived = arrived | (Result.collected_at > collected_after)
+    rows = await session.execute(
+        select(Result, Panel)
+        .join(Panel, Result.panel_id == Panel.id)
+        .where(
+            Result.organization_id == organization_id,
+            Result.patient_id == patient_id,
+            Panel.status != "cancelled",
+            Result.status.not_in(withdrawn),
+            arrived,
+        )
+        .order_by(Result.collected_at, Result.id)
+        .limit(500)
+    )
+    return [(result, panel) for result, panel in rows.tuples().all()]
 
 
 async def get(
@@ -186,3 +218,89 @@ async def get_version(
             TreatmentPlanVersion.version == version,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RevisedResult:
+    """A stored result that was withdrawn or corrected, and the sentence saying so."""
+
+    result_id: uuid.UUID
+    panel_id: uuid.UUID
+    reason: str
+
+
+async def flag_plans_resting_on(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    revised: Sequence[RevisedResult],
+    changed_by: str,
+) -> list[uuid.UUID]:
+    """Mark every draft or active plan of the patient that rests on a revised result as
+    needing review: ``review_reason`` names the analyte and what happened (appended to a reason
+    already set), and the change is a new plan version (so an ETag read before is stale).
+
+    A plan rests on a result when its basis lists the result, or a ratio from the result's
+    panel. Runs in the caller's transaction; returns the ids of the plans marked."""
+    if not revised:
+        return []
+    plans = (
+        await session.scalars(
+            select(TreatmentPlan)
+            .where(
+                TreatmentPlan.organization_id == organization_id,
+                TreatmentPlan.patient_id == patient_id,
+                TreatmentPlan.status.in_(("draft", "active")),
+            )
+            .order_by(TreatmentPlan.created_at, TreatmentPlan.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    marked: list[uuid.UUID] = []
+    for plan in plans:
+        reasons = _reasons_for(plan.document.get("basis") or {}, revised)
+        if not reasons:
+            continue
+        text = " ".join(reasons)
+        reason = f"{plan.review_reason} {text}" if plan.review_reason else text
+        now = utcnow()
+        changed = await update_if_version(
+            session,
+            plan_id=plan.id,
+            expected_version=plan.version,
+            values={"review_reason": reason, "updated_at": now},
+            version=TreatmentPlanVersion(
+                organization_id=organization_id,
+                plan_id=plan.id,
+                version=plan.version + 1,
+                status=plan.status,
+                change="review-needed",
+                reason=text,
+                changed_by=changed_by,
+                changed_at=now,
+                document=plan.document,
+            ),
+        )
+        if not changed:  # cannot happen: the row is locked (FOR UPDATE) until we commit
+            raise RuntimeError(f"plan {plan.id} changed while it was being marked for review")
+        marked.append(plan.id)
+    if marked:
+        # update_if_version bypasses the unit of work: reload what this session holds.
+        for plan in plans:
+            if plan.id in marked:
+                await session.refresh(plan)
+    return marked
+
+
+def _reasons_for(basis: dict[str, Any], revised: Sequence[RevisedResult]) -> list[str]:
+    result_ids = {str(r.get("result_id")) for r in basis.get("results") or ()}
+    ratio_panels = {str(r.get("panel_id")) for r in basis.get("ratios") or ()}
+    reasons: list[str] = []
+    for change in revised:
+        if str(change.result_id) in result_ids:
+            reasons.append(change.reason)
+        elif str(change.panel_id) in ratio_panels:
+            reasons.append(f"{change.reason} A ratio the plan uses comes from that panel.")
+    return list(dict.fromkeys(reasons))

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
-from app.concurrency import require_if_match
+from app.concurrency import require_if_match, version_etag
 from app.db import utcnow
 from app.deps import SettingsDep, WriteSession
 from app.domain.plans.diff import diff_versions
@@ -112,8 +112,12 @@ def _wants_html(request: Request) -> bool:
     return html > 0 and html >= json
 
 
+def _etag(plan: TreatmentPlan) -> str:
+    return version_etag("plan", plan.id, plan.version)
+
+
 def _plan_response(plan: TreatmentPlan, response: Response) -> PlanOut:
-    response.headers["ETag"] = service.plan_etag(plan)
+    response.headers["ETag"] = _etag(plan)
     return views.plan_out(plan)
 
 
@@ -131,7 +135,7 @@ def _created(plan: TreatmentPlan) -> StoredResponse:
         views.plan_out(plan).model_dump_json().encode(),
         201,
         location=f"/api/v1/plans/{plan.id}",
-        etag=service.plan_etag(plan),
+        etag=_etag(plan),
     )
 
 
@@ -336,7 +340,7 @@ async def get_plan(
         return HTMLResponse(
             page,
             headers={
-                "ETag": service.plan_etag(plan),
+                "ETag": _etag(plan),
                 "Vary": "Accept",
                 "Cache-Control": "no-store",
             },
@@ -382,7 +386,7 @@ async def edit_items(
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since. Every
     edit makes a new version."""
     plan = await _load(request, session, principal.organization_id, plan_id)
-    require_if_match(request, service.plan_etag(plan))
+    require_if_match(request, _etag(plan))
     updated = await service.edit_items(
         session,
         principal=principal,
@@ -436,12 +440,25 @@ async def change_status(
     Activation runs the safety engine again with the patient's current context and is refused
     (**409** `blocking-findings`) while a blocking finding is unresolved. Findings that allow
     it can be overridden in `overrides` with a reason, which is recorded with who and when;
-    exceeding a tolerable upper intake level or a critical result without an urgent referral
-    can never be overridden. The activating clinician is recorded as approver.
+    hard stops can never be overridden (**422** `invalid-override` saying why): a tolerable
+    upper intake level exceeded, a critical or possibly critical result without an urgent
+    referral, items contradicting each other about one mineral, and every finding the rule set
+    marks `overridable: false` (shipped: magnesium with eGFR < 30 or kidney disease, iron with
+    high ferritin or hemochromatosis, calcium or magnesium supplements with a high level).
+
+    Activation also re-checks the plan against the present (**409** `blocking-findings`):
+    a critical or possibly critical result that arrived after drafting (`new-critical-result`:
+    regenerate the plan, it cannot be acknowledged), a newer result for an analyte the plan
+    relies on (`newer-result:<analyte>`: regenerate, or list the result ids in
+    `acknowledge_results`), and a plan marked for review because a result it rests on was
+    withdrawn or corrected (`basis-under-review`: regenerate, or `acknowledge_review: true`).
+    Acknowledgements are recorded in the plan version with who and when; acknowledging a
+    critical result is **422** `cannot-acknowledge`. The activating clinician is recorded as
+    approver.
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since."""
     plan = await _load(request, session, principal.organization_id, plan_id)
-    require_if_match(request, service.plan_etag(plan))
+    require_if_match(request, _etag(plan))
     updated = await service.change_status(
         session,
         principal=principal,
@@ -450,6 +467,8 @@ async def change_status(
         status=body.status,
         reason=body.reason,
         overrides=body.overrides,
+        acknowledge_results=body.acknowledge_results,
+        acknowledge_review=body.acknowledge_review,
     )
     return _plan_response(updated, response)
 
@@ -481,7 +500,8 @@ async def regenerate_plan(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Drafts a **new** plan for the same patient from the **currently active** rule set
-    (default: the same panels). The new plan names the plan it replaces and, in
+    (default: the patient's latest results, as for a new plan, so it sees what arrived
+    since). The new plan names the plan it replaces and, in
     `regenerated_from`, the rule-set version that plan used, so a change of rules is visible.
     The old plan is not changed; revoke it if the new one replaces it."""
     audit_target(request, resource_id=plan_id)

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from app.domain.plans.items import (
     Category,
     Herbal,
+    MineralEffect,
     PlanItem,
     Referral,
     Retest,
@@ -60,6 +61,13 @@ class PlanItemIn(InputModel):
     retest: Retest | None = None
     referral: Referral | None = None
     source: Annotated[str, Field(max_length=1000)] | None = None
+    effects: list[MineralEffect] = Field(
+        default_factory=list,
+        max_length=10,
+        description="For a new item: what it does to mineral intake (`increases`, "
+        "`no-supplements`, `restricts`). An existing item keeps the effects it was drafted "
+        "with. A plan whose items contradict each other about one mineral cannot be activated.",
+    )
 
     @model_validator(mode="after")
     def _detail_matches_category(self) -> PlanItemIn:
@@ -103,6 +111,19 @@ class StatusChange(InputModel):
         max_length=50,
         description="When activating: overrides for blocking findings that allow one.",
     )
+    acknowledge_results: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=50,
+        description="When activating: ids of results that arrived after the plan was drafted "
+        "(named in `newer-result:<analyte>` findings) that the clinician has reviewed and "
+        "accepts; recorded in the plan version. A critical or possibly critical result cannot "
+        "be acknowledged: regenerate the plan.",
+    )
+    acknowledge_review: bool = Field(
+        default=False,
+        description="When activating a plan marked for review (a result it rests on was "
+        "withdrawn or corrected): the clinician has reviewed it; recorded in the plan version.",
+    )
 
 
 class RegenerateIn(InputModel):
@@ -110,7 +131,8 @@ class RegenerateIn(InputModel):
         default=None,
         min_length=1,
         max_length=20,
-        description="Panels to draft from; default: the panels of the plan being regenerated.",
+        description="Panels to draft from; default: the patient's latest panels (as for a new "
+        "plan), so a regenerated plan sees results that arrived since.",
     )
     note: Reason | None = None
 
@@ -154,6 +176,12 @@ class PlanSummary(OutputModel):
     next_retest_date: date | None
     item_count: int
     blocking_findings: int = Field(description="Blocking findings not resolved by an override.")
+    review_reason: str | None = Field(
+        default=None,
+        description="Set when a result the plan rests on was later withdrawn or corrected: "
+        "names the analyte and what happened. The plan must be reviewed (regenerated, or "
+        "acknowledged) before it is activated.",
+    )
 
 
 class PlanOut(PlanSummary):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import Principal
 from app.concurrency import PreconditionFailedError, etag
 from app.db import utcnow
-from app.domain.plans import engine, safety
-from app.domain.plans.facts import PatientFacts, PlanFacts
+from app.domain.plans import engine, freshness, safety
+from app.domain.plans.context import usable_ratio
+from app.domain.plans.facts import PatientFacts, PlanFacts, ResultFact
 from app.domain.plans.items import PlanItem, SafetyFinding
 from app.domain.plans.rules import RuleSetDocument
 from app.errors import ConflictError, NotFoundError, UnprocessableError
@@ -79,6 +80,11 @@ class InvalidOverrideError(UnprocessableError):
     title = "An override does not match an overridable blocking finding"
 
 
+class CannotAcknowledgeError(UnprocessableError):
+    type_slug = "cannot-acknowledge"
+    title = "These results cannot be acknowledged"
+
+
 class ReasonRequiredError(UnprocessableError):
     type_slug = "reason-required"
     title = "A reason is required"
@@ -104,6 +110,10 @@ async def _patient_facts(
         session, organization_id=patient.organization_id, patient_id=patient.id
     )
     facts = context_service.patient_facts(patient, context, today=today)
+    # Pregnancy not recorded stays unknown (None): the rule set's `pregnancy_unknown` policy
+    # decides, cautiously, instead of reading it as "not pregnant".
+    pregnant = context.pregnant if context is not None else None
+    facts = replace(facts, pregnant=None if pregnant is None else bool(pregnant))
     return facts, (context.version if context is not None else None)
 
 
@@ -155,16 +165,7 @@ def _rule_set_ref(rule_set: PlanRuleSet) -> dict[str, Any]:
     return {"id": str(rule_set.id), "name": rule_set.name, "version": rule_set.version}
 
 
-def unresolved(
-    findings: Sequence[SafetyFinding], overrides: Sequence[dict[str, Any]]
-) -> list[SafetyFinding]:
-    """Blocking findings that no (allowed) override resolves."""
-    overridden = {o["code"] for o in overrides}
-    return [
-        f
-        for f in findings
-        if f.severity == "blocking" and (not f.overridable or f.code not in overridden)
-    ]
+unresolved = safety.unresolved  # blocking findings no (allowed) override resolves
 
 
 def _next_retest(items: Sequence[PlanItem]) -> date | None:
@@ -182,6 +183,10 @@ def items_of(document: dict[str, Any]) -> list[PlanItem]:
 
 def findings_of(document: dict[str, Any]) -> list[SafetyFinding]:
     return [SafetyFinding.model_validate(f) for f in document.get("findings", ())]
+
+
+def drafting_findings_of(document: dict[str, Any]) -> list[SafetyFinding]:
+    return [SafetyFinding.model_validate(f) for f in document.get("drafting_findings", ())]
 
 
 def _version_row(
@@ -228,12 +233,18 @@ async def generate(
     facts, context_version = await _facts(
         session, patient=patient, panel_ids=panel_ids, today=now.date()
     )
+    # Keep in the basis only ratios whose results were collected together (the rule set's
+    # `ratio_window`): the plan shows exactly the ratios its rules could see.
+    facts = replace(facts, ratios=tuple(r for r in facts.ratios if usable_ratio(rules, facts, r)))
     drafted = engine.draft(rules, facts)
-    findings = safety.check(rules, facts, drafted.items)
+    findings = safety.ordered([*safety.check(rules, facts, drafted.items), *drafted.omitted])
     document: dict[str, Any] = {
         "rule_set": _rule_set_ref(rule_set),
         "items": _dump(drafted.items),
         "findings": _dump(findings),
+        # What the engine left out and why (pregnancy, contradictions): shown with every
+        # re-check of the plan.
+        "drafting_findings": _dump(drafted.omitted),
         "overrides": [],
         "fired_rules": [
             {"rule_id": f.rule_id, "description": f.description, "findings": list(f.findings)}
@@ -287,14 +298,14 @@ async def regenerate(
     panel_ids: Sequence[uuid.UUID] | None,
     note: str | None,
 ) -> TreatmentPlan:
-    """A new draft from the active rule set; the plan it replaces is left as it is."""
+    """A new draft from the active rule set and (default) the patient's latest results, so it
+    sees results that arrived since the old plan; the plan it replaces is left as it is."""
     old = await get_or_raise(session, organization_id=principal.organization_id, plan_id=plan_id)
-    chosen = panel_ids or [uuid.UUID(p) for p in old.document["basis"]["panel_ids"]]
     return await generate(
         session,
         principal=principal,
         patient_id=old.patient_id,
-        panel_ids=chosen,
+        panel_ids=panel_ids or None,
         note=note,
         replaces=old,
     )
@@ -322,7 +333,9 @@ async def _recheck(
     )
     facts = basis.from_json(stored, patient=patient_facts)
     rules = await _rules_for(session, plan)
-    findings = list(safety.check(rules, facts, items))
+    findings = list(
+        safety.ordered([*safety.check(rules, facts, items), *drafting_findings_of(plan.document)])
+    )
     refreshed = {
         **stored,
         "patient": basis.to_json(facts, context_version=context_version)["patient"],
@@ -348,18 +361,32 @@ async def _review(
     items: Sequence[PlanItem],
     new_overrides: Sequence[OverrideIn],
     principal: Principal,
+    extra: Sequence[SafetyFinding] = (),
 ) -> SafetyReview:
     """Re-run the safety engine, accept the new overrides (only for current blocking findings
-    that allow one), keep the earlier overrides still relevant, and say what stays open."""
+    that allow one), keep the earlier overrides still relevant, and say what stays open.
+    `extra`: other current findings (activation's re-check), named when refusing overrides."""
     findings, refreshed = await _recheck(session, plan, items)
     allowed = {f.code for f in findings if f.severity == "blocking" and f.overridable}
-    if any(o.code not in allowed for o in new_overrides):
+    refused = [(i, o) for i, o in enumerate(new_overrides) if o.code not in allowed]
+    if refused:
+        hard = {
+            f.code: f for f in [*findings, *extra] if f.severity == "blocking" and not f.overridable
+        }
+        messages = [
+            (
+                f"{o.code!r} is a hard stop and can never be overridden: {hard[o.code].message}"
+                if o.code in hard
+                else f"{o.code!r} is not a current blocking finding that allows an override"
+            )
+            for _, o in refused
+        ]
         raise InvalidOverrideError(
-            "Only current blocking findings that allow an override can be overridden.",
+            "Only current blocking findings that allow an override can be overridden; "
+            + " ".join(messages),
             errors=[
-                {"field": f"overrides[{i}].code", "message": f"{o.code!r} cannot be overridden"}
-                for i, o in enumerate(new_overrides)
-                if o.code not in allowed
+                {"field": f"overrides[{i}].code", "message": message}
+                for (i, _), message in zip(refused, messages, strict=True)
             ],
         )
     now = utcnow().isoformat()
@@ -392,6 +419,10 @@ def merge_items(current: Sequence[PlanItem], edits: Sequence[PlanItemIn]) -> lis
         if old is not None:
             data.update(rule_id=old.rule_id, template_id=old.template_id)
             data["source"] = data.get("source") or old.source
+            # A drafted restriction ("stop extra magnesium") cannot be edited away silently.
+            data["effects"] = [
+                effect.model_dump() for effect in dict.fromkeys([*old.effects, *edit.effects])
+            ]
         merged.append(PlanItem.model_validate(data))
     return merged
 
@@ -485,6 +516,8 @@ async def change_status(
     status: str,
     reason: str | None,
     overrides: Sequence[OverrideIn],
+    acknowledge_results: Sequence[uuid.UUID] = (),
+    acknowledge_review: bool = False,
 ) -> TreatmentPlan:
     if status not in TRANSITIONS[plan.status]:
         allowed = sorted(TRANSITIONS[plan.status]) or ["none"]
@@ -499,26 +532,42 @@ async def change_status(
         )
     if overrides and status != "active":
         raise InvalidOverrideError("Overrides are given when activating a plan.")
+    if (acknowledge_results or acknowledge_review) and status != "active":
+        raise CannotAcknowledgeError("Results and reviews are acknowledged when activating.")
     document = dict(plan.document)
     values: dict[str, Any] = {}
     now = utcnow()
     if status == "active":
+        items = items_of(plan.document)
+        present = await _present(
+            session,
+            plan=plan,
+            items=items,
+            acknowledge_results=acknowledge_results,
+            acknowledge_review=acknowledge_review,
+            principal=principal,
+        )
         review = await _review(
             session,
             plan=plan,
-            items=items_of(plan.document),
+            items=items,
             new_overrides=overrides,
             principal=principal,
+            extra=present.findings,
         )
-        open_findings = review.open_findings
+        open_findings = [*review.open_findings, *present.findings]
         if open_findings:
+            hints = []
+            if any(f.overridable for f in open_findings):
+                hints.append("override the overridable ones with a reason")
+            if present.findings:
+                hints.append(
+                    "results arrived or changed since drafting: regenerate the plan, or "
+                    "acknowledge newer results where the finding allows it"
+                )
             raise BlockingFindingsError(
                 f"{len(open_findings)} blocking safety finding(s) must be resolved first"
-                + (
-                    " (override the overridable ones with a reason)."
-                    if any(f.overridable for f in open_findings)
-                    else "."
-                ),
+                + (f" ({'; '.join(hints)})." if hints else "."),
                 findings=_dump(open_findings),
             )
         document.update(
@@ -527,6 +576,11 @@ async def change_status(
             basis=review.basis,
             approver_display=principal.display,
         )
+        if present.acknowledged:
+            document["acknowledged_results"] = present.acknowledged
+        if present.review_acknowledged is not None:
+            document["review_acknowledged"] = present.review_acknowledged
+            values["review_reason"] = None
         values.update(approver=principal.id, activated_at=now)
     else:
         values["ended_at"] = now
@@ -541,6 +595,106 @@ async def change_status(
         document=document,
         values=values,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PresentCheck:
+    """Activation's re-check against results that arrived after drafting."""
+
+    findings: list[SafetyFinding]  # still blocking
+    acknowledged: list[dict[str, Any]]  # every acknowledgement, earlier ones included
+    review_acknowledged: dict[str, Any] | None
+
+
+async def arrived_results(
+    session: AsyncSession, *, plan: TreatmentPlan, facts: PlanFacts
+) -> list[ResultFact]:
+    """The patient's results not in the plan's basis, collected after it or stored after the
+    plan was drafted (withdrawn results and cancelled panels left out)."""
+    in_basis = {result.result_id for result in facts.results}
+    latest = max((result.collected_at for result in facts.results), default=None)
+    rows = await repository.results_since(
+        session,
+        organization_id=plan.organization_id,
+        patient_id=plan.patient_id,
+        collected_after=latest,
+        received_after=plan.created_at,
+        withdrawn=sorted(basis.WITHDRAWN_RESULT_STATUSES),
+    )
+    return [
+        basis.result_fact(result, panel) for result, panel in rows if str(result.id) not in in_basis
+    ]
+
+
+async def _present(
+    session: AsyncSession,
+    *,
+    plan: TreatmentPlan,
+    items: Sequence[PlanItem],
+    acknowledge_results: Sequence[uuid.UUID],
+    acknowledge_review: bool,
+    principal: Principal,
+) -> PresentCheck:
+    """Re-check the plan against the present: new critical results (only a new draft
+    resolves them), newer results for analytes it relies on (regenerate or acknowledge), and a
+    review mark (a result it rests on was withdrawn or corrected)."""
+    facts = basis.from_json(plan.document["basis"])
+    arrived = await arrived_results(session, plan=plan, facts=facts)
+    earlier = list(plan.document.get("acknowledged_results", ()))
+    earlier_ids = {entry["result_id"] for entry in earlier}
+    review_reason = plan.review_reason
+    before = freshness.check(facts, items, arrived, acknowledged=earlier_ids)
+    allowed = freshness.acknowledgeable(before)
+    by_id = {result.result_id: result for result in arrived}
+    wanted = [str(result_id) for result_id in dict.fromkeys(acknowledge_results)]
+    refused = [rid for rid in wanted if rid not in allowed and rid not in earlier_ids]
+    if refused:
+        errors = []
+        for rid in refused:
+            result = by_id.get(rid)
+            if result is not None and result.needs_urgent_action:
+                message = (
+                    f"result {rid} is critical or possibly critical: it cannot be acknowledged; "
+                    "regenerate the plan"
+                )
+            else:
+                message = f"result {rid} is not a newer result this plan's findings name"
+            errors.append({"field": "acknowledge_results", "message": message})
+        raise CannotAcknowledgeError(
+            "Only newer, non-critical results named in a `newer-result` finding can be "
+            "acknowledged; a new critical result needs a regenerated plan.",
+            errors=errors,
+        )
+    at = utcnow().isoformat()
+    acknowledged = earlier + [
+        {
+            "result_id": rid,
+            "analyte": by_id[rid].analyte,
+            "reported": by_id[rid].reported,
+            "collected_at": by_id[rid].collected_at.isoformat(),
+            "by": principal.id,
+            "by_display": principal.display,
+            "at": at,
+        }
+        for rid in wanted
+        if rid not in earlier_ids
+    ]
+    review_acknowledged = None
+    if acknowledge_review and review_reason:
+        review_acknowledged = {
+            "reason": review_reason,
+            "by": principal.id,
+            "by_display": principal.display,
+            "at": at,
+        }
+    findings = freshness.check(
+        facts,
+        items,
+        arrived,
+        acknowledged={entry["result_id"] for entry in acknowledged},
+        review_reason=None if review_acknowledged is not None else review_reason,
+    )
+    return PresentCheck(findings, acknowledged, review_acknowledged)
 
 
 async def versions(

@@ -32,6 +32,7 @@ def _summary_fields(
         "next_retest_date": plan.next_retest_date,
         "item_count": len(plan.document.get("items", ())),
         "blocking_findings": len(unresolved(findings, plan.document.get("overrides", ()))),
+        "review_reason": plan.review_reason,
     }
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import ValidationError
 
 from app import uploads
+from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
 from app.concurrency import activation_etag, require_if_match
 from app.deps import ReadSession, SettingsDep, WriteSession
@@ -130,6 +131,7 @@ async def _document(request: Request, name: str | None, source: str | None) -> R
         ),
         415: problem_doc("The body is not JSON, YAML or CSV."),
     },
+    dependencies=[Depends(audited("create", "range_set"))],
 )
 async def import_range_set(
     request: Request,
@@ -155,6 +157,7 @@ async def import_range_set(
         range_set = await service.import_document(
             session, organization_id=organization_id, document=document, activate=activate
         )
+        audit_target(request, resource_id=range_set.id, action="activate" if activate else None)
         detail = await _detail(session, organization_id, range_set.id)
         return json_response(
             detail.model_dump_json().encode(),
@@ -174,7 +177,7 @@ async def import_range_set(
 
 
 def _etag(range_set: RangeSetOut) -> str:
-    return activation_etag(range_set.status, range_set.activated_at)
+    return activation_etag("range-set", range_set.id, range_set.status, range_set.activated_at)
 
 
 async def _detail(
@@ -246,6 +249,7 @@ async def get_range_set(
         412: problem_doc("The set changed since your If-Match ETag was read."),
         428: problem_doc("If-Match is missing."),
     },
+    dependencies=[Depends(audited("activate", "range_set"))],
 )
 async def activate_range_set(
     range_set_id: uuid.UUID,
@@ -260,10 +264,17 @@ async def activate_range_set(
     Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
     changed since (nothing is modified)."""
     organization_id = principal.organization_id
+    audit_target(request, resource_id=range_set_id)
     current = await _detail(session, organization_id, range_set_id)
     require_if_match(request, _etag(current))
     range_set = await service.activate(
-        session, organization_id=organization_id, range_set_id=range_set_id
+        session,
+        organization_id=organization_id,
+        range_set_id=range_set_id,
+        # Checked again on the locked row: of concurrent activations with one ETag, one wins.
+        precondition=lambda locked: require_if_match(
+            request, _etag(RangeSetOut.model_validate(locked))
+        ),
     )
     out = RangeSetOut.model_validate(range_set)
     response.headers["ETag"] = _etag(out)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.concurrency import lock_for_update
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError, UnknownAnalyteError
@@ -164,13 +166,23 @@ async def import_document(
 
 
 async def activate(
-    session: AsyncSession, *, organization_id: uuid.UUID, range_set_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    range_set_id: uuid.UUID,
+    precondition: Callable[[RangeSet], None] | None = None,
 ) -> RangeSet:
+    """Activate the set. ``precondition`` (the caller's If-Match check) runs on the row locked
+    for this transaction, so it sees every activation committed before it."""
     range_set = await repository.get(
         session, organization_id=organization_id, range_set_id=range_set_id
     )
     if range_set is None:
         raise NotFoundError("No such reference-range set.")
+    # Concurrent activations with one If-Match: exactly one wins, the others get 412.
+    await lock_for_update(session, range_set)
+    if precondition is not None:
+        precondition(range_set)
     if range_set.status != "active":
         try:
             await _activate(session, organization_id=organization_id, range_set=range_set)

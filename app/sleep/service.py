@@ -12,17 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.domain import isi
 from app.domain.plans.facts import SleepFact
-from app.errors import AppError, NotFoundError, UnprocessableError
+from app.errors import NotFoundError, UnprocessableError
 from app.models.patient import Patient
 from app.models.sleep_assessment import SleepAssessment
+from app.query_params import InvalidQueryError
 from app.sleep import repository
 from app.sleep.schemas import SleepAssessmentCreate, SleepAssessmentOut
 
 
-class InvalidDateRangeError(AppError):
-    status = 400
-    type_slug = "invalid-query"
-    title = "Invalid query parameter"
+class InvalidDateRangeError(InvalidQueryError):
+    pass
 
 
 class AssessedBeforeBirthError(UnprocessableError):

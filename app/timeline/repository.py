@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.result_status import WITHDRAWN
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
 
@@ -105,7 +106,9 @@ async def results(session: AsyncSession, panel_ids: Sequence[uuid.UUID]) -> Sequ
     return (
         await session.scalars(
             select(Result)
-            .where(Result.panel_id.in_(panel_ids))
+            # Withdrawn results (cancelled, entered-in-error) are not part of the patient's
+            # story; they stay readable, with their status, on the panel itself.
+            .where(Result.panel_id.in_(panel_ids), Result.status.not_in(sorted(WITHDRAWN)))
             .order_by(Result.panel_id, Result.position)
         )
     ).all()

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from app.domain.result_status import ResultStatus
 from app.pagination import PageMeta
 from app.panels.schemas import RatioOut
 from app.schemas_common import JsonDecimal, OutputModel
@@ -20,6 +21,10 @@ class TimelineResultOut(OutputModel):
     unit: str = Field(description="The canonical unit (UCUM).")
     interpretation: Literal["L", "N", "H", "LL", "HH", "IND"] | None
     critical: bool
+    status: ResultStatus = Field(
+        default="final",
+        description="preliminary, final, corrected or amended (withdrawn results are left out).",
+    )
 
 
 class TimelinePanelEntry(OutputModel):

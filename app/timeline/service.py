@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import date, datetime
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.result_status import ResultStatus
 from app.models.panel import Result
 from app.panels.views import ratio_out
 from app.sleep.service import date_bounds
@@ -69,6 +71,7 @@ async def page(
                             unit=r.canonical_unit,
                             interpretation=r.interpretation,
                             critical=r.critical,
+                            status=cast(ResultStatus, r.status),
                         )
                         for r in results[panel.id]
                     ],

@@ -115,7 +115,7 @@ def test_panels_filtered_by_an_unknown_analyte_are_refused(client: TestClient) -
         f"/api/v1/patients/{patient['id']}/panels", params={"analyte": "unobtainium"}
     )
 
-    problem = expect_problem(response, 422, "invalid-query")
+    problem = expect_problem(response, 400, "invalid-query")
     assert error_fields(problem) == ["query.analyte"]
 
 
@@ -247,7 +247,7 @@ def test_history_in_an_inapplicable_unit_is_refused(
         f"/api/v1/patients/{patient['id']}/analytes/{analyte}/history", params={"unit": unit}
     )
 
-    problem = expect_problem(response, 422, "invalid-query")
+    problem = expect_problem(response, 400, "invalid-query")
     assert error_fields(problem) == ["query.unit"]
     assert mentions in problem["detail"]
 
@@ -257,7 +257,7 @@ def test_history_of_an_unknown_analyte_is_refused(client: TestClient) -> None:
 
     response = client.get(f"/api/v1/patients/{patient['id']}/analytes/unobtainium/history")
 
-    assert error_fields(expect_problem(response, 422, "invalid-query")) == ["path.analyte"]
+    assert error_fields(expect_problem(response, 400, "invalid-query")) == ["path.analyte"]
 
 
 def test_history_of_an_unknown_patient_is_not_found(client: TestClient) -> None:

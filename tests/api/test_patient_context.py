@@ -63,7 +63,9 @@ def test_the_first_write_is_created_with_codes_expanded(client: TestClient) -> N
     assert response.status_code == 201, response.text
     body = response.json()
     assert response.headers["Location"] == _url(patient, "/versions/1")
-    assert response.headers["ETag"] == '"1"'
+    etag = response.headers["ETag"]
+    assert etag.startswith('"')  # strong
+    assert patient["id"] in etag  # scoped to this patient's context
     assert (body["version"], body["patient_id"]) == (1, patient["id"])
     assert body["recorded_by"].startswith("key:")
     levothyroxine, ppi = body["medications"]
@@ -93,7 +95,7 @@ def test_the_first_write_is_created_with_codes_expanded(client: TestClient) -> N
     read = client.get(_url(patient))
     assert read.status_code == 200
     assert read.json() == body
-    assert read.headers["ETag"] == '"1"'
+    assert read.headers["ETag"] == etag
 
 
 def test_every_medication_class_has_atc_codes(client: TestClient) -> None:
@@ -111,6 +113,7 @@ def test_a_later_write_needs_the_current_etag_and_appends_a_version(
 ) -> None:
     patient = make_patient(client)
     _record(client, patient)
+    first_etag = client.get(_url(patient)).headers["ETag"]
     changed = _context(diet="vegan", medications=[])
 
     missing = client.put(_url(patient), json=changed)
@@ -119,10 +122,11 @@ def test_a_later_write_needs_the_current_etag_and_appends_a_version(
     expect_problem(stale, 412, "precondition-failed")
     assert db.count("patient_context") == 1
 
-    updated = client.put(_url(patient), json=changed, headers={"If-Match": '"1"'})
+    updated = client.put(_url(patient), json=changed, headers={"If-Match": first_etag})
 
     assert updated.status_code == 200, updated.text
-    assert updated.headers["ETag"] == '"2"'
+    assert updated.headers["ETag"] != first_etag
+    assert client.get(_url(patient)).headers["ETag"] == updated.headers["ETag"]
     assert (updated.json()["version"], updated.json()["diet"]["code"]) == (2, "vegan")
     assert updated.json()["medications"] == []
     assert db.count("patient_context") == 2
@@ -132,7 +136,7 @@ def test_a_later_write_needs_the_current_etag_and_appends_a_version(
     assert (first.json()["version"], first.json()["diet"]["code"]) == (1, "vegetarian")
     # The ETag read before the second write is stale now.
     expect_problem(
-        client.put(_url(patient), json=_context(), headers={"If-Match": '"1"'}),
+        client.put(_url(patient), json=_context(), headers={"If-Match": first_etag}),
         412,
         "precondition-failed",
     )
@@ -151,14 +155,17 @@ def test_if_match_on_the_first_write_is_a_failed_precondition(
 
 def test_versions_are_listed_newest_first_across_pages(client: TestClient) -> None:
     patient = make_patient(client)
-    _record(client, patient)
+    first = client.put(_url(patient), json=_context())
+    assert first.status_code == 201, first.text
+    etag = first.headers["ETag"]
     for version in range(1, 5):
         response = client.put(
             _url(patient),
             json=_context(caffeine_servings_per_day=version),
-            headers={"If-Match": f'"{version}"'},
+            headers={"If-Match": etag},
         )
         assert response.status_code == 200, response.text
+        etag = response.headers["ETag"]
 
     seen: list[int] = []
     cursor: str | None = None
@@ -320,7 +327,7 @@ def test_patient_facts_hold_the_current_context(client: TestClient, db: Database
         json=_context(
             pregnant=True, diet="vegan", egfr={"value": 44.5, "measured_on": "2026-09-01"}
         ),
-        headers={"If-Match": '"1"'},
+        headers={"If-Match": client.get(_url(patient)).headers["ETag"]},
     )
     assert response.status_code == 200, response.text
 

@@ -73,6 +73,22 @@ def test_an_identifier_already_in_use_is_a_conflict_and_stores_nothing(
     assert db.counts() == before
 
 
+def test_a_duplicate_registration_names_the_existing_patient_and_its_location(
+    client: TestClient,
+) -> None:
+    existing = make_patient(client, mrn="MRN-DUP-1")
+
+    response = client.post(
+        "/api/v1/patients",
+        json={"identifiers": [{"system": MRN_SYSTEM, "value": "MRN-DUP-1"}], "sex": "female"},
+    )
+
+    problem = expect_problem(response, 409, "identifier-in-use")
+    assert problem["patient_id"] == existing["id"]
+    assert response.headers["Location"] == f"/api/v1/patients/{existing['id']}"
+    assert client.get(response.headers["Location"]).json()["id"] == existing["id"]
+
+
 def test_the_same_identifier_twice_in_one_registration_is_refused(
     client: TestClient, db: Database
 ) -> None:

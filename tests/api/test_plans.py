@@ -30,6 +30,21 @@ from tests.plans.builders import (
     today,
 )
 
+COPPER_BY_HAND: dict[str, Any] = {
+    "id": "clinician.copper",
+    "category": "supplement",
+    "title": "Copper",
+    "instruction": "Give as the paediatrician prescribed.",
+    "rationale": "Added at review.",
+    "supplement": {
+        "mineral": "copper",
+        "form": "copper gluconate",
+        "dose": 0.2,
+        "doses_per_day": 1,
+        "timing": "any",
+        "duration_days": 28,
+    },
+}
 MAGNESIUM_UPPER_LIMIT_MG = Decimal("350")  # NIH ODS, supplemental magnesium, 9 y and older
 
 
@@ -235,9 +250,14 @@ def test_a_clinician_edit_reruns_the_safety_engine(client: TestClient) -> None:
 def test_a_blocking_finding_stops_activation_until_overridden_with_a_reason(
     client: TestClient,
 ) -> None:
-    patient = _low_magnesium_patient(client, egfr={"value": 25, "measured_on": today(10)})
-    plan = draft_plan(client, patient)
-    plan = put_items(client, plan, [*map(editable, items(plan)), MAGNESIUM_BY_HAND])
+    # No tolerable upper intake level for copper is established for infants: a hand-added
+    # copper supplement cannot be checked, which blocks until a clinician confirms the dose.
+    # (This test used magnesium with eGFR 25, which is now a hard stop; see
+    # tests/api/test_plan_safety.py.)
+    infant = make_patient(client, birth_date=today(120))
+    post_recent_panel(client, infant, LOW_MAGNESIUM)
+    plan = draft_plan(client, infant)
+    plan = put_items(client, plan, [*map(editable, items(plan)), COPPER_BY_HAND])
 
     problem = expect_problem(
         client.post(
@@ -248,19 +268,19 @@ def test_a_blocking_finding_stops_activation_until_overridden_with_a_reason(
         409,
         "blocking-findings",
     )
-    assert "contraindication:magnesium-kidney" in {f["code"] for f in problem["findings"]}
+    assert "upper-limit-unknown:copper" in {f["code"] for f in problem["findings"]}
 
-    reason = "Nephrology agreed to a low dose with weekly checks."
+    reason = "Paediatrician prescribed this copper dose for a documented deficiency."
     active = set_status(
         client,
         plan,
         "active",
-        overrides=[{"code": "contraindication:magnesium-kidney", "reason": reason}],
+        overrides=[{"code": "upper-limit-unknown:copper", "reason": reason}],
     )
 
     assert active["status"] == "active"
     override = active["overrides"][0]
-    assert override["code"] == "contraindication:magnesium-kidney"
+    assert override["code"] == "upper-limit-unknown:copper"
     assert override["reason"] == reason
     assert override["by"] == active["approver"]
 

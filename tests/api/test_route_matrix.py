@@ -336,6 +336,19 @@ def _fhir_observation_search(client: TestClient, records: Records) -> Call:
     return Call("/fhir/R4/Observation", params={"patient": records.patient_id})
 
 
+def _fhir_form_search(resource_type: str, form: Callable[[Records], str]) -> Builder:
+    """POST <type>/_search with the parameters in a form body, as FHIR clients may send."""
+
+    def build(client: TestClient, records: Records) -> Call:
+        return Call(
+            f"/fhir/R4/{resource_type}/_search",
+            content=form(records),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    return build
+
+
 def _fhir_report(client: TestClient, records: Records) -> Call:
     return Call(f"/fhir/R4/DiagnosticReport/{records.panel_id}", record_id=records.panel_id)
 
@@ -744,6 +757,14 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/fhir/R4/CarePlan"): Row(
         CLINICIAN, 200, 200, _fhir_care_plan_search, _fhir_found, _fhir_none
     ),
+    ("POST", "/fhir/R4/CarePlan/_search"): Row(
+        CLINICIAN,
+        200,
+        200,
+        _fhir_form_search("CarePlan", lambda r: f"patient={r.patient_id}"),
+        _fhir_found,
+        _fhir_none,
+    ),
     ("POST", "/api/v1/panels/{panel_id}/reinterpret"): Row(
         CLINICIAN, 200, 404, _reinterpret, _is_panel
     ),
@@ -789,17 +810,41 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/fhir/R4/Patient"): Row(
         READERS, 200, 200, _fhir_patient_search, _fhir_found, _fhir_none
     ),
+    ("POST", "/fhir/R4/Patient/_search"): Row(
+        READERS,
+        200,
+        200,
+        _fhir_form_search("Patient", lambda r: f"_id={r.patient_id}"),
+        _fhir_found,
+        _fhir_none,
+    ),
     ("GET", "/fhir/R4/Observation/{observation_id}"): Row(
         READERS, 200, 404, _fhir_observation, _fhir_is("Observation", _first_result_id)
     ),
     ("GET", "/fhir/R4/Observation"): Row(
         READERS, 200, 200, _fhir_observation_search, _fhir_found, _fhir_none
     ),
+    ("POST", "/fhir/R4/Observation/_search"): Row(
+        READERS,
+        200,
+        200,
+        _fhir_form_search("Observation", lambda r: f"subject=Patient/{r.patient_id}"),
+        _fhir_found,
+        _fhir_none,
+    ),
     ("GET", "/fhir/R4/DiagnosticReport/{report_id}"): Row(
         READERS, 200, 404, _fhir_report, _fhir_is("DiagnosticReport", lambda r: r.panel_id)
     ),
     ("GET", "/fhir/R4/DiagnosticReport"): Row(
         READERS, 200, 200, _fhir_report_search, _fhir_found, _fhir_none
+    ),
+    ("POST", "/fhir/R4/DiagnosticReport/_search"): Row(
+        READERS,
+        200,
+        200,
+        _fhir_form_search("DiagnosticReport", lambda r: f"patient={r.patient_id}"),
+        _fhir_found,
+        _fhir_none,
     ),
     # Reference ranges only: no patient data, and nothing of the default organization's.
     ("GET", "/fhir/R4/ObservationDefinition"): Row(

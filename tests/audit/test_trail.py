@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.chain import GENESIS_HASH, event_hash
 from app.audit.cli import verify_audit_command
-from app.audit.service import AuditEntry, VerifyReport, append, verify
+from app.audit.service import AuditEntry, VerifyReport, append, chain_key, verify
 from app.config import Settings
 from app.db import transaction
 from app.models.audit import AuditEvent
@@ -45,6 +45,10 @@ def _verify(db: Database, **kwargs: Any) -> VerifyReport:
     return db.in_session(go)
 
 
+def _key(db: Database) -> bytes:
+    return db.in_session(chain_key)
+
+
 def _assert_intact(db: Database) -> None:
     report = _verify(db)
     assert report.ok, report
@@ -63,7 +67,7 @@ def test_appended_rows_each_link_to_the_row_before(db: Database) -> None:
 
     assert [row["prev_hash"] for row in rows] == [before, rows[0]["hash"], rows[1]["hash"]]
     for row in rows:
-        assert row["hash"] == event_hash(row, row["prev_hash"])
+        assert row["hash"] == event_hash(row, row["prev_hash"], _key(db))
     assert rows[0]["seq"] < rows[1]["seq"] < rows[2]["seq"]
     assert db.in_session(tail) == rows[-1]["hash"]
     _assert_intact(db)
@@ -211,7 +215,8 @@ def test_verify_detects_a_modified_row_whose_hash_was_recomputed(db: Database) -
     _assert_intact(db)
     first, middle, last = _append_entries(db, 3)
     forged = {**middle, "action": "search"}
-    forged_hash = event_hash(forged, middle["prev_hash"])
+    # (someone holding the key: without it, see test_a_rewrite_without_the_key_is_detected)
+    forged_hash = event_hash(forged, middle["prev_hash"], _key(db))
     update = "UPDATE audit_event SET action = :action, hash = :hash WHERE seq = :seq"
 
     db.in_session(

@@ -270,3 +270,29 @@ def test_oidc_identity_resolves_to_an_existing_organization_only(db: Database) -
     assert principal.organization_id == organization.id
     assert principal.kind == "oidc"
     assert isinstance(missing, Rejection)
+
+
+def test_a_key_records_who_revoked_it_and_the_first_revoker_stays(db: Database) -> None:
+    organization = make_organization(db)
+    api_key, _ = make_api_key(db, organization_id=organization.id)
+
+    async def revoke_as(session: AsyncSession, who: str) -> ApiKey:
+        return await service.revoke_api_key(
+            session, organization_id=organization.id, key_id=api_key.id, revoked_by=who
+        )
+
+    db.in_session(lambda session: revoke_as(session, "key:first-admin"))
+    db.in_session(lambda session: revoke_as(session, "key:second-admin"))
+
+    assert load_key(db, api_key.id).revoked_by == "key:first-admin"
+
+
+def test_the_operator_command_line_is_named_as_the_revoker(db: Database) -> None:
+    organization = make_organization(db)
+    api_key, _ = make_api_key(db, organization_id=organization.id)
+
+    db.in_session(
+        lambda session: service.revoke_api_key_by_reference(session, reference=str(api_key.id))
+    )
+
+    assert load_key(db, api_key.id).revoked_by == "cli"

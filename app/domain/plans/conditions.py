@@ -9,10 +9,12 @@ A condition is a mapping with exactly one key naming its kind:
 - ``ratio: {code, interpretation | below | above}``, ``sleep: {category | total_at_least |
   total_below}``;
 - patient context: ``patient: {pregnant, lactating, egfr_below, egfr_at_least, egfr_missing,
-  age_at_least, age_below, sex}``, ``medication: <class>``, ``condition: <code>``,
+  egfr_older_than_days, age_at_least, age_below, sex}`` (``pregnant: true`` also holds for a
+  patient whose pregnancy is not recorded but who is treated as possibly pregnant by the rule
+  set's ``pregnancy_unknown`` policy), ``medication: <class>``, ``condition: <code>``,
   ``diet: [...]``, ``caffeine_servings_above: N``, ``alcohol_drinks_per_week_above: N``;
 - plan items (safety rules only): ``item: {category, mineral, herbal_sedative, herbal_name,
-  urgent_referral, daily_at_least, daily_above, duration_days_over}``.
+  unsafe_in_pregnancy, urgent_referral, daily_at_least, daily_above, duration_days_over}``.
 
 Evaluation lives in `evaluation.py`. Missing data never satisfies an atom: ``egfr_below: 30`` is
 false when no eGFR is on record, a ``result`` atom is false without a result, and ``not`` turns
@@ -165,6 +167,12 @@ class PatientTest(_Strict):
     egfr_below: Threshold | None = Field(default=None, description="mL/min/1.73 m2")
     egfr_at_least: Threshold | None = Field(default=None, description="mL/min/1.73 m2")
     egfr_missing: bool | None = None
+    egfr_older_than_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="An eGFR is on record and was measured more than this many days ago.",
+    )
     age_at_least: int | None = Field(default=None, ge=0, le=150)
     age_below: int | None = Field(default=None, ge=0, le=151)
     sex: list[PatientSex] | None = Field(default=None, min_length=1)
@@ -230,6 +238,9 @@ class ItemTest(_Strict):
     mineral: Mineral | None = None
     herbal_sedative: bool | None = None
     herbal_name: str | None = Field(default=None, min_length=1, description="case-insensitive")
+    unsafe_in_pregnancy: bool | None = Field(
+        default=None, description="herbal items marked `avoid_in_pregnancy` or `sedative`"
+    )
     urgent_referral: bool | None = None
     daily_at_least: Threshold | None = None
     daily_above: Threshold | None = None

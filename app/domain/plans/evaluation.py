@@ -93,7 +93,9 @@ def _atom_holds(atom: Condition, facts: PlanFacts) -> bool:
     if isinstance(atom, ResultMissingAtom):
         return facts.result(atom.result_missing) is None
     if isinstance(atom, CriticalAtom):
-        return any(result.critical for result in facts.results) is atom.critical
+        # A possibly critical result (a comparator value that may be beyond a critical limit)
+        # counts as critical here: the urgent referral comes first.
+        return any(result.needs_urgent_action for result in facts.results) is atom.critical
     if isinstance(atom, RatioAtom):
         return _ratio_holds(atom.ratio, facts)
     if isinstance(atom, SleepAtom):
@@ -182,6 +184,14 @@ def _patient_holds(test: PatientTest, facts: PlanFacts) -> bool:
         patient.egfr is None or patient.egfr < test.egfr_at_least
     ):
         return False
+    if test.egfr_older_than_days is not None:
+        # The context API always dates an eGFR; an undated one (older stored facts) is not
+        # judged here.
+        measured = patient.egfr_measured_on
+        if patient.egfr is None or measured is None:
+            return False
+        if (facts.today - measured).days <= test.egfr_older_than_days:
+            return False
     age = patient.age_years
     if test.age_at_least is not None and (age is None or age < test.age_at_least):
         return False
@@ -225,6 +235,11 @@ def _item_selected(test: ItemTest, item: PlanItem) -> bool:
         item.herbal is None or test.herbal_name.casefold() not in item.herbal.name.casefold()
     ):
         return False
+    if test.unsafe_in_pregnancy is not None and (
+        item.herbal is None
+        or (item.herbal.sedative or item.herbal.avoid_in_pregnancy) is not test.unsafe_in_pregnancy
+    ):
+        return False
     if test.urgent_referral is not None and (
         item.referral is None or item.referral.urgent is not test.urgent_referral
     ):
@@ -250,6 +265,8 @@ def describe_result(result: ResultFact) -> str:
     flag = result.interpretation or "no range applied"
     if result.critical:
         flag += ", critical"
+    elif result.possibly_critical:
+        flag += ", possibly critical"
     return f"{result.analyte} {value} ({flag})"
 
 
@@ -270,7 +287,7 @@ def describe(condition: Condition, facts: PlanFacts) -> tuple[str, ...]:
         result = facts.result(analyte)
         return (describe_result(result) if result else f"{analyte}: no result on record",)
     if isinstance(condition, CriticalAtom):
-        critical = [describe_result(r) for r in facts.results if r.critical]
+        critical = [describe_result(r) for r in facts.results if r.needs_urgent_action]
         return tuple(critical) or ("no critical result",)
     if isinstance(condition, RatioAtom):
         ratio = facts.ratio(condition.ratio.code)
@@ -314,7 +331,12 @@ def _describe_patient(test: PatientTest, facts: PlanFacts) -> tuple[str, ...]:
     patient = facts.patient
     texts: list[str] = []
     if test.pregnant is not None:
-        texts.append("pregnant" if patient.pregnant else "not pregnant")
+        if patient.pregnancy_assumed:
+            texts.append("possibly pregnant (pregnancy not recorded)")
+        elif patient.pregnant is None:
+            texts.append("pregnancy not recorded")
+        else:
+            texts.append("pregnant" if patient.pregnant else "not pregnant")
     if test.lactating is not None:
         texts.append("lactating" if patient.lactating else "not lactating")
     if test.egfr_below is not None or test.egfr_at_least is not None or test.egfr_missing:
@@ -323,6 +345,9 @@ def _describe_patient(test: PatientTest, facts: PlanFacts) -> tuple[str, ...]:
             if patient.egfr is not None
             else "eGFR not on record"
         )
+    measured = patient.egfr_measured_on
+    if test.egfr_older_than_days is not None and patient.egfr is not None and measured:
+        texts.append(f"eGFR {patient.egfr} mL/min/1.73 m2 measured on {measured.isoformat()}")
     if test.age_at_least is not None or test.age_below is not None:
         texts.append(
             f"age {patient.age_years} y" if patient.age_years is not None else "age unknown"

@@ -40,7 +40,9 @@ class PatientFacts:
 
     sex: str  # female | male | other | unknown
     age_years: int | None
-    pregnant: bool = False
+    # None: not recorded. The rule set's `pregnancy_unknown` policy decides, before any rule
+    # runs, whether such a patient is treated as possibly pregnant (see `context.py`).
+    pregnant: bool | None = False
     lactating: bool = False
     egfr: Decimal | None = None  # mL/min/1.73 m2
     egfr_measured_on: date | None = None
@@ -49,6 +51,9 @@ class PatientFacts:
     diet: str | None = None  # DIET_PATTERNS
     caffeine_servings_per_day: int | None = None
     alcohol_drinks_per_week: int | None = None
+    # Set by `context.effective()`: pregnancy was not recorded and the patient is treated as
+    # possibly pregnant (so `pregnant` is True for rules and limits).
+    pregnancy_assumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,14 @@ class ResultFact:
     comparator: str | None = None
     # The value as the lab sent it, e.g. `55 ug/dL` (for rationales); None when not known.
     reported: str | None = None
+    # A comparator value (`<0.5` mmol/L) that may lie beyond a critical limit: counts wherever
+    # `critical` counts in plans (urgent referral first, activation gate).
+    possibly_critical: bool = False
+    status: str = "final"  # preliminary | final | corrected | amended (withdrawn ones never here)
+
+    @property
+    def needs_urgent_action(self) -> bool:
+        return self.critical or self.possibly_critical
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,8 @@ class RatioFact:
     value: Decimal | None
     interpretation: str | None  # L | N | H | None
     panel_id: str
+    # When the ratio's panel was collected (None in plans stored before this was kept).
+    collected_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,13 @@ class Herbal(ItemModel):
     preparation: ShortText | None = None
     timing: Timing = "any"
     sedative: bool = Field(
-        default=False, description="Adds to other sedatives (safety checks with sedatives)."
+        default=False,
+        description="Adds to other sedatives (safety checks with sedatives); also kept out of "
+        "plans for patients who are or may be pregnant.",
+    )
+    avoid_in_pregnancy: bool = Field(
+        default=False,
+        description="Not for patients who are or may be pregnant (pregnancy not recorded).",
     )
 
 
@@ -83,6 +89,21 @@ class Retest(ItemModel):
 class Referral(ItemModel):
     to: ShortText = Field(description="Who to refer to, e.g. `nephrology`, `emergency care`.")
     urgent: bool = False
+
+
+EffectKind = Literal["increases", "no-supplements", "restricts"]
+
+
+class MineralEffect(ItemModel):
+    """What an item does to one mineral's intake, so contradictions can be found.
+
+    `increases`: adds the mineral (rich foods; a supplement item increases its mineral without
+    saying so). `no-supplements`: asks the patient to take no supplement of it. `restricts`:
+    asks the patient to avoid any extra intake (supplements, rich foods, medicines with it).
+    """
+
+    mineral: Mineral
+    effect: EffectKind
 
 
 class PlanItem(ItemModel):
@@ -107,6 +128,36 @@ class PlanItem(ItemModel):
     retest: Retest | None = None
     referral: Referral | None = None
     source: str | None = Field(default=None, description="Where the clinical numbers come from.")
+    effects: tuple[MineralEffect, ...] = Field(
+        default=(),
+        max_length=10,
+        description="What the item does to mineral intake (from the rule set's template); a "
+        "supplement also increases its mineral.",
+    )
+
+
+def effects_of(item: PlanItem) -> tuple[MineralEffect, ...]:
+    """The item's declared effects, plus `increases` for a supplement's mineral."""
+    effects = list(item.effects)
+    if item.supplement is not None:
+        effects.append(MineralEffect(mineral=item.supplement.mineral, effect="increases"))
+    return tuple(effects)
+
+
+def conflicts(restriction: MineralEffect, item: PlanItem) -> bool:
+    """Whether `item` goes against `restriction` (same mineral): `restricts` excludes every
+    item that increases the mineral, `no-supplements` excludes its supplements."""
+    if restriction.effect == "restricts":
+        return any(
+            e.mineral == restriction.mineral and e.effect == "increases" for e in effects_of(item)
+        )
+    if restriction.effect == "no-supplements":
+        return item.supplement is not None and item.supplement.mineral == restriction.mineral
+    return False
+
+
+def restrictions_of(item: PlanItem) -> tuple[MineralEffect, ...]:
+    return tuple(e for e in item.effects if e.effect in ("restricts", "no-supplements"))
 
 
 Severity = Literal["info", "warning", "blocking"]
@@ -124,4 +175,10 @@ class SafetyFinding(ItemModel):
         default=True,
         description="False for hard stops (a total above a tolerable upper intake level, a "
         "critical result without an urgent referral): no override can activate such a plan.",
+    )
+    result_ids: tuple[str, ...] | None = Field(
+        default=None,
+        description="For findings about results that arrived after drafting: the result ids a "
+        "clinician may acknowledge on activation (`acknowledge_results`). Absent when only "
+        "regenerating the plan resolves the finding.",
     )

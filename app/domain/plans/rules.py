@@ -9,8 +9,16 @@ A rule set holds, as data:
 - ``safety_rules``: conditions over facts and plan items -> findings (contraindications,
   supplement-supplement interactions, cautions).
 
-Two checks are not configurable because no clinic may switch them off: a daily total above the
-patient's upper limit, and a critical result without an urgent referral (see `safety.py`).
+Four checks are not configurable because no clinic may switch them off: a daily total above the
+patient's upper limit, a critical (or possibly critical) result without an urgent referral, items
+that contradict each other about one mineral, and (at activation) results that arrived after
+drafting (see `safety.py` and `freshness.py`).
+
+Hard stops are data too: a safety rule with ``overridable: false`` can never be overridden.
+
+Two policies are data with cautious defaults: ``pregnancy_unknown`` (who is treated as possibly
+pregnant while pregnancy is not recorded) and ``ratio_window`` (how far apart the results behind
+a ratio may have been collected for the ratio to be used).
 
 This module only guarantees that a document is well formed; `RuleSetDocument.problems()` reports
 what needs outside knowledge (the analyte catalog, ratio codes) or spans sections.
@@ -36,6 +44,7 @@ from app.domain.plans.conditions import (
     ItemAtom,
     MedicationAtom,
     PatientAtom,
+    PatientSex,
     RatioAtom,
     ResultAtom,
     ResultMissingAtom,
@@ -43,7 +52,15 @@ from app.domain.plans.conditions import (
     walk,
 )
 from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
-from app.domain.plans.items import Category, Herbal, Mineral, Referral, Severity, Supplement
+from app.domain.plans.items import (
+    Category,
+    Herbal,
+    Mineral,
+    MineralEffect,
+    Referral,
+    Severity,
+    Supplement,
+)
 from app.domain.range_sets import _DecimalSafeLoader
 
 DEFAULT_RULE_SET_RESOURCE = "data/plan_rules/default.yaml"
@@ -126,7 +143,26 @@ class ItemTemplate(_Strict):
     retest: RetestTemplate | None = None
     referral: Referral | None = None
     source: str | None = Field(default=None, description="Required when the item has numbers.")
+    effects: list[MineralEffect] = Field(
+        default_factory=list,
+        max_length=10,
+        description="What the item does to mineral intake: `increases` (rich foods), "
+        "`no-supplements`, `restricts` (no extra intake). Supplements increase their mineral "
+        "implicitly. A restriction always wins over an item it contradicts.",
+    )
+    avoid_in_pregnancy: bool = Field(
+        default=False,
+        description="Never drafted for a patient who is or may be pregnant (herbal items: "
+        "also when `herbal.sedative` or `herbal.avoid_in_pregnancy`).",
+    )
     note: str | None = None
+
+    @property
+    def unsafe_in_pregnancy(self) -> bool:
+        herbal = self.herbal
+        return self.avoid_in_pregnancy or (
+            herbal is not None and (herbal.sedative or herbal.avoid_in_pregnancy)
+        )
 
     @model_validator(mode="after")
     def _check_payload(self) -> ItemTemplate:
@@ -178,6 +214,43 @@ class SafetyRule(_Strict):
     note: str | None = None
 
 
+_SERVICE_DEFAULT = "service default (cautious); a clinic choice, not from a clinical source"
+
+
+def _female() -> list[PatientSex]:
+    return ["female"]
+
+
+class PregnancyUnknownPolicy(_Strict):
+    """Who is treated as possibly pregnant while pregnancy is not recorded: for item selection
+    (rules with `patient: {pregnant: true}`, items unsafe in pregnancy) and upper limits (the
+    lower of the pregnancy and general rows)."""
+
+    sexes: list[PatientSex] = Field(default_factory=_female, min_length=1)
+    age_min_years: int = Field(default=12, ge=0, le=150, description="inclusive")
+    age_max_years: int = Field(default=56, ge=1, le=151, description="exclusive")
+    age_unknown: Literal["possibly-pregnant", "not-pregnant"] = Field(
+        default="possibly-pregnant", description="for a patient of these sexes with no age"
+    )
+    source: NonEmptyText = _SERVICE_DEFAULT
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _check_band(self) -> PregnancyUnknownPolicy:
+        if self.age_max_years <= self.age_min_years:
+            raise ValueError("age_max_years must be greater than age_min_years")
+        return self
+
+
+class RatioWindow(_Strict):
+    """A ratio is used only when the results behind it were collected together: the ratio's
+    panel and the latest result of each of its analytes within `hours` of each other."""
+
+    hours: int = Field(default=24, ge=0, le=24 * 31)
+    source: NonEmptyText = _SERVICE_DEFAULT
+    note: str | None = None
+
+
 class RuleSetDocument(_Strict):
     """A named plan rule set, as imported (YAML) or posted (JSON)."""
 
@@ -190,6 +263,12 @@ class RuleSetDocument(_Strict):
     rules: list[GenerationRule] = Field(min_length=1)
     interactions: list[Interaction] = Field(default_factory=list)
     safety_rules: list[SafetyRule] = Field(default_factory=list)
+    pregnancy_unknown: PregnancyUnknownPolicy = Field(default_factory=PregnancyUnknownPolicy)
+    ratio_window: RatioWindow = Field(default_factory=RatioWindow)
+
+    def hard_stops(self) -> list[str]:
+        """The codes of the safety rules that can never be overridden."""
+        return [rule.code for rule in self.safety_rules if not rule.overridable]
 
     def template(self, template_id: str) -> ItemTemplate | None:
         return next((t for t in self.templates if t.id == template_id), None)
@@ -231,6 +310,19 @@ class RuleSetDocument(_Strict):
                     f"{where}.supplement.mineral",
                     f"no upper limit row for {template.supplement.mineral}",
                 )
+            for position, effect in enumerate(template.effects):
+                if (
+                    template.supplement is not None
+                    and effect.mineral == template.supplement.mineral
+                    and effect.effect != "increases"
+                ):
+                    problem(
+                        f"{where}.effects[{position}]",
+                        f"a {effect.mineral} supplement cannot restrict {effect.mineral}",
+                    )
+            minerals = [effect.mineral for effect in template.effects]
+            if len(set(minerals)) != len(minerals):
+                problem(f"{where}.effects", "one effect per mineral")
 
         for index, rule in enumerate(self.rules):
             where = f"rules[{index}]"
@@ -252,6 +344,11 @@ class RuleSetDocument(_Strict):
                     )
 
         for index, safety_rule in enumerate(self.safety_rules):
+            if not safety_rule.overridable and safety_rule.severity != "blocking":
+                problem(
+                    f"safety_rules[{index}].overridable",
+                    "only a blocking finding can be a hard stop (`overridable: false`)",
+                )
             found.extend(
                 _condition_problems(
                     f"safety_rules[{index}].when", safety_rule.when, analytes, ratios
@@ -324,7 +421,13 @@ def _has_numbers(condition: Condition) -> bool:
             return True
         if isinstance(node, PatientAtom):
             test = node.patient
-            numbers = (test.egfr_below, test.egfr_at_least, test.age_at_least, test.age_below)
+            numbers = (
+                test.egfr_below,
+                test.egfr_at_least,
+                test.egfr_older_than_days,
+                test.age_at_least,
+                test.age_below,
+            )
             if any(number is not None for number in numbers):
                 return True
         if isinstance(node, CaffeineAtom | AlcoholAtom):

@@ -1,13 +1,18 @@
 """Safety checks on any list of plan items: drafted, hand-edited, or both.
 
-Findings come from four places:
+Findings come from five places:
 
 - upper limits (built in, never overridable): the elemental daily total per mineral against the
   patient's tolerable upper intake level from the rule set (`upper-limit:<mineral>`);
-- critical results (built in, never overridable): a critical result with no urgent referral item
-  (`critical-without-urgent-referral`);
+- critical results (built in, never overridable): a critical or possibly critical result with no
+  urgent referral item (`critical-without-urgent-referral`);
+- contradictions (built in, never overridable): an item that restricts a mineral beside an item
+  that adds it (`contradiction:<mineral>`), e.g. after a hand edit;
 - the rule set's ``interactions``: one finding per supplemented mineral x medication class;
-- the rule set's ``safety_rules``: conditions over the facts and the items.
+- the rule set's ``safety_rules``: conditions over the facts and the items (``overridable:
+  false`` makes a rule's finding a hard stop).
+
+Checks run on the facts after the rule set's cautious policies (`context.effective`).
 
 Findings are ordered blocking, warning, info, then by code and item ids, so the same inputs always
 give the same list.
@@ -15,14 +20,15 @@ give the same list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
+from app.domain.plans.context import effective, effective_patient
 from app.domain.plans.evaluation import describe_result, evaluate
 from app.domain.plans.facts import PatientFacts, PlanFacts
-from app.domain.plans.items import PlanItem, SafetyFinding
+from app.domain.plans.items import PlanItem, SafetyFinding, conflicts, restrictions_of
 from app.domain.plans.rules import RuleSetDocument, UpperLimitRow
 
 _SEVERITY_RANK = {"blocking": 0, "warning": 1, "info": 2}
@@ -55,8 +61,11 @@ def upper_limit(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> 
 
     Pregnancy (lactation) rows replace the general rows for pregnant (lactating) patients; rows for
     the patient's sex beat sex-independent rows; among rows still equal, the lowest limit wins.
-    With no age on record every age band is considered, so the lowest limit applies.
+    With no age on record every age band is considered, so the lowest limit applies. A patient
+    treated as possibly pregnant (pregnancy not recorded) gets the lower of the pregnancy and the
+    general rows.
     """
+    patient = effective_patient(rules, patient)
     rows = [
         row
         for row in rules.upper_limits
@@ -68,12 +77,20 @@ def upper_limit(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> 
     if patient.lactating:
         stages.add("lactation")
     staged = [row for row in rows if row.life_stage in stages]
-    pool = staged or [row for row in rows if row.life_stage is None]
+    general = [row for row in rows if row.life_stage is None]
+    pool = staged or general
+    if patient.pregnancy_assumed:
+        pool = staged + general
     if not pool:
         return None
     pool = [row for row in pool if row.sex is not None] or pool
     chosen: UpperLimitRow = min(pool, key=lambda row: row.amount)
     applies_to = chosen.applies_to
+    if patient.pregnancy_assumed:
+        applies_to = (
+            f"pregnancy not recorded, so the lower of the pregnancy and general limits: "
+            f"{applies_to}"
+        )
     if patient.age_years is None:
         applies_to = f"age not on record, so the lowest limit of any age band: {applies_to}"
     return UpperLimit(
@@ -90,16 +107,67 @@ def check(
 ) -> tuple[SafetyFinding, ...]:
     """Every safety finding for these items and facts, blocking first."""
     items = tuple(items)
-    findings = [
-        *_upper_limit_findings(rules, facts.patient, items),
-        *_critical_findings(rules, facts, items),
-        *_interaction_findings(rules, facts.patient, items),
-        *_rule_findings(rules, facts, items),
+    facts = effective(rules, facts)
+    return ordered(
+        [
+            *_upper_limit_findings(rules, facts.patient, items),
+            *_critical_findings(rules, facts, items),
+            *_contradiction_findings(items),
+            *_interaction_findings(rules, facts.patient, items),
+            *_rule_findings(rules, facts, items),
+        ]
+    )
+
+
+def unresolved(
+    findings: Sequence[SafetyFinding], overrides: Sequence[Mapping[str, Any]]
+) -> list[SafetyFinding]:
+    """Blocking findings that no (allowed) override resolves: hard stops always stay."""
+    overridden = {o["code"] for o in overrides}
+    return [
+        f
+        for f in findings
+        if f.severity == "blocking" and (not f.overridable or f.code not in overridden)
     ]
+
+
+def ordered(findings: Sequence[SafetyFinding]) -> tuple[SafetyFinding, ...]:
+    """Findings without duplicates, blocking first, then by code and item ids."""
     unique = {(f.code, f.item_ids, f.severity, f.message): f for f in findings}
     return tuple(
         sorted(unique.values(), key=lambda f: (_SEVERITY_RANK[f.severity], f.code, f.item_ids))
     )
+
+
+def _contradiction_findings(items: tuple[PlanItem, ...]) -> list[SafetyFinding]:
+    findings: list[SafetyFinding] = []
+    for restriction in items:
+        for effect in restrictions_of(restriction):
+            against = [i for i in items if i.id != restriction.id and conflicts(effect, i)]
+            if not against:
+                continue
+            what = (
+                f"asks the patient to avoid extra {effect.mineral}"
+                if effect.effect == "restricts"
+                else f"asks the patient to take no {effect.mineral} supplement"
+            )
+            titles = ", ".join(f"{i.title!r} ({i.id})" for i in against)
+            findings.append(
+                SafetyFinding(
+                    code=f"contradiction:{effect.mineral}",
+                    severity="blocking",
+                    overridable=False,
+                    message=(
+                        f"{restriction.title!r} ({restriction.id}) {what}, but the plan also "
+                        f"has {titles}. Remove the item(s) that add {effect.mineral} (or the "
+                        "restriction, if it no longer applies); no override can activate a "
+                        "plan that contradicts itself."
+                    ),
+                    item_ids=(restriction.id, *(i.id for i in against)),
+                    source="Service policy: no contradictory items about one mineral.",
+                )
+            )
+    return findings
 
 
 def _upper_limit_findings(
@@ -152,7 +220,7 @@ def _upper_limit_findings(
 def _critical_findings(
     rules: RuleSetDocument, facts: PlanFacts, items: tuple[PlanItem, ...]
 ) -> list[SafetyFinding]:
-    critical = [result for result in facts.results if result.critical]
+    critical = [result for result in facts.results if result.needs_urgent_action]
     if not critical:
         return []
     if any(item.referral is not None and item.referral.urgent for item in items):
@@ -164,8 +232,8 @@ def _critical_findings(
             severity="blocking",
             overridable=False,
             message=(
-                f"Critical result(s) ({listed}) but no urgent referral in the plan. Add an urgent "
-                "referral; no override can activate this plan."
+                f"Critical or possibly critical result(s) ({listed}) but no urgent referral in "
+                "the plan. Add an urgent referral; no override can activate this plan."
             ),
             item_ids=(),
             source=(

@@ -9,21 +9,24 @@ from typing import Any
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from app.interop.fhir.outcome import FHIR_JSON
+from app.interop.fhir.search_params import CONTROL_PARAMS, INCLUDES, RESOURCE_PARAMS
 
 FHIR_VERSION = "4.0.1"
 _RELEASED = date(2026, 1, 1).isoformat()
 
 
-def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
-    return {"name": name, "type": kind, "documentation": documentation}
+def _params(kind: str) -> list[dict[str, str]]:
+    """The search parameters applied for ``kind``: the same table the search parser reads."""
+    return [
+        {"name": spec.name, "type": spec.type, "documentation": spec.documentation}
+        for spec in (*RESOURCE_PARAMS[kind], *CONTROL_PARAMS)
+    ]
 
 
-_COUNT = _param("_count", "number", "Page size, 1-200 (default 50); follow the next link.")
-
-
-def _resource(
-    kind: str, interactions: list[str], params: list[dict[str, str]], documentation: str
-) -> dict[str, Any]:
+def _resource(kind: str, interactions: list[str], documentation: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if kind in INCLUDES:
+        extra["searchInclude"] = list(INCLUDES[kind])
     return {
         "type": kind,
         "documentation": documentation,
@@ -35,7 +38,8 @@ def _resource(
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
-        "searchParam": params,
+        "searchParam": _params(kind),
+        **extra,
     }
 
 
@@ -70,26 +74,12 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         _resource(
                             "Patient",
                             ["read", "search-type"],
-                            [
-                                _param("identifier", "token", "system|value, system| or value."),
-                                _COUNT,
-                            ],
                             "Created only inside a transaction/batch Bundle; ifNoneExist "
                             "supports identifier=[system|]value.",
                         ),
                         _resource(
                             "Observation",
                             ["read", "search-type"],
-                            [
-                                _param("patient", "reference", "Patient/<id> or <id>."),
-                                _param("code", "token", "LOINC codes, comma-separated (OR)."),
-                                _param(
-                                    "date",
-                                    "date",
-                                    "Collection time; prefixes eq, ge, gt, le, lt; repeat to AND.",
-                                ),
-                                _COUNT,
-                            ],
                             "Created only as results of a DiagnosticReport in a transaction/"
                             "batch Bundle. valueQuantity is in the analyte's canonical UCUM "
                             "unit; the value as sent is in the reported-value extension.",
@@ -97,23 +87,12 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         _resource(
                             "DiagnosticReport",
                             ["read", "search-type"],
-                            [_param("patient", "reference", "Patient/<id> or <id>."), _COUNT],
                             "A panel: created only inside a transaction/batch Bundle together "
                             "with its Observations.",
                         ),
                         _resource(
                             "CarePlan",
                             ["read", "search-type"],
-                            [
-                                _param("patient", "reference", "Patient/<id> or <id>."),
-                                _param(
-                                    "status",
-                                    "token",
-                                    "draft, active, completed, revoked, entered-in-error; "
-                                    "comma-separated (OR).",
-                                ),
-                                _COUNT,
-                            ],
                             "Treatment plans drafted by the service from its plan rules and "
                             "reviewed by clinicians; one activity per plan item. Read-only "
                             "here: plans are drafted and edited through /api/v1.",
@@ -121,9 +100,19 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                         _resource(
                             "ObservationDefinition",
                             ["search-type"],
-                            [],
                             "The organization's active reference ranges, one per analyte.",
                         ),
+                    ],
+                    "searchParam": [
+                        {
+                            "name": name,
+                            "type": "token" if name != "_sort" else "string",
+                            "documentation": text,
+                        }
+                        for name, text in (
+                            ("_sort", "date or -date (Observation, DiagnosticReport)."),
+                            ("_format", "json only; xml and other formats answer 406."),
+                        )
                     ],
                     "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 }

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
+from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient as FhirPatient
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from app.domain.catalog import LOINC_SPECIMENS, Catalog
 from app.domain.errors import DomainError
+from app.domain.result_status import FHIR_OBSERVATION_STATUS, FHIR_REFUSED
 from app.domain.types import Specimen
 from app.interop.fhir.outcome import FhirError, Issue, Outcomes
 from app.interop.fhir.terminology import LOINC, UCUM
@@ -39,9 +41,10 @@ _REPORT_STATUS = {
     "preliminary": "preliminary",
     "partial": "preliminary",
     "corrected": "corrected",
-    "amended": "corrected",
+    "amended": "amended",
 }
 _GENDER = {"female", "male", "other", "unknown"}
+V2_IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class PatientUnit:
     full_url: str | None
     data: PatientCreate
     if_none_exist: IdentifierToken | None
+    # Identifier.type as an HL7 table 0203 code (v2-0203 coding), by position in data.identifiers.
+    identifier_types: tuple[str | None, ...] = ()
 
 
 @dataclass
@@ -113,6 +118,7 @@ _RESULT_FIELDS = {
     "unit": ".valueQuantity.code",
     "reference_range": ".referenceRange[0]",
     "flag": ".interpretation[0]",
+    "status": ".status",
 }
 _PANEL_FIELDS = {
     "patient": ".subject",
@@ -292,6 +298,7 @@ def _patient_unit(index: int, entry: BundleEntry, patient: FhirPatient) -> Patie
     where = f"Bundle.entry[{index}].resource"
     problems = Outcomes()
     identifiers = []
+    identifier_types: list[str | None] = []
     for position, identifier in enumerate(patient.identifier or []):
         if not identifier.system or not identifier.value:
             problems.add(
@@ -301,6 +308,7 @@ def _patient_unit(index: int, entry: BundleEntry, patient: FhirPatient) -> Patie
             )
         else:
             identifiers.append({"system": identifier.system, "value": identifier.value})
+            identifier_types.append(_identifier_type(identifier.type))
     gender = str(patient.gender) if patient.gender else "unknown"
     birth_date = patient.birthDate
     if birth_date is not None and not isinstance(birth_date, date):
@@ -330,7 +338,21 @@ def _patient_unit(index: int, entry: BundleEntry, patient: FhirPatient) -> Patie
                 for err in exc.errors()
             ],
         ) from exc
-    return PatientUnit(index=index, full_url=entry.fullUrl, data=data, if_none_exist=if_none_exist)
+    return PatientUnit(
+        index=index,
+        full_url=entry.fullUrl,
+        data=data,
+        if_none_exist=if_none_exist,
+        identifier_types=tuple(identifier_types),
+    )
+
+
+def _identifier_type(concept: CodeableConcept | None) -> str | None:
+    """Identifier.type's HL7 table 0203 code (``MR``, ``SS``, ...), if it has one."""
+    for coding in (concept.coding if concept else None) or []:
+        if coding.system == V2_IDENTIFIER_TYPE and coding.code:
+            return str(coding.code).strip().upper() or None
+    return None
 
 
 def _if_none_exist(index: int, entry: BundleEntry) -> IdentifierToken | None:
@@ -404,7 +426,7 @@ def _report_unit(
             "A DiagnosticReport needs at least one result.", f"{where}.result", code="required"
         )
     results = [
-        _result(obs, obs_index, report.subject, problems)
+        _result(obs, obs_index, report.subject, problems, panel_status=status)
         for obs, obs_index in zip(observations, observation_indexes, strict=True)
     ]
     collected_at = _collected_at(report, observations, where, problems)
@@ -584,13 +606,49 @@ def _analyte_code(obs: Observation) -> str | None:
 
 
 def _decimal_text(value: Decimal) -> str:
-    return format(value, "f")
+    # "f" writes out every digit: 1e999999999 would be a billion of them (gigabytes). Beyond a
+    # bounded exponent the value keeps its exponent form, which the value parser refuses.
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -64 <= exponent <= 64:
+        return format(value, "f")
+    return str(value)
+
+
+def _observation_status(
+    obs: Observation, where: str, problems: Outcomes, panel_status: str | None
+) -> str | None:
+    """Observation.status as stored (app.domain.result_status), None where it is the panel's
+    own (so a Bundle without per-result statuses hashes as before)."""
+    sent = str(obs.status) if obs.status else "final"
+    if sent in FHIR_REFUSED:
+        problems.add(
+            f"status {sent!r} cannot be stored: {FHIR_REFUSED[sent]}.",
+            f"{where}.status",
+            code="value",
+        )
+        return None
+    status = FHIR_OBSERVATION_STATUS.get(sent)
+    if status is None:
+        problems.add(
+            f"status {sent!r} is not an Observation status; send one of "
+            f"{', '.join(FHIR_OBSERVATION_STATUS)}.",
+            f"{where}.status",
+            code="value",
+        )
+        return None
+    return None if status == panel_status else status
 
 
 def _result(
-    obs: Observation, index: int, report_subject: Reference | None, problems: Outcomes
+    obs: Observation,
+    index: int,
+    report_subject: Reference | None,
+    problems: Outcomes,
+    *,
+    panel_status: str | None = None,
 ) -> dict[str, Any]:
     where = f"Bundle.entry[{index}].resource"
+    status = _observation_status(obs, where, problems, panel_status)
     analyte = _analyte_code(obs)
     if analyte is None:
         problems.add("code needs a LOINC coding.", f"{where}.code", code="required")
@@ -603,7 +661,8 @@ def _result(
     quantity = obs.valueQuantity
     if quantity is None or quantity.value is None:
         problems.add(
-            "valueQuantity with a value and a UCUM unit is required.",
+            "valueQuantity with a value and a UCUM unit is required (a cancelled or "
+            "entered-in-error Observation is stored with the value it withdraws).",
             f"{where}.valueQuantity",
             code="required",
         )
@@ -627,6 +686,8 @@ def _result(
     flag = _lab_flag(obs)
     if flag:
         result["flag"] = flag
+    if status is not None:
+        result["status"] = status
     return result
 
 

@@ -22,7 +22,9 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.resource import Resource
 
 from app.domain.catalog import Analyte, Catalog
+from app.domain.result_status import is_withdrawn
 from app.domain.types import RangeRow
+from app.identifier_systems import source_uri, system_uri
 from app.interop.fhir.terminology import (
     ANALYTE_SYSTEM,
     DIAGNOSTIC_SERVICE,
@@ -74,7 +76,9 @@ def patient_resource(patient: Patient) -> FhirPatient:
                     "versionId": str(patient.version),
                     "lastUpdated": patient.updated_at.isoformat(),
                 },
-                "identifier": [{"system": i.system, "value": i.value} for i in patient.identifiers],
+                "identifier": [
+                    {"system": system_uri(i.system), "value": i.value} for i in patient.identifiers
+                ],
                 "gender": patient.sex,
                 "birthDate": patient.birth_date.isoformat() if patient.birth_date else None,
             }
@@ -187,7 +191,11 @@ def observation_resource(
                 "resourceType": "Observation",
                 "id": str(result.id),
                 "extension": [{"url": REPORTED_VALUE_EXTENSION, "valueQuantity": reported}],
-                "status": status if status != "cancelled" else "cancelled",
+                # The result's own stored status (FHIR Observation.status values); a result of
+                # a cancelled panel is cancelled.
+                "status": "cancelled"
+                if status == "cancelled" and not is_withdrawn(result.status)
+                else result.status or "final",
                 "category": [_LABORATORY],
                 "code": _analyte_code(analyte, catalog, specimen),
                 "subject": {"reference": f"Patient/{result.patient_id}"},
@@ -209,7 +217,7 @@ def diagnostic_report_resource(panel: Panel, results: Sequence[Result]) -> Diagn
             {
                 "resourceType": "DiagnosticReport",
                 "id": str(panel.id),
-                "identifier": [{"system": panel.source, "value": panel.accession}],
+                "identifier": [{"system": source_uri(panel.source), "value": panel.accession}],
                 "status": panel.status,
                 "category": [
                     {
@@ -317,10 +325,35 @@ def searchset(
     total: int | None,
     self_url: str,
     next_url: str | None,
+    included: Sequence[tuple[str, Resource]] = (),
+    warnings: Sequence[str] = (),
 ) -> Bundle:
+    """A searchset Bundle: matches, then ``_include``d resources, then (lenient handling) one
+    OperationOutcome entry naming the parameters that were not applied."""
     links = [{"relation": "self", "url": self_url}]
     if next_url is not None:
         links.append({"relation": "next", "url": next_url})
+    entries = [
+        _compact({"fullUrl": url, "resource": resource, "search": {"mode": "match"}})
+        for url, resource in matches
+    ]
+    entries += [
+        {"fullUrl": url, "resource": resource, "search": {"mode": "include"}}
+        for url, resource in included
+    ]
+    if warnings:
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {"severity": "warning", "code": "not-supported", "diagnostics": text}
+                        for text in warnings
+                    ],
+                },
+                "search": {"mode": "outcome"},
+            }
+        )
     return Bundle.model_validate(
         _compact(
             {
@@ -328,10 +361,7 @@ def searchset(
                 "type": "searchset",
                 "total": total,
                 "link": links,
-                "entry": [
-                    _compact({"fullUrl": url, "resource": resource, "search": {"mode": "match"}})
-                    for url, resource in matches
-                ],
+                "entry": entries,
             }
         )
     )

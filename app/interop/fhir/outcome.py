@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import AppError
+from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
 
 log = logging.getLogger("app.interop.fhir")
 
@@ -148,6 +148,12 @@ def outcome_of(exc: Exception) -> tuple[int, list[Issue], dict[str, str] | None]
     if isinstance(exc, StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
         return exc.status_code, [Issue(diagnostics=detail, code=issue_code(exc.status_code))], None
+    if is_database_unavailable(exc):
+        log.warning("database unavailable in a FHIR request: %s", type(exc).__name__)
+        text = "The database is unreachable or restarting. Retry after the delay; a Bundle "
+        text += "retried unchanged is stored at most once (conditional create and dedupe)."
+        retry = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        return 503, [Issue(diagnostics=text, code="transient")], retry
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate in _UNSTORABLE_TEXT:

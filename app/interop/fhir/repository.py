@@ -9,15 +9,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.identifier_systems import system_uri
 from app.models.panel import Panel, Result
 from app.models.patient import Patient, PatientIdentifier
+from app.models.plan import TreatmentPlan
 
 Keyset = tuple[datetime, uuid.UUID]
 
@@ -29,7 +31,7 @@ def _identifier_match(
         PatientIdentifier.organization_id == organization_id
     )
     if system is not None:
-        query = query.where(PatientIdentifier.system == system)
+        query = query.where(PatientIdentifier.system == system_uri(system))
     if value is not None:
         query = query.where(PatientIdentifier.value == value)
     return query
@@ -48,19 +50,40 @@ async def patient_ids_by_identifier(
     return (await session.scalars(query)).all()
 
 
+@dataclass(frozen=True)
+class PatientFilter:
+    """None: no condition; an empty tuple: matches nothing (e.g. ids that are not UUIDs)."""
+
+    ids: tuple[uuid.UUID, ...] | None = None
+    identifier: tuple[str | None, str | None] | None = None
+    sexes: tuple[str, ...] | None = None
+    # Half-open [start, end) bounds on the birth date; several are ANDed.
+    born_from: tuple[date, ...] = ()
+    born_before: tuple[date, ...] = ()
+
+
 async def search_patients(
     session: AsyncSession,
     *,
     organization_id: uuid.UUID,
-    identifier: tuple[str | None, str | None] | None,
+    where: PatientFilter,
     limit: int,
     after: Keyset | None,
 ) -> tuple[Sequence[Patient], int]:
-    """A page of patients (newest first) with their identifiers, and the total matching."""
+    """A page of patients (newest first) with their identifiers, and the total matching.
+    ``limit`` 0 counts only."""
     condition: list[Any] = [Patient.organization_id == organization_id]
-    if identifier is not None:
-        condition.append(Patient.id.in_(_identifier_match(organization_id, *identifier)))
+    if where.ids is not None:
+        condition.append(Patient.id.in_(where.ids))
+    if where.identifier is not None:
+        condition.append(Patient.id.in_(_identifier_match(organization_id, *where.identifier)))
+    if where.sexes is not None:
+        condition.append(Patient.sex.in_(where.sexes))
+    condition += [Patient.birth_date >= start for start in where.born_from]
+    condition += [Patient.birth_date < end for end in where.born_before]
     total = await session.scalar(select(func.count()).select_from(Patient).where(*condition))
+    if limit == 0:
+        return [], int(total or 0)
     query = select(Patient).options(selectinload(Patient.identifiers)).where(*condition)
     if after is not None:
         moment, row_id = after
@@ -69,6 +92,38 @@ async def search_patients(
         )
     query = query.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
     return (await session.scalars(query)).all(), int(total or 0)
+
+
+async def patients_by_id(
+    session: AsyncSession, *, organization_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> Sequence[Patient]:
+    """Patients (with identifiers) for ``_include``; unknown ids are skipped."""
+    if not ids:
+        return []
+    query = (
+        select(Patient)
+        .options(selectinload(Patient.identifiers))
+        .where(Patient.organization_id == organization_id, Patient.id.in_(ids))
+        .order_by(Patient.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+def _keyset(
+    moment_column: Any, id_column: Any, after: Keyset | None, *, descending: bool
+) -> list[Any]:
+    if after is None:
+        return []
+    moment, row_id = after
+    if descending:
+        return [(moment_column < moment) | ((moment_column == moment) & (id_column < row_id))]
+    return [(moment_column > moment) | ((moment_column == moment) & (id_column > row_id))]
+
+
+def _order(moment_column: Any, id_column: Any, *, descending: bool) -> tuple[Any, Any]:
+    if descending:
+        return moment_column.desc(), id_column.desc()
+    return moment_column.asc(), id_column.asc()
 
 
 @dataclass(frozen=True)
@@ -80,19 +135,34 @@ class ObservationRow:
 
 @dataclass(frozen=True)
 class ObservationFilter:
-    patient_id: uuid.UUID | None = None
+    """None: no condition; an empty tuple: matches nothing."""
+
+    ids: tuple[uuid.UUID, ...] | None = None
+    patient_ids: tuple[uuid.UUID, ...] | None = None
     analytes: tuple[str, ...] | None = None
+    # Codes as the lab sent them (OR-ed with ``analytes``): a search by the lab's code finds
+    # the result whatever analyte code we filed it under.
+    codes_sent: tuple[str, ...] = ()
+    statuses: tuple[str, ...] | None = None
     # Half-open [start, end) bounds on the collection time; several are ANDed.
     starts: tuple[datetime, ...] = ()
     ends: tuple[datetime, ...] = ()
+    descending: bool = True
 
 
 def _observation_conditions(organization_id: uuid.UUID, where: ObservationFilter) -> list[Any]:
     conditions: list[Any] = [Result.organization_id == organization_id]
-    if where.patient_id is not None:
-        conditions.append(Result.patient_id == where.patient_id)
+    if where.ids is not None:
+        conditions.append(Result.id.in_(where.ids))
+    if where.patient_ids is not None:
+        conditions.append(Result.patient_id.in_(where.patient_ids))
     if where.analytes is not None:
-        conditions.append(Result.analyte.in_(where.analytes))
+        by_code = [Result.analyte.in_(where.analytes)]
+        if where.codes_sent:
+            by_code.append(Result.code_sent.in_(where.codes_sent))
+        conditions.append(or_(*by_code))
+    if where.statuses is not None:
+        conditions.append(Result.status.in_(where.statuses))
     conditions += [Result.collected_at >= start for start in where.starts]
     conditions += [Result.collected_at < end for end in where.ends]
     return conditions
@@ -119,21 +189,20 @@ async def search_observations(
     limit: int,
     after: Keyset | None,
 ) -> tuple[list[ObservationRow], int]:
-    """A page of results (newest collection first) and the total matching the filter."""
+    """A page of results (by collection time, newest first unless ``where.descending`` is
+    False) and the total matching the filter. ``limit`` 0 counts only."""
     conditions = _observation_conditions(organization_id, where)
     total = await session.scalar(select(func.count()).select_from(Result).where(*conditions))
+    if limit == 0:
+        return [], int(total or 0)
+    descending = where.descending
     query = (
         select(Result, Panel.status, Panel.specimen)
         .join(Panel, Panel.id == Result.panel_id)
-        .where(*conditions)
+        .where(*conditions, *_keyset(Result.collected_at, Result.id, after, descending=descending))
     )
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (Result.collected_at < moment)
-            | ((Result.collected_at == moment) & (Result.id < row_id))
-        )
-    query = query.order_by(Result.collected_at.desc(), Result.id.desc()).limit(limit)
+    query = query.order_by(*_order(Result.collected_at, Result.id, descending=descending))
+    query = query.limit(limit)
     rows = [ObservationRow(r[0], r[1], r[2]) for r in await session.execute(query)]
     return rows, int(total or 0)
 
@@ -148,23 +217,83 @@ async def get_report(
     )
 
 
+@dataclass(frozen=True)
+class ReportFilter:
+    """None: no condition; an empty tuple: matches nothing."""
+
+    ids: tuple[uuid.UUID, ...] | None = None
+    patient_ids: tuple[uuid.UUID, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    starts: tuple[datetime, ...] = ()
+    ends: tuple[datetime, ...] = ()
+    descending: bool = True
+
+
 async def search_reports(
     session: AsyncSession,
     *,
     organization_id: uuid.UUID,
-    patient_id: uuid.UUID | None,
+    where: ReportFilter,
     limit: int,
     after: Keyset | None,
 ) -> tuple[Sequence[Panel], int]:
+    """A page of panels by collection time and the total; ``limit`` 0 counts only."""
     conditions: list[Any] = [Panel.organization_id == organization_id]
-    if patient_id is not None:
-        conditions.append(Panel.patient_id == patient_id)
+    if where.ids is not None:
+        conditions.append(Panel.id.in_(where.ids))
+    if where.patient_ids is not None:
+        conditions.append(Panel.patient_id.in_(where.patient_ids))
+    if where.statuses is not None:
+        conditions.append(Panel.status.in_(where.statuses))
+    conditions += [Panel.collected_at >= start for start in where.starts]
+    conditions += [Panel.collected_at < end for end in where.ends]
     total = await session.scalar(select(func.count()).select_from(Panel).where(*conditions))
-    query = select(Panel).options(selectinload(Panel.results)).where(*conditions)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (Panel.collected_at < moment) | ((Panel.collected_at == moment) & (Panel.id < row_id))
+    if limit == 0:
+        return [], int(total or 0)
+    descending = where.descending
+    query = (
+        select(Panel)
+        .options(selectinload(Panel.results))
+        .where(*conditions, *_keyset(Panel.collected_at, Panel.id, after, descending=descending))
+        .order_by(*_order(Panel.collected_at, Panel.id, descending=descending))
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all(), int(total or 0)
+
+
+@dataclass(frozen=True)
+class CarePlanFilter:
+    ids: tuple[uuid.UUID, ...] | None = None
+    patient_ids: tuple[uuid.UUID, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+
+
+async def search_care_plans(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    where: CarePlanFilter,
+    limit: int,
+    after: Keyset | None,
+) -> tuple[Sequence[TreatmentPlan], int]:
+    """A page of plans (newest first) and the total; ``limit`` 0 counts only."""
+    conditions: list[Any] = [TreatmentPlan.organization_id == organization_id]
+    if where.ids is not None:
+        conditions.append(TreatmentPlan.id.in_(where.ids))
+    if where.patient_ids is not None:
+        conditions.append(TreatmentPlan.patient_id.in_(where.patient_ids))
+    if where.statuses is not None:
+        conditions.append(TreatmentPlan.status.in_(where.statuses))
+    total = await session.scalar(select(func.count()).select_from(TreatmentPlan).where(*conditions))
+    if limit == 0:
+        return [], int(total or 0)
+    query = (
+        select(TreatmentPlan)
+        .where(
+            *conditions,
+            *_keyset(TreatmentPlan.created_at, TreatmentPlan.id, after, descending=True),
         )
-    query = query.order_by(Panel.collected_at.desc(), Panel.id.desc()).limit(limit)
+        .order_by(TreatmentPlan.created_at.desc(), TreatmentPlan.id.desc())
+        .limit(limit)
+    )
     return (await session.scalars(query)).all(), int(total or 0)

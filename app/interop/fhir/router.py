@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from starlette.responses import Response
 
 from app.audit import service as audit
@@ -20,7 +23,15 @@ from app.interop.fhir.capability import capability_statement
 from app.interop.fhir.careplan import care_plan_resource
 from app.interop.fhir.inbound import parse_bundle, parse_token
 from app.interop.fhir.outcome import FhirError, FhirRoute, Issue, fhir_response
-from app.interop.fhir.search import analyte_codes, bad_parameter, date_bounds, reference_id
+from app.interop.fhir.search import analyte_codes, bad_parameter, date_bounds
+from app.interop.fhir.search_params import (
+    Search,
+    as_uuids,
+    check_format,
+    is_strict,
+    parse_search,
+    reference_ids,
+)
 from app.interop.fhir.transaction import Touched, process_bundle
 from app.models.plan import PLAN_STATUSES
 from app.pagination import decode_cursor, encode_cursor
@@ -28,18 +39,23 @@ from app.patients import service as patients
 from app.plans import repository as plan_repository
 from app.ranges import service as ranges
 
+
 # Not in the OpenAPI document: FHIR clients discover the server through /metadata, and every
 # error here is an OperationOutcome, not the problem+json the OpenAPI document promises.
-router = APIRouter(prefix="/fhir/R4", tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
+def _negotiate(request: Request) -> None:
+    """JSON only: an Accept or `_format` asking for XML (or anything else) is a 406."""
+    check_format(request.headers.get("accept"), request.query_params.getlist("_format"))
+
+
+router = APIRouter(
+    prefix="/fhir/R4",
+    tags=["fhir"],
+    route_class=FhirRoute,
+    include_in_schema=False,
+    dependencies=[Depends(_negotiate)],
+)
 
 CanWriteBundles = Annotated[Principal, Security(require(Scope.PANELS_WRITE, Scope.PATIENTS_WRITE))]
-Count = Annotated[
-    int, Query(alias="_count", ge=1, le=200, description="Page size (1-200, default 50).")
-]
-PageCursor = Annotated[
-    str | None,
-    Query(alias="_cursor", max_length=200, description="Opaque; taken from a `next` link."),
-]
 _ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json")
 
 
@@ -50,12 +66,13 @@ def _fhir_id(value: str, message: str) -> uuid.UUID:
         raise NotFoundError(message) from None
 
 
+def _etag(version: int) -> dict[str, str]:
+    """FHIR's ETag for a read: the weak form of ``meta.versionId``."""
+    return {"ETag": f'W/"{version}"'}
+
+
 def _full_url(request: Request, path: str) -> str:
     return f"{str(request.base_url).rstrip('/')}/fhir/R4/{path}"
-
-
-def _next_url(request: Request, cursor: str | None) -> str | None:
-    return None if cursor is None else str(request.url.include_query_params(_cursor=cursor))
 
 
 @router.get("/metadata", summary="FHIR CapabilityStatement")
@@ -112,7 +129,7 @@ async def _audit_touched(
                 principal_id=principal.id,
                 principal_kind=principal.kind,
                 role=str(principal.role),
-                action="create" if t.created else "read",
+                action="create" if t.created else "update" if t.updated else "read",
                 resource_type=t.resource_type,
                 resource_id=str(t.resource_id),
                 patient_id=t.patient_id,
@@ -147,7 +164,119 @@ async def read_patient(
         patient_id=_fhir_id(patient_id, "No patient with this id."),
     )
     audit_target(request, patient_id=patient.id)
-    return fhir_response(outbound.patient_resource(patient))
+    return fhir_response(outbound.patient_resource(patient), headers=_etag(patient.version))
+
+
+async def _search_items(request: Request) -> list[tuple[str, str]]:
+    """The search parameters of a GET (query) or a POST ``_search`` (form body and query)."""
+    items = list(request.query_params.multi_items())
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise FhirError(
+                415,
+                [Issue("POST _search takes application/x-www-form-urlencoded.", "not-supported")],
+            )
+        body = (await request.body()).decode("utf-8", errors="replace")
+        items += parse_qsl(body, keep_blank_values=True, max_num_fields=200)
+    return items
+
+
+async def _parse(request: Request, resource_type: str) -> Search:
+    return parse_search(
+        resource_type,
+        await _search_items(request),
+        strict=is_strict(request.headers.get("prefer")),
+    )
+
+
+def _ids(search: Search, name: str) -> tuple[uuid.UUID, ...] | None:
+    """Logical ids from ``_id`` (None when not searched)."""
+    if not search.has(name):
+        return None
+    return as_uuids(set(search.values(name)))
+
+
+def _patient_ids(search: Search, request: Request) -> tuple[uuid.UUID, ...] | None:
+    """Patients named by ``patient``, ``subject`` and ``patient._id`` (ANDed across them)."""
+    chosen: set[uuid.UUID] | None = None
+    base = _full_url(request, "").rstrip("/")
+    for name in ("patient", "subject"):
+        if search.has(name):
+            named = set(as_uuids(reference_ids(name, search.values(name), "Patient", base)))
+            chosen = named if chosen is None else chosen & named
+    if search.has("patient._id"):
+        named = set(as_uuids(set(search.values("patient._id"))))
+        chosen = named if chosen is None else chosen & named
+    return None if chosen is None else tuple(chosen)
+
+
+def _tokens(search: Search, name: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not search.has(name):
+        return None
+    values = tuple(v.rpartition("|")[2] for v in search.values(name))
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise bad_parameter(name, f"unknown value {unknown[0]!r}; use {', '.join(allowed)}.")
+    return values
+
+
+def _audit_patients(request: Request, patient_ids: Sequence[uuid.UUID]) -> None:
+    unique = set(patient_ids)
+    if len(unique) == 1:
+        audit_target(request, patient_id=unique.pop())
+
+
+def _bundle(
+    request: Request,
+    search: Search,
+    *,
+    matches: Sequence[tuple[str | None, Any]],
+    total: int,
+    next_cursor: str | None,
+    included: Sequence[tuple[str, Any]] = (),
+) -> Response:
+    url = str(request.url)
+    warnings = [
+        f"search parameter {name!r} is not supported and was ignored" for name in search.ignored
+    ]
+    return fhir_response(
+        outbound.searchset(
+            matches,
+            total=total,
+            self_url=search.self_url(url),
+            next_url=search.next_url(url, next_cursor),
+            included=included,
+            warnings=warnings,
+        )
+    )
+
+
+async def _included_patients(
+    session: WriteSession,
+    request: Request,
+    search: Search,
+    organization_id: uuid.UUID,
+    patient_ids: Sequence[uuid.UUID],
+) -> list[tuple[str, Any]]:
+    if not search.includes:
+        return []
+    found = await repository.patients_by_id(
+        session, organization_id=organization_id, ids=sorted(set(patient_ids))
+    )
+    return [(_full_url(request, f"Patient/{p.id}"), outbound.patient_resource(p)) for p in found]
+
+
+_GENDERS = ("male", "female", "other", "unknown")
+_OBSERVATION_STATUSES = (
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+)
+_REPORT_STATUSES = ("preliminary", "final", "corrected", "amended", "cancelled")
 
 
 @router.get(
@@ -155,34 +284,54 @@ async def read_patient(
     summary="Search Patients",
     dependencies=[Depends(audited("search", "patient"))],
 )
+@router.post(
+    "/Patient/_search",
+    summary="Search Patients (form body)",
+    dependencies=[Depends(audited("search", "patient"))],
+)
 async def search_patients(
-    request: Request,
-    session: WriteSession,
-    principal: CanReadPatients,
-    identifier: Annotated[str | None, Query(max_length=512)] = None,
-    count: Count = 50,
-    cursor: PageCursor = None,
+    request: Request, session: WriteSession, principal: CanReadPatients
 ) -> Response:
-    """Patients by `identifier` (`system|value`, `system|` or `value`), newest first."""
-    token = parse_token(identifier) if identifier is not None else None
+    """Patients by `_id`, `identifier` (`system|value`, `system|` or `value`), `gender` and
+    `birthdate`, newest first."""
+    search = await _parse(request, "Patient")
+    identifier = search.raw("identifier")
+    token = parse_token(identifier[0]) if identifier else None
+    born_from, born_before = date_bounds("birthdate", search.raw("birthdate"))
+    where = repository.PatientFilter(
+        ids=_ids(search, "_id"),
+        identifier=(token.system, token.value) if token else None,
+        sexes=_tokens(search, "gender", _GENDERS),
+        born_from=tuple(moment.date() for moment in born_from),
+        born_before=tuple(_date_end(moment) for moment in born_before),
+    )
     rows, total = await repository.search_patients(
         session,
         organization_id=principal.organization_id,
-        identifier=(token.system, token.value) if token else None,
-        limit=count + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        where=where,
+        limit=0 if search.count_only else search.count + 1,
+        after=decode_cursor(search.cursor) if search.cursor else None,
     )
-    page = list(rows[:count])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > count else None
-    if len(page) == 1:
-        audit_target(request, patient_id=page[0].id)
-    bundle = outbound.searchset(
-        [(_full_url(request, f"Patient/{p.id}"), outbound.patient_resource(p)) for p in page],
+    page = list(rows[: search.count])
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > search.count else None
+    )
+    _audit_patients(request, [p.id for p in page])
+    return _bundle(
+        request,
+        search,
+        matches=[
+            (_full_url(request, f"Patient/{p.id}"), outbound.patient_resource(p)) for p in page
+        ],
         total=total,
-        self_url=str(request.url),
-        next_url=_next_url(request, next_cursor),
+        next_cursor=next_cursor,
     )
-    return fhir_response(bundle)
+
+
+def _date_end(moment: datetime) -> date:
+    """The exclusive end date for a [start, end) bound on a date column."""
+    day = moment.date()
+    return day if moment.time() == datetime.min.time() else day + timedelta(days=1)
 
 
 # --- Observation ----------------------------------------------------------------------------
@@ -219,45 +368,52 @@ async def read_observation(
     summary="Search Observations",
     dependencies=[Depends(audited("search", "observation"))],
 )
+@router.post(
+    "/Observation/_search",
+    summary="Search Observations (form body)",
+    dependencies=[Depends(audited("search", "observation"))],
+)
 async def search_observations(
-    request: Request,
-    session: WriteSession,
-    principal: CanReadPanels,
-    patient: Annotated[str | None, Query(max_length=200)] = None,
-    code: Annotated[str | None, Query(max_length=1000)] = None,
-    date: Annotated[list[str] | None, Query(max_length=10)] = None,
-    count: Count = 50,
-    cursor: PageCursor = None,
+    request: Request, session: WriteSession, principal: CanReadPanels
 ) -> Response:
-    """Results by `patient`, `code` (LOINC, comma-separated) and `date` (collection time with
-    eq/ge/gt/le/lt prefixes; repeat to AND), newest first, `_count` per page with a `next`
-    link (keyset paging: no result is skipped or repeated while new ones arrive)."""
+    """Results by `_id`, `patient` / `subject` (any reference form) / `patient._id`, `code`
+    (LOINC, ours or the code the lab sent; comma-separated), `date` (collection time with
+    eq/ge/gt/le/lt prefixes; repeat to AND) and `status`; `_sort=date|-date` (default newest
+    first), `_include=Observation:patient`, `_count` (0: the total only) with a `next` link
+    (keyset paging: no result is skipped or repeated while new ones arrive)."""
     catalog = default_catalog()
-    patient_id = reference_id("patient", patient, "Patient") if patient else None
-    starts, ends = date_bounds("date", date or [])
+    search = await _parse(request, "Observation")
+    starts, ends = date_bounds("date", search.raw("date"))
+    codes = search.values("code")
     where = repository.ObservationFilter(
-        patient_id=patient_id,
-        analytes=analyte_codes(code, catalog) if code is not None else None,
+        ids=_ids(search, "_id"),
+        patient_ids=_patient_ids(search, request),
+        analytes=analyte_codes(",".join(codes), catalog) if search.has("code") else None,
+        codes_sent=tuple(code.rpartition("|")[2] for code in codes),
+        statuses=_tokens(search, "status", _OBSERVATION_STATUSES),
         starts=starts,
         ends=ends,
+        descending=search.descending,
     )
-    if patient_id is not None:
-        audit_target(request, patient_id=patient_id)
     rows, total = await repository.search_observations(
         session,
         organization_id=principal.organization_id,
         where=where,
-        limit=count + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        limit=0 if search.count_only else search.count + 1,
+        after=decode_cursor(search.cursor) if search.cursor else None,
     )
-    page = rows[:count]
+    page = rows[: search.count]
     next_cursor = (
         encode_cursor(page[-1].result.collected_at, page[-1].result.id)
-        if len(rows) > count
+        if len(rows) > search.count
         else None
     )
-    bundle = outbound.searchset(
-        [
+    patient_ids = [row.result.patient_id for row in page]
+    _audit_patients(request, patient_ids or list(where.patient_ids or ()))
+    return _bundle(
+        request,
+        search,
+        matches=[
             (
                 _full_url(request, f"Observation/{row.result.id}"),
                 outbound.observation_resource(
@@ -267,10 +423,11 @@ async def search_observations(
             for row in page
         ],
         total=total,
-        self_url=str(request.url),
-        next_url=_next_url(request, next_cursor),
+        next_cursor=next_cursor,
+        included=await _included_patients(
+            session, request, search, principal.organization_id, patient_ids
+        ),
     )
-    return fhir_response(bundle)
 
 
 # --- DiagnosticReport -----------------------------------------------------------------------
@@ -302,29 +459,43 @@ async def read_report(
     summary="Search DiagnosticReports",
     dependencies=[Depends(audited("search", "panel"))],
 )
+@router.post(
+    "/DiagnosticReport/_search",
+    summary="Search DiagnosticReports (form body)",
+    dependencies=[Depends(audited("search", "panel"))],
+)
 async def search_reports(
-    request: Request,
-    session: WriteSession,
-    principal: CanReadPanels,
-    patient: Annotated[str | None, Query(max_length=200)] = None,
-    count: Count = 50,
-    cursor: PageCursor = None,
+    request: Request, session: WriteSession, principal: CanReadPanels
 ) -> Response:
-    """Panels by `patient`, newest collection first."""
-    patient_id = reference_id("patient", patient, "Patient") if patient else None
-    if patient_id is not None:
-        audit_target(request, patient_id=patient_id)
+    """Panels by `_id`, `patient` / `subject` / `patient._id`, `date` and `status`;
+    `_sort=date|-date` (default newest first), `_include=DiagnosticReport:patient`, `_count`."""
+    search = await _parse(request, "DiagnosticReport")
+    starts, ends = date_bounds("date", search.raw("date"))
+    where = repository.ReportFilter(
+        ids=_ids(search, "_id"),
+        patient_ids=_patient_ids(search, request),
+        statuses=_tokens(search, "status", _REPORT_STATUSES),
+        starts=starts,
+        ends=ends,
+        descending=search.descending,
+    )
     panels, total = await repository.search_reports(
         session,
         organization_id=principal.organization_id,
-        patient_id=patient_id,
-        limit=count + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        where=where,
+        limit=0 if search.count_only else search.count + 1,
+        after=decode_cursor(search.cursor) if search.cursor else None,
     )
-    page = list(panels[:count])
-    next_cursor = encode_cursor(page[-1].collected_at, page[-1].id) if len(panels) > count else None
-    bundle = outbound.searchset(
-        [
+    page = list(panels[: search.count])
+    next_cursor = (
+        encode_cursor(page[-1].collected_at, page[-1].id) if len(panels) > search.count else None
+    )
+    patient_ids = [p.patient_id for p in page]
+    _audit_patients(request, patient_ids or list(where.patient_ids or ()))
+    return _bundle(
+        request,
+        search,
+        matches=[
             (
                 _full_url(request, f"DiagnosticReport/{p.id}"),
                 outbound.diagnostic_report_resource(p, p.results),
@@ -332,15 +503,14 @@ async def search_reports(
             for p in page
         ],
         total=total,
-        self_url=str(request.url),
-        next_url=_next_url(request, next_cursor),
+        next_cursor=next_cursor,
+        included=await _included_patients(
+            session, request, search, principal.organization_id, patient_ids
+        ),
     )
-    return fhir_response(bundle)
 
 
 # --- CarePlan -------------------------------------------------------------------------------
-
-_PLAN_STATUSES = frozenset(PLAN_STATUSES)
 
 
 @router.get(
@@ -361,7 +531,7 @@ async def read_care_plan(
     if plan is None:
         raise NotFoundError("No CarePlan with this id.")
     audit_target(request, patient_id=plan.patient_id)
-    return fhir_response(care_plan_resource(plan))
+    return fhir_response(care_plan_resource(plan), headers=_etag(plan.version))
 
 
 @router.get(
@@ -369,46 +539,41 @@ async def read_care_plan(
     summary="Search CarePlans",
     dependencies=[Depends(audited("search", "plan"))],
 )
+@router.post(
+    "/CarePlan/_search",
+    summary="Search CarePlans (form body)",
+    dependencies=[Depends(audited("search", "plan"))],
+)
 async def search_care_plans(
-    request: Request,
-    session: WriteSession,
-    principal: CanReadPlans,
-    patient: Annotated[str | None, Query(max_length=200)] = None,
-    status: Annotated[str | None, Query(max_length=200)] = None,
-    count: Count = 50,
-    cursor: PageCursor = None,
+    request: Request, session: WriteSession, principal: CanReadPlans
 ) -> Response:
-    """Plans by `patient` and `status` (comma-separated: any of), newest first."""
-    patient_id = reference_id("patient", patient, "Patient") if patient else None
-    if patient_id is not None:
-        audit_target(request, patient_id=patient_id)
-    statuses = [s.strip() for s in status.split(",")] if status else None
-    unknown = sorted(set(statuses or ()) - _PLAN_STATUSES)
-    if unknown:
-        raise bad_parameter(
-            "status", f"unknown status {unknown[0]!r}; use {', '.join(PLAN_STATUSES)}"
-        )
-    organization_id = principal.organization_id
-    plans = await plan_repository.search(
+    """Plans by `_id`, `patient` / `subject` and `status` (comma-separated: any of), newest
+    first."""
+    search = await _parse(request, "CarePlan")
+    where = repository.CarePlanFilter(
+        ids=_ids(search, "_id"),
+        patient_ids=_patient_ids(search, request),
+        statuses=_tokens(search, "status", PLAN_STATUSES),
+    )
+    plans, total = await repository.search_care_plans(
         session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        statuses=statuses,
-        limit=count + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        organization_id=principal.organization_id,
+        where=where,
+        limit=0 if search.count_only else search.count + 1,
+        after=decode_cursor(search.cursor) if search.cursor else None,
     )
-    total = await plan_repository.count(
-        session, organization_id=organization_id, patient_id=patient_id, statuses=statuses
+    page = list(plans[: search.count])
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > search.count else None
     )
-    page = list(plans[:count])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > count else None
-    bundle = outbound.searchset(
-        [(_full_url(request, f"CarePlan/{p.id}"), care_plan_resource(p)) for p in page],
+    _audit_patients(request, [p.patient_id for p in page] or list(where.patient_ids or ()))
+    return _bundle(
+        request,
+        search,
+        matches=[(_full_url(request, f"CarePlan/{p.id}"), care_plan_resource(p)) for p in page],
         total=total,
-        self_url=str(request.url),
-        next_url=_next_url(request, next_cursor),
+        next_cursor=next_cursor,
     )
-    return fhir_response(bundle)
 
 
 # --- ObservationDefinition ------------------------------------------------------------------
@@ -421,18 +586,22 @@ async def search_observation_definitions(
     """One ObservationDefinition per analyte of the organization's active reference-range set,
     with `qualifiedInterval`s (reference / critical / absolute, by gender and age band in
     years, limits in the canonical UCUM unit). No patient data; not paged."""
+    search = await _parse(request, "ObservationDefinition")
     catalog = default_catalog()
     range_set = await ranges.active_compiled(
         session, organization_id=principal.organization_id, catalog=catalog
     )
     definitions = outbound.observation_definitions(range_set, catalog) if range_set else []
-    bundle = outbound.searchset(
-        [(None, d) for d in definitions],
+    return _bundle(
+        request,
+        search,
+        matches=[
+            (_full_url(request, f"ObservationDefinition/{d.id}") if d.id else None, d)
+            for d in ([] if search.count_only else definitions)
+        ],
         total=len(definitions),
-        self_url=str(request.url),
-        next_url=None,
+        next_cursor=None,
     )
-    return fhir_response(bundle)
 
 
 # --- everything else ------------------------------------------------------------------------

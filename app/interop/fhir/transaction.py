@@ -1,8 +1,9 @@
 """Process a transaction or batch Bundle through the native services.
 
 Patients go through ``app.patients.service.create`` (after the ifNoneExist search), panels
-through ``app.panels.service.ingest(..., source_format="fhir")``: the one ingestion path, with
-its validation, unit conversion, interpretation and (organization, source, accession) dedupe.
+through ``app.panels.corrections.ingest_or_correct(..., source_format="fhir")``: the one
+ingestion path, with its validation, unit conversion, interpretation and (organization, source,
+accession) dedupe, where a report re-sent as a correction corrects the stored panel.
 
 * transaction: all or nothing. Any failing entry raises; the request's transaction rolls back
   and the caller gets one OperationOutcome naming every problem found.
@@ -15,14 +16,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from itertools import zip_longest
 from typing import Any, NoReturn
 
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.patient_matching import TypedIdentifier
 from app.errors import AppError
-from app.interop.fhir import repository
 from app.interop.fhir.inbound import ParsedBundle, PatientUnit, ReportUnit
 from app.interop.fhir.outcome import (
     FhirError,
@@ -31,8 +33,11 @@ from app.interop.fhir.outcome import (
     operation_outcome,
     outcome_of,
 )
+from app.panels import corrections
 from app.panels import service as panels
-from app.panels.schemas import PatientRef
+from app.panels.schemas import PanelCreate, PatientRef
+from app.patients import matching
+from app.patients import repository as patients_repository
 from app.patients import service as patients
 
 
@@ -44,6 +49,7 @@ class Touched:
     resource_id: uuid.UUID
     patient_id: uuid.UUID
     created: bool
+    updated: bool = False  # a stored panel corrected by the Bundle
 
 
 @dataclass
@@ -104,10 +110,12 @@ async def process_bundle(
     for report in parsed.reports:
         try:
             if transaction:
-                outcome = await _apply_report(session, organization_id, report, patient_ids)
+                outcome, sent = await _apply_report(session, organization_id, report, patient_ids)
             else:
                 async with session.begin_nested():
-                    outcome = await _apply_report(session, organization_id, report, patient_ids)
+                    outcome, sent = await _apply_report(
+                        session, organization_id, report, patient_ids
+                    )
         except (AppError, DBAPIError) as exc:
             failure = _at_report(exc, report)
             if transaction:
@@ -118,9 +126,13 @@ async def process_bundle(
         panel = outcome.panel
         status = 201 if outcome.created else 200
         entries[report.index] = _Entry(status=status, location=f"DiagnosticReport/{panel.id}")
-        for index, result in zip(report.observation_indexes, panel.results, strict=True):
+        # After a correction the panel may also hold results this Bundle did not send.
+        results = corrections.results_as_sent(panel, sent)
+        for index, result in zip(report.observation_indexes, results, strict=True):
             entries[index] = _Entry(status=status, location=f"Observation/{result.id}")
-        touched.append(Touched("panel", panel.id, panel.patient_id, outcome.created))
+        touched.append(
+            Touched("panel", panel.id, panel.patient_id, outcome.created, outcome.corrected)
+        )
 
     response = Bundle.model_validate(
         {
@@ -146,40 +158,139 @@ async def _apply_patient(
     session: AsyncSession, organization_id: uuid.UUID, unit: PatientUnit
 ) -> tuple[int, uuid.UUID]:
     """Conditional create (FHIR semantics): no match creates (201), one match is returned
-    (200), more than one is refused (412)."""
-    if unit.if_none_exist is None:
-        patient = await patients.create(session, organization_id=organization_id, data=unit.data)
-        return 201, patient.id
-    match = await _conditional_match(session, organization_id, unit)
-    if match is not None:
-        return 200, match
+    (200), more than one is refused (412).
+
+    Only matching keys count (``app/data/patient_matching.yaml``): a new patient keeps only
+    those identifiers (with their types), and a match whose recorded gender or birthDate
+    contradicts the resource, or whose other identifiers name another patient, is 409."""
     try:
-        patient = await patients.create(session, organization_id=organization_id, data=unit.data)
-    except patients.IdentifierInUseError:
-        # A concurrent request created the patient between our search and our create (its
-        # insert won the unique key): the condition now matches it, as a retry would find.
+        claim = matching.claim_of(
+            [
+                TypedIdentifier(i.system, i.value, kind)
+                for i, kind in zip_longest(unit.data.identifiers, unit.identifier_types)
+                if i is not None
+            ],
+            sex=unit.data.sex,
+            birth_date=unit.data.birth_date,
+            channel="fhir",
+        )
+        if not claim.keys:
+            raise _no_key(unit)
+        if unit.if_none_exist is None:
+            return 201, (
+                await matching.register(session, organization_id=organization_id, claim=claim)
+            ).id
         match = await _conditional_match(session, organization_id, unit)
-        if match is None:
-            raise
-        return 200, match
-    return 201, patient.id
+        if match is not None:
+            return 200, await _matched(session, organization_id, claim, match)
+        try:
+            patient = await matching.register(session, organization_id=organization_id, claim=claim)
+        except patients.IdentifierInUseError:
+            # A concurrent request created the patient between our search and our create (its
+            # insert won the unique key): the condition now matches it, as a retry would find.
+            match = await _conditional_match(session, organization_id, unit)
+            if match is None:
+                raise
+            return 200, await _matched(session, organization_id, claim, match)
+        return 201, patient.id
+    except matching.MatchError as exc:
+        raise _match_refused(exc, unit) from exc
+
+
+async def _matched(
+    session: AsyncSession, organization_id: uuid.UUID, claim: matching.Claim, match: uuid.UUID
+) -> uuid.UUID:
+    """The patient ifNoneExist found, once the resource's own keys and demographics agree."""
+    found = await matching.find(session, organization_id=organization_id, claim=claim, also=[match])
+    assert found is not None
+    return found.id
+
+
+def _no_key(unit: PatientUnit) -> FhirError:
+    return FhirError(
+        422,
+        [
+            Issue(
+                "No identifier can name this patient: identifiers of an excluded type (SS) or "
+                "system, with a placeholder value, or of a type that is not a matching key "
+                "(e.g. MR) are never used to match or register a patient.",
+                "processing",
+                "error",
+                (f"Bundle.entry[{unit.index}].resource.identifier",),
+            )
+        ],
+    )
+
+
+def _match_refused(exc: matching.MatchError, unit: PatientUnit) -> FhirError:
+    where = f"Bundle.entry[{unit.index}].resource"
+    if isinstance(exc, matching.DemographicsConflictError):
+        fields = {"sex": "gender", "birth_date": "birthDate"}
+        return FhirError(
+            409,
+            [
+                Issue(
+                    f"Patient.{fields[name]} differs from the registered patient these "
+                    "identifiers name; nothing was stored. Check that the identifier belongs to "
+                    "this person.",
+                    "conflict",
+                    "error",
+                    (f"{where}.{fields[name]}",),
+                )
+                for name in exc.fields
+            ],
+        )
+    if isinstance(exc, matching.IdentifiersConflictError):
+        return FhirError(
+            409,
+            [
+                Issue(
+                    "The Patient's identifiers (and ifNoneExist) name different registered "
+                    "patients; nothing was stored.",
+                    "conflict",
+                    "error",
+                    tuple(f"{where}.identifier[{p}]" for p in exc.positions)
+                    or (f"{where}.identifier",),
+                )
+            ],
+        )
+    return _no_key(unit)
 
 
 async def _conditional_match(
     session: AsyncSession, organization_id: uuid.UUID, unit: PatientUnit
 ) -> uuid.UUID | None:
-    """The one patient `ifNoneExist` names, None for no match; 412 for several."""
+    """The one patient `ifNoneExist` names, None for no match; 412 for several. Only matching
+    keys are searched: never an excluded system or type, never a placeholder value."""
     token = unit.if_none_exist
     assert token is not None
+    criterion = f"Bundle.entry[{unit.index}].request.ifNoneExist"
     # `|value` asks for identifiers without a system; every identifier here has one.
-    if token.system == "":
+    if token.system == "" or token.value is None:
         return None
-    matches = await repository.patient_ids_by_identifier(
-        session,
-        organization_id=organization_id,
-        system=token.system,
-        value=token.value,
-        limit=2,
+    policy = matching.current_policy()
+    reason = policy.never_matches(TypedIdentifier(token.system or "", token.value))
+    if reason is not None:
+        raise FhirError(
+            422,
+            [
+                Issue(
+                    f"ifNoneExist cannot name a patient: {reason}.",
+                    "processing",
+                    "error",
+                    (criterion,),
+                )
+            ],
+        )
+    rows = await patients_repository.identifiers_with_value(
+        session, organization_id=organization_id, system=token.system, value=token.value
+    )
+    matches = list(
+        dict.fromkeys(
+            patient_id
+            for system, stored_type, patient_id in rows
+            if system not in policy.excluded_systems and policy.stored_may_match(stored_type)
+        )
     )
     if len(matches) > 1:
         raise FhirError(
@@ -190,7 +301,7 @@ async def _conditional_match(
                     "specific (system|value).",
                     "multiple-matches",
                     "error",
-                    (f"Bundle.entry[{unit.index}].request.ifNoneExist",),
+                    (criterion,),
                 )
             ],
         )
@@ -202,7 +313,11 @@ async def _apply_report(
     organization_id: uuid.UUID,
     unit: ReportUnit,
     patient_ids: dict[str, uuid.UUID],
-) -> panels.IngestOutcome:
+) -> tuple[panels.IngestOutcome, PanelCreate]:
+    """Store the report's panel, or apply it to the panel stored under its identifier as a
+    correction (DiagnosticReport.status corrected / amended, final after preliminary, or
+    Observations entered-in-error / cancelled / corrected / amended: the same correction path
+    as the native API and HL7 v2, ``app.panels.corrections``)."""
     if unit.subject_entry is not None:
         patient_id = patient_ids.get(unit.subject_entry)
         if patient_id is None:
@@ -221,9 +336,11 @@ async def _apply_report(
     else:
         assert unit.subject is not None
         patient = unit.subject
-    return await panels.ingest(
-        session, organization_id=organization_id, data=unit.panel(patient), source_format="fhir"
+    data = unit.panel(patient)
+    outcome = await corrections.ingest_or_correct(
+        session, organization_id=organization_id, data=data, source_format="fhir", via="FHIR"
     )
+    return outcome, data
 
 
 def _as_issues(exc: AppError | DBAPIError) -> tuple[int, list[Issue]]:

@@ -89,7 +89,7 @@ def _err(issue: Issue, version: str) -> str:
                     parts.append(str(location.component))
             erl = "^".join(parts)
         text = escape(_clip(str(issue)))
-        return "|".join(["ERR", "", erl, code, "E", "", "", "", text])
+        return "|".join(["ERR", "", erl, code, issue.severity, "", "", "", text])
     # 2.3 / 2.4 ELD: segment id ^ sequence ^ field position ^ code (CE, as subcomponents).
     eld_code = code.replace("^", "&")
     if location is None:

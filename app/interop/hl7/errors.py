@@ -71,6 +71,8 @@ class Issue:
     code: ErrorCode
     text: str
     location: Location | None = None
+    # ERR-4 (HL7 table 0516): E error, W warning, I information (a note on an accepted message).
+    severity: Literal["E", "W", "I"] = "E"
 
     def __str__(self) -> str:
         return f"{self.location}: {self.text}" if self.location else self.text

@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
+from app.domain.patient_matching import TypedIdentifier, normalize_type
+from app.domain.result_status import HL7_OBX11, HL7_WITHDRAWING, ResultStatus
 from app.domain.types import Sex, Specimen
+from app.identifier_systems import system_uri
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError
 from app.interop.hl7.parser import (
@@ -52,19 +56,42 @@ _PANEL_FIELDS = {"accession": ("OBR", 3), "collected_at": ("OBR", 7), "source": 
 
 
 @dataclass(frozen=True, slots=True)
-class PanelDraft:
-    """One OBR group, ready for ingestion, with what is needed to find or create its patient."""
+class Withdrawal:
+    """An OBX with OBX-11 W, D or X and no value: withdraws the result stored earlier for
+    this analyte in the same panel (same accession), if there is one."""
 
-    panel: PanelCreate
+    analyte: str  # our analyte code
+    status: ResultStatus  # entered-in-error | cancelled
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class PanelDraft:
+    """One OBR group, ready for ingestion, with what is needed to find or create its patient.
+
+    ``content`` is None when every OBX of the group is a withdrawal without a value (then
+    ``source`` / ``accession`` name the stored panel they withdraw from)."""
+
+    content: PanelCreate | None
     identifiers: tuple[IdentifierIn, ...]
     patient: PatientCreate
     patient_location: Location
     order_location: Location
     result_locations: tuple[Location, ...]
     corrects: bool
+    # PID-3: every identifier as sent, with its CX-5 type (HL7 table 0203), in PID-3 order.
+    typed_identifiers: tuple[TypedIdentifier, ...] = ()
+    withdrawals: tuple[Withdrawal, ...] = ()
+    source: str = ""
+    accession: str = ""
 
-    def with_patient(self, identifier: IdentifierIn) -> PanelCreate:
-        return self.panel.model_copy(update={"patient": PatientRef(identifier=identifier)})
+    @property
+    def panel(self) -> PanelCreate:
+        assert self.content is not None, "a draft of withdrawals only has no panel to store"
+        return self.content
+
+    def with_patient(self, patient: PatientRef) -> PanelCreate:
+        return self.panel.model_copy(update={"patient": patient})
 
 
 def source_of(header: MessageHeader) -> str:
@@ -81,10 +108,13 @@ def identifier_system(identifier: ExtendedId, facility: str) -> str:
             return f"urn:oid:{universal}"
         if kind.upper() == "UUID" and not universal.startswith("urn:"):
             return f"urn:uuid:{universal.lower()}"
-        return universal
+        # The sender says it is a URI (CX-4.3 "URI"): kept as sent; anything else is mapped.
+        return universal if kind.upper() == "URI" else system_uri(universal)
     if identifier.authority_namespace:
-        return identifier.authority_namespace
-    return f"urn:hl7v2:{facility or 'unknown'}:{identifier.type_code or 'PI'}"
+        return system_uri(identifier.authority_namespace)
+    # No authority: a namespace private to the sending facility (a URN, as stored since v1).
+    facility_name = quote(facility or "unknown", safe="")
+    return f"urn:hl7v2:{facility_name}:{quote(identifier.type_code or 'PI', safe='')}"
 
 
 def panel_drafts(
@@ -116,6 +146,7 @@ def panel_drafts(
                 identifiers=identifiers,
                 patient_create=patient_create,
                 patient_location=Location("PID", patient.sequence),
+                typed=tuple(typed_identifiers(patient, header.sending_facility)),
                 code_maps=code_maps,
                 catalog=catalog,
                 issues=issues,
@@ -127,14 +158,22 @@ def panel_drafts(
     return drafts
 
 
+def typed_identifiers(patient: PatientIdentification, facility: str) -> list[TypedIdentifier]:
+    """PID-3's repetitions as (system, value, type), distinct on (system, value)."""
+    found: dict[tuple[str, str], TypedIdentifier] = {}
+    for identifier in patient.identifiers:
+        system = identifier_system(identifier, facility)
+        found.setdefault(
+            (system, identifier.value),
+            TypedIdentifier(system, identifier.value, normalize_type(identifier.type_code)),
+        )
+    return list(found.values())
+
+
 def _patient(
     patient: PatientIdentification, facility: str, issues: list[Issue]
 ) -> tuple[tuple[IdentifierIn, ...], PatientCreate | None]:
-    pairs: list[tuple[str, str]] = []
-    for identifier in patient.identifiers:
-        pair = (identifier_system(identifier, facility), identifier.value)
-        if pair not in pairs:
-            pairs.append(pair)
+    pairs = [(i.system, i.value) for i in typed_identifiers(patient, facility)]
     try:
         identifiers = tuple(IdentifierIn(system=s, value=v) for s, v in pairs[:10])
         created = PatientCreate(
@@ -162,6 +201,7 @@ def _draft(
     identifiers: tuple[IdentifierIn, ...],
     patient_create: PatientCreate | None,
     patient_location: Location,
+    typed: tuple[TypedIdentifier, ...],
     code_maps: CodeMaps,
     catalog: Catalog,
     issues: list[Issue],
@@ -170,10 +210,17 @@ def _draft(
     order_location = Location("OBR", order.sequence)
     before = len(issues)
     specimen = _specimen(order, issues)
+    status = _panel_status({observation.status for observation in order.observations})
     results: list[ResultIn] = []
     locations: list[Location] = []
+    withdrawals: list[Withdrawal] = []
     for observation in order.observations:
-        result = _result(observation, facility, code_maps, catalog, issues)
+        if observation.status in HL7_WITHDRAWING and not observation.value:
+            withdrawal = _withdrawal(observation, facility, code_maps, catalog, issues)
+            if withdrawal is not None:
+                withdrawals.append(withdrawal)
+            continue
+        result = _result(observation, facility, code_maps, catalog, issues, panel_status=status)
         if result is not None:
             results.append(result)
             locations.append(Location("OBX", observation.sequence))
@@ -183,30 +230,67 @@ def _draft(
     if len(issues) > before or patient_create is None or specimen is None:
         return None
     statuses = {observation.status for observation in order.observations}
-    status: PanelStatus = (
-        "corrected" if "C" in statuses else "preliminary" if "P" in statuses else "final"
-    )
+    panel: PanelCreate | None = None
     try:
-        panel = PanelCreate(
-            patient=PatientRef(identifier=identifiers[0]),
-            source=source_of(header),
-            accession=order.accession,
-            specimen=specimen,
-            status=status,
-            collected_at=collected_at,
-            results=results,
-        )
+        if results or not withdrawals:
+            panel = PanelCreate(
+                patient=PatientRef(identifier=identifiers[0]),
+                source=source_of(header),
+                accession=order.accession,
+                specimen=specimen,
+                status=status,
+                collected_at=collected_at,
+                results=results,
+            )
     except ValidationError as exc:
         issues.extend(_validation_issues(exc, order_location, locations))
         return None
     return PanelDraft(
-        panel=panel,
+        content=panel,
         identifiers=identifiers,
         patient=patient_create,
         patient_location=patient_location,
         order_location=order_location,
         result_locations=tuple(locations),
-        corrects="C" in statuses,
+        # W / D / X change a result sent before, as C does.
+        corrects=bool(statuses & {"C", *HL7_WITHDRAWING}),
+        typed_identifiers=typed,
+        withdrawals=tuple(withdrawals),
+        source=source_of(header),
+        accession=order.accession,
+    )
+
+
+def _panel_status(statuses: set[str]) -> PanelStatus:
+    """The panel's status from its OBX-11 codes: a correction when any result corrects or
+    withdraws one sent before (C, W, D), preliminary when any is not final (P, R, S)."""
+    if statuses & {"C", "W", "D"}:
+        return "corrected"
+    if statuses & {"P", "R", "S"}:
+        return "preliminary"
+    return "final"
+
+
+def _withdrawal(
+    observation: Observation,
+    facility: str,
+    code_maps: CodeMaps,
+    catalog: Catalog,
+    issues: list[Issue],
+) -> Withdrawal | None:
+    location = Location("OBX", observation.sequence, 3)
+    analyte = _analyte(observation, facility, code_maps, catalog, location, issues)
+    if analyte is None:
+        return None
+    try:
+        code = catalog.resolve(analyte).code
+    except DomainError as exc:
+        issues.append(Issue(ErrorCode.TABLE_VALUE_NOT_FOUND, str(exc), location))
+        return None
+    return Withdrawal(
+        analyte=code,
+        status=HL7_OBX11[observation.status],
+        location=Location("OBX", observation.sequence),
     )
 
 
@@ -231,12 +315,15 @@ def _result(
     code_maps: CodeMaps,
     catalog: Catalog,
     issues: list[Issue],
+    *,
+    panel_status: PanelStatus = "final",
 ) -> ResultIn | None:
     location = Location("OBX", observation.sequence, 3)
     analyte = _analyte(observation, facility, code_maps, catalog, location, issues)
     if analyte is None:
         return None
     range_text = observation.reference_range
+    status = HL7_OBX11[observation.status]
     try:
         return ResultIn(
             analyte=analyte,
@@ -244,6 +331,8 @@ def _result(
             unit=observation.units,
             reference_range=LabRangeIn(text=range_text) if range_text else None,
             flag=observation.abnormal_flags[0] if observation.abnormal_flags else None,
+            # Only where it differs from the panel's (so a plain final message hashes as before).
+            status=status if status != panel_status else None,
         )
     except ValidationError as exc:
         issues.extend(

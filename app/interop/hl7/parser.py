@@ -16,11 +16,13 @@ from typing import Any
 
 import hl7
 
+from app.domain.result_status import HL7_OBX11, HL7_WITHDRAWING
 from app.interop.hl7.errors import ErrorCode, Location, ParseError
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 VALUE_TYPES = ("NM", "SN", "ST")
-RESULT_STATUSES = ("F", "C", "P")
+# OBX-11, HL7 table 0085: what each code is stored as, in app.domain.result_status.
+RESULT_STATUSES = tuple(HL7_OBX11)
 # Segments that wrap messages in a batch or file; never part of a message.
 ENVELOPE_SEGMENTS = ("FHS", "BHS", "BTS", "FTS")
 
@@ -441,6 +443,19 @@ def _observation(segment: _Segment) -> Observation:
             segment.location(3),
             code=ErrorCode.REQUIRED_FIELD_MISSING,
         )
+    status = segment.get(11).upper()
+    if status in HL7_WITHDRAWING and not segment.get(5) and not segment.get(5, 2):
+        # W / D / X without a value: withdraws the result stored for this analyte (if any).
+        return Observation(
+            sequence=segment.sequence,
+            value_type=value_type,
+            code=code,
+            value="",
+            units=segment.get(6) or segment.get(6, 2),
+            reference_range=segment.get(7),
+            abnormal_flags=[],
+            status=status,
+        )
     if not value_type:
         raise ParseError(
             "OBX-2 (value type) is required",
@@ -464,7 +479,8 @@ def _observation(segment: _Segment) -> Observation:
     status = segment.require(11, "OBX-11 (observation result status)").upper()
     if status not in RESULT_STATUSES:
         raise ParseError(
-            f"result status {status} is not supported; send F, C or P",
+            f"result status {status} is not supported; send one of "
+            f"{', '.join(RESULT_STATUSES)} (I, O, N and U carry no result to store)",
             segment.location(11),
             code=ErrorCode.TABLE_VALUE_NOT_FOUND,
         )

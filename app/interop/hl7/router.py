@@ -1,13 +1,24 @@
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
-from app.audit.context import audit_target, audited
+from app.audit.context import audited
 from app.auth.deps import AUTH_RESPONSES, CanWritePanels
-from app.deps import WriteSession
+from app.deps import SettingsDep, WriteSession
+from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
+from app.interop.hl7 import audit as hl7_audit
 from app.interop.hl7 import service
+from app.interop.hl7.ack import build_ack
+from app.interop.hl7.errors import ErrorCode, Issue, ParseError
+from app.interop.hl7.parser import read_header, split_messages
+from app.ops import metrics
 from app.problems import problem_doc
 from app.uploads import UnsupportedMediaTypeError
 
@@ -34,7 +45,77 @@ ACK_ERROR_EXAMPLE = (
 )
 
 
-router = APIRouter(tags=["hl7v2"], responses=AUTH_RESPONSES)
+log = logging.getLogger("app.interop.hl7")
+_T = TypeVar("_T")
+
+# Bodies this large are parsed and mapped in a worker thread, so one big message never holds
+# the event loop (and every other sender's request) while it is read.
+OFFLOAD_BYTES = 64 * 1024
+
+
+class TooManySegmentsError(AppError):
+    status = 413
+    type_slug = "too-many-segments"
+    title = "Too many HL7 segments"
+
+
+async def _unavailable_ack(request: Request, exc: Exception) -> Response:
+    """The database is down: an AR ACK per message ("not taken, resend later") with 503 and
+    Retry-After, wherever the failure happened (authentication, the session, the commit)."""
+    log.warning("database unavailable on the HL7 route: %s", type(exc).__name__)
+    issue = Issue(
+        ErrorCode.INTERNAL_ERROR,
+        "the database is unavailable; resend the message later (a message resent with the "
+        "same MSH-10 is never stored twice)",
+    )
+    try:
+        text = _decode(await request.body(), request.headers.get("content-type", ""))
+        messages = split_messages(text)
+    except Exception:  # an unreadable body: one AR without an echoed header
+        messages = []
+    acks = []
+    for message in messages[:100] or [""]:
+        try:
+            header = read_header(message) if message else None
+        except ParseError:
+            header = None
+        acks.append(build_ack(header, "AR", [issue]))
+    return Response(
+        "".join(acks),
+        status_code=503,
+        media_type=HL7_MEDIA_TYPE,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+class Hl7Route(APIRoute):
+    """The HL7 route answers a database outage with AR ACKs; every other error keeps the app's
+    problem+json handlers."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handlers, status_handlers = scope.get("starlette.exception_handlers", ({}, {}))
+
+        async def on_error(request: Request, exc: Exception) -> Response:
+            if is_database_unavailable(exc):
+                return await _unavailable_ack(request, exc)
+            for cls in type(exc).__mro__:
+                if cls in handlers and cls is not Exception:
+                    response: Response = await handlers[cls](request, exc)
+                    return response
+            raise exc
+
+        # Every key routes through on_error: Starlette picks the first class in the
+        # exception's MRO that has a handler (OSError's would win over Exception's).
+        ours = dict.fromkeys([*handlers, Exception], on_error)
+        scope["starlette.exception_handlers"] = (ours, status_handlers)
+        await super().handle(scope, receive, send)
+
+
+async def _in_thread(work: Callable[[], _T], /) -> _T:
+    return await asyncio.to_thread(work)
+
+
+router = APIRouter(tags=["hl7v2"], responses=AUTH_RESPONSES, route_class=Hl7Route)
 
 
 def _er7_body() -> dict[str, Any]:
@@ -68,14 +149,24 @@ def _er7_body() -> dict[str, Any]:
                 }
             },
         },
-        413: problem_doc("The request body exceeds the configured limit."),
+        413: problem_doc(
+            "The body exceeds the configured size (`MINERAL_MAX_BODY_BYTES`) or segment count "
+            "(`MINERAL_HL7_MAX_SEGMENTS`); nothing was stored."
+        ),
         415: problem_doc(f"The body is not `{HL7_MEDIA_TYPE}` or `text/plain`."),
         500: problem_doc("Unexpected server error (details are logged, never returned)."),
+        503: {
+            "description": "The database is unavailable: an `AR` ACK per message and "
+            "`Retry-After`. Resend later; a resent message (same MSH-10) is never stored twice.",
+            "content": {HL7_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
     },
     openapi_extra=_er7_body(),
     dependencies=[Depends(audited("create", "panel"))],
 )
-async def post_oru(request: Request, session: WriteSession, principal: CanWritePanels) -> Response:
+async def post_oru(
+    request: Request, session: WriteSession, principal: CanWritePanels, settings: SettingsDep
+) -> Response:
     """Stores lab results sent as HL7 v2 **ORU^R01** messages (versions 2.3 to 2.5.1, ER7
     encoding) and answers with HL7 acknowledgements, exactly as the JSON API would store them:
     the same validation, unit conversion, interpretation and dedupe.
@@ -85,9 +176,17 @@ async def post_oru(request: Request, session: WriteSession, principal: CanWriteP
     Content type `x-application/hl7-v2+er7` or `text/plain` (UTF-8 unless `charset` says
     otherwise).
 
-    **Mapping.** `PID-3` identifiers (system = the assigning authority: `urn:oid:<universal id>`
-    for an ISO OID, else the namespace id) find the patient; a patient not yet known is created
-    from `PID-3`, `PID-7` (birth date) and `PID-8` (sex). Each `OBR` is one panel: its
+    **Patient.** Only `PID-3` identifiers that are *matching keys* find the patient: type
+    (`CX-5`) `MR` or `PI` (HL7 table 0203), system = the assigning authority (`urn:oid:<universal
+    id>` for an ISO OID, else the namespace id, else the sending facility's own namespace),
+    never `SS` and never a placeholder value such as `000-00-0000` (deployment-configurable,
+    `app/data/patient_matching.yaml`). A patient not yet known is created from those keys,
+    `PID-7` (birth date) and `PID-8` (sex); other identifiers are not kept. `AE`, nothing
+    stored, when no identifier is a matching key, when the keys name different patients
+    (`PID-3`), or when the patient they name has another recorded birth date (`PID-7`) or sex
+    (`PID-8`); unknown on either side is not a contradiction.
+
+    **Mapping.** Each `OBR` is one panel: its
     accession is `OBR-3` (filler order number), else `OBR-2`; its source is `MSH-3^MSH-4`;
     `OBR-7` is the collection time (without a UTC offset it is read in the facility's configured
     time zone, UTC by default); `OBR-15` (or `SPM-4`) the specimen (default serum). Each `OBX`
@@ -111,7 +210,15 @@ async def post_oru(request: Request, session: WriteSession, principal: CanWriteP
     messages are still stored.
 
     **Safe to resend.** `MSH-3^MSH-4` + accession identify a panel: the same message sent again
-    answers `AA` and stores nothing new."""
+    answers `AA` and stores nothing new.
+
+    **Limits.** A body over `MINERAL_MAX_BODY_BYTES` or with more than
+    `MINERAL_HL7_MAX_SEGMENTS` segments is refused whole with **413** (nothing stored); large
+    bodies are parsed off the event loop, so they never hold up other senders.
+
+    **Database outage.** **503** with `Retry-After` and an `AR` ACK per message: nothing
+    was taken. A message whose storing was cut off by the outage may or may not be stored;
+    resend it unchanged: the same MSH-10 is acknowledged `AA` and never stored twice."""
     content_type = request.headers.get("content-type", "")
     media_type, _, parameters = content_type.partition(";")
     if media_type.strip().lower() not in ACCEPTED_MEDIA_TYPES:
@@ -120,16 +227,22 @@ async def post_oru(request: Request, session: WriteSession, principal: CanWriteP
             accepted=list(ACCEPTED_MEDIA_TYPES),
         )
     text = _decode(await request.body(), parameters)
-    outcomes = await service.receive(session, organization_id=principal.organization_id, text=text)
-    stored = [panel for outcome in outcomes for panel in outcome.panels]
-    if stored:
-        first = stored[0]
-        audit_target(
-            request,
-            resource_id=first.panel_id,
-            patient_id=first.patient_id,
-            action="read" if all(p.change == "unchanged" for p in stored) else "create",
+    # Counted before anything is parsed: a 10,000-OBX body costs one scan, not a parse.
+    segments = text.count("\r") + text.count("\n") - text.count("\r\n") + 1
+    if segments > settings.hl7_max_segments:
+        raise TooManySegmentsError(
+            f"The body has {segments} segments; at most {settings.hl7_max_segments} are "
+            "accepted in one request. Send the messages in smaller batches; nothing was stored."
         )
+    outcomes = await service.receive(
+        session,
+        organization_id=principal.organization_id,
+        text=text,
+        offload=_in_thread if len(text) >= OFFLOAD_BYTES else None,
+    )
+    # One row per patient touched, each with its message's real outcome (AE / AR: error).
+    hl7_audit.audit_http(request, outcomes)
+    metrics.count_acks("http", (outcome.ack_code for outcome in outcomes))
     return Response(service.ack_of(outcomes), media_type=HL7_MEDIA_TYPE)
 
 

@@ -11,20 +11,20 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.code_maps.service import code_maps_for
 from app.db import utcnow
-from app.errors import AppError
+from app.errors import AppError, is_database_unavailable
 from app.interop.hl7 import repository
 from app.interop.hl7.ack import build_ack
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
-from app.interop.hl7.corrections import SOURCE_FORMAT, correct_panel
+from app.interop.hl7.corrections import SOURCE_FORMAT, correct_panel, is_update, withdraw_results
 from app.interop.hl7.errors import AckCode, ErrorCode, Issue, Location, MessageError, ParseError
 from app.interop.hl7.mapping import PanelDraft, issue_location, panel_drafts
 from app.interop.hl7.parser import (
@@ -37,14 +37,27 @@ from app.interop.hl7.parser import (
 from app.models.hl7_message import Hl7Message
 from app.panels import repository as panels
 from app.panels import service as panels_service
-from app.panels.service import AccessionConflictError, payload_hash
-from app.patients import repository as patients
+from app.panels.schemas import PatientRef
+from app.panels.service import AccessionConflictError
+from app.patients import matching
 from app.patients import service as patients_service
-from app.schemas_common import IdentifierIn
 
 log = logging.getLogger("app.interop.hl7")
 
 PanelChange = Literal["created", "corrected", "unchanged"]
+_T = TypeVar("_T")
+
+
+class Offload(Protocol):
+    """Runs pure CPU work (parsing, mapping) somewhere other than the event loop, e.g. in a
+    worker thread (the MLLP listener does so for large messages); the database work stays on
+    the loop."""
+
+    def __call__(self, work: Callable[[], _T], /) -> Awaitable[_T]: ...
+
+
+async def _inline(work: Callable[[], _T], /) -> _T:
+    return work()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,15 @@ class StoredPanel:
     panel_id: uuid.UUID
     patient_id: uuid.UUID
     change: PanelChange
+
+
+@dataclass(frozen=True, slots=True)
+class DraftOutcome:
+    """One OBR group stored: its panel (None when it only withdrew results and found none),
+    and informational notes for the ACK (an accepted message may carry them: AA)."""
+
+    panel: StoredPanel | None
+    notes: tuple[Issue, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,18 @@ class MessageOutcome:
     issues: tuple[Issue, ...]
     panels: tuple[StoredPanel, ...]
     ack: str
+    # The registered patient a refused message named when it contradicted that patient: the
+    # audit row records the attempt against them.
+    refused_patient_id: uuid.UUID | None = None
+
+
+class PatientMatchRefusedError(MessageError):
+    """PID names no patient safely (no matching key, keys naming different patients, or a
+    patient whose recorded sex or birth date contradicts PID-7 / PID-8)."""
+
+    def __init__(self, issues: Sequence[Issue], *, patient_id: uuid.UUID | None = None) -> None:
+        super().__init__(issues)
+        self.patient_id = patient_id
 
 
 async def receive(
@@ -71,6 +105,7 @@ async def receive(
     organization_id: uuid.UUID,
     text: str,
     code_maps: CodeMaps | None = None,
+    offload: Offload | None = None,
 ) -> list[MessageOutcome]:
     """Every message of ``text`` (one message, several MSH, or a FHS/BHS batch), in order."""
     try:
@@ -79,7 +114,11 @@ async def receive(
         return [_refused(None, exc)]
     return [
         await receive_message(
-            session, organization_id=organization_id, text=message, code_maps=code_maps
+            session,
+            organization_id=organization_id,
+            text=message,
+            code_maps=code_maps,
+            offload=offload,
         )
         for message in messages
     ]
@@ -96,13 +135,15 @@ async def receive_message(
     organization_id: uuid.UUID,
     text: str,
     code_maps: CodeMaps | None = None,
+    offload: Offload | None = None,
 ) -> MessageOutcome:
+    run = offload or _inline
     try:
         header = read_header(text)
     except ParseError as exc:
         return _refused(None, exc)
     try:
-        message = parse_oru(text)
+        message = await run(lambda: parse_oru(text))
         digest = message_digest(text)
         async with session.begin_nested():
             seen = await repository.get_message(
@@ -117,13 +158,15 @@ async def receive_message(
                 sending_facility=header.sending_facility,
                 base=code_maps or default_code_maps(),
             )
-            drafts = panel_drafts(message, code_maps=maps)
-            stored = [
+            drafts = await run(lambda: panel_drafts(message, code_maps=maps))
+            done = [
                 await _store_draft(
                     session, organization_id=organization_id, draft=draft, header=header
                 )
                 for draft in drafts
             ]
+            stored = [d.panel for d in done if d.panel is not None]
+            notes = tuple(note for d in done for note in d.notes)
             await repository.add_message(
                 session,
                 Hl7Message(
@@ -148,13 +191,19 @@ async def receive_message(
         if seen is not None:
             return _resent(header, seen, digest)
         return _internal_error(header)
-    except Exception:
-        # A defect or a database failure: nothing of this message is kept (its savepoint
-        # rolled back). AR tells the sending interface to resend it later.
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise  # the whole request fails: 503 + AR over HTTP (app.interop.hl7.router)
+        # A defect: nothing of this message is kept (its savepoint rolled back). AR tells the
+        # sending interface to resend it later.
         log.exception("HL7 message %s could not be stored", header.control_id)
         return _internal_error(header)
     return MessageOutcome(
-        header=header, ack_code="AA", issues=(), panels=tuple(stored), ack=build_ack(header, "AA")
+        header=header,
+        ack_code="AA",
+        issues=notes,
+        panels=tuple(stored),
+        ack=build_ack(header, "AA", notes),
     )
 
 
@@ -207,32 +256,120 @@ def _refused(header: MessageHeader | None, error: MessageError) -> MessageOutcom
         issues=error.issues,
         panels=(),
         ack=build_ack(header, error.ack_code, error.issues),
+        refused_patient_id=error.patient_id
+        if isinstance(error, PatientMatchRefusedError)
+        else None,
     )
 
 
 async def _store_draft(
     session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, header: MessageHeader
-) -> StoredPanel:
+) -> DraftOutcome:
     try:
         return await _store(session, organization_id=organization_id, draft=draft, header=header)
+    except matching.MatchError as exc:
+        raise _match_refused(exc, draft) from exc
     except AppError as exc:
         raise _message_error(exc, draft) from exc
 
 
 async def _store(
     session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, header: MessageHeader
+) -> DraftOutcome:
+    patient_id = await _patient(
+        session, organization_id=organization_id, draft=draft, facility=header.sending_facility
+    )
+    stored = None
+    if draft.content is not None:
+        stored = await _store_panel(
+            session,
+            organization_id=organization_id,
+            draft=draft,
+            header=header,
+            patient_id=patient_id,
+        )
+    if not draft.withdrawals:
+        return DraftOutcome(stored, ())
+    return await _withdraw(
+        session,
+        organization_id=organization_id,
+        draft=draft,
+        header=header,
+        patient_id=patient_id,
+        stored=stored,
+    )
+
+
+async def _withdraw(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    draft: PanelDraft,
+    header: MessageHeader,
+    patient_id: uuid.UUID,
+    stored: StoredPanel | None,
+) -> DraftOutcome:
+    """OBX-11 W / D / X without a value: withdraw the stored result of that analyte in the
+    panel with this accession. Nothing stored to withdraw is a note in the ACK (still AA): the
+    message withdrew nothing, and there is nothing unsafe left to act on."""
+    panel_id = stored.panel_id if stored is not None else None
+    if panel_id is None:
+        found = await panels.get_by_natural_key(
+            session,
+            organization_id=organization_id,
+            source=draft.source,
+            accession=draft.accession,
+        )
+        if found is not None and found.patient_id != patient_id:
+            raise MessageError(
+                [
+                    Issue(
+                        ErrorCode.DUPLICATE_KEY,
+                        f"accession {draft.accession!r} is stored for another patient",
+                        draft.order_location,
+                    )
+                ]
+            )
+        panel_id = found.id if found is not None else None
+    missing: tuple[str, ...] = tuple(w.analyte for w in draft.withdrawals)
+    if panel_id is not None:
+        outcome = await withdraw_results(
+            session,
+            organization_id=organization_id,
+            panel_id=panel_id,
+            withdrawals=[(w.analyte, w.status) for w in draft.withdrawals],
+            reason=f"HL7 v2 withdrawal (message {header.control_id})",
+        )
+        missing = outcome.nothing_to_withdraw
+        if stored is None and len(missing) < len(draft.withdrawals):
+            stored = StoredPanel(outcome.panel.id, outcome.panel.patient_id, "corrected")
+    notes = tuple(
+        Issue(
+            ErrorCode.UNKNOWN_KEY,
+            f"nothing to withdraw: no current {w.analyte} result is stored under accession "
+            f"{draft.accession!r}; nothing was changed for it",
+            Location("OBX", w.location.sequence, 11),
+            severity="I",
+        )
+        for w in draft.withdrawals
+        if w.analyte in missing
+    )
+    return DraftOutcome(stored, notes)
+
+
+async def _store_panel(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    draft: PanelDraft,
+    header: MessageHeader,
+    patient_id: uuid.UUID,
 ) -> StoredPanel:
-    patient_id, identifier = await _patient(session, organization_id=organization_id, draft=draft)
-    data = draft.with_patient(identifier)
+    data = draft.with_patient(PatientRef(id=patient_id))
     stored = await panels.get_by_natural_key(
         session, organization_id=organization_id, source=data.source, accession=data.accession
     )
-    is_update = (
-        stored is not None
-        and stored.payload_hash != payload_hash(data, SOURCE_FORMAT, patient_id)
-        and (draft.corrects or stored.status == "preliminary")
-    )
-    if stored is not None and is_update:
+    if stored is not None and is_update(stored, data, patient_id):
         if stored.patient_id != patient_id:
             raise MessageError(
                 [
@@ -261,39 +398,64 @@ async def _store(
 
 
 async def _patient(
-    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft
-) -> tuple[uuid.UUID, IdentifierIn]:
-    """The patient one of PID-3's identifiers names; created from PID when none does."""
-    found = await _patient_by_identifiers(session, organization_id=organization_id, draft=draft)
-    if found is not None:
-        return found
-    try:
-        created = await patients_service.create(
-            session, organization_id=organization_id, data=draft.patient
-        )
-    except patients_service.IdentifierInUseError:
-        # Another message registered this patient at the same moment (its create won the
-        # unique key): use that patient.
-        found = await _patient_by_identifiers(session, organization_id=organization_id, draft=draft)
-        if found is None:
-            raise
-        return found
-    return created.id, draft.identifiers[0]
+    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, facility: str
+) -> uuid.UUID:
+    """The patient PID names by its matching keys (HL7 table 0203 types such as MR, see
+    ``app/data/patient_matching.yaml``); registered from PID when no key names one. Other PID-3
+    identifiers (SS, placeholders, untyped) are neither matched on nor stored."""
+    claim = matching.claim_of(
+        draft.typed_identifiers,
+        sex=draft.patient.sex,
+        birth_date=draft.patient.birth_date,
+        channel="hl7v2",
+        facility=facility,
+    )
+    patient, _ = await matching.find_or_create(
+        session, organization_id=organization_id, claim=claim
+    )
+    return patient.id
 
 
-async def _patient_by_identifiers(
-    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft
-) -> tuple[uuid.UUID, IdentifierIn] | None:
-    for identifier in draft.identifiers:
-        found = await patients.get_by_identifier(
-            session,
-            organization_id=organization_id,
-            system=identifier.system,
-            value=identifier.value,
+def _match_refused(exc: matching.MatchError, draft: PanelDraft) -> PatientMatchRefusedError:
+    """A refused patient match in HL7 terms, at the PID fields that caused it."""
+    pid = draft.patient_location.sequence
+    if isinstance(exc, matching.DemographicsConflictError):
+        fields = {"birth_date": (7, "PID-7 (birth date)"), "sex": (8, "PID-8 (sex)")}
+        return PatientMatchRefusedError(
+            [
+                Issue(
+                    ErrorCode.UNKNOWN_KEY,
+                    f"{fields[name][1]} differs from the patient PID-3 names; nothing was "
+                    "stored: check that the identifier belongs to this person",
+                    Location("PID", pid, fields[name][0]),
+                )
+                for name in sorted(exc.fields, key=lambda f: fields[f][0])
+            ],
+            patient_id=exc.patient_id,
         )
-        if found is not None:
-            return found.id, identifier
-    return None
+    if isinstance(exc, matching.IdentifiersConflictError):
+        repetitions = ", ".join(str(p + 1) for p in exc.positions)
+        return PatientMatchRefusedError(
+            [
+                Issue(
+                    ErrorCode.DUPLICATE_KEY,
+                    f"PID-3 repetitions {repetitions} name different registered patients; "
+                    "nothing was stored",
+                    Location("PID", pid, 3),
+                )
+            ]
+        )
+    return PatientMatchRefusedError(
+        [
+            Issue(
+                ErrorCode.REQUIRED_FIELD_MISSING,
+                "PID-3 has no identifier that can name the patient: send the medical record "
+                "number with its type (CX-5 MR) and assigning authority (CX-4); SS and "
+                "placeholder values are never used",
+                Location("PID", pid, 3),
+            )
+        ]
+    )
 
 
 _CODES_BY_FIELD = {
@@ -310,7 +472,7 @@ def _message_error(exc: AppError, draft: PanelDraft) -> MessageError:
             [
                 Issue(
                     ErrorCode.DUPLICATE_KEY,
-                    f"{exc.detail} Send changed results as a correction (OBX-11 C).",
+                    f"{exc.conflict} Send changed results as a correction (OBX-11 C).",
                     Location("OBR", draft.order_location.sequence, 3),
                 )
             ]

@@ -74,12 +74,12 @@ def test_low_magnesium_with_egfr_25_gets_no_supplement_but_a_referral() -> None:
     referrals = [i for i in result.items if i.category is Category.REFERRAL]
     assert [i.template_id for i in referrals] == ["magnesium-kidney-referral"]
     assert any(i.template_id == "magnesium-diet" for i in result.items)
-    # a clinician adding magnesium by hand gets an overridable block
+    # a clinician adding magnesium by hand hits a hard stop (never overridable)
     edited = (*result.items, supplement_item("hand.mg", "magnesium", "100"))
     findings = check(default_rules(), facts, edited)
     [kidney] = [f for f in findings if f.code == "contraindication:magnesium-kidney"]
     assert kidney.severity == "blocking"
-    assert kidney.overridable
+    assert not kidney.overridable
     assert kidney.item_ids == ("hand.mg",)
 
 
@@ -278,8 +278,12 @@ def test_minor_gets_no_adult_supplement_dose() -> None:
 def test_two_rules_proposing_one_template_make_one_item_naming_both() -> None:
     from app.domain.plans.facts import RatioFact
 
-    ratio = RatioFact(code="ca_mg_molar", value=Decimal("4.5"), interpretation="H", panel_id="p")
-    facts = make_facts(results=(LOW_MG,), ratios=(ratio,))
+    # The ratio comes from the panel the magnesium and calcium results come from.
+    ratio = RatioFact(
+        code="ca_mg_molar", value=Decimal("4.5"), interpretation="H", panel_id="panel-1"
+    )
+    calcium = make_result("calcium", "2.4", "N")
+    facts = make_facts(results=(LOW_MG, calcium), ratios=(ratio,))
     result = draft(default_rules(), facts)
     diet = [i for i in result.items if i.template_id == "magnesium-diet"]
     assert len(diet) == 1

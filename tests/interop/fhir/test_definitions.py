@@ -32,11 +32,18 @@ def test_capability_statement_validates_and_claims_only_what_is_implemented(
     }
     assert sorted(i["code"] for i in rest["interaction"]) == ["batch", "transaction"]
     observation = next(r for r in rest["resource"] if r["type"] == "Observation")
+    # Exactly what the search parser applies (one table drives both; issue 12).
     assert sorted(p["name"] for p in observation["searchParam"]) == [
         "_count",
+        "_id",
+        "_summary",
+        "_total",
         "code",
         "date",
         "patient",
+        "patient._id",
+        "status",
+        "subject",
     ]
 
 

@@ -136,7 +136,9 @@ def test_a_code_mapped_through_the_api_is_accepted_and_deleting_it_refuses_it_ag
 def test_precedence_facility_over_any_over_the_built_in_defaults(client: TestClient) -> None:
     def analyte_of(code: str, facility: str) -> str:
         mrn = next_id("MRN")
-        message = oru([obx(code, "1.0", "mg/L", system="L")], mrn=mrn, facility=facility)
+        # 10 mg/L is a possible concentration of each analyte MG is mapped to below (1.0 mg/L
+        # calcium, 0.1 mg/dL, is now refused as physically impossible).
+        message = oru([obx(code, "10", "mg/L", system="L")], mrn=mrn, facility=facility)
         assert ack_code(post_er7(client, message)) == "AA"
         [panel] = panels_of(client, patient_by_mrn(client, mrn)["id"])
         stored = client.get(f"/api/v1/panels/{panel['id']}").json()

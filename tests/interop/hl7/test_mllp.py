@@ -12,6 +12,7 @@ from sqlalchemy import text
 from app.interop.hl7.mllp import (
     END_BLOCK,
     START_BLOCK,
+    ListenerKey,
     MllpConfigurationError,
     MllpLimits,
     MllpReceiver,
@@ -30,10 +31,8 @@ def mllp_port(db: Database, api_keys: Keys) -> Iterator[int]:
     sessionmaker = db.app.state.sessionmaker
 
     async def start() -> object:
-        principal = await resolve_principal(
-            sessionmaker, api_keys[DEFAULT_ORGANIZATION]["integration"]
-        )
-        receiver = MllpReceiver(sessionmaker=sessionmaker, principal=principal, limits=LIMITS)
+        key = ListenerKey(api_keys[DEFAULT_ORGANIZATION]["integration"], cache_seconds=0)
+        receiver = MllpReceiver(sessionmaker=sessionmaker, key=key, limits=LIMITS)
         return await receiver.start("127.0.0.1", 0)
 
     server = db.run(start)
@@ -98,13 +97,20 @@ def test_a_client_that_disconnects_mid_message_leaves_the_listener_serving(
     assert db.counts()["panel"] == 1
 
 
-def test_an_oversized_frame_closes_the_connection(mllp_port: int, db: Database) -> None:
+def test_an_oversized_frame_is_answered_ar_then_the_connection_closes(
+    mllp_port: int, db: Database
+) -> None:
+    big = oru([magnesium_mmol()] * 400, control_id="BIG-1", mrn=next_id("MRN"))
+    assert len(big) > LIMITS.max_message_bytes
+    with connect(mllp_port) as sock:
+        sock.sendall(frame(big))
+        answer = read_frame(sock)
+        assert sock.recv(4096) == b""  # then closed: nothing more is read from this sender
+    assert segment(answer, "MSA")[1:3] == ["AR", "BIG-1"]
+    assert f"{LIMITS.max_message_bytes} bytes" in answer
     with connect(mllp_port) as sock:
         sock.sendall(START_BLOCK + b"X" * (LIMITS.max_message_bytes * 2))
-        received = b""
-        while chunk := sock.recv(4096):
-            received += chunk
-        assert received == b""
+        assert segment(read_frame(sock), "MSA")[1] == "AR"  # no readable MSH: still an AR
     assert db.counts()["panel"] == 0
 
 

@@ -157,9 +157,10 @@ def test_structured_numeric_ranges_and_unsupported_value_types_are_refused() -> 
     assert _error(exc).location == Location("OBX", 1, 2)
 
 
-def test_result_status_must_be_final_corrected_or_preliminary() -> None:
+def test_a_result_status_that_carries_no_result_is_refused() -> None:
+    # OBX-11 I (results pending) has nothing to store; W / D / X are accepted (withdrawals).
     with pytest.raises(ParseError) as exc:
-        parse_oru(oru([magnesium_mmol(status="X")]))
+        parse_oru(oru([magnesium_mmol(status="I")]))
     assert _error(exc).code is ErrorCode.TABLE_VALUE_NOT_FOUND
 
 
@@ -229,7 +230,8 @@ def test_identifier_system_from_assigning_authority() -> None:
 
     assert identifier_system(cx(uid="2.16.840.1", kind="ISO"), "F") == "urn:oid:2.16.840.1"
     assert identifier_system(cx(ns="HOSP", uid="urn:x", kind="URI"), "F") == "urn:x"
-    assert identifier_system(cx(ns="HOSP"), "F") == "HOSP"
+    # A bare namespace becomes a URI (FHIR Identifier.system), in the default URN scheme.
+    assert identifier_system(cx(ns="HOSP"), "F") == "urn:mineral-labs:system:HOSP"
     assert identifier_system(cx(type_code="MR"), "ACME") == "urn:hl7v2:ACME:MR"
 
 

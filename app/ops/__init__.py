@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the /metrics endpoint, draining on shutdown."""
