@@ -1,4 +1,6 @@
-"""Swagger UI and ReDoc served from packaged assets: hospital networks often block CDNs."""
+"""The API's documentation: Swagger UI and ReDoc served from packaged assets (hospital networks
+often block CDNs), and the OpenAPI document shaped for client generators (operationIds,
+If-Match, response headers, problem+json on every error)."""
 
 from __future__ import annotations
 

@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         default_catalog()  # load and validate the catalog before the first request
         current_matching_policy(settings)  # and the patient-matching file
+        drain.draining = False  # a restarted lifespan (tests reuse one app) serves again
         chain_signal_handlers(drain)  # SIGTERM: answer 503 while in-flight requests finish
         yield
         drain.start()

@@ -121,6 +121,14 @@ def _plan_response(plan: TreatmentPlan, response: Response) -> PlanOut:
     return views.plan_out(plan)
 
 
+async def _plan_response_checked(
+    session: WriteSession, plan: TreatmentPlan, response: Response
+) -> PlanOut:
+    """A plan read on its own: `can_activate` also weighs results that arrived since drafting."""
+    response.headers["ETag"] = _etag(plan)
+    return views.plan_out(plan, await service.activation_blockers(session, plan=plan))
+
+
 async def _load(
     request: Request, session: WriteSession, organization_id: uuid.UUID, plan_id: uuid.UUID
 ) -> TreatmentPlan:
@@ -346,7 +354,7 @@ async def get_plan(
             },
         )
     response.headers["Vary"] = "Accept"
-    return _plan_response(plan, response)
+    return await _plan_response_checked(session, plan, response)
 
 
 @router.put(

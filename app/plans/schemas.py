@@ -192,7 +192,17 @@ class PlanOut(PlanSummary):
         description="For a regenerated plan: the plan it replaces and the rule set that one "
         "was drafted from (compare with `rule_set`).",
     )
-    can_activate: bool = Field(description="No blocking finding is left unresolved.")
+    can_activate: bool = Field(
+        description="No blocking finding is left unresolved and nothing that arrived since "
+        "drafting (see `activation_blockers`) stands in the way."
+    )
+    activation_blockers: list[SafetyFinding] = Field(
+        default_factory=list,
+        description="For a draft read on its own: what activation would refuse today beyond "
+        "`findings`: a newer critical result (regenerate), a newer result for an analyte the "
+        "plan relies on (regenerate or acknowledge), a result it rests on withdrawn or "
+        "corrected (`review_reason`).",
+    )
     groups: list[ItemGroup] = Field(description="Items grouped by category, in plan order.")
     findings: list[SafetyFinding]
     overrides: list[OverrideOut]

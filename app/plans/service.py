@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.concurrency import PreconditionFailedError, etag
+from app.concurrency import PreconditionFailedError
 from app.db import utcnow
 from app.domain.plans import engine, freshness, safety
 from app.domain.plans.context import usable_ratio
@@ -88,10 +88,6 @@ class CannotAcknowledgeError(UnprocessableError):
 class ReasonRequiredError(UnprocessableError):
     type_slug = "reason-required"
     title = "A reason is required"
-
-
-def plan_etag(plan: TreatmentPlan) -> str:
-    return etag(str(plan.version))
 
 
 async def get_or_raise(
@@ -624,6 +620,21 @@ async def arrived_results(
     return [
         basis.result_fact(result, panel) for result, panel in rows if str(result.id) not in in_basis
     ]
+
+
+async def activation_blockers(session: AsyncSession, *, plan: TreatmentPlan) -> list[SafetyFinding]:
+    """What activation would refuse today beyond the plan's own findings: results that
+    arrived since drafting (new criticals, newer results not yet acknowledged) and a review
+    mark. Empty for a plan that is no longer a draft."""
+    if plan.status != "draft":
+        return []
+    facts = basis.from_json(plan.document["basis"])
+    arrived = await arrived_results(session, plan=plan, facts=facts)
+    acknowledged = {entry["result_id"] for entry in plan.document.get("acknowledged_results", ())}
+    items = items_of(plan.document)
+    return freshness.check(
+        facts, items, arrived, acknowledged=acknowledged, review_reason=plan.review_reason
+    )
 
 
 async def _present(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.domain.plans.items import Category, PlanItem, SafetyFinding
@@ -53,7 +54,9 @@ def groups(items: list[PlanItem]) -> list[ItemGroup]:
     ]
 
 
-def plan_out(plan: TreatmentPlan) -> PlanOut:
+def plan_out(plan: TreatmentPlan, blockers: Sequence[SafetyFinding] = ()) -> PlanOut:
+    """The plan; ``blockers``: what activation would refuse today beyond its own findings
+    (results that arrived since drafting, a review mark), from ``service.activation_blockers``."""
     document = plan.document
     items = items_of(document)
     findings = findings_of(document)
@@ -63,7 +66,8 @@ def plan_out(plan: TreatmentPlan) -> PlanOut:
         source_panel_ids=document["basis"]["panel_ids"],
         replaces_plan_id=plan.replaces_plan_id,
         regenerated_from=document.get("regenerated_from"),
-        can_activate=fields["blocking_findings"] == 0,
+        can_activate=fields["blocking_findings"] == 0 and not blockers,
+        activation_blockers=list(blockers),
         groups=groups(items),
         findings=findings,
         overrides=document.get("overrides", []),

@@ -88,6 +88,11 @@ def test_activation_fails_after_a_newer_critical_result_arrives(client: TestClie
     critical_id = critical["results"][0]["id"]
     assert critical["results"][0]["interpretation"]["critical"] is True
 
+    # Reading the draft already says it cannot be activated, and why.
+    read = client.get(f"/api/v1/plans/{plan['id']}").json()
+    assert read["can_activate"] is False
+    assert [b["code"] for b in read["activation_blockers"]] == ["new-critical-result"]
+
     problem = expect_problem(_activate(client, plan), 409, "blocking-findings")
     [finding] = [f for f in problem["findings"] if f["code"] == "new-critical-result"]
     assert "8.0 mg/dL" in finding["message"]

@@ -54,6 +54,9 @@ PUBLIC_ROUTES = {
     ("GET", "/docs"),
     ("GET", "/redoc"),
     ("GET", "/fhir/R4/metadata"),
+    # Prometheus metrics: counters with no identifiers in them (tests/test_metrics.py), open by
+    # default, restricted by MINERAL_METRICS_ALLOWED_NETWORKS.
+    ("GET", "/metrics"),
 }
 # The FHIR facade's catch-all answers 404/405 OperationOutcomes for what it does not implement;
 # it reads nothing (test_fhir_catch_all_reveals_nothing).
@@ -918,7 +921,7 @@ def _send(client: TestClient, method: str, call: Call, key: dict[str, str]) -> R
 
 
 def _sent(call: Call) -> str:
-    return f"{call.path} {call.params} {call.json}"
+    return f"{call.path} {call.params} {call.json} {call.content}"
 
 
 def _assert_like_an_unknown_id(

@@ -2,7 +2,7 @@
 
 Revision ID: a8c3d5e7f901
 Revises: 7d1a2b3c4e5f
-Create Date: 2026-12-03 10:00:00+00:00
+Create Date: 2026-12-02 10:00:00+00:00
 
 The audit chain becomes keyed: each row's hash is HMAC-SHA256 under a secret from the settings
 (MINERAL_AUDIT_KEY) that the database never sees, so the hashes are computed by the service,

@@ -2,7 +2,7 @@
 
 Revision ID: b4e6f8a0c2d1
 Revises: a8c3d5e7f901
-Create Date: 2026-12-04 09:00:00+00:00
+Create Date: 2026-12-02 11:00:00+00:00
 
 A panel can be `amended` (FHIR DiagnosticReport.status), beside `corrected`: both are
 corrections of a panel stored earlier under the same source + accession. The downgrade stores
