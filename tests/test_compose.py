@@ -17,7 +17,11 @@ from app.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables read outside the Settings class: by the CLI, and by prometheus-client.
-OTHER_VARIABLES = {"MINERAL_MLLP_API_KEY": ROOT / "app/__main__.py"}
+OTHER_VARIABLES = {
+    "MINERAL_MLLP_API_KEY": ROOT / "app/__main__.py",
+    # setup-roles --password-env MINERAL_APP_PASSWORD reads it by name
+    "MINERAL_APP_PASSWORD": ROOT / "compose.yaml",
+}
 
 
 def compose() -> dict[str, Any]:
@@ -54,7 +58,9 @@ def app_services() -> dict[str, dict[str, Any]]:
 
 def test_the_api_service_runs_the_dockerfile_command_and_healthcheck() -> None:
     api = compose()["services"]["api"]
-    assert api["command"] == json.loads(dockerfile_instruction("CMD"))
+    # The Dockerfile's CMD migrates then serves as one role; compose migrates as the owner in
+    # its own service and serves as the service role.
+    assert api["command"] == [*json.loads(dockerfile_instruction("CMD")), "--no-migrate"]
     health = dockerfile_instruction("HEALTHCHECK")
     command = json.loads(health.split(" CMD ", 1)[1])
     assert api["healthcheck"]["test"] == ["CMD", *command]
@@ -69,6 +75,9 @@ def test_published_ports_are_the_ports_the_commands_listen_on() -> None:
     exposed = set(dockerfile_instruction("EXPOSE").split())
     for name, service in app_services().items():
         args = build_parser().parse_args(service["command"][3:])
+        if not hasattr(args, "port"):  # one-shot commands (migrate, setup-roles) listen on none
+            assert "ports" not in service, name
+            continue
         published = {str(p).split(":")[-1] for p in service.get("ports", [])}
         assert str(args.port) in published, name
         assert str(args.port) in exposed, name
@@ -105,7 +114,7 @@ def field_of(variable: str) -> str:
     return variable.removeprefix("MINERAL_").lower()
 
 
-@pytest.mark.parametrize("service", ["api", "mllp"])
+@pytest.mark.parametrize("service", ["api", "mllp", "migrate", "roles"])
 def test_every_environment_variable_is_a_real_setting(service: str) -> None:
     known = settings_variables()
     environment = compose()["services"][service]["environment"]
@@ -135,6 +144,18 @@ def test_the_services_reach_postgresql_and_wait_for_it() -> None:
     assert services["db"]["image"].startswith("postgres:")
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
     assert services["api"]["depends_on"]["db"]["condition"] == "service_healthy"
+    # Separate roles: the owner migrates and grants; the service role serves.
+    owner = services["migrate"]["environment"]["DATABASE_URL"]
+    assert owner.startswith("postgresql://mineral:")
+    assert url.startswith("postgresql://mineral_app:")
+    assert services["roles"]["environment"]["DATABASE_URL"] == owner
+    assert services["roles"]["command"][3:6] == ["setup-roles", "--service-role", "mineral_app"]
+    assert services["roles"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["api"]["depends_on"]["roles"]["condition"] == (
+        "service_completed_successfully"
+    )
     assert services["mllp"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 

@@ -222,9 +222,8 @@ def _tokens(search: Search, name: str, allowed: tuple[str, ...]) -> tuple[str, .
 
 
 def _audit_patients(request: Request, patient_ids: Sequence[uuid.UUID]) -> None:
-    unique = set(patient_ids)
-    if len(unique) == 1:
-        audit_target(request, patient_id=unique.pop())
+    """One audit row per patient a search disclosed (a search of no result names none)."""
+    audit_target(request, patient_ids=list(dict.fromkeys(patient_ids)))
 
 
 def _bundle(

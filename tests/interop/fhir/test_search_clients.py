@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -17,11 +18,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound
+from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
 from tests.builders import make_patient, post_panel, result
-from tests.conftest import DEFAULT_ORGANIZATION
+from tests.conftest import DEFAULT_ORGANIZATION, Database
 
 
 def _free_port() -> int:
@@ -198,3 +200,28 @@ def test_every_search_entry_has_a_full_url(client: TestClient, fhir: SyncFHIRCli
         assert bundle["entry"], resource_type
         for entry in bundle["entry"]:
             assert entry["fullUrl"].startswith("http://127.0.0.1"), (resource_type, entry)
+
+
+def test_a_search_audits_every_patient_it_returned(
+    client: TestClient, fhir: SyncFHIRClient, db: Database
+) -> None:
+    woman, man = _two_patients(client)
+
+    async def last_seq(session: Any) -> int:
+        return int((await session.execute(text("SELECT MAX(seq) FROM audit_event"))).scalar())
+
+    before = db.in_session(last_seq)
+    bundle = httpx.get(f"{fhir.url}/Observation", headers=_headers(fhir)).json()
+    assert bundle["total"] == 4
+
+    async def searched(session: Any) -> list[str]:
+        rows = await session.execute(
+            text(
+                "SELECT CAST(patient_id AS TEXT) FROM audit_event WHERE seq > :before "
+                "AND action = 'search' AND resource_type = 'observation' ORDER BY seq"
+            ),
+            {"before": before},
+        )
+        return [str(uuid.UUID(str(row[0]))) for row in rows]
+
+    assert sorted(db.in_session(searched)) == sorted([woman["id"], man["id"]])
