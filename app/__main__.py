@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_key.add_argument("--role", required=True, choices=["integration", "clinician", "admin"])
     create_key.add_argument("--name", help="a label for the key")
     create_key.add_argument(
+        "--display-name", help="the name plans show as author or approver (default: --name)"
+    )
+    create_key.add_argument(
         "--expires-at", type=datetime.fromisoformat, help="ISO 8601 time with a UTC offset"
     )
     revoke_key = commands.add_parser("revoke-api-key", help="revoke an API key")
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="set the role's password from this environment variable",
     )
     commands.add_parser("purge-idempotency", help="delete expired Idempotency-Key records")
+    commands.add_parser(
+        "purge-refused", help="delete refused inputs past MINERAL_REFUSED_INPUT_RETENTION_DAYS"
+    )
 
     mllp = commands.add_parser("mllp", help="run the HL7 v2 MLLP listener")
     mllp.add_argument("--host", default="127.0.0.1")
@@ -257,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     org=args.org,
                     role=args.role,
                     name=args.name,
+                    display_name=args.display_name,
                     expires_at=args.expires_at,
                 )
             )
@@ -295,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api_key=args.api_key,
                 metrics_port=args.metrics_port,
             )
+        elif args.command == "purge-refused":
+            from app.refused_inputs.cli import purge_refused_command
+
+            print(purge_refused_command(settings))
         elif args.command == "purge-idempotency":
             from app.idempotency.cli import purge_idempotency_command
 
