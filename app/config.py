@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=50, ge=1, le=1000)
     page_size_max: int = Field(default=200, ge=1, le=10_000)
     default_organization: str = "default"
+    # Shown at the top of the patient's printable plan (e.g. "Riverside Clinic",
+    # "Phone 555 0100, Mon-Fri 8-17"); omitted from the page when unset.
+    clinic_name: str | None = None
+    clinic_contact: str | None = None
 
     # Access control: OIDC bearer tokens for clinician front-ends (API keys need no settings).
     oidc_jwks_file: str | None = Field(default=None, description="path to a JWKS JSON file")
@@ -98,6 +102,8 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_organization_claim: str = "org"
     oidc_role_claim: str = "role"
+    # The claim holding the user's name as plans show it (author, approver); default `name`.
+    oidc_display_name_claim: str = "name"
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
     api_key_cache_seconds: float = Field(
@@ -112,6 +118,13 @@ class Settings(BaseSettings):
     )
     # Safe retries.
     idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 30)
+    refused_input_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="how long refused inputs (PHI) are kept for re-processing; older ones are "
+        "deleted on the next refusal and by `purge-refused`",
+    )
     idempotency_wait_seconds: float = Field(
         default=10.0, gt=0, le=60, description="how long a retry waits for the first attempt"
     )

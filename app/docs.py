@@ -64,6 +64,7 @@ OPERATION_IDS: dict[str, str] = {
     "get_context_version": "getPatientContextVersion",
     "get_timeline": "getPatientTimeline",
     "analyte_history": "getAnalyteHistory",
+    "ratio_history": "getRatioHistory",
     "panel_interpretations": "listPanelInterpretations",
     "active_range_set": "getActiveRangeSet",
     "import_rule_set": "importPlanRuleSet",
@@ -78,6 +79,8 @@ OPERATION_IDS: dict[str, str] = {
     "get_version": "getPlanVersion",
     "diff": "diffPlanVersions",
     "post_oru": "postHl7Oru",
+    "reprocess_refused_input": "postRefusedInputReprocess",
+    "discard_refused_input": "postRefusedInputDiscard",
 }
 
 
@@ -128,6 +131,32 @@ RESPONSE_HEADERS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "changePlanStatus": _READ,
     "regeneratePlan": _CREATED,
 }
+
+LINK = _header(
+    'RFC 8288 `<url>; rel="next"`: the next page (the same query with `cursor` set), beside '
+    "the body's `next_cursor`; absent on the last page."
+)
+# Every keyset-paginated list (app.pagination.link_next sets the header).
+PAGINATED_OPERATIONS = (
+    "searchPatients",
+    "listPatientContextVersions",
+    "listSleepAssessments",
+    "getPatientTimeline",
+    "getPatientSeries",
+    "listPatientPanels",
+    "getAnalyteHistory",
+    "getRatioHistory",
+    "listFlaggedResults",
+    "listRangeSets",
+    "listPlanRuleSets",
+    "listPatientPlans",
+    "listCodeMaps",
+    "listApiKeys",
+    "listAuditEvents",
+    "listRefusedInputs",
+)
+for _operation in PAGINATED_OPERATIONS:
+    RESPONSE_HEADERS.setdefault(_operation, {}).setdefault("200", {})["Link"] = LINK
 
 IF_MATCH_DESCRIPTION = (
     "The `ETag` from your last read of this record (`*`: any version). **428** without it, "

@@ -39,6 +39,10 @@ from app.plans.router import router as plans_router
 from app.problems import Problem
 from app.query_params import reject_unknown_query_parameters
 from app.ranges.router import router as ranges_router
+from app.refused_inputs.capture import RefusedInputCapture
+from app.refused_inputs.router import router as refused_inputs_router
+from app.results.router import router as results_router
+from app.series.router import router as series_router
 from app.sleep.router import router as sleep_router
 from app.timeline.router import router as timeline_router
 
@@ -113,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.oidc_verifier = OidcVerifier.from_settings(settings)
 
     install_error_handlers(app)
+    # Innermost: refused FHIR Bundles and JSON panels are kept after their transaction ends.
+    app.add_middleware(RefusedInputCapture)
     app.state.drain = drain
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(
@@ -155,13 +161,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(patient_context_router)
     app.include_router(sleep_router)
     app.include_router(timeline_router)
+    app.include_router(series_router)
     app.include_router(panels_router)
+    app.include_router(results_router)
     app.include_router(ranges_router)
     app.include_router(plan_rules_router)
     app.include_router(plans_router)
     app.include_router(code_maps_router)
     app.include_router(api_keys_router)
     app.include_router(audit_router)
+    app.include_router(refused_inputs_router)
     app.include_router(fhir_router)
     app.include_router(hl7_router)
     install_docs(app)

@@ -148,7 +148,7 @@ class RoleAuth(httpx.Auth):
         ):
             return "clinician"
         if path.startswith("/api/v1/patients/") and any(
-            part in path for part in ("/context", "/sleep-assessments", "/timeline")
+            part in path for part in ("/context", "/sleep-assessments", "/timeline", "/series")
         ):
             return "clinician"
         if path.endswith("/reinterpret"):
@@ -223,6 +223,8 @@ class Database:
         async def go(session: Any) -> None:
             # Plans name the plan they replace: unlink them so any delete order works.
             await session.execute(text("UPDATE treatment_plan SET replaces_plan_id = NULL"))
+            # Refused inputs are kept apart from DATA_TABLES: "nothing stored" counts ignore them.
+            await session.execute(text("DELETE FROM refused_input"))
             for table in DATA_TABLES:
                 await session.execute(text(f"DELETE FROM {table}"))
             await range_service.ensure_default(session, organization_id=DEFAULT_ORGANIZATION_ID)

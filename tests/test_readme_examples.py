@@ -41,6 +41,8 @@ def test_the_fhir_transaction_example_is_stored(client: TestClient) -> None:
         "/api/v1/patients", params={"identifier": "urn:oid:2.16.840.1.113883.19.5|MRN-0077"}
     ).json()["items"]
     [patient] = patients
+    assert patient["name"]["family"] == "Rivera"  # Patient.name kept on the new patient
+    assert patient["name"]["given"] == ["Ana", "Lucia"]
     [panel] = client.get(f"/api/v1/patients/{patient['id']}/panels").json()["items"]
     reported = {r["analyte"]: r["reported"]["text"] for r in panel["results"]}
     assert reported == {"magnesium": "1.6", "calcium": "9.2"}
@@ -64,6 +66,8 @@ def test_the_oru_example_is_acknowledged_aa_and_stored(client: TestClient) -> No
         "/api/v1/patients", params={"identifier": "urn:oid:2.16.840.1.113883.19.5|MRN-0078"}
     ).json()["items"]
     [patient] = patients
+    assert patient["name"]["family"] == "DOE"  # PID-5 kept on the new patient
+    assert patient["name"]["given"] == ["JANE"]
     [panel] = client.get(f"/api/v1/patients/{patient['id']}/panels").json()["items"]
     interpretations = {r["analyte"]: r["interpretation"]["code"] for r in panel["results"]}
     assert interpretations == {"magnesium": "L", "calcium": "N"}

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from app.audit import repository
@@ -15,7 +15,7 @@ from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
 from app.auth.deps import AUTH_RESPONSES, CanReadAudit
 from app.deps import WriteSession
-from app.pagination import Cursor, InvalidCursorError, Limit
+from app.pagination import Cursor, InvalidCursorError, Limit, link_next
 from app.problems import PROBLEM_RESPONSES
 
 router = APIRouter(
@@ -77,6 +77,8 @@ async def list_audit_events(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    response: Response,
 ) -> AuditEventPage:
     """Every recorded access to patient data in your organization, newest first: reads,
     searches, creates, updates, deletes and re-interpretations, and each denied or failed
@@ -104,6 +106,7 @@ async def list_audit_events(
     )
     page = list(events[:limit])
     next_cursor = encode_seq_cursor(page[-1].seq) if len(events) > limit else None
+    link_next(request, response, next_cursor)
     return AuditEventPage(
         items=[AuditEventOut.model_validate(event) for event in page],
         limit=limit,

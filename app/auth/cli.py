@@ -24,6 +24,7 @@ def create_api_key_command(
     role: str,
     name: str | None = None,
     expires_at: datetime | None = None,
+    display_name: str | None = None,
 ) -> str:
     """Create a key (and its organization, if new). The text's last line is the key alone, so
     ``python -m app create-api-key ... | tail -n 1`` captures it."""
@@ -37,11 +38,17 @@ def create_api_key_command(
         raise UnprocessableError(f"Unknown role {role!r}; use one of {choices}.") from exc
     if not org.strip() or not name.strip():
         raise UnprocessableError("The organization and the key name must not be empty.")
-    return asyncio.run(_create(settings, org.strip(), parsed_role, name.strip(), expires_at))
+    shown = display_name.strip() if display_name and display_name.strip() else None
+    return asyncio.run(_create(settings, org.strip(), parsed_role, name.strip(), expires_at, shown))
 
 
 async def _create(
-    settings: Settings, org: str, role: Role, name: str, expires_at: datetime | None
+    settings: Settings,
+    org: str,
+    role: Role,
+    name: str,
+    expires_at: datetime | None,
+    display_name: str | None = None,
 ) -> str:
     engine = make_engine(settings)
     try:
@@ -56,6 +63,7 @@ async def _create(
                 organization_id=organization.id,
                 role=role,
                 name=name,
+                display_name=display_name,
                 expires_at=expires_at,
                 created_by="cli",
             )

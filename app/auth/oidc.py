@@ -82,6 +82,8 @@ class OidcIdentity:
     organization_name: str
     role: Role
     display: str
+    # The display-name claim (``oidc_display_name_claim``, default ``name``); None without one.
+    display_name: str | None = None
 
 
 class JwksKeys:
@@ -235,6 +237,7 @@ class OidcVerifier:
         leeway_seconds: float = 0,
         organization_claim: str = "org",
         role_claim: str = "role",
+        display_name_claim: str = "name",
     ) -> None:
         refused = [alg for alg in algorithms if alg not in SUPPORTED_ALGORITHMS]
         if refused or not algorithms:
@@ -249,6 +252,7 @@ class OidcVerifier:
         self.leeway_seconds = leeway_seconds
         self.organization_claim = organization_claim
         self.role_claim = role_claim
+        self.display_name_claim = display_name_claim
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcVerifier | None:
@@ -282,6 +286,7 @@ class OidcVerifier:
             leeway_seconds=settings.oidc_leeway_seconds,
             organization_claim=settings.oidc_organization_claim,
             role_claim=settings.oidc_role_claim,
+            display_name_claim=settings.oidc_display_name_claim,
         )
 
     async def verify(self, token: str) -> OidcIdentity | Rejection:
@@ -345,12 +350,16 @@ class OidcVerifier:
         display = claims.get("preferred_username")
         if not isinstance(display, str) or not display:
             display = subject
+        display_name = _claim(claims, self.display_name_claim)
+        if not isinstance(display_name, str) or not display_name.strip().isprintable():
+            display_name = None
         return OidcIdentity(
             issuer=self.issuer,
             subject=subject,
             organization_name=organization,
             role=role,
             display=display[:_MAX_DISPLAY_CHARS],
+            display_name=display_name.strip()[:_MAX_DISPLAY_CHARS] if display_name else None,
         )
 
 

@@ -29,6 +29,8 @@ class Scope(StrEnum):
     RULES_WRITE = "rules:write"
     KEYS_ADMIN = "keys:admin"
     AUDIT_READ = "audit:read"
+    # Refused inputs (raw payloads: PHI): list, read, re-process, discard.
+    REFUSED_INPUTS = "refused-inputs:manage"
 
 
 # What each role may do. A route names the scopes it needs, never a role, so a role can change
@@ -40,6 +42,8 @@ class Scope(StrEnum):
 #   admin:       configures the organization (reference ranges, plan rule sets, API keys) and
 #                reads the audit trail. It deliberately reads no patient data: managing keys
 #                does not need PHI.
+#   refused inputs (raw payloads someone sent and we refused) are PHI, but fixing the code map
+#   or patient they need is an admin's or the interface's job: both roles, never clinicians.
 ROLE_SCOPES: Mapping[Role, frozenset[str]] = {
     Role.INTEGRATION: frozenset(
         {
@@ -48,6 +52,7 @@ ROLE_SCOPES: Mapping[Role, frozenset[str]] = {
             Scope.PANELS_READ,
             Scope.PANELS_WRITE,
             Scope.RANGES_READ,
+            Scope.REFUSED_INPUTS,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -69,6 +74,7 @@ ROLE_SCOPES: Mapping[Role, frozenset[str]] = {
             Scope.RULES_WRITE,
             Scope.KEYS_ADMIN,
             Scope.AUDIT_READ,
+            Scope.REFUSED_INPUTS,
         }
     ),
 }
@@ -97,6 +103,14 @@ class Principal:
     kind: PrincipalKind
     scopes: frozenset[str]
     display: str
+    # The person's or key's name as people read it (an API key's display name, the OIDC
+    # display-name claim); plans record it as author and approver.
+    display_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name to show people: the display name, else ``display``."""
+        return self.display_name or self.display
 
     def has_scopes(self, *scopes: str) -> bool:
         return all(scope in self.scopes for scope in scopes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth import service
@@ -12,7 +12,7 @@ from app.auth.deps import AUTH_RESPONSES, CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.db import utcnow
 from app.deps import ReadSession, WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.problems import PROBLEM_RESPONSES
 
 router = APIRouter(
@@ -47,6 +47,7 @@ async def create_api_key(
         organization_id=principal.organization_id,
         role=body.role,
         name=body.name,
+        display_name=body.display_name,
         expires_at=body.expires_at,
         created_by=principal.id,
         now=now,
@@ -61,6 +62,9 @@ async def list_api_keys(
     session: ReadSession,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    request: Request,
+    response: Response,
 ) -> ApiKeyPage:
     """Your organization's keys, newest first, with their status (`active`, `revoked`,
     `expired`) and last use. A key's secret is never returned, only its `prefix`."""
@@ -72,6 +76,7 @@ async def list_api_keys(
     )
     page = list(api_keys[:limit])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(api_keys) > limit else None
+    link_next(request, response, next_cursor)
     now = utcnow()
     return ApiKeyPage(
         items=[ApiKeyOut.from_key(api_key, now=now) for api_key in page],

@@ -33,6 +33,12 @@ class ApiKeyCreate(InputModel):
     name: Text100 = Field(
         description="What the key is for, shown in listings.", examples=["LIS interface"]
     )
+    display_name: Text100 | None = Field(
+        default=None,
+        description="The name people read where the key acts as a person (a plan's author or "
+        "approver), e.g. the clinician's name for a personal key. Defaults to `name`.",
+        examples=["Dr Anna Keller"],
+    )
     role: Role = Field(
         description="`integration` posts patients and panels; `clinician` reads them and writes "
         "plans; `admin` manages reference ranges, keys and reads the audit trail."
@@ -48,6 +54,7 @@ class ApiKeyCreate(InputModel):
 class ApiKeyOut(OutputModel):
     id: uuid.UUID
     name: str
+    display_name: str = Field(description="The name plans show as author or approver.")
     role: Role
     prefix: str = Field(
         description="The key's public first characters, to recognise it; never the secret.",
@@ -71,6 +78,7 @@ class ApiKeyOut(OutputModel):
         return cls(
             id=api_key.id,
             name=api_key.name,
+            display_name=api_key.display_name or api_key.name,
             role=Role(api_key.role),
             prefix=keys.display_prefix(api_key.prefix),
             status=api_key_status(api_key, now=now),

@@ -49,6 +49,7 @@ async def create_api_key(
     expires_at: datetime | None = None,
     created_by: str | None = None,
     now: datetime | None = None,
+    display_name: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its full text. The text exists only in this return value: show it to the
     caller once; only the hash of its secret is stored."""
@@ -60,6 +61,7 @@ async def create_api_key(
         id=uuid.uuid4(),
         organization_id=organization_id,
         name=name,
+        display_name=display_name or name,
         role=Role(role).value,
         prefix=prefix,
         secret_hash=secret_hash,
@@ -146,6 +148,7 @@ def principal_for_key(api_key: ApiKey) -> Principal:
         kind="api_key",
         scopes=scopes_for(role),
         display=f"{api_key.name} ({keys.display_prefix(api_key.prefix)})",
+        display_name=api_key.display_name or api_key.name,
     )
 
 
@@ -216,4 +219,5 @@ async def principal_for_oidc(
         kind="oidc",
         scopes=scopes_for(identity.role),
         display=identity.display,
+        display_name=identity.display_name,
     )

@@ -12,7 +12,7 @@ from app.code_maps import repository, service
 from app.code_maps.schemas import CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
 from app.deps import ReadSession, WriteSession
 from app.errors import NotFoundError
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(
@@ -85,6 +85,9 @@ async def list_code_maps(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    request: Request,
+    response: Response,
 ) -> CodeMapPage:
     """Your organization's code-map entries, newest first.
 
@@ -102,6 +105,7 @@ async def list_code_maps(
     )
     page = list(entries[:limit])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(entries) > limit else None
+    link_next(request, response, next_cursor)
     return CodeMapPage(
         items=[CodeMapEntryOut.model_validate(entry) for entry in page],
         limit=limit,

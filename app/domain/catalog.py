@@ -183,24 +183,45 @@ class Catalog:
         except UnknownUnitError:
             raise UnknownUnitError(unit, accepted=analyte.accepted_units) from None
 
-    def loinc_for(self, analyte: Analyte, unit: str, *, specimen: str | None = None) -> str:
-        """The LOINC code that best fits a result in ``unit`` (UCUM).
+    def loinc_for(
+        self,
+        analyte: Analyte,
+        unit: str,
+        *,
+        specimen: str | None = None,
+        prefer: str | None = None,
+    ) -> str | None:
+        """The LOINC code for a result of ``analyte`` in ``unit`` (UCUM), or None.
 
-        Molar units (and meq/L) pick the molar code when the analyte has one, else the mass
-        code. ``specimen`` (our vocabulary, e.g. 'whole-blood') prefers a code for that LOINC
-        system when several fit; the catalog's order decides otherwise.
+        The code's property must match the unit's: mass units (mg/dL, ug/L, ng/mL, ...) take a
+        [Mass/volume] code, substance units (mmol/L, umol/L) and meq/L a [Moles/volume] code.
+        Where the catalog lists no code of that property (zinc has no verified molar code),
+        the answer is None: no LOINC rather than one a consumer reading by code would misread
+        (a zinc value in umol/L under a mass code reads ~6.5x off). ``prefer`` (the code the
+        lab sent) wins when it is one of the fitting codes; ``specimen`` (our vocabulary, e.g.
+        'whole-blood') then prefers a code for that LOINC system; the catalog's order decides
+        otherwise.
         """
         units.ensure_applicable(analyte, unit)
         wanted = "mass" if units.unit_kind(unit) == "mass" else "molar"
         candidates = [code for code in analyte.loinc_codes if code.property == wanted]
         if not candidates:
-            candidates = [code for code in analyte.loinc_codes if code.property == "mass"]
-        if not candidates:
-            candidates = list(analyte.loinc_codes)
+            return None
+        if prefer is not None:
+            for code in candidates:
+                if code.code == prefer.strip():
+                    return code.code
         if specimen is not None:
             matching = [c for c in candidates if specimen in LOINC_SPECIMENS.get(c.specimen, ())]
             candidates = matching or candidates
         return candidates[0].code
+
+    def loinc_code(self, code: str) -> LoincCode | None:
+        """The catalog's entry for a LOINC code (its property, specimen and display), if any."""
+        analyte = self._by_loinc.get(code.strip())
+        if analyte is None:
+            return None
+        return next(c for c in analyte.loinc_codes if c.code == code.strip())
 
 
 def _validate_analyte(analyte: Analyte) -> None:

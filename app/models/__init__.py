@@ -11,6 +11,7 @@ from app.models.patient import Patient, PatientIdentifier
 from app.models.patient_context import PatientContext
 from app.models.plan import PlanRuleSet, TreatmentPlan, TreatmentPlanVersion
 from app.models.range_set import RangeSet, RatioRange, ReferenceRange
+from app.models.refused_input import RefusedInput
 from app.models.sleep_assessment import SleepAssessment
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PlanRuleSet",
     "RangeSet",
     "RatioRange",
+    "RefusedInput",
     "ReferenceRange",
     "Result",
     "SleepAssessment",

@@ -23,6 +23,8 @@ class ApiKey(Base):
         Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
     )
     name: Mapped[str] = mapped_column(String(200))
+    # The human label plans record as author and approver (null on older keys: their name).
+    display_name: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))

@@ -88,6 +88,14 @@ class Result(Base):
             name="interpretation_status",
         ),
         Index("ix_result_patient_analyte_collected", "patient_id", "analyte", "collected_at"),
+        # The organization's list of flagged results (GET /api/v1/results), newest first.
+        Index("ix_result_org_critical_collected", "organization_id", "critical", "collected_at"),
+        Index(
+            "ix_result_org_interpretation_collected",
+            "organization_id",
+            "interpretation",
+            "collected_at",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -127,6 +135,8 @@ class Result(Base):
     )
     interpretation_note: Mapped[str | None] = mapped_column(Text)
     lab_disagreement: Mapped[str | None] = mapped_column(Text)
+    # What the lab wrote about the result (HL7 NTE, narrative or coded OBX values).
+    lab_comment: Mapped[str | None] = mapped_column(Text)
     # A snapshot of the reference range applied, so later range changes never rewrite history.
     reference_range: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 

@@ -3,10 +3,20 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
+from app.domain.person_names import PersonName, stored_name
 
 
 class Patient(Base):
@@ -22,6 +32,11 @@ class Patient(Base):
     )
     sex: Mapped[str] = mapped_column(String(16))
     birth_date: Mapped[date | None] = mapped_column(Date)
+    # The patient's name (FHIR HumanName: family, given[], text). Given names are stored joined
+    # by newlines (input refuses control characters, so the join is lossless).
+    family_name: Mapped[str | None] = mapped_column(String(255))
+    given_names: Mapped[str | None] = mapped_column(String(1000))
+    name_text: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -29,6 +44,15 @@ class Patient(Base):
     identifiers: Mapped[list[PatientIdentifier]] = relationship(
         back_populates="patient", lazy="raise", order_by="PatientIdentifier.position"
     )
+
+    @property
+    def name(self) -> PersonName | None:
+        return stored_name(self.family_name, self.given_names, self.name_text)
+
+
+# Name prefix search (`?name=`, `?family=`): lower(family_name) LIKE 'smi%'. The migration gives
+# PostgreSQL text_pattern_ops so LIKE can use the index under any collation.
+Index("ix_patient_org_family_lower", Patient.organization_id, func.lower(Patient.family_name))
 
 
 class PatientIdentifier(Base):

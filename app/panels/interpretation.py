@@ -79,6 +79,7 @@ class NormalizedResult:
     # FHIR Observation.status / OBX-11 (app.domain.result_status); withdrawn ones are kept
     # for the record but never current (ratios, criticals, trends, plans).
     status: str = "final"
+    lab_comment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ def normalize_results(
                 position=position,
                 analyte=analyte,
                 code_sent=item.analyte,
-                loinc=catalog.loinc_for(analyte, unit),
+                loinc=catalog.loinc_for(analyte, unit, specimen=specimen, prefer=item.analyte),
                 reported=reported,
                 unit=unit,
                 canonical=ResultValue(
@@ -157,6 +158,7 @@ def normalize_results(
                 lab_low=lab_low,
                 lab_high=lab_high,
                 lab_flag=item.flag or None,
+                lab_comment=item.lab_comment or None,
             )
         )
     if problems:
@@ -403,6 +405,7 @@ def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict
         "lab_disagreement": verdict.lab_disagreement,
         "reference_range": verdict.reference_range,
         "status": result.status,
+        "lab_comment": result.lab_comment,
     }
 
 
@@ -422,4 +425,5 @@ def stored_as_normalized(result: StoredResult, catalog: Catalog) -> NormalizedRe
         lab_high=result.lab_range_high,
         lab_flag=result.lab_flag,
         status=result.status,
+        lab_comment=result.lab_comment,
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -249,3 +249,53 @@ async def superseded_interpretations(
 
 def add_superseded(session: AsyncSession, record: PanelInterpretation) -> None:
     session.add(record)
+
+
+async def count_history_for_analyte(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    analyte: str,
+    collected_from: datetime | None,
+    collected_to: datetime | None,
+) -> int:
+    query = (
+        select(func.count())
+        .select_from(Result)
+        .where(
+            Result.organization_id == organization_id,
+            Result.patient_id == patient_id,
+            Result.analyte == analyte,
+            Result.status.not_in(sorted(WITHDRAWN)),
+        )
+    )
+    if collected_from is not None:
+        query = query.where(Result.collected_at >= collected_from)
+    if collected_to is not None:
+        query = query.where(Result.collected_at < collected_to)
+    return (await session.scalar(query)) or 0
+
+
+async def panel_ratios_of_patient(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    collected_from: datetime | None,
+    collected_to: datetime | None,
+) -> list[tuple[uuid.UUID, datetime, list[dict[str, Any]]]]:
+    """(panel id, collected_at, ratios) of every panel of the patient, newest first (ties by
+    id, descending). Ratios are JSON on the panel, filtered by code in Python: a patient has
+    tens of panels, not thousands. Cancelled panels are left out."""
+    query = select(Panel.id, Panel.collected_at, Panel.ratios).where(
+        Panel.organization_id == organization_id,
+        Panel.patient_id == patient_id,
+        Panel.status != "cancelled",
+    )
+    if collected_from is not None:
+        query = query.where(Panel.collected_at >= collected_from)
+    if collected_to is not None:
+        query = query.where(Panel.collected_at < collected_to)
+    query = query.order_by(Panel.collected_at.desc(), Panel.id.desc())
+    return [(row[0], row[1], list(row[2] or [])) for row in await session.execute(query)]

@@ -13,7 +13,7 @@ from app.deps import SettingsDep, WriteSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.panels import corrections, service
 from app.panels.schemas import (
     PANEL_EXAMPLE,
@@ -21,6 +21,7 @@ from app.panels.schemas import (
     PanelCreate,
     PanelOut,
     PanelPage,
+    RatioHistoryOut,
     ReinterpretRequest,
     TrendOut,
 )
@@ -182,6 +183,8 @@ async def list_patient_panels(
         Literal["L", "N", "H", "LL", "HH", "IND", "critical"] | None,
         Query(description="Only panels with a result carrying this flag (`critical`: any LL/HH)."),
     ] = None,
+    *,
+    response: Response,
 ) -> PanelPage:
     """A patient's panels, newest collection first, with their results. Keyset-paginated:
     follow `next_cursor` until it is null."""
@@ -199,6 +202,7 @@ async def list_patient_panels(
     )
     page = panels[:limit]
     next_cursor = encode_cursor(page[-1].collected_at, page[-1].id) if len(panels) > limit else None
+    link_next(request, response, next_cursor)
     return PanelPage(items=page, limit=limit, next_cursor=next_cursor)
 
 
@@ -222,11 +226,17 @@ async def analyte_history(
     ] = None,
     collected_from: CollectedFrom = None,
     collected_to: CollectedTo = None,
+    *,
+    response: Response,
 ) -> TrendOut:
     """Every result of one analyte for the patient, oldest first, converted to the canonical
-    unit (or `unit`, e.g. `mg/dL`), with its interpretation: the series a trend chart needs."""
+    unit (or `unit`, e.g. `mg/dL`), with its interpretation: the series a trend chart needs.
+    Each point carries the reference interval (`reference_low`/`reference_high`: the normal
+    band) and the critical limits that applied to that result, from the range snapshot stored
+    with it, in the same unit. `total` counts every matching result. Withdrawn results are
+    left out. Ratios (`ca_mg_molar`, ...) are at `/ratios/{code}/history`."""
     audit_target(request, patient_id=patient_id)
-    return await service.analyte_history(
+    trend = await service.analyte_history(
         session,
         organization_id=principal.organization_id,
         patient_id=patient_id,
@@ -237,6 +247,54 @@ async def analyte_history(
         limit=limit,
         after=decode_cursor(cursor) if cursor else None,
     )
+    link_next(request, response, trend.next_cursor)
+    return trend
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/ratios/{code}/history",
+    summary="A mineral ratio's history for trends",
+    response_model=RatioHistoryOut,
+    dependencies=[Depends(audited("read", "panel"))],
+    responses={404: problem_doc("No such patient, or a ratio code nothing defines.")},
+)
+async def ratio_history(
+    patient_id: uuid.UUID,
+    code: Annotated[
+        str,
+        Path(
+            max_length=50,
+            pattern=r"^[a-z0-9_]+$",
+            description="Ratio code as in a panel's `ratios` (e.g. `ca_mg_molar`).",
+        ),
+    ],
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanReadPanels,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    collected_from: CollectedFrom = None,
+    collected_to: CollectedTo = None,
+) -> RatioHistoryOut:
+    """One molar ratio (Ca:Mg, Zn:Cu) per panel of the patient, **newest first**, each with
+    the ratio's reference interval (`low`/`high`) that applied to that panel and its
+    interpretation; a panel whose ratio could not be computed (a comparator value) has a null
+    `value` and a `note`. Cancelled panels are left out. `total` counts all pages. A code no
+    panel carries is 200 with no items when the active range set defines it, else 404."""
+    audit_target(request, patient_id=patient_id)
+    history = await service.ratio_history(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        code=code,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    link_next(request, response, history.next_cursor)
+    return history
 
 
 @router.post(

@@ -81,6 +81,11 @@ class ResultIn(InputModel):
     flag: Annotated[str, Field(max_length=10)] | None = Field(
         default=None, description="The lab's own abnormal flag (HL7 v2 OBX-8 style: L, H, N, A)."
     )
+    lab_comment: Annotated[str, Field(max_length=4000)] | None = Field(
+        default=None,
+        description="The lab's comment on this result (HL7 v2: NTE segments, narrative TX / FT "
+        "and non-numeric CE / CWE values of the order).",
+    )
     status: ResultStatus | None = Field(
         default=None,
         description="This result's status; default: the panel's `status`. `cancelled` and "
@@ -147,9 +152,18 @@ class ReportedValueOut(OutputModel):
 
 
 class CanonicalValueOut(OutputModel):
-    value: JsonDecimal
+    value: JsonDecimal = Field(
+        description="In the analyte's canonical unit, at the 6 significant digits stored and "
+        "interpreted."
+    )
     comparator: Literal["<", "<=", ">", ">="] | None
     unit: str
+    display_value: str = Field(
+        description="`value` as it should be shown, as text so trailing zeros count: rounded "
+        "half-up to as many significant figures as the reported value and at least 3 (9.2 "
+        "mg/dL calcium: `2.30`; 190 ug/dL iron: `34.0`); the reported value itself when it was "
+        "reported in the canonical unit. The FHIR canonical-value extension uses the same rule."
+    )
 
 
 class AppliedRangeOut(OutputModel):
@@ -206,6 +220,10 @@ class LabReportedOut(OutputModel):
     flag: str | None
     disagreement: str | None = Field(
         description="Set when the lab's flag and ours point in different directions."
+    )
+    comment: str | None = Field(
+        default=None,
+        description="The lab's comment on this result (HL7 v2 NTE, TX / FT, coded values).",
     )
 
 
@@ -279,15 +297,50 @@ class TrendPointOut(OutputModel):
     unit: str
     interpretation: Literal["L", "N", "H", "LL", "HH", "IND"] | None
     critical: bool
+    possibly_critical: bool = Field(
+        default=False,
+        description="A comparator value that may lie beyond a critical limit: chart it as "
+        "critical.",
+    )
     status: ResultStatus = Field(
         default="final", description="Withdrawn results (cancelled, entered-in-error) are left out."
     )
+    reference_low: JsonDecimal | None = Field(
+        default=None,
+        description="The reference interval that applied to this result (its stored snapshot, "
+        "so a later range change never moves it), in `unit`: the normal band of a chart.",
+    )
+    reference_high: JsonDecimal | None = None
+    critical_low: JsonDecimal | None = Field(
+        default=None, description="The critical limits that applied to this result, in `unit`."
+    )
+    critical_high: JsonDecimal | None = None
 
 
 class TrendOut(PageMeta):
     analyte: str
     unit: str
+    total: int = Field(
+        description="How many current results of this analyte the filters match (all pages)."
+    )
     items: list[TrendPointOut]
+
+
+class RatioPointOut(OutputModel):
+    panel_id: uuid.UUID
+    collected_at: datetime
+    value: JsonDecimal | None
+    interpretation: Literal["L", "N", "H"] | None
+    low: JsonDecimal | None = Field(description="The ratio's reference interval that applied.")
+    high: JsonDecimal | None
+    note: str | None = Field(description="Why there is no value (e.g. a comparator result).")
+
+
+class RatioHistoryOut(PageMeta):
+    code: str
+    display: str
+    total: int = Field(description="How many panels of the patient carry this ratio (all pages).")
+    items: list[RatioPointOut]
 
 
 class InterpretationVersionOut(OutputModel):

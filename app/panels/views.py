@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from app.domain.precision import as_reported, display_value, plain
 from app.domain.result_status import ResultStatus
 from app.models.panel import Panel, Result
 from app.panels.interpretation import INTERPRETATION_DISPLAY
@@ -50,6 +51,7 @@ def result_out(result: Result) -> ResultOut:
         or result.lab_flag
         or result.lab_range_low is not None
         or (result.lab_range_high is not None)
+        or result.lab_comment
     )
     return ResultOut(
         id=result.id,
@@ -67,6 +69,13 @@ def result_out(result: Result) -> ResultOut:
             value=result.canonical_value,
             comparator=result.comparator,
             unit=result.canonical_unit,
+            display_value=plain(
+                display_value(
+                    result.canonical_value,
+                    reported=as_reported(result.value_text, result.value),
+                    converted=result.unit != result.canonical_unit,
+                )
+            ),
         ),
         interpretation=InterpretationOut(
             code=result.interpretation,
@@ -83,6 +92,7 @@ def result_out(result: Result) -> ResultOut:
             high=result.lab_range_high,
             flag=result.lab_flag,
             disagreement=result.lab_disagreement,
+            comment=result.lab_comment,
         )
         if has_lab
         else None,

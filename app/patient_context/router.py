@@ -12,7 +12,7 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
 from app.concurrency import PreconditionFailedError, require_if_match
 from app.deps import WriteSession
-from app.pagination import Cursor, InvalidCursorError, Limit
+from app.pagination import Cursor, InvalidCursorError, Limit, link_next
 from app.patient_context import repository, service
 from app.patient_context.schemas import (
     CONTEXT_EXAMPLE,
@@ -176,6 +176,8 @@ async def list_context_versions(
     principal: CanReadPlans,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    response: Response,
 ) -> PatientContextPage:
     """Every recorded version of the patient's clinical context, newest first. Pages are
     keyset-based: follow `next_cursor` until it is null. A patient without a context has an
@@ -194,6 +196,7 @@ async def list_context_versions(
     )
     page = list(rows[:limit])
     next_cursor = _encode_cursor(page[-1].version) if len(rows) > limit else None
+    link_next(request, response, next_cursor)
     return PatientContextPage(
         items=[service.context_out(c) for c in page], limit=limit, next_cursor=next_cursor
     )

@@ -34,7 +34,7 @@ from app.errors import AppError, ConflictError, UnprocessableError
 from app.models.patient import Patient
 from app.patients import repository
 from app.patients import service as patients
-from app.patients.schemas import PatientCreate
+from app.patients.schemas import HumanNameIn, PatientCreate
 from app.schemas_common import IdentifierIn
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[1] / "data" / "patient_matching.yaml"
@@ -98,6 +98,8 @@ class Claim:
     positions: tuple[int, ...]
     sex: Sex
     birth_date: date | None
+    # The name the message gives (HL7 PID-5, FHIR Patient.name): kept on a new patient only.
+    name: HumanNameIn | None = None
 
 
 def claim_of(
@@ -108,6 +110,7 @@ def claim_of(
     channel: Channel,
     facility: str | None = None,
     policy: MatchingPolicy | None = None,
+    name: HumanNameIn | None = None,
 ) -> Claim:
     """The claim made by a message's identifiers: only its matching keys (distinct)."""
     policy = policy or current_policy()
@@ -121,7 +124,7 @@ def claim_of(
         seen.add(pair)
         keys.append(identifier)
         positions.append(position)
-    return Claim(tuple(keys), tuple(positions), sex, birth_date)
+    return Claim(tuple(keys), tuple(positions), sex, birth_date, name)
 
 
 async def find(
@@ -212,6 +215,7 @@ async def register(session: AsyncSession, *, organization_id: uuid.UUID, claim: 
         identifiers=[IdentifierIn(system=k.system, value=k.value) for k in keys],
         sex=claim.sex,
         birth_date=claim.birth_date,
+        name=claim.name,
     )
     return await patients.create(
         session,

@@ -6,11 +6,26 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.domain.person_names import GIVEN_SEPARATOR
 from app.models.patient import Patient, PatientIdentifier
+
+
+def _family_prefix(prefix: str) -> ColumnElement[bool]:
+    # lower(family_name) LIKE 'smi%' (wildcards in the prefix escaped): uses the lower() index.
+    return func.lower(Patient.family_name).startswith(prefix.lower(), autoescape=True)
+
+
+def _given_prefix(prefix: str) -> ColumnElement[bool]:
+    """A prefix of any given name: the first one, or one after the stored separator."""
+    lowered = func.lower(Patient.given_names)
+    return or_(
+        lowered.startswith(prefix.lower(), autoescape=True),
+        lowered.contains(GIVEN_SEPARATOR + prefix.lower(), autoescape=True),
+    )
 
 
 async def get(
@@ -120,6 +135,9 @@ async def search(
     birth_date: date | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    name: str | None = None,
+    family: str | None = None,
+    given: str | None = None,
 ) -> Sequence[Patient]:
     query = (
         select(Patient)
@@ -139,6 +157,12 @@ async def search(
         query = query.where(Patient.sex == sex)
     if birth_date is not None:
         query = query.where(Patient.birth_date == birth_date)
+    if name is not None:
+        query = query.where(or_(_family_prefix(name), _given_prefix(name)))
+    if family is not None:
+        query = query.where(_family_prefix(family))
+    if given is not None:
+        query = query.where(_given_prefix(given))
     if after is not None:
         moment, row_id = after
         query = query.where(

@@ -16,7 +16,7 @@ from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
 from app.identifier_systems import system_uri
 from app.models.patient import Patient
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.patients import service
 from app.patients.schemas import (
     PATIENT_EXAMPLE,
@@ -121,7 +121,7 @@ async def get_patient(
 
 @router.patch(
     "/{patient_id}",
-    summary="Correct a patient's sex or birth date",
+    summary="Correct a patient's sex, birth date or name",
     response_model=PatientOut,
     dependencies=[Depends(audited("update", "patient"))],
     responses={
@@ -183,11 +183,30 @@ async def search_patients(
     ] = None,
     sex: Annotated[Sex | None, Query(description="Only patients with this recorded sex.")] = None,
     birth_date: Annotated[date | None, Query(description="Exact birth date.")] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="Case-insensitive prefix of the family name or of any given name.",
+            examples=["smi"],
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Case-insensitive family-name prefix."),
+    ] = None,
+    given: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Case-insensitive given-name prefix."),
+    ] = None,
+    *,
+    response: Response,
 ) -> PatientPage:
-    """Lists the organization's patients, newest first, filtered by identifier, sex and birth
-    date. Pages are keyset-based: follow `next_cursor` until it is null. The audit trail
-    records every patient a page returned (one event each; one without a patient when the
-    page is empty)."""
+    """Lists the organization's patients, newest first, filtered by identifier, sex, birth
+    date and name (prefixes, case-insensitive; filters combine). Pages are keyset-based:
+    follow `next_cursor` until it is null. The audit trail records every patient a page
+    returned (one event each; one without a patient when the page is empty)."""
     parsed: tuple[str, str | None] | None = None
     if identifier is not None:
         system, sep, value = identifier.partition("|")
@@ -200,12 +219,16 @@ async def search_patients(
         identifier=parsed,
         sex=sex.value if sex else None,
         birth_date=birth_date,
+        name=name.strip() or None if name else None,
+        family=family.strip() or None if family else None,
+        given=given.strip() or None if given else None,
         limit=limit + 1,
         after=decode_cursor(cursor) if cursor else None,
     )
     page = list(patients[:limit])
     audit_target(request, patient_ids=[patient.id for patient in page])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(patients) > limit else None
+    link_next(request, response, next_cursor)
     return PatientPage(
         items=[PatientOut.model_validate(p) for p in page], limit=limit, next_cursor=next_cursor
     )

@@ -4,13 +4,49 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from app.db import utcnow
 from app.domain.identifier_systems import is_absolute_uri
 from app.domain.types import Sex
 from app.pagination import PageMeta
-from app.schemas_common import EARLIEST_DATE, IdentifierIn, IdentifierOut, InputModel, OutputModel
+from app.schemas_common import (
+    EARLIEST_DATE,
+    IdentifierIn,
+    IdentifierOut,
+    InputModel,
+    OutputModel,
+    Text255,
+)
+
+
+class HumanNameIn(InputModel):
+    """The patient's name in the shape of FHIR's HumanName (one name: the one to show and
+    search; FHIR messages with several names give their `official` or first one)."""
+
+    family: Text255 | None = Field(default=None, description="Family name (surname).")
+    given: list[Text255] = Field(
+        default_factory=list, max_length=5, description="Given names, in order."
+    )
+    text: Text255 | None = Field(
+        default=None,
+        description="The full name as it should be shown, when it is not simply the given "
+        "names followed by the family name.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> HumanNameIn:
+        if self.family is None and not self.given and self.text is None:
+            raise ValueError("a name needs a family name, a given name or a text")
+        return self
+
+
+class HumanNameOut(OutputModel):
+    family: str | None
+    given: list[str]
+    text: str = Field(
+        description="The name as sent, or else the given names followed by the family name."
+    )
 
 
 class PatientCreate(InputModel):
@@ -27,6 +63,9 @@ class PatientCreate(InputModel):
         default=None,
         description="Used to pick age-banded reference ranges. Without it only ranges without "
         "an age band apply.",
+    )
+    name: HumanNameIn | None = Field(
+        default=None, description="The patient's name (shown on the printable plan, searchable)."
     )
 
     @field_validator("birth_date")
@@ -64,6 +103,9 @@ class PatientUpdate(InputModel):
 
     sex: Sex | None = Field(default=None, description="Corrected sex.")
     birth_date: date | None = Field(default=None, description="Corrected birth date.")
+    name: HumanNameIn | None = Field(
+        default=None, description="The corrected name (replaces the whole name; null removes it)."
+    )
 
     @field_validator("birth_date")
     @classmethod
@@ -76,6 +118,7 @@ class PatientOut(OutputModel):
     identifiers: list[IdentifierOut]
     sex: Sex
     birth_date: date | None
+    name: HumanNameOut | None = Field(description="Null when no name was recorded.")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -89,4 +132,5 @@ PATIENT_EXAMPLE = {
     "identifiers": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-0042"}],
     "sex": "female",
     "birth_date": "1981-04-12",
+    "name": {"family": "Smith", "given": ["Anna", "Maria"]},
 }

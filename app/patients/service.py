@@ -13,10 +13,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.concurrency import PreconditionFailedError, version_etag
 from app.db import utcnow
+from app.domain.person_names import join_given
 from app.errors import ConflictError, NotFoundError
 from app.models.patient import Patient, PatientIdentifier
 from app.patients import repository
-from app.patients.schemas import PatientCreate, PatientUpdate
+from app.patients.schemas import HumanNameIn, PatientCreate, PatientUpdate
+
+
+def name_columns(name: HumanNameIn | None) -> dict[str, str | None]:
+    """The stored columns of a name (all None when there is none)."""
+    if name is None:
+        return {"family_name": None, "given_names": None, "name_text": None}
+    return {
+        "family_name": name.family,
+        "given_names": join_given(name.given),
+        "name_text": name.text,
+    }
 
 
 class IdentifierInUseError(ConflictError):
@@ -76,6 +88,7 @@ async def create(
         organization_id=organization_id,
         sex=data.sex.value,
         birth_date=data.birth_date,
+        **name_columns(data.name),
         version=1,
         created_at=now,
         updated_at=now,
@@ -122,13 +135,21 @@ async def search(
     birth_date: date | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    name: str | None = None,
+    family: str | None = None,
+    given: str | None = None,
 ) -> Sequence[Patient]:
+    """Filters combine (AND). ``name``: a case-insensitive prefix of the family name or of any
+    given name; ``family`` / ``given``: the same for that part only."""
     return await repository.search(
         session,
         organization_id=organization_id,
         identifier=identifier,
         sex=sex,
         birth_date=birth_date,
+        name=name,
+        family=family,
+        given=given,
         limit=limit,
         after=after,
     )
@@ -150,6 +171,8 @@ async def update(
         values["sex"] = data.sex.value
     if "birth_date" in data.model_fields_set:
         values["birth_date"] = data.birth_date
+    if "name" in data.model_fields_set:
+        values.update(name_columns(data.name))
     won = await repository.update_if_version(
         session,
         organization_id=organization_id,

@@ -21,7 +21,7 @@ from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
 from app.models.plan import PlanRuleSet
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.plan_rules import repository, service
 from app.plan_rules.schemas import RuleSetDetailOut, RuleSetOut, RuleSetPage
 from app.problems import PROBLEM_RESPONSES, problem_doc
@@ -152,6 +152,9 @@ async def list_rule_sets(
     principal: CanReadRules,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    request: Request,
+    response: Response,
 ) -> RuleSetPage:
     """All plan rule sets of the organization, newest first, with status (`draft`, `active`,
     `retired`). Follow `next_cursor` until it is null."""
@@ -163,6 +166,7 @@ async def list_rule_sets(
     )
     page = list(sets[:limit])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(sets) > limit else None
+    link_next(request, response, next_cursor)
     return RuleSetPage(
         items=[RuleSetOut.model_validate(s) for s in page], limit=limit, next_cursor=next_cursor
     )

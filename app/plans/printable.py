@@ -78,6 +78,14 @@ TIMING_WORDS: dict[Timing, str] = {
     "any": "at any time of day",
 }
 
+# Medication classes as a patient knows them (interaction advice names them).
+MEDICATION_WORDS = {
+    "tetracycline": "tetracycline antibiotics (such as doxycycline)",
+    "fluoroquinolone": "quinolone antibiotics (such as ciprofloxacin)",
+    "levothyroxine": "levothyroxine (thyroid medicine)",
+    "bisphosphonate": "bisphosphonate bone medicine (such as alendronate)",
+}
+
 MONTHS = (
     "January",
     "February",
@@ -111,6 +119,7 @@ class PrintablePlan:
     items: Sequence[PlanItem]
     findings: Sequence[SafetyFinding]
     clinic_name: str | None = None
+    clinic_contact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +246,29 @@ def is_urgent_referral(item: PlanItem) -> bool:
     return item.referral is not None and item.referral.urgent
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def item_title(item: PlanItem) -> str:
+    """The heading of an item. A supplement's or herbal option's is built from its structured
+    fields (form, timing), so an edited timing or form can never leave a stale title; other
+    items keep the title they were written with."""
+    if item.supplement is not None:
+        supplement = item.supplement
+        form = supplement.form
+        what = (
+            form if supplement.mineral.lower() in form.lower() else f"{supplement.mineral} ({form})"
+        )
+        return f"{_capitalized(what)} {TIMING_WORDS[supplement.timing]}"
+    if item.herbal is not None:
+        return f"{_capitalized(item.herbal.name)} {TIMING_WORDS[item.herbal.timing]}"
+    return item.title
+
+
 def printed_item(item: PlanItem) -> PrintedItem:
     return PrintedItem(
-        title=item.title,
+        title=item_title(item),
         detail=item_detail(item),
         instruction=item.instruction,
         note=(
@@ -267,14 +296,41 @@ def category_sections(items: Iterable[PlanItem]) -> tuple[PrintedSection, ...]:
     return tuple(sections)
 
 
+def _interaction_parts(finding: SafetyFinding) -> tuple[str, str, str] | None:
+    """(mineral, medication, advice) of a supplement x medication finding, whose message is
+    ``"<Mineral> supplement with <medication>: <advice>"``; None for any other finding."""
+    mineral, _, medication = finding.code.removeprefix("interaction:").partition("-")
+    prefix = f"{mineral.capitalize()} supplement with {medication}: "
+    if not medication or not finding.message.startswith(prefix):
+        return None
+    return mineral, medication, finding.message.removeprefix(prefix)
+
+
 def safety_advice(findings: Iterable[SafetyFinding]) -> tuple[str, ...]:
-    """Interaction warnings (they explain spacing doses apart); other findings stay clinical."""
-    messages = (
-        finding.message
-        for finding in findings
-        if finding.severity == "warning" and finding.code.startswith("interaction:")
-    )
-    return tuple(dict.fromkeys(messages))
+    """Interaction warnings (they explain spacing doses apart); other findings stay clinical.
+
+    One medication's advice is said once, naming every supplement it concerns (the safety
+    engine reports each mineral x medication pair separately)."""
+    by_advice: dict[tuple[str, str], list[str]] = {}
+    plain: list[str] = []
+    for finding in findings:
+        if finding.severity != "warning" or not finding.code.startswith("interaction:"):
+            continue
+        parts = _interaction_parts(finding)
+        if parts is None:
+            plain.append(finding.message)
+            continue
+        mineral, medication, advice = parts
+        minerals = by_advice.setdefault((medication, advice), [])
+        if mineral not in minerals:
+            minerals.append(mineral)
+    lines = [
+        f"If you take {MEDICATION_WORDS.get(medication, medication.replace('-', ' '))} "
+        f"(with your {join_words(minerals)} "
+        f"{'supplement' if len(minerals) == 1 else 'supplements'}): {_capitalized(advice)}"
+        for (medication, advice), minerals in by_advice.items()
+    ]
+    return tuple(dict.fromkeys([*lines, *plain]))
 
 
 def _priority(item: PlanItem) -> int:
@@ -299,6 +355,7 @@ def render_plan_html(view: PrintablePlan) -> str:
     template = _environment().get_template("plan.html")
     return template.render(
         clinic_name=view.clinic_name,
+        clinic_contact=view.clinic_contact,
         patient_label=view.patient_label,
         birth_date=format_date(view.birth_date) if view.birth_date else None,
         status=view.status,

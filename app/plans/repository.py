@@ -161,37 +161,45 @@ async def count(
 
 
 async def drafts(
-    session: AsyncSession, *, organization_id: uuid.UUID, limit: int
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> tuple[Sequence[TreatmentPlan], int]:
-    """Drafts awaiting review, the longest-waiting first, and how many there are."""
+    """Drafts awaiting review, the longest-waiting first (after the keyset `after`), and how
+    many there are in all."""
     where = (TreatmentPlan.organization_id == organization_id) & (TreatmentPlan.status == "draft")
     total = await session.scalar(select(func.count()).select_from(TreatmentPlan).where(where))
+    query = select(TreatmentPlan).where(where)
+    if after is not None:
+        moment, row_id = after
+        query = query.where(
+            (TreatmentPlan.created_at > moment)
+            | ((TreatmentPlan.created_at == moment) & (TreatmentPlan.id > row_id))
+        )
     rows = await session.scalars(
-        select(TreatmentPlan)
-        .where(where)
-        .order_by(TreatmentPlan.created_at, TreatmentPlan.id)
-        .limit(limit)
+        query.order_by(TreatmentPlan.created_at, TreatmentPlan.id).limit(limit)
     )
     return rows.all(), total or 0
 
 
 async def retests_due(
-    session: AsyncSession, *, organization_id: uuid.UUID, due_by: date, limit: int
-) -> tuple[Sequence[TreatmentPlan], int]:
-    """Active plans with a retest due on or before `due_by`, the earliest first."""
+    session: AsyncSession, *, organization_id: uuid.UUID, due_by: date
+) -> Sequence[TreatmentPlan]:
+    """Every active plan with a retest due on or before `due_by`, the earliest first (the
+    worklist counts and pages the retests inside them)."""
     where = (
         (TreatmentPlan.organization_id == organization_id)
         & (TreatmentPlan.status == "active")
         & (TreatmentPlan.next_retest_date <= due_by)
     )
-    total = await session.scalar(select(func.count()).select_from(TreatmentPlan).where(where))
     rows = await session.scalars(
         select(TreatmentPlan)
         .where(where)
         .order_by(TreatmentPlan.next_retest_date, TreatmentPlan.id)
-        .limit(limit)
     )
-    return rows.all(), total or 0
+    return rows.all()
 
 
 async def versions(

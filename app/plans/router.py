@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
@@ -10,7 +9,6 @@ from fastapi.responses import HTMLResponse
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
 from app.concurrency import require_if_match, version_etag
-from app.db import utcnow
 from app.deps import SettingsDep, WriteSession
 from app.domain.plans.diff import diff_versions
 from app.errors import AppError
@@ -18,7 +16,7 @@ from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
 from app.models.plan import TreatmentPlan
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.patients import service as patients
 from app.plans import repository, service, views
 from app.plans.printable import render_plan_html
@@ -33,7 +31,6 @@ from app.plans.schemas import (
     PlanVersionList,
     PlanVersionOut,
     RegenerateIn,
-    RetestDue,
     StatusChange,
     WorklistOut,
 )
@@ -228,6 +225,8 @@ async def list_patient_plans(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    response: Response,
 ) -> PlanPage:
     """The patient's plans, newest first, optionally by status. Pages are keyset-based: follow
     `next_cursor` until it is null. An unknown patient (or another organization's) is 404."""
@@ -245,6 +244,7 @@ async def list_patient_plans(
     )
     page = list(plans[:limit])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > limit else None
+    link_next(request, response, next_cursor)
     return PlanPage(
         items=[views.plan_summary(p) for p in page], limit=limit, next_cursor=next_cursor
     )
@@ -257,57 +257,40 @@ async def list_patient_plans(
     dependencies=[Depends(audited("search", "plan"))],
 )
 async def worklist(
+    request: Request,
     session: WriteSession,
     principal: CanReadPlans,
     due_within_days: Annotated[
         int, Query(ge=0, le=365, description="Retests due within this many days from today.")
     ] = 14,
     limit: Annotated[int, Query(ge=1, le=200, description="Entries per section.")] = 50,
+    drafts_cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`drafts.next_cursor` of the previous page."),
+    ] = None,
+    retests_cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`retests_due.next_cursor` of the previous page."),
+    ] = None,
 ) -> WorklistOut:
     """What needs a clinician: **drafts awaiting review** (the longest-waiting first) and
     **retests due** in active plans by `today + due_within_days` (overdue ones first). Each
-    section says how many there are in all and whether it was cut at `limit`."""
-    today = utcnow().date()
-    due_by = today + timedelta(days=due_within_days)
-    organization_id = principal.organization_id
-    drafts, drafts_total = await repository.drafts(
-        session, organization_id=organization_id, limit=limit
+    section says how many entries it has in all (`retests_due.total` counts retests, not
+    plans), whether this page was cut at `limit`, and its own `next_cursor` (pass it as
+    `drafts_cursor` / `retests_cursor`). Every row names its patient (first MRN, and name where
+    recorded); the audit trail records each patient listed."""
+    out = await service.worklist(
+        session,
+        organization_id=principal.organization_id,
+        due_within_days=due_within_days,
+        limit=limit,
+        drafts_cursor=drafts_cursor,
+        retests_cursor=retests_cursor,
     )
-    plans, plans_total = await repository.retests_due(
-        session, organization_id=organization_id, due_by=due_by, limit=limit
-    )
-    due: list[RetestDue] = []
-    for plan in plans:
-        for item in service.items_of(plan.document):
-            if item.retest is not None and item.retest.due_date <= due_by:
-                due.append(
-                    RetestDue(
-                        plan_id=plan.id,
-                        patient_id=plan.patient_id,
-                        item_id=item.id,
-                        title=item.title,
-                        analytes=list(item.retest.analytes),
-                        due_date=item.retest.due_date,
-                        overdue=item.retest.due_date < today,
-                    )
-                )
-    due.sort(key=lambda entry: (entry.due_date, str(entry.plan_id), entry.item_id))
-    return WorklistOut.model_validate(
-        {
-            "as_of": today,
-            "due_by": due_by,
-            "drafts": {
-                "total": drafts_total,
-                "truncated": drafts_total > len(drafts),
-                "items": [views.plan_summary(p) for p in drafts],
-            },
-            "retests_due": {
-                "total": plans_total,
-                "truncated": plans_total > len(plans),
-                "items": due,
-            },
-        }
-    )
+    patient_ids = [d.patient_id for d in out.drafts.items]
+    patient_ids += [r.patient_id for r in out.retests_due.items]
+    audit_target(request, patient_ids=list(dict.fromkeys(patient_ids)))
+    return out
 
 
 @router.get(
@@ -330,6 +313,7 @@ async def get_plan(
     response: Response,
     session: WriteSession,
     principal: CanReadPlans,
+    settings: SettingsDep,
 ) -> Any:
     """One plan with its items grouped by category (urgent referral first), every safety
     finding with severity and source, overrides, the rules that fired with the findings that
@@ -344,7 +328,14 @@ async def get_plan(
         patient = await patients.get_or_raise(
             session, organization_id=principal.organization_id, patient_id=plan.patient_id
         )
-        page = render_plan_html(views.printable(plan, patient))
+        page = render_plan_html(
+            views.printable(
+                plan,
+                patient,
+                clinic_name=settings.clinic_name,
+                clinic_contact=settings.clinic_contact,
+            )
+        )
         return HTMLResponse(
             page,
             headers={

@@ -18,7 +18,7 @@ from app.domain.plans.items import (
     Text,
 )
 from app.pagination import PageMeta
-from app.schemas_common import InputModel, OutputModel
+from app.schemas_common import IdentifierOut, InputModel, OutputModel
 
 PlanStatus = Literal["draft", "active", "completed", "revoked", "entered-in-error"]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -252,7 +252,19 @@ class PlanDiffOut(OutputModel):
     overrides_added: list[dict[str, Any]]
 
 
-class RetestDue(OutputModel):
+class WorklistPatient(OutputModel):
+    """Who a worklist row is about, so a row needs no extra call."""
+
+    patient_identifier: IdentifierOut | None = Field(
+        default=None,
+        description="The patient's first MRN (identifier type `MR`), else its first identifier.",
+    )
+    patient_name: str | None = Field(
+        default=None, description="The patient's name as a page shows it, when one is recorded."
+    )
+
+
+class RetestDue(WorklistPatient):
     plan_id: uuid.UUID
     patient_id: uuid.UUID
     item_id: str
@@ -262,13 +274,22 @@ class RetestDue(OutputModel):
     overdue: bool
 
 
+class DraftDue(PlanSummary, WorklistPatient):
+    pass
+
+
 class WorklistSection(OutputModel):
-    total: int
-    truncated: bool
+    total: int = Field(description="How many entries the section has in all (all pages).")
+    truncated: bool = Field(description="True when more entries follow this page.")
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as this section's cursor (`drafts_cursor`, `retests_cursor`) for its "
+        "next page; null on its last page.",
+    )
 
 
 class DraftsSection(WorklistSection):
-    items: list[PlanSummary]
+    items: list[DraftDue]
 
 
 class RetestsSection(WorklistSection):

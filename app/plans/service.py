@@ -25,13 +25,24 @@ from app.domain.plans.rules import RuleSetDocument
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 from app.models.patient import Patient
 from app.models.plan import PlanRuleSet, TreatmentPlan, TreatmentPlanVersion
+from app.pagination import decode_cursor, decode_keyset, encode_cursor, encode_keyset
 from app.patient_context import repository as context_repository
 from app.patient_context import service as context_service
 from app.patients import service as patients
 from app.plan_rules import repository as rule_set_repository
 from app.plan_rules import service as rule_sets
 from app.plans import basis, repository
-from app.plans.schemas import OverrideIn, PlanItemIn
+from app.plans.schemas import (
+    DraftDue,
+    DraftsSection,
+    OverrideIn,
+    PlanItemIn,
+    RetestDue,
+    RetestsSection,
+    WorklistOut,
+)
+from app.results.labels import patient_labels
+from app.schemas_common import IdentifierOut
 from app.sleep import repository as sleep_repository
 from app.sleep import service as sleep_service
 
@@ -248,7 +259,7 @@ async def generate(
         ],
         "basis": basis.to_json(facts, context_version=context_version),
         "note": note,
-        "author_display": principal.display,
+        "author_display": principal.label,
         "approver_display": None,
     }
     if replaces is not None:
@@ -392,7 +403,7 @@ async def _review(
             "code": override.code,
             "reason": override.reason,
             "by": principal.id,
-            "by_display": principal.display,
+            "by_display": principal.label,
             "at": now,
         }
     overrides = sorted(kept.values(), key=lambda o: o["code"])
@@ -570,7 +581,7 @@ async def change_status(
             findings=_dump(review.findings),
             overrides=review.overrides,
             basis=review.basis,
-            approver_display=principal.display,
+            approver_display=principal.label,
         )
         if present.acknowledged:
             document["acknowledged_results"] = present.acknowledged
@@ -684,7 +695,7 @@ async def _present(
             "reported": by_id[rid].reported,
             "collected_at": by_id[rid].collected_at.isoformat(),
             "by": principal.id,
-            "by_display": principal.display,
+            "by_display": principal.label,
             "at": at,
         }
         for rid in wanted
@@ -695,7 +706,7 @@ async def _present(
         review_acknowledged = {
             "reason": review_reason,
             "by": principal.id,
-            "by_display": principal.display,
+            "by_display": principal.label,
             "at": at,
         }
     findings = freshness.check(
@@ -725,3 +736,102 @@ async def version_or_raise(
         await get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
         raise NotFoundError(f"The plan has no version {version}.")
     return row
+
+
+# --- the clinician worklist --------------------------------------------------------------------
+
+
+async def worklist(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    due_within_days: int,
+    limit: int,
+    drafts_cursor: str | None,
+    retests_cursor: str | None,
+) -> WorklistOut:
+    """Drafts awaiting review (oldest first) and the retests due in active plans (earliest
+    first), each section with its own total (drafts: plans; retests: retest items, not plans)
+    and cursor, each row naming its patient (first MRN, and name where recorded)."""
+    from app.plans import views as plan_views  # views imports this module
+
+    today = utcnow().date()
+    due_by = today + timedelta(days=due_within_days)
+    drafts, drafts_total = await repository.drafts(
+        session,
+        organization_id=organization_id,
+        limit=limit + 1,
+        after=decode_cursor(drafts_cursor) if drafts_cursor else None,
+    )
+    draft_page = list(drafts[:limit])
+    drafts_next = (
+        encode_cursor(draft_page[-1].created_at, draft_page[-1].id) if len(drafts) > limit else None
+    )
+    due: list[tuple[date, str, str, TreatmentPlan, PlanItem]] = []
+    for plan in await repository.retests_due(
+        session, organization_id=organization_id, due_by=due_by
+    ):
+        for item in items_of(plan.document):
+            if item.retest is not None and item.retest.due_date <= due_by:
+                due.append((item.retest.due_date, str(plan.id), item.id, plan, item))
+    due.sort(key=lambda entry: entry[:3])
+    retests_total = len(due)
+    if retests_cursor:
+        day, plan_id, item_id = decode_keyset(retests_cursor, 3)
+        key = (day, plan_id, item_id)
+        due = [entry for entry in due if (entry[0].isoformat(), entry[1], entry[2]) > key]
+    retest_page = due[:limit]
+    retests_next = (
+        encode_keyset(retest_page[-1][0].isoformat(), retest_page[-1][1], retest_page[-1][2])
+        if len(due) > limit
+        else None
+    )
+    labels = await patient_labels(
+        session,
+        organization_id=organization_id,
+        patient_ids=[p.patient_id for p in draft_page] + [e[3].patient_id for e in retest_page],
+    )
+
+    def who(patient_id: uuid.UUID) -> dict[str, Any]:
+        label = labels.get(patient_id)
+        if label is None:
+            return {}
+        identifier = (
+            IdentifierOut(system=label.identifier_system, value=label.identifier_value)
+            if label.identifier_system is not None and label.identifier_value is not None
+            else None
+        )
+        return {"patient_identifier": identifier, "patient_name": label.name}
+
+    return WorklistOut(
+        as_of=today,
+        due_by=due_by,
+        drafts=DraftsSection(
+            total=drafts_total,
+            truncated=drafts_next is not None,
+            next_cursor=drafts_next,
+            items=[
+                DraftDue(**plan_views.plan_summary(p).model_dump(), **who(p.patient_id))
+                for p in draft_page
+            ],
+        ),
+        retests_due=RetestsSection(
+            total=retests_total,
+            truncated=retests_next is not None,
+            next_cursor=retests_next,
+            items=[
+                RetestDue(
+                    plan_id=plan.id,
+                    patient_id=plan.patient_id,
+                    item_id=item.id,
+                    title=item.title,
+                    analytes=list(item.retest.analytes),
+                    due_date=day,
+                    overdue=day < today,
+                    **who(plan.patient_id),
+                )
+                for day, _, _, plan, item in retest_page
+                if item.retest is not None
+            ],
+        ),
+    )

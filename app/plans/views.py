@@ -77,10 +77,19 @@ def plan_out(plan: TreatmentPlan, blockers: Sequence[SafetyFinding] = ()) -> Pla
     )
 
 
-def printable(plan: TreatmentPlan, patient: Patient) -> PrintablePlan:
+def printable(
+    plan: TreatmentPlan,
+    patient: Patient,
+    *,
+    clinic_name: str | None = None,
+    clinic_contact: str | None = None,
+) -> PrintablePlan:
+    """The patient's page: their name (else their first identifier), the clinic from the
+    settings, and the plan as approved."""
     identifiers = patient.identifiers
+    name = patient.name
     return PrintablePlan(
-        patient_label=identifiers[0].value if identifiers else "",
+        patient_label=name.text if name else (identifiers[0].value if identifiers else ""),
         birth_date=patient.birth_date,
         status=plan.status,
         version=plan.version,
@@ -89,4 +98,6 @@ def printable(plan: TreatmentPlan, patient: Patient) -> PrintablePlan:
         approved_by=plan.document.get("approver_display"),
         items=items_of(plan.document),
         findings=findings_of(plan.document),
+        clinic_name=clinic_name,
+        clinic_contact=clinic_contact,
     )

@@ -21,7 +21,7 @@ from app.errors import NotFoundError, validation_errors
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.ranges import repository, service
 from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
@@ -197,6 +197,9 @@ async def list_range_sets(
     principal: CanReadRanges,
     limit: Limit = 50,
     cursor: Cursor = None,
+    *,
+    request: Request,
+    response: Response,
 ) -> RangeSetPage:
     """All range sets of the organization, newest first, with status (`draft`, `active`,
     `retired`)."""
@@ -208,6 +211,7 @@ async def list_range_sets(
     )
     page = list(sets[:limit])
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(sets) > limit else None
+    link_next(request, response, next_cursor)
     return RangeSetPage(
         items=[RangeSetOut.model_validate(s) for s in page], limit=limit, next_cursor=next_cursor
     )

@@ -12,7 +12,7 @@ from app.deps import SettingsDep, WriteSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
 from app.idempotency.http import idempotent, json_response
 from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.patient_context.service import get_patient_or_raise
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.schemas_common import EARLIEST_DATE
@@ -131,6 +131,8 @@ async def list_sleep_assessments(
     cursor: Cursor = None,
     date_from: DateFrom = None,
     date_to: DateTo = None,
+    *,
+    response: Response,
 ) -> SleepAssessmentPage:
     """The patient's sleep assessments, newest `assessed_on` first, optionally limited to the
     days `from`..`to` (both inclusive). Pages are keyset-based: follow `next_cursor` until it
@@ -150,6 +152,7 @@ async def list_sleep_assessments(
     )
     page = list(rows[:limit])
     next_cursor = encode_cursor(page[-1].timeline_at, page[-1].id) if len(rows) > limit else None
+    link_next(request, response, next_cursor)
     return SleepAssessmentPage(
         items=[service.assessment_out(a) for a in page], limit=limit, next_cursor=next_cursor
     )

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans
 from app.deps import WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.patient_context.service import get_patient_or_raise
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.sleep.router import DateFrom, DateTo
@@ -37,6 +37,8 @@ async def get_timeline(
     cursor: Cursor = None,
     date_from: DateFrom = None,
     date_to: DateTo = None,
+    *,
+    response: Response,
 ) -> TimelinePage:
     """The patient's mineral panels and Insomnia Severity Index scores in one list, newest
     first, optionally limited to the days `from`..`to` (both inclusive, UTC).
@@ -62,4 +64,5 @@ async def get_timeline(
         limit=limit,
     )
     next_cursor = encode_cursor(*last) if last is not None else None
+    link_next(request, response, next_cursor)
     return TimelinePage(items=items, limit=limit, next_cursor=next_cursor)

@@ -1004,6 +1004,7 @@ def test_plan_routes_write_one_row_per_request(
             patient_id=patient_id,
             **plan_type,
         )
+    # The worklist names each row's patient (MRN), so it records every patient it lists.
     audited.one(
         "GET",
         "/api/v1/plans/worklist",
@@ -1012,6 +1013,7 @@ def test_plan_routes_write_one_row_per_request(
         action="search",
         outcome="success",
         who=clinician,
+        patient_id=patient_id,
         **plan_type,
     )
     # Changes: a stale If-Match (412) and an illegal transition (409) are audited as errors.

@@ -23,14 +23,16 @@ def test_magnesium_in_mmol_mg_and_meq_gives_the_same_canonical_value_and_interpr
     client: TestClient,
 ) -> None:
     patient = make_patient(client)
-    sent: list[tuple[str | float, str, str]] = [
-        ("0.75", "mmol/L", "mmol/L"),
-        (0.75, "mmol/L", "mmol/L"),  # a JSON number
-        ("1.822875", "mg/dL", "mg/dL"),  # 0.75 x 24.305 / 10
-        ("1.5", "meq/L", "meq/L"),  # Mg2+: 2 meq per mmol
-        ("1.5", "mEq/L", "meq/L"),  # a lab spelling, stored as the UCUM code
+    # The last column: the canonical value as shown (the reported value's significant figures,
+    # at least 3, at most the 6 stored; as reported when sent in the canonical unit).
+    sent: list[tuple[str | float, str, str, str]] = [
+        ("0.75", "mmol/L", "mmol/L", "0.75"),
+        (0.75, "mmol/L", "mmol/L", "0.75"),  # a JSON number
+        ("1.822875", "mg/dL", "mg/dL", "0.750000"),  # 0.75 x 24.305 / 10
+        ("1.5", "meq/L", "meq/L", "0.750"),  # Mg2+: 2 meq per mmol
+        ("1.5", "mEq/L", "meq/L", "0.750"),  # a lab spelling, stored as the UCUM code
     ]
-    for value, unit, ucum in sent:
+    for value, unit, ucum, shown in sent:
         magnesium = _single(client, patient, result("magnesium", value, unit))
         assert magnesium["reported"] == {
             "text": str(value),
@@ -38,29 +40,40 @@ def test_magnesium_in_mmol_mg_and_meq_gives_the_same_canonical_value_and_interpr
             "comparator": None,
             "unit": ucum,
         }
-        assert magnesium["canonical"] == {"value": 0.75, "comparator": None, "unit": "mmol/L"}
+        assert magnesium["canonical"] == {
+            "value": 0.75,
+            "comparator": None,
+            "unit": "mmol/L",
+            "display_value": shown,
+        }
         assert magnesium["interpretation"]["code"] == "N"
 
 
 @pytest.mark.parametrize(
-    ("analyte", "mass_unit", "canonical"),
+    ("analyte", "mass_unit", "canonical", "shown"),
     [
-        # 100 ug/dL x 10 / molar mass, at 6 significant digits
-        ("zinc", "ug/dL", 15.2952),  # 65.38 g/mol
-        ("iron", "mcg/dL", 17.9067),  # 55.845 g/mol; mcg is a lab spelling of ug
-        ("copper", "\u00b5g/dL", 15.7366),  # 63.546 g/mol; micro sign
+        # 100 ug/dL x 10 / molar mass, at 6 significant digits (shown at the 3 of "100")
+        ("zinc", "ug/dL", 15.2952, "15.3"),  # 65.38 g/mol
+        ("iron", "mcg/dL", 17.9067, "17.9"),  # 55.845 g/mol; mcg is a lab spelling of ug
+        ("copper", "\u00b5g/dL", 15.7366, "15.7"),  # 63.546 g/mol; micro sign
     ],
 )
 def test_trace_element_in_ug_per_dl_and_umol_per_l_gives_the_same_canonical_value(
-    client: TestClient, analyte: str, mass_unit: str, canonical: float
+    client: TestClient, analyte: str, mass_unit: str, canonical: float, shown: str
 ) -> None:
     patient = make_patient(client, sex="female")
     by_mass = _single(client, patient, result(analyte, "100", mass_unit))
     by_moles = _single(client, patient, result(analyte, str(canonical), "umol/L"))
 
     assert by_mass["reported"]["unit"] == "ug/dL"
-    assert by_mass["canonical"] == {"value": canonical, "comparator": None, "unit": "umol/L"}
-    assert by_moles["canonical"] == by_mass["canonical"]
+    assert by_mass["canonical"] == {
+        "value": canonical,
+        "comparator": None,
+        "unit": "umol/L",
+        "display_value": shown,
+    }
+    # The same value; shown with the digits each was reported with.
+    assert by_moles["canonical"] == {**by_mass["canonical"], "display_value": str(canonical)}
     assert by_mass["interpretation"]["code"] == by_moles["interpretation"]["code"] == "N"
     same_range = by_moles["interpretation"]["reference_range"]
     assert by_mass["interpretation"]["reference_range"] == same_range
@@ -198,7 +211,12 @@ def test_magnesium_below_0_5_is_low_and_keeps_the_value_as_sent(client: TestClie
         "comparator": "<",
         "unit": "mmol/L",
     }
-    assert magnesium["canonical"] == {"value": 0.5, "comparator": "<", "unit": "mmol/L"}
+    assert magnesium["canonical"] == {
+        "value": 0.5,
+        "comparator": "<",
+        "unit": "mmol/L",
+        "display_value": "0.5",
+    }
 
 
 def test_zinc_below_10_umol_is_indeterminate_because_the_lower_limit_lies_inside(
@@ -225,7 +243,12 @@ def test_zinc_above_a_value_beyond_the_upper_limit_is_high(client: TestClient) -
 
     assert zinc["interpretation"]["code"] == "H"
     assert zinc["reported"]["text"] == ">120"
-    assert zinc["canonical"] == {"value": 18.3542, "comparator": ">", "unit": "umol/L"}
+    assert zinc["canonical"] == {
+        "value": 18.3542,
+        "comparator": ">",
+        "unit": "umol/L",
+        "display_value": "18.4",
+    }
 
 
 # --- the lab's own range and flag -------------------------------------------------------------

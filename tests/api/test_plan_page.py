@@ -4,18 +4,24 @@ headless Chromium: plain language, the draft warning, no internal codes."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.browser import Browser, browser_fixture  # noqa: F401  (provides `browser`)
-from tests.builders import expect_problem, make_patient, result
+from tests.builders import MRN_SYSTEM, expect_problem, make_patient, result
 from tests.plans.builders import (
     LOW_MAGNESIUM,
     MODERATE_ISI,
     draft_plan,
+    editable,
+    finding_codes,
     items,
     post_recent_panel,
+    put_items,
     record_isi,
+    set_context,
     set_status,
 )
 
@@ -77,3 +83,57 @@ def test_json_stays_the_default_and_other_types_are_406(client: TestClient) -> N
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/json")
     expect_problem(client.get(path, headers={"Accept": "image/png"}), 406, "not-acceptable")
+
+
+INTERNAL_CODES = re.compile(
+    r"\b(ca_mg_molar|zn_cu_molar|magnesium-rbc|calcium-ionized|interaction:|upper-limit|"
+    r"contradiction:|[A-Z]\d{2}[A-Z]{2}\d{2}|\d{6,})\b"
+)
+
+
+def test_the_printable_plan_names_patient_and_clinic_says_each_thing_once_and_follows_edits(
+    client: TestClient, browser: Browser, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "clinic_name", "Riverside Clinic")
+    monkeypatch.setattr(settings, "clinic_contact", "Phone 555 0100")
+    response = client.post(
+        "/api/v1/patients",
+        json={
+            "identifiers": [{"system": MRN_SYSTEM, "value": "PAGE-NAME-1"}],
+            "sex": "female",
+            "birth_date": "1981-04-12",
+            "name": {"family": "Okafor", "given": ["Adaeze"]},
+        },
+    )
+    assert response.status_code == 201, response.text
+    patient = response.json()
+    set_context(client, patient, medications=[{"code": "levothyroxine", "name": "Euthyrox"}])
+    post_recent_panel(client, patient, [*LOW_MAGNESIUM, result("calcium", "5.0", "mg/dL")])
+    record_isi(client, patient, MODERATE_ISI)
+    plan = draft_plan(client, patient)
+    assert "interaction:magnesium-levothyroxine" in finding_codes(plan)
+    edited = []
+    for item in items(plan):
+        item = editable(item)
+        if item.get("supplement") and item["supplement"]["mineral"] == "magnesium":
+            item["supplement"]["timing"] = "bedtime"
+        edited.append(item)
+    plan = put_items(client, plan, edited)
+
+    text = browser.rendered_text(_page(client, plan["id"]))
+
+    assert "Adaeze Okafor" in text
+    assert "12 April 1981" in text
+    assert "Riverside Clinic" in text
+    assert "Phone 555 0100" in text
+    assert "Magnesium glycinate at bedtime" in text
+    assert "Magnesium glycinate in the evening" not in text
+    assert not INTERNAL_CODES.search(text), INTERNAL_CODES.search(text)
+    for clinical in ("divalent", "neutropenia", "not retrieved", "clinic choice"):
+        assert clinical not in text.lower()
+    for item in items(plan):
+        assert item["rationale"] not in text, "clinician rationale stays in the clinician view"
+    lines = [line.strip() for line in text.splitlines() if len(line.strip()) > 20]
+    repeated = {line for line in lines if lines.count(line) > 1}
+    assert not repeated, repeated
+    assert text.count("levothyroxine at least 4 hours apart") == 1

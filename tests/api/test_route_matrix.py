@@ -242,6 +242,36 @@ def _has_points(response: Response, records: Records) -> None:
     assert len(response.json()["items"]) == 1
 
 
+def _ratio_history(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/patients/{records.patient_id}/ratios/ca_mg_molar/history",
+        record_id=records.patient_id,
+    )
+
+
+def _is_ratio_history(response: Response, records: Records) -> None:
+    # The records' panel has no calcium, so no Ca:Mg ratio; the active set defines the code.
+    assert response.json()["code"] == "ca_mg_molar"
+    assert response.json()["items"] == []
+
+
+def _series(client: TestClient, records: Records) -> Call:
+    return Call(
+        f"/api/v1/patients/{records.patient_id}/series",
+        params={"analyte": "magnesium", "include": "isi"},
+        record_id=records.patient_id,
+    )
+
+
+def _flagged_results(client: TestClient, records: Records) -> Call:
+    return Call("/api/v1/results", params={"flag": "abnormal"})
+
+
+def _lists_flagged_result(response: Response, records: Records) -> None:
+    # The records' panel has a low magnesium.
+    assert records.patient_id in [item["patient_id"] for item in response.json()["items"]]
+
+
 def _interpretations(response: Response, records: Records) -> None:
     assert [version["current"] for version in response.json()] == [True]
 
@@ -413,6 +443,41 @@ def _delete_code_map(client: TestClient, records: Records) -> Call:
     code = str(uuid.uuid4())
     _code_map_entry(client, code)
     return Call(f"/api/v1/code-maps/ACME-LAB/{code}", record_id=code)
+
+
+def _refused_hl7(client: TestClient, records: Records) -> str:
+    """A default-organization HL7 message refused (AE: unknown local code), kept."""
+    message = oru([segment_free_obx()], mrn=records.mrn)
+    answer = client.post(
+        "/api/v1/hl7/oru",
+        content=message.encode(),
+        headers={"Content-Type": "x-application/hl7-v2+er7"},
+    )
+    assert answer.status_code == 200, answer.text
+    listed = client.get("/api/v1/refused-inputs", params={"status": "refused"})
+    assert listed.status_code == 200, listed.text
+    return str(listed.json()["items"][0]["id"])
+
+
+def segment_free_obx() -> str:
+    return f"OBX|1|NM|UNMAPPED-{uuid.uuid4().hex[:6]}^Unmapped^L||0.62|mmol/L|||||F"
+
+
+def _refused_inputs(client: TestClient, records: Records) -> Call:
+    _refused_hl7(client, records)
+    return Call("/api/v1/refused-inputs", params={"limit": "200"})
+
+
+def _lists_refused(response: Response, records: Records) -> None:
+    assert response.json()["items"]
+
+
+def _refused_input(suffix: str = "") -> Builder:
+    def build(client: TestClient, records: Records) -> Call:
+        refused_id = _refused_hl7(client, records)
+        return Call(f"/api/v1/refused-inputs/{refused_id}{suffix}", record_id=refused_id)
+
+    return build
 
 
 # --- patient context, sleep assessments, timeline (clinician: plans:read / plans:write) ------
@@ -671,6 +736,7 @@ ADMIN = frozenset({"admin"})
 READERS = frozenset({"integration", "clinician"})
 RULE_READERS = frozenset({"clinician", "admin"})
 EVERYONE = frozenset(ROLES)
+REFUSED_MANAGERS = frozenset({"integration", "admin"})
 
 # (method, path template) → who may call it and what everyone gets.
 MATRIX: dict[tuple[str, str], Row] = {
@@ -691,6 +757,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/patients/{patient_id}/analytes/{analyte}/history"): Row(
         READERS, 200, 404, _history, _has_points
     ),
+    ("GET", "/api/v1/patients/{patient_id}/ratios/{code}/history"): Row(
+        READERS, 200, 404, _ratio_history, _is_ratio_history
+    ),
+    # Every patient's flagged results of the organization: a list, empty for another one.
+    ("GET", "/api/v1/results"): Row(
+        READERS, 200, 200, _flagged_results, _lists_flagged_result, _is_empty_page
+    ),
+    # Minerals with ISI scores (clinical context): clinicians, like the timeline.
+    ("GET", "/api/v1/patients/{patient_id}/series"): Row(CLINICIAN, 200, 404, _series, _has_points),
     # Clinical context, sleep questionnaires and the timeline feed treatment plans: clinicians
     # only (plans:read / plans:write). Another organization's patient is an unknown id (404).
     ("PUT", "/api/v1/patients/{patient_id}/context"): Row(
@@ -805,6 +880,19 @@ MATRIX: dict[tuple[str, str], Row] = {
     # HL7 v2: the other organization's message creates its own patient (PID) and panel.
     ("POST", "/api/v1/hl7/oru"): Row(
         INTEGRATION, 200, 200, _hl7_panel, _hl7_accepted, _hl7_accepted
+    ),
+    # Refused inputs are PHI for the people who fix interfaces: admin and integration only.
+    ("GET", "/api/v1/refused-inputs"): Row(
+        REFUSED_MANAGERS, 200, 200, _refused_inputs, _lists_refused, _is_empty_page
+    ),
+    ("GET", "/api/v1/refused-inputs/{refused_id}"): Row(
+        REFUSED_MANAGERS, 200, 404, _refused_input()
+    ),
+    ("POST", "/api/v1/refused-inputs/{refused_id}/reprocess"): Row(
+        REFUSED_MANAGERS, 200, 404, _refused_input("/reprocess")
+    ),
+    ("POST", "/api/v1/refused-inputs/{refused_id}/discard"): Row(
+        REFUSED_MANAGERS, 200, 404, _refused_input("/discard")
     ),
     ("POST", "/fhir/R4"): Row(INTEGRATION, 200, 200, _fhir_bundle, _fhir_stored, _fhir_stored),
     ("GET", "/fhir/R4/Patient/{patient_id}"): Row(

@@ -104,6 +104,7 @@ def test_created_key_authenticates_as_its_organization_and_role(db: Database) ->
         kind="api_key",
         scopes=ROLE_SCOPES[Role.CLINICIAN],
         display=f"LIS interface (mlk_{api_key.prefix})",
+        display_name="LIS interface",
     )
 
 

@@ -10,8 +10,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.domain import units
 from app.domain.catalog import (
     DEFAULT_CATALOG_PATH,
+    Analyte,
     Catalog,
     CatalogError,
     default_catalog,
@@ -249,7 +251,8 @@ def test_every_alias_points_to_a_unit_some_analyte_accepts() -> None:
         ("calcium-ionized", "mmol/L", "whole-blood", "1994-3"),
         ("calcium-ionized", "mg/dL", "whole-blood", "17864-0"),
         ("zinc", "ug/dL", None, "5763-8"),
-        ("zinc", "umol/L", None, "5763-8"),
+        # No verified molar code for zinc: none rather than the mass code (read ~6.5x off).
+        ("zinc", "umol/L", None, None),
         ("iron", "umol/L", None, "14798-3"),
         ("iron", "ug/dL", None, "2498-4"),
         ("copper", "umol/L", None, "14665-4"),
@@ -259,9 +262,46 @@ def test_every_alias_points_to_a_unit_some_analyte_accepts() -> None:
     ],
 )
 def test_loinc_for_picks_the_code_whose_property_matches_the_unit(
-    code: str, unit: str, specimen: str | None, loinc: str
+    code: str, unit: str, specimen: str | None, loinc: str | None
 ) -> None:
     assert CATALOG.loinc_for(CATALOG.get(code), unit, specimen=specimen) == loinc
+
+
+@pytest.mark.parametrize("analyte", CATALOG.all(), ids=CATALOG.codes())
+def test_every_loinc_given_for_a_unit_has_that_units_property_or_there_is_none(
+    analyte: Analyte,
+) -> None:
+    for unit in analyte.accepted_units:
+        loinc = CATALOG.loinc_for(analyte, unit)
+        wanted = "mass" if units.unit_kind(unit) == "mass" else "molar"
+        entry = CATALOG.loinc_code(loinc) if loinc else None
+        if entry is None:
+            assert all(c.property != wanted for c in analyte.loinc_codes), (analyte.code, unit)
+        else:
+            assert entry.property == wanted, (analyte.code, unit, loinc)
+
+
+@pytest.mark.parametrize(
+    ("code", "unit", "sent", "loinc"),
+    [
+        ("ferritin", "ng/mL", "20567-4", "20567-4"),  # the lab's code fits: kept
+        ("calcium", "mg/dL", "17861-6", "17861-6"),
+        ("calcium", "mg/dL", "2000-8", "17861-6"),  # a molar code on a mass value: not kept
+        ("calcium", "mg/dL", "Calcium, serum", "17861-6"),
+        ("zinc", "umol/L", "5763-8", None),  # the lab's mass code on a molar value
+    ],
+)
+def test_loinc_for_prefers_the_code_the_lab_sent_only_when_its_property_fits(
+    code: str, unit: str, sent: str, loinc: str | None
+) -> None:
+    assert CATALOG.loinc_for(CATALOG.get(code), unit, prefer=sent) == loinc
+
+
+def test_loinc_code_describes_a_catalog_loinc_and_knows_no_other() -> None:
+    entry = CATALOG.loinc_code("17861-6")
+    assert entry is not None
+    assert (entry.property, entry.specimen) == ("mass", "Ser/Plas")
+    assert CATALOG.loinc_code("Calcium") is None
 
 
 def test_loinc_for_rejects_units_the_analyte_does_not_take() -> None:

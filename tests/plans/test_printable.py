@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -29,6 +30,7 @@ from app.plans.printable import (
     format_amount,
     format_date,
     herbal_sentence,
+    item_title,
     join_words,
     referral_sentence,
     render_plan_html,
@@ -491,3 +493,53 @@ def test_page_prints_to_pdf(browser: Browser) -> None:
     pdf = browser.printed_pdf(render_plan_html(draft_plan_view()))
     assert pdf.startswith(b"%PDF")
     assert len(pdf) > 1000
+
+
+# --- patient-facing wording ------------------------------------------------------------------
+
+
+def _interaction(mineral: str, medication: str, advice: str) -> SafetyFinding:
+    """A supplement x medication finding as the safety engine words it."""
+    return SafetyFinding(
+        code=f"interaction:{mineral}-{medication}",
+        severity="warning",
+        message=f"{mineral.capitalize()} supplement with {medication}: {advice}",
+        source="ODS fact sheets",
+    )
+
+
+def test_one_medications_spacing_advice_is_said_once_for_all_its_supplements() -> None:
+    advice = "the supplement can stop levothyroxine from being absorbed. Take it 4 hours apart."
+    findings = [
+        _interaction(mineral, "levothyroxine", advice) for mineral in ("magnesium", "calcium")
+    ]
+    assert safety_advice(findings) == (
+        "If you take levothyroxine (thyroid medicine) (with your magnesium and calcium "
+        "supplements): The supplement can stop levothyroxine from being absorbed. "
+        "Take it 4 hours apart.",
+    )
+
+
+def test_a_supplement_title_follows_its_edited_timing_and_form() -> None:
+    edited = make_item(
+        id="mg",
+        category=Category.SUPPLEMENT,
+        title="Magnesium glycinate in the evening",
+        supplement=make_supplement(timing="bedtime"),
+    )
+    assert item_title(edited) == "Magnesium glycinate at bedtime"
+    iron = make_item(
+        id="fe",
+        category=Category.SUPPLEMENT,
+        title="Iron",
+        supplement=make_supplement(mineral="iron", form="ferrous bisglycinate", timing="any"),
+    )
+    assert item_title(iron) == "Iron (ferrous bisglycinate) at any time of day"
+
+
+def test_the_page_shows_the_clinic_and_its_contact() -> None:
+    page = render_plan_html(
+        replace(make_view(), clinic_name="Riverside Clinic", clinic_contact="Phone 555 0100")
+    )
+    assert "Riverside Clinic" in page
+    assert page.count("Phone 555 0100") == 2

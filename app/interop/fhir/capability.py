@@ -81,8 +81,18 @@ def capability_statement(base_url: str) -> CapabilityStatement:
                             "Observation",
                             ["read", "search-type"],
                             "Created only as results of a DiagnosticReport in a transaction/"
-                            "batch Bundle. valueQuantity is in the analyte's canonical UCUM "
-                            "unit; the value as sent is in the reported-value extension.",
+                            "batch Bundle. valueQuantity is the value, UCUM unit and "
+                            "comparator as the lab reported them; code carries the code the "
+                            "lab sent (a LOINC coding, or code.text for a name or local code), "
+                            "the LOINC whose property (mass or substance concentration) fits "
+                            "that unit, none where the catalog has no such code (zinc in "
+                            "umol/L), and our analyte coding. The extension "
+                            "https://mineral-labs.example/fhir/StructureDefinition/"
+                            "canonical-value (valueQuantity) gives the value in the analyte's "
+                            "canonical unit, rounded to as many significant figures as the "
+                            "reported value and at least 3 (as canonical.display_value in "
+                            "the native API). Search by code finds a result by the code the "
+                            "lab sent or any code of its analyte.",
                         ),
                         _resource(
                             "DiagnosticReport",

@@ -1,11 +1,15 @@
 """Stored records out as FHIR resources, each built (and so validated) with fhir.resources.
 
-Observation values: ``valueQuantity`` is the value in the analyte's canonical UCUM unit (what
-our interpretation and reference range use, so every Observation of an analyte is comparable);
-the value exactly as the lab sent it (its digits, comparator and unit) is kept in the
-``reported-value`` extension. ``interpretation`` carries ours first, then the lab's flag; each
-is marked by the ``interpretation-source`` extension (``service`` or ``lab``).
-``referenceRange`` likewise: ours (the snapshot applied, canonical unit), then the lab's.
+Observation values are the lab's: ``code`` carries the code the lab sent (a LOINC coding when
+it sent a LOINC that fits the unit; a name or local code as ``code.text``), the LOINC that
+fits the reported unit's property when the catalog has one (none rather than a wrong one:
+zinc has no verified molar code) and our analyte coding; ``valueQuantity`` is the value, unit
+(UCUM) and comparator as reported. The value in the analyte's canonical unit (what our
+interpretation uses, so every Observation of an analyte is comparable) is in the
+``canonical-value`` extension, rounded to the reported value's significant figures (at least
+3; app.domain.precision). ``interpretation`` carries ours first, then the lab's flag; each is
+marked by the ``interpretation-source`` extension (``service`` or ``lab``).
+``referenceRange``: ours (the snapshot applied, converted to the reported unit), then the lab's.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from fhir.resources.R4B.observationdefinition import ObservationDefinition
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.resource import Resource
 
+from app.domain import units
 from app.domain.catalog import Analyte, Catalog
+from app.domain.errors import DomainError
+from app.domain.precision import as_reported, display_value
 from app.domain.result_status import is_withdrawn
 from app.domain.types import RangeRow
 from app.identifier_systems import source_uri, system_uri
 from app.interop.fhir.terminology import (
     ANALYTE_SYSTEM,
+    CANONICAL_VALUE_EXTENSION,
     DIAGNOSTIC_SERVICE,
     INTERPRETATION,
     INTERPRETATION_CODES,
@@ -34,7 +42,6 @@ from app.interop.fhir.terminology import (
     LOINC,
     OBSERVATION_CATEGORY,
     REFERENCE_RANGE_MEANING,
-    REPORTED_VALUE_EXTENSION,
     UCUM,
 )
 from app.models.panel import Panel, Result
@@ -81,22 +88,78 @@ def patient_resource(patient: Patient) -> FhirPatient:
                 ],
                 "gender": patient.sex,
                 "birthDate": patient.birth_date.isoformat() if patient.birth_date else None,
+                "name": _human_names(patient),
             }
         )
     )
 
 
-def _analyte_code(analyte: Analyte, catalog: Catalog, specimen: str | None) -> dict[str, Any]:
-    """LOINC for the canonical unit (the unit valueQuantity is in), plus our analyte code."""
-    loinc = catalog.loinc_for(analyte, analyte.canonical_unit, specimen=specimen)
-    display = next((c.display for c in analyte.loinc_codes if c.code == loinc), None)
-    return {
-        "coding": [
-            _compact({"system": LOINC, "code": loinc, "display": display}),
-            {"system": ANALYTE_SYSTEM, "code": analyte.code, "display": analyte.display},
-        ],
-        "text": analyte.display,
-    }
+def _human_names(patient: Patient) -> list[dict[str, Any]] | None:
+    name = patient.name
+    if name is None:
+        return None
+    return [
+        _compact(
+            {
+                "use": "official",
+                "family": name.family,
+                "given": list(name.given) or None,
+                "text": name.text,
+            }
+        )
+    ]
+
+
+def _observation_code(
+    result: Result, analyte: Analyte, catalog: Catalog, specimen: str | None
+) -> dict[str, Any]:
+    """The code the lab sent, the LOINC that fits the reported unit, and our analyte code.
+
+    A LOINC the lab sent is kept when its property fits the unit the value is in (the catalog
+    then prefers it); one that does not (a [Moles/volume] code on a mg/dL value) is named in
+    ``text`` only, never as a coding a consumer would read the value by. A name or local code
+    the lab sent (its system is not kept) is ``text``."""
+    sent = (result.code_sent or "").strip()
+    sent_loinc = catalog.loinc_code(sent) if sent else None
+    loinc = catalog.loinc_for(analyte, result.unit, specimen=specimen, prefer=sent or None)
+    codings: list[dict[str, Any]] = []
+    if loinc is not None:
+        display = next((c.display for c in analyte.loinc_codes if c.code == loinc), None)
+        codings.append(_compact({"system": LOINC, "code": loinc, "display": display}))
+    codings.append({"system": ANALYTE_SYSTEM, "code": analyte.code, "display": analyte.display})
+    if sent_loinc is not None:
+        text = analyte.display
+        if sent_loinc.code != loinc:
+            text += f" (sent as LOINC {sent_loinc.code}, which is not for {result.unit})"
+    elif sent and sent != analyte.code:
+        text = sent
+    else:
+        text = analyte.display
+    return {"coding": codings, "text": text}
+
+
+def _definition_code(analyte: Analyte, catalog: Catalog) -> dict[str, Any]:
+    """The LOINC for the canonical unit (the unit the definition's limits are in), if the
+    catalog has one of that property, plus our analyte code."""
+    loinc = catalog.loinc_for(analyte, analyte.canonical_unit)
+    codings: list[dict[str, Any]] = []
+    if loinc is not None:
+        display = next((c.display for c in analyte.loinc_codes if c.code == loinc), None)
+        codings.append(_compact({"system": LOINC, "code": loinc, "display": display}))
+    codings.append({"system": ANALYTE_SYSTEM, "code": analyte.code, "display": analyte.display})
+    return {"coding": codings, "text": analyte.display}
+
+
+def _canonical_extension(result: Result, reported: Decimal) -> dict[str, Any]:
+    shown = display_value(
+        Decimal(str(result.canonical_value)),
+        reported=reported,
+        converted=result.unit != result.canonical_unit,
+    )
+    quantity = _compact(
+        {**(_quantity(shown, result.canonical_unit) or {}), "comparator": result.comparator}
+    )
+    return {"url": CANONICAL_VALUE_EXTENSION, "valueQuantity": quantity}
 
 
 def _source(kind: str) -> list[dict[str, Any]]:
@@ -124,11 +187,29 @@ def _interpretations(result: Result) -> list[dict[str, Any]]:
     return out
 
 
-def _our_range(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+def _in_unit(value: Any, analyte: Analyte, from_unit: str, to_unit: str) -> dict[str, Any] | None:
+    """A range bound in ``to_unit`` (6 significant digits, as stored: a bound is not a
+    measurement, and rounding it further could put a value on the wrong side of it)."""
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    if from_unit != to_unit:
+        number = units.convert(number, analyte=analyte, from_unit=from_unit, to_unit=to_unit)
+    return _quantity(number, to_unit)
+
+
+def _our_range(
+    snapshot: dict[str, Any] | None, analyte: Analyte, reported_unit: str
+) -> dict[str, Any] | None:
     if not snapshot or snapshot.get("basis") == "critical-limits-only":
         # No reference interval applied (only critical limits): nothing to call a normal range.
         return None
     unit = snapshot["unit"]
+    try:
+        low = _in_unit(snapshot.get("low"), analyte, unit, reported_unit)
+        high = _in_unit(snapshot.get("high"), analyte, unit, reported_unit)
+    except DomainError:
+        low, high = _quantity(snapshot.get("low"), unit), _quantity(snapshot.get("high"), unit)
     range_set = snapshot.get("range_set") or {}
     text = f"Mineral Labs reference range ({range_set.get('name', 'range set')} "
     text += f"v{range_set.get('version', '?')})"
@@ -147,8 +228,8 @@ def _our_range(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
     )
     return _compact(
         {
-            "low": _quantity(snapshot.get("low"), unit),
-            "high": _quantity(snapshot.get("high"), unit),
+            "low": low,
+            "high": high,
             "type": _NORMAL_RANGE,
             "age": age or None,
             "text": text,
@@ -176,35 +257,36 @@ def observation_resource(
     result: Result, *, status: str, specimen: str | None, catalog: Catalog
 ) -> Observation:
     analyte = catalog.get(result.analyte)
-    comparator = result.comparator
-    value = _compact(
-        {
-            **(_quantity(result.canonical_value, result.canonical_unit) or {}),
-            "comparator": comparator,
-        }
-    )
-    reported = _compact({**(_quantity(result.value, result.unit) or {}), "comparator": comparator})
-    notes = [n for n in (result.interpretation_note, result.lab_disagreement) if n]
+    reported = as_reported(result.value_text, Decimal(str(result.value)))
+    value = _compact({**(_quantity(reported, result.unit) or {}), "comparator": result.comparator})
+    notes = [
+        n for n in (result.interpretation_note, result.lab_disagreement, result.lab_comment) if n
+    ]
     return Observation.model_validate(
         _compact(
             {
                 "resourceType": "Observation",
                 "id": str(result.id),
-                "extension": [{"url": REPORTED_VALUE_EXTENSION, "valueQuantity": reported}],
+                "extension": [_canonical_extension(result, reported)],
                 # The result's own stored status (FHIR Observation.status values); a result of
                 # a cancelled panel is cancelled.
                 "status": "cancelled"
                 if status == "cancelled" and not is_withdrawn(result.status)
                 else result.status or "final",
                 "category": [_LABORATORY],
-                "code": _analyte_code(analyte, catalog, specimen),
+                "code": _observation_code(result, analyte, catalog, specimen),
                 "subject": {"reference": f"Patient/{result.patient_id}"},
                 "effectiveDateTime": result.collected_at.isoformat(),
                 "valueQuantity": value,
                 "interpretation": _interpretations(result),
                 "note": [{"text": n} for n in notes],
                 "referenceRange": [
-                    r for r in (_our_range(result.reference_range), _lab_range(result)) if r
+                    r
+                    for r in (
+                        _our_range(result.reference_range, analyte, result.unit),
+                        _lab_range(result),
+                    )
+                    if r
                 ],
             }
         )
@@ -307,7 +389,7 @@ def observation_definitions(
                     "resourceType": "ObservationDefinition",
                     "id": analyte.code,
                     "category": [_LABORATORY],
-                    "code": _analyte_code(analyte, catalog, None),
+                    "code": _definition_code(analyte, catalog),
                     "permittedDataType": ["Quantity"],
                     "quantitativeDetails": {
                         "unit": {"coding": [{"system": UCUM, "code": analyte.canonical_unit}]}

@@ -89,19 +89,40 @@ async def metadata(request: Request) -> Response:
 async def post_bundle(
     request: Request, session: WriteSession, principal: CanWriteBundles
 ) -> Response:
-    """Stores Patient, DiagnosticReport and Observation entries (POST only).
+    """Stores Patient, DiagnosticReport and Observation entries (POST; PUT Patient?...).
 
     * `urn:uuid:` references between entries are resolved; a DiagnosticReport's subject may
       also be `Patient/<id>`, `Patient?identifier=system|value` or a logical identifier.
-    * A Patient with `request.ifNoneExist: identifier=system|value` is created when nothing
-      matches (201), returned when one patient matches (200), refused with 412 when several do.
+    * A Patient with `request.ifNoneExist` is created when nothing matches (201), returned
+      when one patient matches (200), refused with 412 when several do. The criteria:
+      `identifier=[system|]value` (repeatable), optionally `birthdate=YYYY-MM-DD` and
+      `gender`, joined by `&` and ANDed (every one must match).
+    * Conditional update `PUT Patient?identifier=...` (same criteria): created when none
+      matches (201), else the match is answered (200); its demographics are never overwritten
+      (a contradicting gender or birthDate is 409). `PUT Observation` / `PUT DiagnosticReport`
+      and updates by id are refused (422): results are created by POSTing a DiagnosticReport.
     * A DiagnosticReport and the Observations in its `result` become one panel, through the
       same validation, unit conversion, interpretation and dedupe as `POST /api/v1/panels`.
-      Its identifier (else the Bundle's; `meta.source` may name the system) is the panel's
-      source + accession: re-sending the Bundle stores nothing new (200 entries).
+      Its identifier (else the Bundle's) is the panel's source (the identifier's system, else
+      `meta.source` of the report or the Bundle, else `Bundle.identifier.system`, else
+      `urn:mineral:fhir:unnamed-sender`: dedupe is per organization) + accession: re-sending
+      the Bundle stores nothing new (200 entries). A report without any identifier is keyed
+      by its natural key: that source + accession `<resource.id, else entry fullUrl>@<collection
+      time in UTC, ISO 8601>`, so a re-send with the same id (or fullUrl) is a no-op.
+    * Observation values: `valueQuantity` (with comparator), or `valueString` holding a number
+      as the native API parses it (`0.62`, `<0.5`), its unit after a space (`<0.5 mg/L`) or
+      else from `referenceRange[0].low/high`. A `component` panel Observation becomes one
+      result per component (each component code must be an analyte we store). An Observation
+      or component with `dataAbsentReason` and no value is NOT stored (a result needs a
+      value): its entry answers 200 with a warning naming `...dataAbsentReason`, and the
+      report's other results are stored. A `referenceRange` in another unit of the analyte is
+      converted to the value's unit. Collection time: the report's `effectiveDateTime` /
+      `effectivePeriod.start`, else the Observations' (`effectivePeriod.start` too), else
+      `issued`.
     * `transaction`: all or nothing; any problem answers one OperationOutcome and nothing is
       stored. `batch`: each Patient, and each report with its Observations, succeeds or fails
-      on its own; failures are answered in their entries' `response.outcome`.
+      on its own; failures are answered in their entries' `response.outcome`. Every issue
+      names the element (FHIRPath) and says what would be accepted.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _ACCEPTED_BODY_TYPES:

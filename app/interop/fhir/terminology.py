@@ -11,7 +11,8 @@ REFERENCE_RANGE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-
 
 # Our own definitions; the base is the problem-type base of the native API.
 BASE = "https://mineral-labs.example/fhir"
-REPORTED_VALUE_EXTENSION = f"{BASE}/StructureDefinition/reported-value"
+# The value in the analyte's canonical unit (valueQuantity is the value as reported).
+CANONICAL_VALUE_EXTENSION = f"{BASE}/StructureDefinition/canonical-value"
 INTERPRETED_BY_EXTENSION = f"{BASE}/StructureDefinition/interpretation-source"
 ANALYTE_SYSTEM = f"{BASE}/CodeSystem/analyte"
 

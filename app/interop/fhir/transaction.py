@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.patient_matching import TypedIdentifier
 from app.errors import AppError
-from app.interop.fhir.inbound import ParsedBundle, PatientUnit, ReportUnit
+from app.interop.fhir.inbound import IdentifierToken, ParsedBundle, PatientUnit, ReportUnit
 from app.interop.fhir.outcome import (
     FhirError,
     Issue,
@@ -128,8 +128,13 @@ async def process_bundle(
         entries[report.index] = _Entry(status=status, location=f"DiagnosticReport/{panel.id}")
         # After a correction the panel may also hold results this Bundle did not send.
         results = corrections.results_as_sent(panel, sent)
-        for index, result in zip(report.observation_indexes, results, strict=True):
-            entries[index] = _Entry(status=status, location=f"Observation/{result.id}")
+        stored: dict[int, list[uuid.UUID]] = {}
+        for source, result in zip(report.sources, results, strict=True):
+            stored.setdefault(source.entry, []).append(result.id)
+        for index in report.observation_indexes:
+            entries[index] = _observation_entry(
+                status, stored.get(index, []), report.notes.get(index, [])
+            )
         touched.append(
             Touched("panel", panel.id, panel.patient_id, outcome.created, outcome.corrected)
         )
@@ -142,6 +147,27 @@ async def process_bundle(
         }
     )
     return BundleOutcome(response=response, touched=touched)
+
+
+def _observation_entry(status: int, ids: list[uuid.UUID], notes: list[Issue]) -> _Entry:
+    """An Observation entry's response: the result it became (a component panel: its first
+    component's, every one named in an information issue), or, for an Observation with
+    dataAbsentReason, 200 without a location and a warning that nothing was stored."""
+    if not ids:
+        return _Entry(status=200, issues=notes)
+    issues = list(notes)
+    if len(ids) > 1:
+        issues.insert(
+            0,
+            Issue(
+                "Stored as one result per component: "
+                + ", ".join(f"Observation/{i}" for i in ids)
+                + ".",
+                "informational",
+                "information",
+            ),
+        )
+    return _Entry(status=status, location=f"Observation/{ids[0]}", issues=issues)
 
 
 def _reraise(failure: FhirError, cause: Exception) -> NoReturn:
@@ -173,6 +199,7 @@ async def _apply_patient(
             sex=unit.data.sex,
             birth_date=unit.data.birth_date,
             channel="fhir",
+            name=unit.data.name,
         )
         if not claim.keys:
             raise _no_key(unit)
@@ -260,14 +287,56 @@ def _match_refused(exc: matching.MatchError, unit: PatientUnit) -> FhirError:
 async def _conditional_match(
     session: AsyncSession, organization_id: uuid.UUID, unit: PatientUnit
 ) -> uuid.UUID | None:
-    """The one patient `ifNoneExist` names, None for no match; 412 for several. Only matching
-    keys are searched: never an excluded system or type, never a placeholder value."""
-    token = unit.if_none_exist
-    assert token is not None
-    criterion = f"Bundle.entry[{unit.index}].request.ifNoneExist"
+    """The one patient the criteria (``ifNoneExist`` or ``PUT Patient?...``) name, None for no
+    match; 412 for several. The criteria are ANDed: each identifier narrows the candidates,
+    then birthdate and gender. Only matching keys are searched: never an excluded system or
+    type, never a placeholder value."""
+    conditions = unit.if_none_exist
+    assert conditions is not None
+    candidates: set[uuid.UUID] | None = None
+    for token in conditions.identifiers:
+        found = await _token_matches(session, organization_id, token, conditions.where)
+        candidates = found if candidates is None else candidates & found
+        if not candidates:
+            return None
+    matches = sorted(candidates or set())
+    if conditions.birthdate is not None or conditions.gender is not None:
+        kept = []
+        for patient_id in matches:
+            patient = await patients_repository.get_plain(
+                session, organization_id=organization_id, patient_id=patient_id
+            )
+            if patient is None:
+                continue
+            if conditions.birthdate is not None and patient.birth_date != conditions.birthdate:
+                continue
+            if conditions.gender is not None and str(patient.sex) != conditions.gender:
+                continue
+            kept.append(patient_id)
+        matches = kept
+    if len(matches) > 1:
+        raise FhirError(
+            412,
+            [
+                Issue(
+                    "The criterion matches more than one patient; make it specific "
+                    "(system|value, or several parameters joined by '&').",
+                    "multiple-matches",
+                    "error",
+                    (conditions.where,),
+                )
+            ],
+        )
+    return matches[0] if matches else None
+
+
+async def _token_matches(
+    session: AsyncSession, organization_id: uuid.UUID, token: IdentifierToken, where: str
+) -> set[uuid.UUID]:
+    """The patients one ``identifier`` criterion names (matching keys only)."""
     # `|value` asks for identifiers without a system; every identifier here has one.
     if token.system == "" or token.value is None:
-        return None
+        return set()
     policy = matching.current_policy()
     reason = policy.never_matches(TypedIdentifier(token.system or "", token.value))
     if reason is not None:
@@ -275,37 +344,21 @@ async def _conditional_match(
             422,
             [
                 Issue(
-                    f"ifNoneExist cannot name a patient: {reason}.",
+                    f"The criterion cannot name a patient: {reason}.",
                     "processing",
                     "error",
-                    (criterion,),
+                    (where,),
                 )
             ],
         )
     rows = await patients_repository.identifiers_with_value(
         session, organization_id=organization_id, system=token.system, value=token.value
     )
-    matches = list(
-        dict.fromkeys(
-            patient_id
-            for system, stored_type, patient_id in rows
-            if system not in policy.excluded_systems and policy.stored_may_match(stored_type)
-        )
-    )
-    if len(matches) > 1:
-        raise FhirError(
-            412,
-            [
-                Issue(
-                    "ifNoneExist matches more than one patient; make the criterion "
-                    "specific (system|value).",
-                    "multiple-matches",
-                    "error",
-                    (criterion,),
-                )
-            ],
-        )
-    return matches[0] if matches else None
+    return {
+        patient_id
+        for system, stored_type, patient_id in rows
+        if system not in policy.excluded_systems and policy.stored_may_match(stored_type)
+    }
 
 
 async def _apply_report(

@@ -23,6 +23,7 @@ from app.identifier_systems import system_uri
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError
 from app.interop.hl7.parser import (
+    CodedElement,
     ExtendedId,
     MessageHeader,
     Observation,
@@ -31,7 +32,7 @@ from app.interop.hl7.parser import (
     PatientIdentification,
 )
 from app.panels.schemas import LabRangeIn, PanelCreate, PatientRef, ResultIn
-from app.patients.schemas import PatientCreate
+from app.patients.schemas import HumanNameIn, PatientCreate
 from app.schemas_common import IdentifierIn
 
 LOINC_SYSTEMS = frozenset({"LN", "LNC", "LOINC", "HTTP://LOINC.ORG"})
@@ -48,6 +49,17 @@ SPECIMENS = {
     "WB": Specimen.WHOLE_BLOOD,
     "RBC": Specimen.RBC,
 }
+# SPM-4 in SNOMED CT (specimen hierarchy concepts) → our specimens.
+SNOMED_SPECIMENS = {
+    "119364003": Specimen.SERUM,  # Serum specimen
+    "119361006": Specimen.PLASMA,  # Plasma specimen
+    "258580003": Specimen.WHOLE_BLOOD,  # Whole blood specimen
+    "119297000": Specimen.WHOLE_BLOOD,  # Blood specimen
+    "119351004": Specimen.RBC,  # Erythrocyte specimen
+}
+SNOMED_SYSTEMS = frozenset({"SCT", "SNM", "SNOMEDCT", "SNOMED CT", "HTTP://SNOMED.INFO/SCT"})
+HL7_SPECIMEN_SYSTEMS = frozenset({"HL70487", "HL70070", ""})
+MAX_COMMENT = 4000  # ResultIn.lab_comment
 PanelStatus = Literal["preliminary", "final", "corrected"]
 
 # ResultIn / PanelCreate field → the HL7 field it came from, for error locations.
@@ -176,13 +188,21 @@ def _patient(
     pairs = [(i.system, i.value) for i in typed_identifiers(patient, facility)]
     try:
         identifiers = tuple(IdentifierIn(system=s, value=v) for s, v in pairs[:10])
+        name = (
+            HumanNameIn(family=patient.family_name or None, given=list(patient.given_names))
+            if patient.family_name or patient.given_names
+            else None
+        )
         created = PatientCreate(
-            identifiers=list(identifiers), sex=Sex(patient.sex), birth_date=patient.birth_date
+            identifiers=list(identifiers),
+            sex=Sex(patient.sex),
+            birth_date=patient.birth_date,
+            name=name,
         )
     except ValidationError as exc:
         for error in exc.errors():
             loc = error.get("loc", ())
-            field = 7 if "birth_date" in loc else 3
+            field = 7 if "birth_date" in loc else 5 if "name" in loc else 3
             issues.append(
                 Issue(
                     ErrorCode.DATA_TYPE,
@@ -210,17 +230,37 @@ def _draft(
     order_location = Location("OBR", order.sequence)
     before = len(issues)
     specimen = _specimen(order, issues)
+    notes = _notes(order)
+    if all(observation.is_note for observation in order.observations):
+        issues.append(
+            Issue(
+                ErrorCode.REQUIRED_FIELD_MISSING,
+                "the order has only narrative or coded values (OBX-2 TX, FT, CE, CWE) and no "
+                "numeric result to keep them with; nothing of it was stored",
+                Location("OBR", order.sequence),
+            )
+        )
     status = _panel_status({observation.status for observation in order.observations})
     results: list[ResultIn] = []
     locations: list[Location] = []
     withdrawals: list[Withdrawal] = []
     for observation in order.observations:
+        if observation.is_note:
+            continue  # the lab's narrative / coded comment: kept with the results (_notes)
         if observation.status in HL7_WITHDRAWING and not observation.value:
             withdrawal = _withdrawal(observation, facility, code_maps, catalog, issues)
             if withdrawal is not None:
                 withdrawals.append(withdrawal)
             continue
-        result = _result(observation, facility, code_maps, catalog, issues, panel_status=status)
+        result = _result(
+            observation,
+            facility,
+            code_maps,
+            catalog,
+            issues,
+            panel_status=status,
+            comment=notes.get(observation.sequence),
+        )
         if result is not None:
             results.append(result)
             locations.append(Location("OBX", observation.sequence))
@@ -294,7 +334,38 @@ def _withdrawal(
     )
 
 
+def _notes(order: ObservationRequest) -> dict[int, str]:
+    """The lab's comments of an order, by the OBX sequence of the result they belong to.
+
+    An NTE belongs to the OBX before it. A narrative (TX / FT) or non-numeric coded (CE / CWE)
+    OBX and its NTE belong to the numeric result before it in the same OBR, or the first one
+    after it when it comes first; NTE after the OBR itself (order comments) go to the first
+    numeric result too. An order of narrative only has no result to keep them on."""
+    numeric = [o for o in order.observations if not o.is_note]
+    if not numeric:
+        return {}
+    found: dict[int, list[str]] = {o.sequence: [] for o in numeric}
+    found[numeric[0].sequence].extend(order.comments)
+    owner: Observation | None = None
+    pending: list[str] = []
+    for observation in order.observations:
+        if observation.is_note:
+            texts = [observation.value, *observation.comments]
+            if owner is None:
+                pending.extend(texts)
+            else:
+                found[owner.sequence].extend(texts)
+            continue
+        owner = observation
+        found[owner.sequence].extend(pending)
+        pending = []
+        found[owner.sequence].extend(observation.comments)
+    return {sequence: "\n".join(texts) for sequence, texts in found.items() if texts}
+
+
 def _specimen(order: ObservationRequest, issues: list[Issue]) -> Specimen | None:
+    if order.specimen_type is not None:
+        return _spm_specimen(order, order.specimen_type, issues)
     if not order.specimen:
         return Specimen.SERUM
     specimen = SPECIMENS.get(order.specimen.upper())
@@ -309,6 +380,31 @@ def _specimen(order: ObservationRequest, issues: list[Issue]) -> Specimen | None
     return specimen
 
 
+def _spm_specimen(
+    order: ObservationRequest, code: CodedElement, issues: list[Issue]
+) -> Specimen | None:
+    """SPM-4 (CWE): SNOMED CT or HL7 table 0487 in either triplet; takes precedence over
+    OBR-15."""
+    for value, system in ((code.code, code.system), (code.alternate_code, code.alternate_system)):
+        if not value:
+            continue
+        if system.upper() in SNOMED_SYSTEMS and value in SNOMED_SPECIMENS:
+            return SNOMED_SPECIMENS[value]
+        if system.upper() in HL7_SPECIMEN_SYSTEMS and value.upper() in SPECIMENS:
+            return SPECIMENS[value.upper()]
+    sent = "^".join(p for p in (code.code, code.text, code.system) if p)
+    issues.append(
+        Issue(
+            ErrorCode.TABLE_VALUE_NOT_FOUND,
+            f"specimen type {sent!r} is not one of SNOMED CT "
+            f"{', '.join(sorted(SNOMED_SPECIMENS))} or HL7 table 0487 "
+            f"{', '.join(sorted(SPECIMENS))}",
+            Location("SPM", order.specimen_sequence or 1, 4),
+        )
+    )
+    return None
+
+
 def _result(
     observation: Observation,
     facility: str,
@@ -317,6 +413,7 @@ def _result(
     issues: list[Issue],
     *,
     panel_status: PanelStatus = "final",
+    comment: str | None = None,
 ) -> ResultIn | None:
     location = Location("OBX", observation.sequence, 3)
     analyte = _analyte(observation, facility, code_maps, catalog, location, issues)
@@ -331,6 +428,7 @@ def _result(
             unit=observation.units,
             reference_range=LabRangeIn(text=range_text) if range_text else None,
             flag=observation.abnormal_flags[0] if observation.abnormal_flags else None,
+            lab_comment=comment[:MAX_COMMENT] if comment else None,
             # Only where it differs from the panel's (so a plain final message hashes as before).
             status=status if status != panel_status else None,
         )

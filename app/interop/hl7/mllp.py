@@ -59,12 +59,13 @@ from app.db import make_engine, make_sessionmaker, transaction, utcnow
 from app.errors import AppError
 from app.interop.hl7 import audit as hl7_audit
 from app.interop.hl7 import service
-from app.interop.hl7.ack import build_ack
+from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.errors import ErrorCode, Issue, ParseError
 from app.interop.hl7.parser import MessageHeader, read_header, split_messages
 from app.interop.hl7.service import MessageOutcome
 from app.models.api_key import ApiKey
 from app.ops import metrics
+from app.refused_inputs import service as refused_inputs
 
 log = logging.getLogger("app.interop.hl7.mllp")
 
@@ -425,8 +426,16 @@ class MllpReceiver:
                 offload=offload,
             )
             await audit.append(session, self._audit_entries(principal, outcomes, peer))
+            await refused_inputs.record_hl7(
+                session,
+                outcomes,
+                organization_id=principal.organization_id,
+                principal_id=principal.id,
+                channel="hl7-mllp",
+                body=text,
+            )
         metrics.count_acks("mllp", (outcome.ack_code for outcome in outcomes))
-        return service.ack_of(outcomes)
+        return service.ack_of(outcomes, text)
 
     async def _refuse(
         self,
@@ -460,7 +469,7 @@ class MllpReceiver:
                 ],
             )
         metrics.count_acks("mllp", ["AR"] * len(acks))
-        return "".join(acks)
+        return answer_body(acks, text)
 
     def _audit_entries(
         self, principal: Principal, outcomes: list[MessageOutcome], peer: object

@@ -20,7 +20,12 @@ from app.domain.result_status import HL7_OBX11, HL7_WITHDRAWING
 from app.interop.hl7.errors import ErrorCode, Location, ParseError
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
-VALUE_TYPES = ("NM", "SN", "ST")
+VALUE_TYPES = ("NM", "SN", "ST", "TX", "FT", "CE", "CWE")
+# Narrative (TX / FT) and coded (CE / CWE) values: kept as the lab's comment, not as a number
+# (a CE / CWE whose code or text is a number is a numeric result, as ST is).
+NARRATIVE_TYPES = ("TX", "FT")
+CODED_TYPES = ("CE", "CWE")
+_NUMERIC = re.compile(r"^\s*(<=|>=|<|>)?\s*\d+(\.\d+)?\s*$")
 # OBX-11, HL7 table 0085: what each code is stored as, in app.domain.result_status.
 RESULT_STATUSES = tuple(HL7_OBX11)
 # Segments that wrap messages in a batch or file; never part of a message.
@@ -47,6 +52,14 @@ class MessageHeader:
     message_type: str
     version: str
     processing_id: str
+    # MSH-15 / MSH-16, HL7 table 0155 (AL, NE, ER, SU); empty when not sent.
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
+
+    @property
+    def trigger_event(self) -> str:
+        """MSH-9.2, echoed in the ACK's MSH-9."""
+        return self.message_type.partition("^")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,15 @@ class Observation:
     reference_range: str
     abnormal_flags: list[str]
     status: str
+    # NTE-3 comments after this OBX, in order.
+    comments: list[str] = field(default_factory=list)
+
+    @property
+    def is_note(self) -> bool:
+        """A narrative (TX / FT) or non-numeric coded (CE / CWE) value: the lab's comment."""
+        if self.value_type in NARRATIVE_TYPES:
+            return True
+        return self.value_type in CODED_TYPES and not _NUMERIC.match(self.value)
 
 
 @dataclass(slots=True)
@@ -96,6 +118,11 @@ class ObservationRequest:
     collected_at: datetime
     specimen: str
     observations: list[Observation] = field(default_factory=list)
+    # SPM-4 (2.5+), which takes precedence over OBR-15 when sent; the SPM's set number.
+    specimen_type: CodedElement | None = None
+    specimen_sequence: int = 0
+    # NTE-3 comments after the OBR (before its first OBX), in order.
+    comments: list[str] = field(default_factory=list)
 
     @property
     def accession(self) -> str:
@@ -111,6 +138,9 @@ class PatientIdentification:
     birth_date: date | None
     sex: str
     orders: list[ObservationRequest] = field(default_factory=list)
+    # PID-5 (XPN), first repetition: family name (XPN-1, its surname), given and middle names.
+    family_name: str = ""
+    given_names: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -151,6 +181,54 @@ def split_messages(text: str) -> list[str]:
             "the body holds no MSH segment", code=ErrorCode.SEGMENT_SEQUENCE, ack_code="AR"
         )
     return messages
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The FHS / BHS of a batch that was received, to answer it with a batch of ACKs."""
+
+    file_control_id: str | None  # FHS-11, None when the batch had no FHS
+    batch_control_id: str  # BHS-11
+    sending_application: str
+    sending_facility: str
+    receiving_application: str
+    receiving_facility: str
+
+
+def batch_header(text: str) -> BatchHeader | None:
+    """The batch a body is, when it starts with FHS or BHS (None for plain messages)."""
+    lines = [line.strip() for line in normalize_segment_separators(text).split("\r")]
+    envelope: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            continue
+        if line[:3] not in ("FHS", "BHS"):
+            break
+        envelope.setdefault(line[:3], line)
+    if "BHS" not in envelope and "FHS" not in envelope:
+        return None
+
+    def fields(name: str) -> _Segment | None:
+        line = envelope.get(name)
+        if line is None or len(line) < 8:
+            return None
+        try:
+            # Read as an MSH (same layout: field separator, encoding characters, 3-6, 11).
+            parsed = hl7.parse("MSH" + line[3:])
+        except Exception:
+            return None
+        return _Segment(parsed[0], parsed, name, 1)
+
+    bhs, fhs = fields("BHS"), fields("FHS")
+    first = bhs or fhs
+    return BatchHeader(
+        file_control_id=(fhs.get(11) if fhs else "") if "FHS" in envelope else None,
+        batch_control_id=bhs.get(11) if bhs else "",
+        sending_application=first.get(3) if first else "",
+        sending_facility=first.get(4) if first else "",
+        receiving_application=first.get(5) if first else "",
+        receiving_facility=first.get(6) if first else "",
+    )
 
 
 class _Segment:
@@ -242,6 +320,8 @@ def read_header(text: str) -> MessageHeader:
         message_type="^".join(c for c in msh.components(9)[:2]),
         version=msh.get(12),
         processing_id=msh.get(11),
+        accept_ack_type=msh.get(15).upper(),
+        application_ack_type=msh.get(16).upper(),
     )
     return header
 
@@ -342,10 +422,21 @@ def parse_oru(text: str) -> OruMessage:
                 raise _out_of_order(segment, "OBX comes before any OBR")
             patients[-1].orders[-1].observations.append(_observation(segment))
         elif name == "SPM" and patients and patients[-1].orders:
-            specimen = segment.get(4)
-            if specimen:
-                patients[-1].orders[-1].specimen = specimen
-        # Every other segment (ORC, NTE, PV1, Z-segments, ...) carries nothing we store.
+            code = CodedElement(*(_at(segment.components(4), i) for i in range(6)))
+            if code.code or code.alternate_code or code.text:
+                patients[-1].orders[-1].specimen_type = code
+                patients[-1].orders[-1].specimen_sequence = segment.sequence
+        elif name == "NTE" and patients and patients[-1].orders:
+            comment = " ".join(
+                " ".join(c for c in segment.components(3, r) if c)
+                for r in range(1, len(segment.repetitions(3)) + 1)
+            ).strip()
+            order = patients[-1].orders[-1]
+            if comment and order.observations:
+                order.observations[-1].comments.append(comment)
+            elif comment:
+                order.comments.append(comment)
+        # Every other segment (ORC, PV1, Z-segments, ...) carries nothing we store.
     _check_complete(patients)
     return OruMessage(header=header, patients=patients)
 
@@ -412,6 +503,8 @@ def _patient(segment: _Segment) -> PatientIdentification:
         identifiers=identifiers,
         birth_date=birth_date,
         sex=_SEX.get(sex_code, "unknown"),
+        family_name=segment.get(5, 1),
+        given_names=tuple(name for name in (segment.get(5, 2), segment.get(5, 3)) if name),
     )
 
 
@@ -464,13 +557,14 @@ def _observation(segment: _Segment) -> Observation:
         )
     if value_type not in VALUE_TYPES:
         raise ParseError(
-            f"value type {value_type} is not supported; send NM, SN or ST",
+            f"value type {value_type} is not supported; send one of {', '.join(VALUE_TYPES)}",
             segment.location(2),
             code=ErrorCode.DATA_TYPE,
         )
     value = _value(segment, value_type)
     units = segment.get(6) or segment.get(6, 2)
-    if not units:
+    numeric = value_type not in NARRATIVE_TYPES + CODED_TYPES or bool(_NUMERIC.match(value))
+    if not units and numeric:
         raise ParseError(
             "OBX-6 (units) is required for a numeric result",
             segment.location(6),
@@ -507,6 +601,20 @@ def _value(segment: _Segment, value_type: str) -> str:
                 code=ErrorCode.DATA_TYPE,
             )
         value = f"{comparator}{number}" if number else ""
+    elif value_type in NARRATIVE_TYPES:
+        # Every repetition is a line of the text (FT formatting commands are left as sent).
+        value = " ".join(
+            segment.get(5, repetition=r) for r in range(1, len(segment.repetitions(5)) + 1)
+        )
+        value = value.strip()
+    elif value_type in CODED_TYPES:
+        code, text, system = (_at(segment.components(5), i) for i in range(3))
+        if _NUMERIC.match(code):
+            value = code
+        elif _NUMERIC.match(text):
+            value = text
+        else:
+            value = f"{text or code} ({system}: {code})" if code and system else (text or code)
     else:
         value = segment.get(5)
     if not value:

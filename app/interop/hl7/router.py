@@ -15,11 +15,12 @@ from app.deps import SettingsDep, WriteSession
 from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
 from app.interop.hl7 import audit as hl7_audit
 from app.interop.hl7 import service
-from app.interop.hl7.ack import build_ack
+from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.errors import ErrorCode, Issue, ParseError
 from app.interop.hl7.parser import read_header, split_messages
 from app.ops import metrics
 from app.problems import problem_doc
+from app.refused_inputs import service as refused_inputs
 from app.uploads import UnsupportedMediaTypeError
 
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -68,6 +69,7 @@ async def _unavailable_ack(request: Request, exc: Exception) -> Response:
         "the database is unavailable; resend the message later (a message resent with the "
         "same MSH-10 is never stored twice)",
     )
+    text = ""
     try:
         text = _decode(await request.body(), request.headers.get("content-type", ""))
         messages = split_messages(text)
@@ -81,7 +83,7 @@ async def _unavailable_ack(request: Request, exc: Exception) -> Response:
             header = None
         acks.append(build_ack(header, "AR", [issue]))
     return Response(
-        "".join(acks),
+        answer_body(acks, text),
         status_code=503,
         media_type=HL7_MEDIA_TYPE,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
@@ -189,12 +191,17 @@ async def post_oru(
     **Mapping.** Each `OBR` is one panel: its
     accession is `OBR-3` (filler order number), else `OBR-2`; its source is `MSH-3^MSH-4`;
     `OBR-7` is the collection time (without a UTC offset it is read in the facility's configured
-    time zone, UTC by default); `OBR-15` (or `SPM-4`) the specimen (default serum). Each `OBX`
+    time zone, UTC by default); `SPM-4` (SNOMED CT `119364003` serum, `119361006` plasma,
+    `258580003` whole blood, `119351004` erythrocytes, or HL7 table 0487 `SER`, `PLAS`, `BLD`,
+    `RBC`), else `OBR-15`, the specimen (default serum). Each `OBX`
     (value type `NM`, `SN` or `ST`) is one result: `OBX-3` in LOINC (`LN`), or a local code
     mapped for the sending facility (your `/api/v1/code-maps`, then built-in defaults);
     `OBX-5` the value (comparators such as `<0.5` or SN `<^0.5` kept); `OBX-6` the unit;
-    `OBX-7` the lab's range text; `OBX-8` its flag. Other segments (ORC, NTE, PV1,
-    Z-segments, ...) are ignored.
+    `OBX-7` the lab's range text; `OBX-8` its flag. The lab's comments are kept with the result
+    (`lab.comment`, FHIR `Observation.note`): `NTE` after its `OBX`; `NTE` after the `OBR`,
+    narrative `OBX` (`TX`, `FT`) and coded ones that are not numbers (`CE`, `CWE`) on the
+    numeric result before them (the first one when they come first); a `CE` / `CWE` whose code
+    is a number is a result like `ST`. Other segments (ORC, PV1, Z-segments, ...) are ignored.
 
     **Status.** `OBX-11` `F` final, `P` preliminary (the panel is stored as preliminary). A
     panel re-sent with a result marked `C` (correction), or a final panel after a preliminary
@@ -205,9 +212,14 @@ async def post_oru(
     the message is stored, `AE` when its content is wrong (unknown code, unit or specimen,
     missing or malformed field, truncated message), `AR` when it is not taken at all (not
     ORU^R01, unsupported version, unreadable MSH, temporary failure: resend). `ERR` segments
-    say what and where (`ERR-2` location, `ERR-3` HL7 table 0357 code, `ERR-8` text; `ERR-1`
-    and `MSA-3` for 2.3 and 2.4). A refused message stores **nothing**; in a batch the other
-    messages are still stored.
+    say what and where: in 2.5 / 2.5.1 one `ERR` per problem (`ERR-2` location, `ERR-3` HL7
+    table 0357 code, `ERR-4` severity, `ERR-8` text); in 2.3 / 2.4 one `ERR` whose `ERR-1`
+    repeats per problem, the text in `MSA-3` (80 characters). `MSH-9` echoes the trigger event
+    (`ACK^R01^ACK`). `MSH-16` (application acknowledgment type) `NE`, `ER` on success or `SU` on
+    a refusal: the accept acknowledgment (`CA` / `CE` / `CR`) is sent instead, since every
+    message is always answered. A batch (`BHS`) is answered with a batch: `FHS` (when sent) /
+    `BHS` ... `BTS` (count of ACKs) / `FTS`. A refused message stores **nothing**; in a batch
+    the other messages are still stored.
 
     **Safe to resend.** `MSH-3^MSH-4` + accession identify a panel: the same message sent again
     answers `AA` and stores nothing new.
@@ -240,10 +252,20 @@ async def post_oru(
         text=text,
         offload=_in_thread if len(text) >= OFFLOAD_BYTES else None,
     )
+    # Every AE / AR message is kept for re-processing (GET /api/v1/refused-inputs).
+    await refused_inputs.record_hl7(
+        session,
+        outcomes,
+        organization_id=principal.organization_id,
+        principal_id=principal.id,
+        channel="hl7-http",
+        body=text,
+        retention_days=settings.refused_input_retention_days,
+    )
     # One row per patient touched, each with its message's real outcome (AE / AR: error).
     hl7_audit.audit_http(request, outcomes)
     metrics.count_acks("http", (outcome.ack_code for outcome in outcomes))
-    return Response(service.ack_of(outcomes), media_type=HL7_MEDIA_TYPE)
+    return Response(service.ack_of(outcomes, text), media_type=HL7_MEDIA_TYPE)
 
 
 def _decode(body: bytes, parameters: str) -> str:

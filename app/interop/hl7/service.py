@@ -7,6 +7,7 @@ never undoes the messages before or after it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -22,7 +23,7 @@ from app.code_maps.service import code_maps_for
 from app.db import utcnow
 from app.errors import AppError, is_database_unavailable
 from app.interop.hl7 import repository
-from app.interop.hl7.ack import build_ack
+from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.corrections import SOURCE_FORMAT, correct_panel, is_update, withdraw_results
 from app.interop.hl7.errors import AckCode, ErrorCode, Issue, Location, MessageError, ParseError
@@ -88,6 +89,9 @@ class MessageOutcome:
     # The registered patient a refused message named when it contradicted that patient: the
     # audit row records the attempt against them.
     refused_patient_id: uuid.UUID | None = None
+    # The message's own ER7 text (set by ``receive``): a refused one is kept for re-processing
+    # (app.refused_inputs).
+    text: str = ""
 
 
 class PatientMatchRefusedError(MessageError):
@@ -113,20 +117,24 @@ async def receive(
     except ParseError as exc:
         return [_refused(None, exc)]
     return [
-        await receive_message(
-            session,
-            organization_id=organization_id,
+        dataclasses.replace(
+            await receive_message(
+                session,
+                organization_id=organization_id,
+                text=message,
+                code_maps=code_maps,
+                offload=offload,
+            ),
             text=message,
-            code_maps=code_maps,
-            offload=offload,
         )
         for message in messages
     ]
 
 
-def ack_of(outcomes: Sequence[MessageOutcome]) -> str:
-    """The answer to a body: the ACK of each message, in order, concatenated."""
-    return "".join(outcome.ack for outcome in outcomes)
+def ack_of(outcomes: Sequence[MessageOutcome], text: str = "") -> str:
+    """The answer to a body: the ACK of each message, in order, concatenated; wrapped in
+    FHS / BHS ... BTS / FTS when ``text`` (the body received) was a batch."""
+    return answer_body([outcome.ack for outcome in outcomes], text)
 
 
 async def receive_message(
@@ -409,6 +417,7 @@ async def _patient(
         birth_date=draft.patient.birth_date,
         channel="hl7v2",
         facility=facility,
+        name=draft.patient.name,
     )
     patient, _ = await matching.find_or_create(
         session, organization_id=organization_id, claim=claim

@@ -70,11 +70,11 @@ def test_transaction_bundle_is_stored_and_its_observations_found_with_interpreta
     assert our_range["type"]["coding"][0]["code"] == "normal"
     assert lab_range["text"] == "0.70-1.00"
     assert (lab_range["low"]["value"], lab_range["high"]["value"]) == (0.7, 1.0)
-    # Calcium was sent in mg/dL: valueQuantity is canonical, the value as sent is kept.
-    calcium = by_code["2000-8"]
-    assert calcium["valueQuantity"]["code"] == "mmol/L"
-    reported = calcium["extension"][0]["valueQuantity"]
-    assert (reported["value"], reported["code"]) == (9.1, "mg/dL")
+    # Calcium was sent in mg/dL under 17861-6: served so, the canonical value in an extension.
+    calcium = by_code["17861-6"]
+    assert (calcium["valueQuantity"]["value"], calcium["valueQuantity"]["code"]) == (9.1, "mg/dL")
+    canonical = calcium["extension"][0]["valueQuantity"]
+    assert (canonical["value"], canonical["code"]) == (2.27, "mmol/L")
     assert calcium["interpretation"][0]["coding"][0]["code"] in {"L", "N", "H"}
 
 

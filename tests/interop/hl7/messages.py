@@ -76,6 +76,7 @@ def segment(ack: str, name: str) -> list[str]:
 
 
 def acks(body: str) -> list[str]:
-    """The ACK messages of a concatenated answer."""
-    parts = [p for p in body.split("MSH|") if p]
+    """The ACK messages of a concatenated answer (a batch's FHS/BHS/BTS/FTS left out)."""
+    lines = [line for line in body.split("\r") if line[:4] not in ("FHS|", "BHS|", "BTS|", "FTS|")]
+    parts = [p for p in "\r".join(lines).split("MSH|") if p]
     return ["MSH|" + p for p in parts]

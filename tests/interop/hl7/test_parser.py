@@ -153,7 +153,8 @@ def test_structured_numeric_ranges_and_unsupported_value_types_are_refused() -> 
         parse_oru(oru([obx("2601-3", "^1^-^2", "mmol/L", value_type="SN")]))
     assert _error(exc).location == Location("OBX", 1, 5)
     with pytest.raises(ParseError) as exc:
-        parse_oru(oru([obx("2601-3", "see note", "mmol/L", value_type="TX")]))
+        # TX is kept as the lab's comment now; ED (encapsulated data) is still not taken.
+        parse_oru(oru([obx("2601-3", "see note", "mmol/L", value_type="ED")]))
     assert _error(exc).location == Location("OBX", 1, 2)
 
 

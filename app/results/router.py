@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
+
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPanels
+from app.deps import WriteSession
+from app.pagination import Cursor, Limit, decode_cursor, link_next
+from app.problems import PROBLEM_RESPONSES
+from app.results import service
+from app.results.schemas import FlaggedResultPage, ResultFlag
+
+router = APIRouter(tags=["results"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+
+
+@router.get(
+    "/api/v1/results",
+    summary="List the organization's abnormal or critical results",
+    response_model=FlaggedResultPage,
+    dependencies=[Depends(audited("search", "result"))],
+)
+async def list_flagged_results(
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanReadPanels,
+    flag: Annotated[
+        ResultFlag,
+        Query(
+            description="`abnormal`: outside the reference interval (L, H, LL, HH) or critical; "
+            "`critical`: critical or possibly critical (a comparator value that may lie beyond "
+            "a critical limit counts wherever criticals count); `possibly-critical`: only those."
+        ),
+    ] = "abnormal",
+    analyte: Annotated[
+        str | None, Query(max_length=100, description="Only this analyte (code, LOINC or name).")
+    ] = None,
+    collected_from: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="Only results collected at or after this time."),
+    ] = None,
+    collected_to: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="Only results collected before this time."),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> FlaggedResultPage:
+    """Every patient's current results carrying the flag, **newest collection first**, each
+    with the patient's id, first MRN (and name where recorded), so a "results needing
+    attention" screen needs no call per row. Withdrawn results (cancelled, entered-in-error)
+    are left out. Keyset-paginated: follow `next_cursor` (or the `Link: rel="next"` header)
+    until it is null; no total (counting every flagged result of an organization is not
+    cheap). The audit trail records every patient a page returned (one event each; one
+    without a patient when the page is empty)."""
+    page = await service.flagged_page(
+        session,
+        organization_id=principal.organization_id,
+        flag=flag,
+        analyte=analyte,
+        collected_from=collected_from,
+        collected_to=collected_to,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    audit_target(request, patient_ids=list(dict.fromkeys(item.patient_id for item in page.items)))
+    link_next(request, response, page.next_cursor)
+    return page

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from app.audit.context import audit_target, audited
+from app.auth.deps import AUTH_RESPONSES, CanReadPlans
+from app.deps import WriteSession
+from app.pagination import Cursor, Limit, decode_cursor, link_next
+from app.patient_context.service import get_patient_or_raise
+from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.series import service
+from app.series.schemas import SeriesPage
+from app.sleep.router import DateFrom, DateTo
+
+router = APIRouter(tags=["timeline"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/series",
+    summary="Minerals and ISI scores aligned on one time axis",
+    response_model=SeriesPage,
+    dependencies=[Depends(audited("read", "timeline"))],
+    responses={
+        400: problem_doc(
+            "No series asked for, an unknown analyte or unit, a bad cursor, or `from` after `to`."
+        )
+    },
+)
+async def get_patient_series(
+    patient_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: WriteSession,
+    principal: CanReadPlans,
+    analyte: Annotated[
+        list[str],
+        Query(
+            max_length=service.MAX_SERIES,
+            description="A series per analyte, as `code` or `code:unit` (e.g. "
+            "`magnesium:mg/dL`); repeat for more. Values are in that unit (default the "
+            "canonical one).",
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies defaults per request
+    include: Annotated[
+        list[Literal["isi"]],
+        Query(description="Other series: `isi` (Insomnia Severity Index total, 0-28)."),
+    ] = [],  # noqa: B006
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    limit: Limit = 200,
+    cursor: Cursor = None,
+) -> SeriesPage:
+    """One row per time point (a specimen's collection time, or an ISI assessment's day at
+    00:00 UTC), **oldest first**, with one value per requested series in `series` order (null
+    where that series has none at that time): what a multi-line chart plots. Withdrawn results
+    (cancelled, entered-in-error) and cancelled panels are left out; censored values (`<0.5`)
+    carry their comparator. Where two panels share a collection time, the later-stored one's
+    value is shown. Keyset-paginated by time: follow `next_cursor` or the `Link` header."""
+    audit_target(request, patient_id=patient_id)
+    await get_patient_or_raise(
+        session, organization_id=principal.organization_id, patient_id=patient_id
+    )
+    page = await service.aligned(
+        session,
+        organization_id=principal.organization_id,
+        patient_id=patient_id,
+        analytes=analyte,
+        include=list(include),
+        start=date_from,
+        end=date_to,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    link_next(request, response, page.next_cursor)
+    return page
