@@ -153,9 +153,7 @@ def test_the_services_reach_postgresql_and_wait_for_it() -> None:
     assert services["roles"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"
     )
-    assert services["api"]["depends_on"]["roles"]["condition"] == (
-        "service_completed_successfully"
-    )
+    assert services["api"]["depends_on"]["roles"]["condition"] == ("service_completed_successfully")
     assert services["mllp"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 
