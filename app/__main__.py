@@ -162,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-activate", action="store_true", help="store the set without activating it"
     )
 
-    commands.add_parser("demo-data", help="add demo patients and panels")
+    demo = commands.add_parser("demo-data", help="add demo patients and panels")
+    demo.add_argument(
+        "--org", help="organization name (created if new; default: the default organization)"
+    )
 
     create_key = commands.add_parser(
         "create-api-key", help="create an API key (printed once, as the last line)"
@@ -253,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo-data":
             from app.demo import load_demo_data
 
-            print(asyncio.run(load_demo_data(settings)))
+            print(asyncio.run(load_demo_data(settings, org_name=args.org)))
         elif args.command == "create-api-key":
             from app.auth.cli import create_api_key_command
 

@@ -75,12 +75,18 @@ DEMO_PANELS: list[tuple[str, int, list[dict[str, str]]]] = [
 ]
 
 
-async def load_demo_data(settings: Settings) -> str:
+async def load_demo_data(settings: Settings, *, org_name: str | None = None) -> str:
+    """Demo patients, panels, ISI scores and a context in the default organization, or in the
+    organization named ``org_name`` (created if new, as `create-api-key --org` does)."""
     engine = make_engine(settings)
     created_patients = created_panels = created_assessments = 0
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             org = DEFAULT_ORGANIZATION_ID
+            if org_name is not None:
+                from app.auth.service import get_or_create_organization
+
+                org = (await get_or_create_organization(session, name=org_name)).id
             await ranges.ensure_default(session, organization_id=org)
             await rule_sets.ensure_default(session, organization_id=org)
             for spec in DEMO_PATIENTS:
@@ -120,8 +126,9 @@ async def load_demo_data(settings: Settings) -> str:
             created_assessments = await _demo_sleep_and_context(session, org)
     finally:
         await engine.dispose()
+    where = f" in {org_name!r}" if org_name else ""
     return (
-        f"demo data: {created_patients} patient(s), {created_panels} panel(s) and "
+        f"demo data{where}: {created_patients} patient(s), {created_panels} panel(s) and "
         f"{created_assessments} sleep assessment(s) added"
     )
 

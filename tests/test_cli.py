@@ -64,6 +64,14 @@ def test_migrate_then_demo_data_is_idempotent(tmp_path: Path, cli_env: dict[str,
     rerun = _run(["demo-data"], tmp_path, cli_env)
     assert "0 patient(s), 0 panel(s) and 0 sleep assessment(s) added" in rerun.stdout
 
+    # --org: the same demo set in a named organization (created if new), idempotent there too.
+    clinic = _run(["demo-data", "--org", "Sunrise Sleep Clinic"], tmp_path, cli_env)
+    assert clinic.returncode == 0, clinic.stderr
+    assert "in 'Sunrise Sleep Clinic'" in clinic.stdout
+    assert "3 patient(s), 4 panel(s) and 3 sleep assessment(s) added" in clinic.stdout
+    again_clinic = _run(["demo-data", "--org", "Sunrise Sleep Clinic"], tmp_path, cli_env)
+    assert "0 patient(s), 0 panel(s) and 0 sleep assessment(s) added" in again_clinic.stdout
+
 
 def test_load_ranges_imports_a_yaml_set_and_activates_it(
     tmp_path: Path, cli_env: dict[str, str]
