@@ -37,19 +37,6 @@ def _identifier_match(
     return query
 
 
-async def patient_ids_by_identifier(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    system: str | None,
-    value: str | None,
-    limit: int,
-) -> Sequence[uuid.UUID]:
-    """Distinct patients with a matching identifier (None: any system / any value)."""
-    query = _identifier_match(organization_id, system, value).distinct().limit(limit)
-    return (await session.scalars(query)).all()
-
-
 @dataclass(frozen=True)
 class PatientFilter:
     """None: no condition; an empty tuple: matches nothing (e.g. ids that are not UUIDs)."""

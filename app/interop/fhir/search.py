@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from calendar import monthrange
 from datetime import UTC, datetime, timedelta
 
@@ -19,15 +18,6 @@ _SUPPORTED_PREFIXES = ("eq", "gt", "lt", "ge", "le")
 
 def bad_parameter(name: str, message: str) -> FhirError:
     return FhirError(400, [Issue(f"Search parameter {name}: {message}", "invalid")])
-
-
-def reference_id(name: str, value: str, resource_type: str) -> uuid.UUID:
-    """``Patient/<id>`` or ``<id>``."""
-    raw = value.removeprefix(f"{resource_type}/")
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise bad_parameter(name, f"expected {resource_type}/<id> or <id>.") from None
 
 
 def analyte_codes(value: str, catalog: Catalog) -> tuple[str, ...]:

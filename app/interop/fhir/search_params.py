@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from app.interop.fhir.outcome import FhirError, Issue
+from app.interop.fhir.search import bad_parameter
 
 MAX_COUNT = 200
 DEFAULT_COUNT = 50
@@ -216,7 +217,7 @@ def parse_search(resource_type: str, items: Sequence[tuple[str, str]], *, strict
                 unsupported(f"_summary={value}", "is not supported (use count or false)")
         elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
-                raise _bad(name, "use none, estimate or accurate.")
+                raise bad_parameter(name, "use none, estimate or accurate.")
             search.applied.append((name, value))
         elif name == "_sort":
             if _sort(search, value, SORTABLE.get(resource_type, ())):
@@ -247,7 +248,7 @@ def _supported_list(resource_type: str) -> str:
 
 def _count(value: str) -> int:
     if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= MAX_COUNT:
-        raise _bad("_count", f"expected a whole number from 0 to {MAX_COUNT}.")
+        raise bad_parameter("_count", f"expected a whole number from 0 to {MAX_COUNT}.")
     return int(value)
 
 
@@ -257,10 +258,6 @@ def _sort(search: Search, value: str, sortable: Sequence[str]) -> bool:
         return False
     search.descending = keys[0].startswith("-")
     return True
-
-
-def _bad(name: str, message: str) -> FhirError:
-    return FhirError(400, [Issue(f"Search parameter {name}: {message}", "invalid")])
 
 
 def reference_ids(name: str, values: Sequence[str], resource_type: str, base_url: str) -> set[str]:
@@ -282,7 +279,7 @@ def reference_ids(name: str, values: Sequence[str], resource_type: str, base_url
         elif "/" in value:
             kind, _, value = value.partition("/")
             if kind != resource_type:
-                raise _bad(name, f"expected a {resource_type} reference, not {kind}.")
+                raise bad_parameter(name, f"expected a {resource_type} reference, not {kind}.")
         ids.add(value)
     return ids
 
