@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MINERAL_AUDIT_KEY", "audit_key"),
         description="secret key of the audit trail's HMAC chain (at least 32 characters)",
     )
+    audit_chains: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="PostgreSQL: how many audit chains processes spread their appends over "
+        "(1: one chain, one lock for every appender; with several workers or replicas set "
+        "64, see bench/README.md, Scaling out)",
+    )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_timeout_seconds: float = Field(
@@ -68,6 +76,20 @@ class Settings(BaseSettings):
         description="PostgreSQL: how long opening a connection or waiting for a pooled one may "
         "take before the request answers 503 (a statement may run this long beyond the "
         "idempotency wait)",
+    )
+    database_ping_idle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL: a pooled connection idle this long is pinged before use "
+        "(0 = ping on every checkout); see bench/README.md, Scaling out",
+    )
+    database_statement_cache_size: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="PostgreSQL: prepared statements cached per connection (asyncpg and "
+        "SQLAlchemy); 0 behind a pooler in transaction mode such as PgBouncer",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -81,10 +83,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 AUDIT_KEY = "mineral_audit_key"
 
 
+# And how many audit chains this engine's process may pick from (app.audit.chain_lock).
+AUDIT_CHAINS = "mineral_audit_chains"
+
+
 def _audit_key_option(settings: Settings) -> dict[str, Any]:
     from app.audit.chain import row_key
 
-    return {AUDIT_KEY: row_key(settings.audit_key.get_secret_value())}
+    return {
+        AUDIT_KEY: row_key(settings.audit_key.get_secret_value()),
+        AUDIT_CHAINS: settings.audit_chains,
+    }
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -110,13 +119,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     timeout = settings.database_timeout_seconds
-    return create_async_engine(
+    cache_size = settings.database_statement_cache_size
+    engine = create_async_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        # A pooled connection is checked before use: after the database restarts, a stale
-        # connection is replaced instead of failing one request with "connection is closed".
-        pool_pre_ping=True,
         # No request waits unboundedly for the database: a full pool, a connect that hangs
         # (a failover, a dropped route) or a statement that never returns all end in 503.
         pool_timeout=timeout,
@@ -126,6 +133,12 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # for the first attempt, then gets 409): set once per connection, not per request.
         connect_args={
             "timeout": timeout,
+            # Prepared statements live in the server session: 0 turns both caches off (and
+            # names each statement uniquely) for a pooler in transaction mode (PgBouncer),
+            # where the next statement may reach another server connection.
+            "statement_cache_size": cache_size,
+            "prepared_statement_cache_size": cache_size,
+            **({"prepared_statement_name_func": _unique_statement_name} if not cache_size else {}),
             # A statement may legitimately wait for a lock up to the idempotency wait.
             "command_timeout": timeout + settings.idempotency_wait_seconds,
             "server_settings": {
@@ -133,6 +146,44 @@ def make_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    _ping_when_idle(engine, settings.database_ping_idle_seconds)
+    return engine
+
+
+def _unique_statement_name() -> str:
+    return f"__mineral_{uuid.uuid4().hex}__"
+
+
+_IDLE_SINCE = "mineral_idle_since"
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Check a pooled connection before use only if it sat idle `idle_seconds` or longer.
+
+    pool_pre_ping pinged on every checkout: one extra round trip per request (per transaction)
+    under load, where connections are back in use within milliseconds. A connection that
+    answered moments ago is used as is; if the database restarted in that window, the request
+    fails with 503 (never 500) and SQLAlchemy, seeing a disconnect, recycles the whole pool, so
+    at most the requests already holding such connections fail. One that sat idle longer (a
+    restart or failover while the service was quiet) is pinged and, when dead, replaced along
+    with the rest of the pool before the request uses it. 0 pings on every checkout."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # a fresh connection, or one in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection failed its ping") from exc
+
+    event.listen(pool, "checkin", checked_in)
+    event.listen(pool, "checkout", checked_out)
 
 
 def _sqlite_disable_pysqlite_begin(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

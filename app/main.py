@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from app.audit.router import router as audit_router
 from app.auth.oidc import OidcVerifier
 from app.auth.router import router as api_keys_router
+from app.batches.router import router as panel_batches_router
 from app.code_maps.router import router as code_maps_router
 from app.config import Settings, get_settings
 from app.content_types import require_json_content_type
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(timeline_router)
     app.include_router(series_router)
     app.include_router(panels_router)
+    app.include_router(panel_batches_router)
     app.include_router(results_router)
     app.include_router(ranges_router)
     app.include_router(plan_rules_router)

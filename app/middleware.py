@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 import uuid
 
@@ -35,6 +36,9 @@ _SECURITY_HEADERS = (
 )
 
 
+STREAMED_PATHS = frozenset({"/api/v1/panel-batches"})
+
+
 class RequestContextMiddleware:
     """Request id (echoed or generated), security headers, and the request body size limit.
 
@@ -60,7 +64,8 @@ class RequestContextMiddleware:
 
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        limit = self.max_body_bytes
+        # A panel batch streams any number of lines and caps each one itself (app.batches).
+        limit = sys.maxsize if scope.get("path") in STREAMED_PATHS else self.max_body_bytes
         response_started = False
         started = time.perf_counter()
         html_start: list[Message] = []

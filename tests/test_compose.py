@@ -18,7 +18,7 @@ from app.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 # Variables read outside the Settings class: by the CLI, and by prometheus-client.
 OTHER_VARIABLES = {
-    "MINERAL_MLLP_API_KEY": ROOT / "app/__main__.py",
+    "MINERAL_MLLP_API_KEY": ROOT / "app/cli/serve.py",
     # setup-roles --password-env MINERAL_APP_PASSWORD reads it by name
     "MINERAL_APP_PASSWORD": ROOT / "compose.yaml",
 }

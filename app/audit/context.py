@@ -27,7 +27,9 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service
+from app.audit.entries import build_entry
 from app.audit.service import AuditEntry, AuditOutcome
+from app.auth.principal import Principal
 from app.db import transaction
 
 log = logging.getLogger("app.audit")
@@ -165,22 +167,15 @@ def _entry(
     status: int,
 ) -> AuditEntry:
     principal = state.get("principal") if isinstance(state, dict) else None
-    client = scope.get("client")
-    return AuditEntry(
-        organization_id=getattr(principal, "organization_id", None),
-        principal_id=getattr(principal, "id", None),
-        principal_kind=getattr(principal, "kind", None),
-        role=str(principal.role) if principal is not None else None,
+    return build_entry(
+        principal if isinstance(principal, Principal) else None,
         action=draft.action,
         resource_type=draft.resource_type,
         resource_id=draft.resource_id,
         patient_id=draft.patient_id,
         outcome=outcome,
         status_code=status,
-        method=scope.get("method"),
-        path=scope.get("path"),
-        request_id=state.get("request_id") if isinstance(state, dict) else None,
-        client_address=client[0] if client else None,
+        scope=scope,  # its "state" is `state`
     )
 
 

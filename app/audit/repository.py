@@ -15,9 +15,14 @@ from app.audit.chain import HASHED_FIELDS
 from app.db import UTCDateTime
 from app.models.audit import AuditEvent
 
-# pg_advisory_xact_lock key that serializes appends to the chain ("min_audi" in ASCII). Any
-# other use of advisory locks in this database must pick a different key.
+# pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c
+# uses CHAIN_LOCK_KEY - c. Any other use of advisory locks in this database must pick keys
+# outside that range.
 CHAIN_LOCK_KEY = 0x6D696E5F61756469
+# The trail is striped into this many chains, each linked and locked on its own (migration
+# c7e1f3a5b9d2), so appenders of different processes do not queue behind one lock. SQLite,
+# with its single writer, uses chain 0 only.
+CHAIN_STRIPES = 64
 
 
 # The stored columns the caller supplies: the hashed ones, then the two links.
@@ -27,11 +32,18 @@ _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 # the tail with a fresh snapshot and, when the rows were hashed against that tail, inserts them
 # (checking that they link) and returns NULL; otherwise it inserts nothing and returns the real
 # tail. One round trip when the guess is right; the lock is held from this call to the commit.
-_PG_APPEND = text("SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev)")
+_PG_APPEND = text(
+    "SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev, CAST(:chain AS smallint))"
+)
+# Every chain's lock, in order (appenders hold one each and wait for no other: no deadlock).
+_PG_LOCK_ALL = text(
+    f"SELECT count(pg_advisory_xact_lock({CHAIN_LOCK_KEY} - c)) "
+    f"FROM generate_series(0, {CHAIN_STRIPES - 1}) AS c"
+)
 
 # SQLite: the write transaction already holds the database's only write lock (BEGIN
 # IMMEDIATE), and reads are in-process: read the tail, then insert.
-_SQLITE_TAIL = text("SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1")
+_SQLITE_TAIL = text("SELECT hash FROM audit_event WHERE chain = 0 ORDER BY seq DESC LIMIT 1")
 _SQLITE_INSERT = text(
     "INSERT INTO audit_event ("
     + ", ".join(_COLUMNS)
@@ -59,16 +71,18 @@ async def is_postgresql(session: AsyncSession) -> bool:
 
 
 async def append_if_tail(
-    session: AsyncSession, rows: Sequence[dict[str, Any]], *, expected_prev: str
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, expected_prev: str, chain: int
 ) -> str | None:
-    """PostgreSQL: insert `rows` (already linked and hashed, the first to `expected_prev`) if
-    the chain's tail is `expected_prev`, after taking the chain's lock. None when inserted,
-    else the actual tail (nothing inserted; the lock is now held, so it cannot move again)."""
+    """PostgreSQL: insert `rows` (already linked and hashed, the first to `expected_prev`) into
+    `chain` if its tail is `expected_prev`, after taking its lock. None when inserted, else
+    the actual tail (nothing inserted; the lock is now held, so it cannot move again)."""
     payload = orjson.dumps(
         [{name: _json_value(row[name]) for name in _COLUMNS} for row in rows]
     ).decode()
     connection = await session.connection()
-    result = await connection.execute(_PG_APPEND, {"rows": payload, "expected_prev": expected_prev})
+    result = await connection.execute(
+        _PG_APPEND, {"rows": payload, "expected_prev": expected_prev, "chain": chain}
+    )
     tail: str | None = result.scalar()
     return tail
 
@@ -84,6 +98,14 @@ async def sqlite_insert(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     await connection.execute(
         _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
     )
+
+
+async def hold_every_chain(session: AsyncSession) -> None:
+    """PostgreSQL: wait for every append in flight to end and hold every chain until this
+    transaction ends, so what it reads next is a settled head: no row with a lower seq can
+    still commit after it (appenders take their seq under their chain's lock)."""
+    if await is_postgresql(session):
+        await (await session.connection()).execute(_PG_LOCK_ALL)
 
 
 async def head(session: AsyncSession) -> tuple[int, str] | None:

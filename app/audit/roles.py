@@ -82,7 +82,7 @@ async def _grant(connection: AsyncConnection, role: str, password: str | None) -
         # ... except the audit trail (append and read only) and the migration bookkeeping.
         *(f"REVOKE UPDATE, DELETE ON {table} FROM {quoted}" for table in APPEND_ONLY_TABLES),
         *(f"REVOKE INSERT, UPDATE, DELETE ON {table} FROM {quoted}" for table in READ_ONLY_TABLES),
-        f"GRANT EXECUTE ON FUNCTION audit_append_rows(jsonb, text) TO {quoted}",
+        f"GRANT EXECUTE ON FUNCTION audit_append_rows(jsonb, text, smallint) TO {quoted}",
         # Tables a later migration creates get the same DML (re-run this after `migrate` all
         # the same: a new append-only table needs its own REVOKE).
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE "

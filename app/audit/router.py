@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
@@ -15,7 +12,7 @@ from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
 from app.auth.deps import AUTH_RESPONSES, CanReadAudit
 from app.deps import WriteSession
-from app.pagination import Cursor, InvalidCursorError, Limit, link_next
+from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
 from app.problems import PROBLEM_RESPONSES
 
 router = APIRouter(
@@ -23,21 +20,6 @@ router = APIRouter(
     tags=["audit"],
     responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
 )
-
-
-def encode_seq_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(["audit", seq])).decode().rstrip("=")
-
-
-def decode_seq_cursor(cursor: str) -> int:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        tag, seq = orjson.loads(base64.urlsafe_b64decode(padded))
-        if tag != "audit" or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise ValueError("not an audit cursor")
-        return seq
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise InvalidCursorError("The cursor is not one this API returned.") from exc
 
 
 @router.get(
@@ -102,13 +84,9 @@ async def list_audit_events(
         occurred_from=occurred_from,
         occurred_to=occurred_to,
         limit=limit + 1,
-        before_seq=decode_seq_cursor(cursor) if cursor else None,
+        before_seq=decode_tagged(cursor, "audit") if cursor else None,
     )
-    page = list(events[:limit])
-    next_cursor = encode_seq_cursor(page[-1].seq) if len(events) > limit else None
-    link_next(request, response, next_cursor)
-    return AuditEventPage(
-        items=[AuditEventOut.model_validate(event) for event in page],
-        limit=limit,
-        next_cursor=next_cursor,
+    page = keyset_page(
+        request, response, events, limit, cursor_of=lambda e: encode_tagged("audit", e.seq)
     )
+    return page.page(AuditEventPage, AuditEventOut.model_validate)

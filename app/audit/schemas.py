@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.schemas_common import OutputModel
 
 
@@ -37,5 +37,5 @@ class AuditEventOut(OutputModel):
     )
 
 
-class AuditEventPage(PageMeta):
-    items: list[AuditEventOut]
+class AuditEventPage(Page[AuditEventOut]):
+    pass

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import repository
+from app.audit import chain_lock, repository
 from app.audit.chain import (
     GENESIS_HASH,
     checkpoint_key,
@@ -28,7 +28,7 @@ from app.audit.chain import (
     sign_checkpoint,
 )
 from app.config import get_settings
-from app.db import AUDIT_KEY, READ_ONLY, new_id, utcnow
+from app.db import AUDIT_CHAINS, AUDIT_KEY, READ_ONLY, new_id, utcnow
 from app.models.audit import AuditEvent
 from app.ops import metrics
 
@@ -131,10 +131,19 @@ async def chain_key(session: AsyncSession) -> bytes:
     return row_key(get_settings().audit_key.get_secret_value())
 
 
+async def _allowed_chains(session: AsyncSession) -> int:
+    """The engine's audit_chains setting (app.db), else the process settings'."""
+    connection = (await session.connection()).sync_connection
+    allowed = connection.get_execution_options().get(AUDIT_CHAINS) if connection else None
+    return allowed if isinstance(allowed, int) else get_settings().audit_chains
+
+
 # The tail this process last appended, per database: on PostgreSQL the rows are hashed against
 # it and the database inserts them only if it still is the tail (one round trip); else it
 # answers the real tail and they are hashed again (two). Never trusted, only a guess.
-_tail_guess: dict[str, str] = {}
+# Concurrent requests of this process take turns on its chains (app.audit.chain_lock), so
+# the guess is the real tail unless another process appended to that chain since.
+_tail_guess: dict[tuple[str, int], str] = {}
 
 
 def _linked(values: Sequence[dict[str, Any]], prev: str, key: bytes) -> list[dict[str, Any]]:
@@ -168,12 +177,20 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
             await repository.sqlite_insert(session, _linked(values, tail, key))
             return
         database = str((await session.connection()).engine.url)
-        guess = _tail_guess.get(database, GENESIS_HASH)
+        chain = await chain_lock.take_turn(
+            session.sync_session,
+            database,
+            chains=await _allowed_chains(session),
+            wait_seconds=get_settings().idempotency_wait_seconds,
+        )
+        guess = _tail_guess.get((database, chain), GENESIS_HASH)
         for _attempt in range(3):
             rows = _linked(values, guess, key)
-            actual = await repository.append_if_tail(session, rows, expected_prev=guess)
+            actual = await repository.append_if_tail(
+                session, rows, expected_prev=guess, chain=chain
+            )
             if actual is None:
-                _tail_guess[database] = rows[-1]["hash"]
+                _tail_guess[(database, chain)] = rows[-1]["hash"]
                 return
             guess = actual  # the lock is held now: the tail cannot move before the commit
         raise RuntimeError("the audit chain's tail kept moving while the chain lock was held")
@@ -195,7 +212,10 @@ class Checkpoint:
 
 
 async def make_checkpoint(session: AsyncSession, *, secret: str) -> Checkpoint:
-    """The current head (seq and hash of the newest row, rows up to it), signed."""
+    """The current head (seq and hash of the newest row, rows up to it), signed. Appends in
+    flight are waited for first: with striped chains a row with a lower seq could otherwise
+    commit after the head was read, and the count would not hold."""
+    await repository.hold_every_chain(session)
     head = await repository.head(session)
     last_seq, last_hash = head if head is not None else (0, GENESIS_HASH)
     fields: dict[str, Any] = {
@@ -228,7 +248,8 @@ async def verify(
     batch_size: int = 1000,
     checkpoint: Checkpoint | dict[str, Any] | None = None,
 ) -> VerifyReport:
-    """Walk the whole chain in seq order, batch by batch, recomputing every keyed hash.
+    """Walk the whole trail in seq order, batch by batch, recomputing every keyed hash and
+    following each chain's links.
 
     Finds a modified row (its hash no longer matches its content, even if someone recomputed
     hashes without the key), a deleted row or rows put in another order (the next row's
@@ -238,7 +259,8 @@ async def verify(
     """
     key = await chain_key(session)
     head = checkpoint.as_dict() if isinstance(checkpoint, Checkpoint) else checkpoint
-    expected_prev = GENESIS_HASH
+    # The trail is striped: each row links to the previous row of its own chain.
+    tails: dict[int, str] = {}
     checked = 0
     through_checkpoint = 0
     checkpoint_found = head is None or head["last_seq"] == 0
@@ -247,8 +269,9 @@ async def verify(
         rows = await repository.chain_batch(session, after_seq=after_seq, limit=batch_size)
         for row in rows:
             values = row._asdict()
+            expected_prev = tails.get(values["chain"], GENESIS_HASH)
             if values["prev_hash"] != expected_prev:
-                where = "the first row" if checked == 0 else f"row {row.seq}"
+                where = f"row {row.seq}" if values["chain"] in tails else "the first row"
                 return VerifyReport(
                     ok=False,
                     checked=checked,
@@ -275,7 +298,7 @@ async def verify(
                             first_bad_seq=row.seq,
                             reason=f"row {row.seq} is not the row the checkpoint recorded",
                         )
-            expected_prev = values["hash"]
+            tails[values["chain"]] = values["hash"]
             checked += 1
         if len(rows) < batch_size:
             break

@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit_service
-from app.audit.service import AuditEntry
+from app.audit.entries import build_entry
 from app.auth.principal import Principal, Rejection, Role, oidc_principal_id
 from app.config import Settings
 from app.db import transaction
@@ -435,20 +435,8 @@ async def audit_first_use(
     digest = _token_digest(token)
     if digest in _recorded_logins:
         return
-    state = scope.get("state") or {}
-    client = scope.get("client")
-    entry = AuditEntry(
-        organization_id=principal.organization_id,
-        principal_id=principal.id,
-        principal_kind=principal.kind,
-        role=str(principal.role),
-        action="login",
-        resource_type="principal",
-        outcome="success",
-        method=scope.get("method"),
-        path=scope.get("path"),
-        request_id=state.get("request_id") if isinstance(state, dict) else None,
-        client_address=client[0] if client else None,
+    entry = build_entry(
+        principal, action="login", resource_type="principal", outcome="success", scope=scope
     )
     try:
         async with transaction(sessionmaker) as session:

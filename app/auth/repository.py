@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import new_id
+from app.kit.list_sql import newest_first
 from app.models.api_key import ApiKey
 from app.models.organization import Organization
 
@@ -67,13 +68,9 @@ async def list_api_keys(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[ApiKey]:
+    """The organization's keys, newest first (keyset pagination on created_at, id)."""
     query = select(ApiKey).where(ApiKey.organization_id == organization_id)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (ApiKey.created_at < moment) | ((ApiKey.created_at == moment) & (ApiKey.id < row_id))
-        )
-    query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit)
+    query = newest_first(query, ApiKey.created_at, ApiKey.id, after=after, limit=limit)
     return (await session.scalars(query)).all()
 
 

@@ -12,7 +12,7 @@ from app.auth.deps import AUTH_RESPONSES, CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.db import utcnow
 from app.deps import ReadSession, WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
+from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
 from app.problems import PROBLEM_RESPONSES
 
 router = APIRouter(
@@ -72,17 +72,11 @@ async def list_api_keys(
         session,
         organization_id=principal.organization_id,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
-    page = list(api_keys[:limit])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(api_keys) > limit else None
-    link_next(request, response, next_cursor)
+    page = keyset_page(request, response, api_keys, limit, lambda k: (k.created_at, k.id))
     now = utcnow()
-    return ApiKeyPage(
-        items=[ApiKeyOut.from_key(api_key, now=now) for api_key in page],
-        limit=limit,
-        next_cursor=next_cursor,
-    )
+    return page.page(ApiKeyPage, lambda api_key: ApiKeyOut.from_key(api_key, now=now))
 
 
 @router.post(

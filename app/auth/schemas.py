@@ -8,8 +8,8 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from app.auth import keys
 from app.auth.principal import Role
 from app.auth.service import ApiKeyStatus, api_key_status
+from app.kit.pagination import Page
 from app.models.api_key import ApiKey
-from app.pagination import PageMeta
 from app.schemas_common import InputModel, OutputModel, Text100
 
 
@@ -51,6 +51,20 @@ class ApiKeyCreate(InputModel):
     )
 
 
+# The columns ApiKeyOut shows unchanged (never the secret's hash). Every field of the model is
+# required, so a misspelt name fails validation, not silently.
+_SHOWN_AS_STORED = (
+    "id",
+    "name",
+    "created_at",
+    "created_by",
+    "expires_at",
+    "revoked_at",
+    "revoked_by",
+    "last_used_at",
+)
+
+
 class ApiKeyOut(OutputModel):
     id: uuid.UUID
     name: str
@@ -76,18 +90,11 @@ class ApiKeyOut(OutputModel):
     @classmethod
     def from_key(cls, api_key: ApiKey, *, now: datetime) -> ApiKeyOut:
         return cls(
-            id=api_key.id,
-            name=api_key.name,
+            **{name: getattr(api_key, name) for name in _SHOWN_AS_STORED},
             display_name=api_key.display_name or api_key.name,
             role=Role(api_key.role),
             prefix=keys.display_prefix(api_key.prefix),
             status=api_key_status(api_key, now=now),
-            created_at=api_key.created_at,
-            created_by=api_key.created_by,
-            expires_at=api_key.expires_at,
-            revoked_at=api_key.revoked_at,
-            revoked_by=api_key.revoked_by,
-            last_used_at=api_key.last_used_at,
         )
 
 
@@ -103,5 +110,5 @@ class ApiKeyCreated(ApiKeyOut):
         return cls(**ApiKeyOut.from_key(api_key, now=now).model_dump(), key=full_key)
 
 
-class ApiKeyPage(PageMeta):
-    items: list[ApiKeyOut]
+class ApiKeyPage(Page[ApiKeyOut]):
+    pass

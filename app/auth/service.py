@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -118,17 +117,8 @@ async def _revoke(
     return api_key
 
 
-async def list_api_keys(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> Sequence[ApiKey]:
-    """The organization's keys, newest first (keyset pagination on created_at, id)."""
-    return await repository.list_api_keys(
-        session, organization_id=organization_id, limit=limit, after=after
-    )
+# Listing keys has no rule beyond the query (see patients.service.search).
+list_api_keys = repository.list_api_keys
 
 
 def api_key_status(api_key: ApiKey, *, now: datetime) -> ApiKeyStatus:

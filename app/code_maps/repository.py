@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.list_sql import newest_first
 from app.models.code_map import ANY_FACILITY, CodeMapEntry
 
 
@@ -35,13 +36,7 @@ async def list_entries(
     query = select(CodeMapEntry).where(CodeMapEntry.organization_id == organization_id)
     if sending_facility is not None:
         query = query.where(CodeMapEntry.sending_facility == sending_facility)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (CodeMapEntry.created_at < moment)
-            | ((CodeMapEntry.created_at == moment) & (CodeMapEntry.id < row_id))
-        )
-    query = query.order_by(CodeMapEntry.created_at.desc(), CodeMapEntry.id.desc()).limit(limit)
+    query = newest_first(query, CodeMapEntry.created_at, CodeMapEntry.id, after=after, limit=limit)
     return (await session.scalars(query)).all()
 
 

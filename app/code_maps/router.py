@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, st
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
 from app.code_maps import repository, service
-from app.code_maps.schemas import CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
+from app.code_maps.schemas import ENTRY_EXAMPLE, CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
 from app.deps import ReadSession, WriteSession
 from app.errors import NotFoundError
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
+from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(
@@ -46,15 +46,6 @@ LocalCode = Annotated[
     ),
 ]
 
-_ENTRY_EXAMPLE = {
-    "id": "0b9f5f5e-3b8e-4a53-9d0e-6f1a3c2b7d10",
-    "sending_facility": "ACME-LAB",
-    "local_code": "MAGS",
-    "analyte": "magnesium",
-    "note": "ACME sends MAGS",
-    "created_at": "2026-11-25T15:00:00Z",
-}
-
 
 @router.get(
     "",
@@ -64,7 +55,7 @@ _ENTRY_EXAMPLE = {
         200: {
             "content": {
                 "application/json": {
-                    "example": {"items": [_ENTRY_EXAMPLE], "limit": 50, "next_cursor": None}
+                    "example": {"items": [ENTRY_EXAMPLE], "limit": 50, "next_cursor": None}
                 }
             }
         }
@@ -101,16 +92,10 @@ async def list_code_maps(
         organization_id=principal.organization_id,
         sending_facility=service.normalize(sending_facility) if sending_facility else None,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
-    page = list(entries[:limit])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(entries) > limit else None
-    link_next(request, response, next_cursor)
-    return CodeMapPage(
-        items=[CodeMapEntryOut.model_validate(entry) for entry in page],
-        limit=limit,
-        next_cursor=next_cursor,
-    )
+    page = keyset_page(request, response, entries, limit, lambda e: (e.created_at, e.id))
+    return page.page(CodeMapPage, CodeMapEntryOut.model_validate)
 
 
 @router.put(
@@ -120,12 +105,12 @@ async def list_code_maps(
     responses={
         200: {
             "description": "The entry was replaced.",
-            "content": {"application/json": {"example": _ENTRY_EXAMPLE}},
+            "content": {"application/json": {"example": ENTRY_EXAMPLE}},
         },
         201: {
             "model": CodeMapEntryOut,
             "description": "The entry was created.",
-            "content": {"application/json": {"example": _ENTRY_EXAMPLE}},
+            "content": {"application/json": {"example": ENTRY_EXAMPLE}},
         },
         422: problem_doc(
             "The body failed validation, or `analyte` is not a known analyte code (the "

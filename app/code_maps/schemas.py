@@ -3,10 +3,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, JsonValue
 
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.schemas_common import InputModel, OutputModel
+
+# One entry as the API shows it: the schema's example and the routes' response examples.
+ENTRY_EXAMPLE: dict[str, JsonValue] = {
+    "id": "0b9f5f5e-3b8e-4a53-9d0e-6f1a3c2b7d10",
+    "sending_facility": "ACME-LAB",
+    "local_code": "MAGS",
+    "analyte": "magnesium",
+    "note": "ACME sends MAGS",
+    "created_at": "2026-11-25T15:00:00Z",
+}
 
 
 class CodeMapEntryIn(InputModel):
@@ -32,21 +42,8 @@ class CodeMapEntryOut(OutputModel):
     note: str | None
     created_at: datetime
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0b9f5f5e-3b8e-4a53-9d0e-6f1a3c2b7d10",
-                    "sending_facility": "ACME-LAB",
-                    "local_code": "MAGS",
-                    "analyte": "magnesium",
-                    "note": "ACME sends MAGS",
-                    "created_at": "2026-11-25T15:00:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ENTRY_EXAMPLE]})
 
 
-class CodeMapPage(PageMeta):
-    items: list[CodeMapEntryOut]
+class CodeMapPage(Page[CodeMapEntryOut]):
+    pass

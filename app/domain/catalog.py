@@ -16,9 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.domain import units
+from app.domain.data_files import read_yaml_mapping
 from app.domain.errors import DomainError, UnknownAnalyteError, UnknownUnitError
 from app.domain.types import Specimen
 
@@ -226,6 +225,12 @@ class Catalog:
 
 def _validate_analyte(analyte: Analyte) -> None:
     where = f"analyte {analyte.code!r}"
+    _validate_codes(analyte, where)
+    _validate_units(analyte, where)
+
+
+def _validate_codes(analyte: Analyte, where: str) -> None:
+    """The code, the specimens and the LOINC codes (checked first: the error names one)."""
     if not re.fullmatch(r"[a-z][a-z0-9-]*", analyte.code):
         raise CatalogError(f"{where}: code must be lower-case kebab-case")
     if not analyte.loinc_codes:
@@ -243,6 +248,10 @@ def _validate_analyte(analyte: Analyte) -> None:
             raise CatalogError(f"{where}: LOINC {loinc.code} has unknown property")
         if loinc.specimen not in LOINC_SPECIMENS:
             raise CatalogError(f"{where}: LOINC {loinc.code} has unknown specimen")
+
+
+def _validate_units(analyte: Analyte, where: str) -> None:
+    """The units, and what converting between them needs (molar mass, valence)."""
     for unit in analyte.accepted_units:
         if not units.is_known_unit(unit):
             raise CatalogError(f"{where}: accepted unit {unit!r} is not a supported UCUM code")
@@ -267,12 +276,7 @@ def _validate_analyte(analyte: Analyte) -> None:
 def load_catalog(path: Path | None = None) -> Catalog:
     """Parse and validate a catalog file (the packaged one by default)."""
     source = path or DEFAULT_CATALOG_PATH
-    try:
-        document = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise CatalogError(f"{source}: cannot read catalog: {error}") from error
-    if not isinstance(document, dict):
-        raise CatalogError(f"{source}: expected a mapping at the top level")
+    document = read_yaml_mapping(source, CatalogError, "catalog")
     raw_analytes = document.get("analytes")
     if not isinstance(raw_analytes, list) or not raw_analytes:
         raise CatalogError(f"{source}: 'analytes' must be a non-empty list")

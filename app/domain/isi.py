@@ -13,8 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from app.domain.data_files import read_yaml_mapping
 from app.domain.plans.facts import ISI_CATEGORIES
 
 DEFAULT_INSTRUMENT_PATH = Path(__file__).resolve().parent.parent / "data" / "isi.yaml"
@@ -111,12 +110,7 @@ def category_for(total: int) -> str:
 
 def load_instrument(path: Path | None = None) -> Instrument:
     source = path or DEFAULT_INSTRUMENT_PATH
-    try:
-        document = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise InstrumentError(f"{source}: cannot read instrument: {error}") from error
-    if not isinstance(document, dict):
-        raise InstrumentError(f"{source}: expected a mapping at the top level")
+    document = read_yaml_mapping(source, InstrumentError, "instrument")
     try:
         return _parse(document)
     except (KeyError, TypeError, ValueError) as error:

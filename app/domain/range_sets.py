@@ -216,8 +216,26 @@ def parse_range_set_csv(text: str, *, name: str, source: str) -> RangeSetDocumen
     Empty cells are None. Ratios cannot be expressed in CSV (the document has none); import them
     with YAML or JSON. Errors name the CSV line (the header is line 1).
     """
-    allowed = set(RangeRowDocument.model_fields)
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), restkey="__extra__")
+    reader.fieldnames = _csv_header(reader)
+    rows: list[dict[str, str | None]] = []
+    lines: list[int] = []
+    try:
+        for record in reader:
+            cells = _csv_cells(record, index=len(rows), line=reader.line_num)
+            if cells:
+                rows.append(cells)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise RangeSetFormatError(
+            f"line {reader.line_num}: the CSV could not be read: {exc}",
+            [{"loc": [], "path": "", "msg": str(exc), "line": reader.line_num}],
+        ) from exc
+    return _validate({"name": name, "source": source, "rows": rows}, lines=lines)
+
+
+def _csv_header(reader: csv.DictReader[str]) -> list[str]:
+    """The stripped header, refused when empty, unknown, incomplete or repeated."""
     try:
         header = [column.strip() for column in reader.fieldnames or []]
     except csv.Error as exc:
@@ -227,60 +245,39 @@ def parse_range_set_csv(text: str, *, name: str, source: str) -> RangeSetDocumen
             "the CSV is empty: expected a header row",
             [{"loc": [], "path": "", "msg": "missing header row", "line": 1}],
         )
+    allowed = set(RangeRowDocument.model_fields)
     unknown = [column for column in header if column not in allowed]
     missing = [column for column in ("analyte", "unit", "source") if column not in header]
-    if unknown or missing or len(set(header)) != len(header):
-        errors = [
-            {
-                "loc": ["header", column],
-                "path": f"header.{column}",
-                "msg": "unknown column",
-                "line": 1,
-            }
-            for column in unknown
-        ] + [
-            {
-                "loc": ["header", column],
-                "path": f"header.{column}",
-                "msg": "missing column",
-                "line": 1,
-            }
-            for column in missing
-        ]
-        if len(set(header)) != len(header):
-            errors.append(
-                {"loc": ["header"], "path": "header", "msg": "duplicate column", "line": 1}
-            )
+    errors = [_header_error(column, "unknown column") for column in unknown]
+    errors += [_header_error(column, "missing column") for column in missing]
+    if len(set(header)) != len(header):
+        errors.append({"loc": ["header"], "path": "header", "msg": "duplicate column", "line": 1})
+    if errors:
         summary = "; ".join(f"{error['path']}: {error['msg']}" for error in errors)
         raise RangeSetFormatError(f"the CSV header is not usable: {summary}", errors)
-    reader.fieldnames = header
-    rows: list[dict[str, str | None]] = []
-    lines: list[int] = []
-    try:
-        for record in reader:
-            if "__extra__" in record:
-                raise RangeSetFormatError(
-                    f"line {reader.line_num}: more cells than header columns",
-                    [
-                        {
-                            "loc": ["rows", len(rows)],
-                            "path": f"rows[{len(rows)}]",
-                            "msg": "more cells than header columns",
-                            "line": reader.line_num,
-                        }
-                    ],
-                )
-            cells = {key: _cell(value) for key, value in record.items()}
-            if all(value is None for value in cells.values()):
-                continue
-            rows.append({key: value for key, value in cells.items() if value is not None})
-            lines.append(reader.line_num)
-    except csv.Error as exc:
+    return header
+
+
+def _header_error(column: str, message: str) -> dict[str, Any]:
+    return {"loc": ["header", column], "path": f"header.{column}", "msg": message, "line": 1}
+
+
+def _csv_cells(record: dict[str, Any], *, index: int, line: int) -> dict[str, str | None]:
+    """The non-empty cells of one CSV record ({} for a blank line)."""
+    if "__extra__" in record:
         raise RangeSetFormatError(
-            f"line {reader.line_num}: the CSV could not be read: {exc}",
-            [{"loc": [], "path": "", "msg": str(exc), "line": reader.line_num}],
-        ) from exc
-    return _validate({"name": name, "source": source, "rows": rows}, lines=lines)
+            f"line {line}: more cells than header columns",
+            [
+                {
+                    "loc": ["rows", index],
+                    "path": f"rows[{index}]",
+                    "msg": "more cells than header columns",
+                    "line": line,
+                }
+            ],
+        )
+    cells = {key: _cell(value) for key, value in record.items()}
+    return {key: value for key, value in cells.items() if value is not None}
 
 
 def read_default_range_set() -> RangeSetDocument:

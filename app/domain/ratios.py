@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
 
 from app.domain.types import InterpretationCode, ResultValue
 
@@ -53,6 +54,34 @@ def compute_ratios(
             continue
         results.append(_compute_one(definition, numerator, denominator))
     return results
+
+
+def ratio_documents(
+    values: Mapping[str, ResultValue], definitions: Sequence[RatioDefinition]
+) -> list[dict[str, Any]]:
+    """``compute_ratios`` as a panel stores them: decimals as strings, with each definition's
+    source; a ratio with neither a value nor a note (nothing to say) is left out."""
+    sources: dict[str, str] = {}
+    for definition in definitions:
+        sources.setdefault(definition.code, definition.source)  # the first, as a lookup would
+    return [
+        {
+            "code": ratio.code,
+            "display": ratio.display,
+            "value": _text(ratio.value),
+            "interpretation": ratio.interpretation.value if ratio.interpretation else None,
+            "low": _text(ratio.low),
+            "high": _text(ratio.high),
+            "note": ratio.note,
+            "source": sources.get(ratio.code),
+        }
+        for ratio in compute_ratios(values, definitions)
+        if ratio.value is not None or ratio.note is not None
+    ]
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def round_significant(value: Decimal, digits: int = SIGNIFICANT_DIGITS) -> Decimal:

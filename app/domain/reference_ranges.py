@@ -10,7 +10,7 @@ tied is a data error: a range set must never silently pick one of two equally go
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -406,37 +406,12 @@ def _either_sex_row(
     """For sex other/unknown: one row that is normal only inside every reference interval of
     the patient's age and specimen (each sex's and a sex-independent one, often their union);
     None when no sex-specific row covers the patient."""
-    if patient.birth_date is None:
-        return None
-    birth_date = patient.birth_date
-    matching = [
-        row
-        for row in rows
-        if age_band_contains(row, birth_date=birth_date, on_date=patient.on_date)
-    ]
+    matching = _rows_of_age(rows, patient)
     if not any(row.sex is not None for row in matching):
         return None
-    best = max(specimen_rank(row.specimen, row.specimen or "") or 0 for row in matching)
-    matching = [
-        row for row in matching if (specimen_rank(row.specimen, row.specimen or "") or 0) == best
-    ]
-
-    def highest(values: list[Decimal | None]) -> Decimal | None:
-        present = [v for v in values if v is not None]
-        return max(present) if present else None
-
-    def lowest(values: list[Decimal | None]) -> Decimal | None:
-        present = [v for v in values if v is not None]
-        return min(present) if present else None
-
-    limits = RangeLimits(
-        low=highest([r.limits.low for r in matching]),
-        high=lowest([r.limits.high for r in matching]),
-        critical_low=highest([r.limits.critical_low for r in matching]),
-        critical_high=lowest([r.limits.critical_high for r in matching]),
-        absolute_low=lowest([r.limits.absolute_low for r in matching]),
-        absolute_high=highest([r.limits.absolute_high for r in matching]),
-    )
+    best = max(_own_specimen_rank(row) for row in matching)
+    matching = [row for row in matching if _own_specimen_rank(row) == best]
+    limits = _inside_every(matching)
     if not _ordered(limits):
         return None
     first = matching[0]
@@ -452,6 +427,44 @@ def _either_sex_row(
         ),
         source="; ".join(sorted({r.source for r in matching})),
         row_id="+".join(r.row_id or "?" for r in matching),
+    )
+
+
+def _rows_of_age(rows: Sequence[RangeRow], patient: PatientFacts) -> list[RangeRow]:
+    """The rows whose age band holds the patient; none without a birth date."""
+    birth_date = patient.birth_date
+    if birth_date is None:
+        return []
+    return [
+        row
+        for row in rows
+        if age_band_contains(row, birth_date=birth_date, on_date=patient.on_date)
+    ]
+
+
+def _own_specimen_rank(row: RangeRow) -> int:
+    return specimen_rank(row.specimen, row.specimen or "") or 0
+
+
+def _highest(values: Iterable[Decimal | None]) -> Decimal | None:
+    return max((v for v in values if v is not None), default=None)
+
+
+def _lowest(values: Iterable[Decimal | None]) -> Decimal | None:
+    return min((v for v in values if v is not None), default=None)
+
+
+def _inside_every(rows: Sequence[RangeRow]) -> RangeLimits:
+    """The limits that hold inside every row's: the narrowest reference and critical limits,
+    the widest absolute ones (a value possible for one sex is possible)."""
+    limits = [r.limits for r in rows]
+    return RangeLimits(
+        low=_highest(x.low for x in limits),
+        high=_lowest(x.high for x in limits),
+        critical_low=_highest(x.critical_low for x in limits),
+        critical_high=_lowest(x.critical_high for x in limits),
+        absolute_low=_lowest(x.absolute_low for x in limits),
+        absolute_high=_highest(x.absolute_high for x in limits),
     )
 
 

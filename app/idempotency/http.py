@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated, TypeVar
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.context import audit_target, draft_of
+from app.auth.deps import CurrentPrincipal
 from app.auth.principal import Principal
 from app.config import Settings
-from app.idempotency.deps import request_target, stored_response
+from app.deps import SettingsDep, WriteSession
+from app.idempotency.deps import IdempotencyKey, request_target, stored_response
 from app.idempotency.service import StoredResponse, run_idempotent
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def json_response(body: bytes, status: int, **headers: str) -> StoredResponse:
@@ -68,3 +75,60 @@ def _audit_replay(request: Request, stored: StoredResponse) -> None:
         patient_id=uuid.UUID(patient) if patient else None,
         status_code=stored.status,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A creating route's Idempotency-Key, with everything needed to honour it (inject it as
+    `idem: Idem`): the route only says what it creates and where it lives."""
+
+    request: Request
+    session: AsyncSession
+    principal: Principal
+    settings: Settings
+    key: str | None
+
+    async def run(self, produce: Callable[[], Awaitable[StoredResponse]]) -> Response:
+        """For responses that are not a plain 201 (e.g. a panel re-posted answers 200)."""
+        return await idempotent(
+            self.request,
+            self.session,
+            principal=self.principal,
+            settings=self.settings,
+            key=self.key,
+            produce=produce,
+        )
+
+    async def created(
+        self,
+        produce: Callable[[], Awaitable[M]],
+        *,
+        location: Callable[[M], str],
+        etag: Callable[[M], str] | None = None,
+    ) -> Response:
+        """201 with the produced model as JSON, its `Location` (and `ETag`), stored under the
+        key so a retry replays it byte for byte."""
+
+        async def stored() -> StoredResponse:
+            out = await produce()
+            headers = {"location": location(out)}
+            if etag is not None:
+                headers["etag"] = etag(out)
+            return json_response(out.model_dump_json().encode(), 201, **headers)
+
+        return await self.run(stored)
+
+
+# The same session and principal the route gets (FastAPI caches both per request), so the key
+# is claimed in the request's own transaction.
+async def _idempotency(
+    request: Request,
+    session: WriteSession,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Idempotency:
+    return Idempotency(request, session, principal, settings, idempotency_key)
+
+
+Idem = Annotated[Idempotency, Depends(_idempotency)]

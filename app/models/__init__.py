@@ -1,5 +1,6 @@
 """ORM models, one module per aggregate; imported here so Alembic sees every table."""
 
+from app.batches.models import PanelBatch
 from app.models.api_key import ApiKey
 from app.models.audit import AuditEvent
 from app.models.code_map import CodeMapEntry
@@ -22,6 +23,7 @@ __all__ = [
     "IdempotencyRecord",
     "Organization",
     "Panel",
+    "PanelBatch",
     "PanelInterpretation",
     "Patient",
     "PatientContext",

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid
+from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.db import Base, UTCDateTime, utcnow
+from app.models.mixins import OrganizationScoped
 
 
-class ApiKey(Base):
+class ApiKey(OrganizationScoped, Base):
     """An API key: only a SHA-256 hash of the secret is stored, found by its public prefix."""
 
     __tablename__ = "api_key"
@@ -18,10 +18,6 @@ class ApiKey(Base):
         Index("ix_api_key_organization", "organization_id", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     name: Mapped[str] = mapped_column(String(200))
     # The human label plans record as author and approver (null on older keys: their name).
     display_name: Mapped[str | None] = mapped_column(String(200))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, SmallInteger, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -23,6 +23,8 @@ class AuditEvent(Base):
         Index("ix_audit_event_org_patient", "organization_id", "patient_id", "seq"),
         Index("ix_audit_event_org_principal", "organization_id", "principal_id", "seq"),
         Index("ix_audit_event_org_occurred", "organization_id", "occurred_at"),
+        # The tail of one chain (app.audit.repository: the chain is striped).
+        Index("ix_audit_event_chain_seq", "chain", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(AuditSeq, primary_key=True, autoincrement=True)
@@ -42,5 +44,8 @@ class AuditEvent(Base):
     path: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(128))
     client_address: Mapped[str | None] = mapped_column(String(100))
+    # Which of the striped chains (0-63) the row links into; prev_hash is that chain's
+    # previous row. Not hashed: moving a row breaks the links of both chains.
+    chain: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

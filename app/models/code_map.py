@@ -1,18 +1,18 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.db import Base, UTCDateTime, utcnow
+from app.models.mixins import OrganizationScoped
 
 # The sending facility of an entry that applies to every facility of the organization.
 ANY_FACILITY = "*"
 
 
-class CodeMapEntry(Base):
+class CodeMapEntry(OrganizationScoped, Base):
     """One local test code of an HL7 v2 sender (MSH-4, or `*` for any) → our analyte code.
 
     Facility and code are stored upper-case and matched case-insensitively. An organization's
@@ -27,10 +27,6 @@ class CodeMapEntry(Base):
         Index("ix_hl7_code_map_entry_org_created", "organization_id", "created_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     sending_facility: Mapped[str] = mapped_column(String(100))
     local_code: Mapped[str] = mapped_column(String(50))
     analyte: Mapped[str] = mapped_column(String(50))

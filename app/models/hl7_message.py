@@ -1,16 +1,16 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.models.mixins import OrganizationScoped
 
 
-class Hl7Message(Base):
+class Hl7Message(OrganizationScoped, Base):
     """An accepted HL7 v2 message, by its sender and MSH-10 control id.
 
     A re-sent message (same sender, same control id, same content) is answered with the same
@@ -29,10 +29,6 @@ class Hl7Message(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     sending_application: Mapped[str] = mapped_column(String(200))
     sending_facility: Mapped[str] = mapped_column(String(200))
     control_id: Mapped[str] = mapped_column(String(200))

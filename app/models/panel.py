@@ -17,10 +17,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, DecimalType, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, DecimalType, JSONType, UTCDateTime, utcnow
+from app.models.mixins import OrganizationScoped, PatientScoped
 
 
-class Panel(Base):
+class Panel(PatientScoped, Base):
     """A lab panel as sent by one source; (organization, source, accession) is its natural key."""
 
     __tablename__ = "panel"
@@ -34,13 +35,6 @@ class Panel(Base):
         Index("ix_panel_patient_collected", "patient_id", "collected_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
-    )
     source: Mapped[str] = mapped_column(String(100))
     accession: Mapped[str] = mapped_column(String(100))
     specimen: Mapped[str] = mapped_column(String(20))
@@ -68,7 +62,7 @@ class Panel(Base):
     )
 
 
-class Result(Base):
+class Result(PatientScoped, Base):
     """One analyte result: the value as sent, in the canonical unit, and our interpretation."""
 
     __tablename__ = "result"
@@ -98,14 +92,7 @@ class Result(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     panel_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel.id", ondelete="CASCADE"))
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
-    )
     position: Mapped[int]
     collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     analyte: Mapped[str] = mapped_column(String(50))
@@ -143,16 +130,12 @@ class Result(Base):
     panel: Mapped[Panel] = relationship(back_populates="results", lazy="raise")
 
 
-class PanelInterpretation(Base):
+class PanelInterpretation(OrganizationScoped, Base):
     """A superseded interpretation of a panel, kept readable after a re-interpretation."""
 
     __tablename__ = "panel_interpretation"
     __table_args__ = (UniqueConstraint("panel_id", "version"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     panel_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel.id", ondelete="CASCADE"))
     version: Mapped[int]
     range_set_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -15,21 +15,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.db import Base, UTCDateTime, utcnow
 from app.domain.person_names import PersonName, stored_name
+from app.models.mixins import OrganizationScoped
 
 
-class Patient(Base):
+class Patient(OrganizationScoped, Base):
     __tablename__ = "patient"
     __table_args__ = (
         CheckConstraint("sex IN ('female', 'male', 'other', 'unknown')", name="sex"),
         Index("ix_patient_org_created", "organization_id", "created_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     sex: Mapped[str] = mapped_column(String(16))
     birth_date: Mapped[date | None] = mapped_column(Date)
     # The patient's name (FHIR HumanName: family, given[], text). Given names are stored joined
@@ -55,7 +52,7 @@ class Patient(Base):
 Index("ix_patient_org_family_lower", Patient.organization_id, func.lower(Patient.family_name))
 
 
-class PatientIdentifier(Base):
+class PatientIdentifier(OrganizationScoped, Base):
     """An external identifier (system + value, e.g. an MRN); unique per organization."""
 
     __tablename__ = "patient_identifier"
@@ -64,10 +61,6 @@ class PatientIdentifier(Base):
         Index("ix_patient_identifier_patient", "patient_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     patient_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("patient.id", ondelete="CASCADE")
     )

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -8,18 +7,17 @@ from typing import Any
 from sqlalchemy import (
     CheckConstraint,
     Date,
-    ForeignKey,
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, DecimalType, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, DecimalType, JSONType, UTCDateTime, utcnow
+from app.models.mixins import PatientScoped
 
 
-class PatientContext(Base):
+class PatientContext(PatientScoped, Base):
     """One version of a patient's clinical context (pregnancy, kidney function, medications,
     conditions, diet). Append-only: every write is a new row with the next version, so the
     context a plan was drafted against stays readable."""
@@ -38,13 +36,6 @@ class PatientContext(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
-    )
     version: Mapped[int]
     pregnant: Mapped[bool | None]
     lactating: Mapped[bool | None]

@@ -2,62 +2,55 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Date,
+    Dialect,
     ForeignKey,
     Index,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
-    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
-from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, UTCDateTime, new_id, utcnow
+from app.domain.plans.document import PlanDocument
+from app.models.plan_rule_set import PlanRuleSet as PlanRuleSet  # it used to live here
 
 PLAN_STATUSES = ("draft", "active", "completed", "revoked", "entered-in-error")
 
 
-class PlanRuleSet(Base):
-    """A named, versioned, immutable plan rule set (the validated document); one is active."""
+class PlanDocumentType(TypeDecorator[PlanDocument]):
+    """A plan document in its JSON column (JSONB on PostgreSQL): validated into the typed
+    model on every load, written back in the shape it was read in (see PlanDocument)."""
 
-    __tablename__ = "plan_rule_set"
-    __table_args__ = (
-        UniqueConstraint("organization_id", "name", "version"),
-        CheckConstraint("status IN ('draft', 'active', 'retired')", name="status"),
-        Index(
-            "uq_plan_rule_set_one_active",
-            "organization_id",
-            unique=True,
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
-        ),
-        Index("ix_plan_rule_set_org_created", "organization_id", "created_at", "id"),
-    )
+    impl = JSON
+    cache_ok = True
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    name: Mapped[str] = mapped_column(String(100))
-    version: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16), default="draft")
-    description: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(Text)
-    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[object]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: PlanDocument | None, dialect: Dialect) -> object:
+        return None if value is None else value.model_dump(mode="json")
+
+    def process_result_value(self, value: object, dialect: Dialect) -> PlanDocument | None:
+        return None if value is None else PlanDocument.model_validate(value)
 
 
 class TreatmentPlan(Base):
     """The current state of a treatment plan; every change also appends a `TreatmentPlanVersion`.
 
     `document` holds the items, safety findings, overrides, the rules that fired and the facts
-    the plan was drafted from (see app/plans/documents.py)."""
+    the plan was drafted from: a `PlanDocument` (app/domain/plans/document.py)."""
 
     __tablename__ = "treatment_plan"
     __table_args__ = (
@@ -91,7 +84,7 @@ class TreatmentPlan(Base):
     # Set when a result the plan rests on was later withdrawn or corrected: the plan must be
     # reviewed (regenerated or acknowledged) before it can be activated again.
     review_reason: Mapped[str | None] = mapped_column(Text)
-    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    document: Mapped[PlanDocument] = mapped_column(PlanDocumentType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -117,4 +110,4 @@ class TreatmentPlanVersion(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     changed_by: Mapped[str] = mapped_column(String(200))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    document: Mapped[PlanDocument] = mapped_column(PlanDocumentType)

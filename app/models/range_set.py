@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import (
-    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -13,42 +12,19 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, DecimalType, UTCDateTime, new_id, utcnow
+from app.db import Base, DecimalType, new_id
+from app.versioned_sets.model import VersionedSet
 
 
-class RangeSet(Base):
+class RangeSet(VersionedSet, Base):
     """A named, versioned, immutable set of reference ranges; one per organization is active."""
 
     __tablename__ = "range_set"
-    __table_args__ = (
-        UniqueConstraint("organization_id", "name", "version"),
-        CheckConstraint("status IN ('draft', 'active', 'retired')", name="status"),
-        # At most one active set per organization, enforced by the database.
-        Index(
-            "uq_range_set_one_active",
-            "organization_id",
-            unique=True,
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
-        ),
-    )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    name: Mapped[str] = mapped_column(String(100))
-    version: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16), default="draft")
-    description: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(Text)
     effective_from: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     rows: Mapped[list[ReferenceRange]] = relationship(
         back_populates="range_set", lazy="raise", order_by="ReferenceRange.position"

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, Uuid
+from sqlalchemy import Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.models.mixins import OrganizationScoped
 
 # Where an input arrived: the HL7 v2 HTTP route, the MLLP listener, the FHIR Bundle endpoint,
 # or the native JSON panel route.
@@ -15,7 +15,7 @@ CHANNELS = ("hl7-http", "hl7-mllp", "fhir", "json")
 STATUSES = ("refused", "reprocessed", "discarded")
 
 
-class RefusedInput(Base):
+class RefusedInput(OrganizationScoped, Base):
     """An inbound message, Bundle or panel that was refused (HL7 AE / AR, FHIR or JSON 4xx),
     kept as received so it can be re-processed once a code map, range or patient is fixed.
 
@@ -29,10 +29,6 @@ class RefusedInput(Base):
         Index("ix_refused_input_org_hash", "organization_id", "channel", "payload_hash"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     channel: Mapped[str] = mapped_column(String(20))
     content_type: Mapped[str] = mapped_column(String(200))
     payload: Mapped[bytes] = mapped_column(LargeBinary)

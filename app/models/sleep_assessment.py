@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import CheckConstraint, Date, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.models.mixins import PatientScoped
 
 
-class SleepAssessment(Base):
+class SleepAssessment(PatientScoped, Base):
     """One completed sleep questionnaire (the Insomnia Severity Index): its item answers and
     the total and category the server computed from them."""
 
@@ -23,13 +23,6 @@ class SleepAssessment(Base):
         Index("ix_sleep_assessment_patient_timeline", "patient_id", "timeline_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
-    )
     instrument: Mapped[str] = mapped_column(String(10))
     assessed_on: Mapped[date] = mapped_column(Date)
     # assessed_on at 00:00 UTC: where the assessment sits on the patient's timeline beside the

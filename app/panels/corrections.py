@@ -13,7 +13,7 @@ mention is kept as it was (results are never deleted; only an explicit withdrawa
 withdraws one). Before anything changes, the panel's current interpretation, with the values
 and statuses it had, is kept as a superseded version with the reason (read back under
 ``GET /api/v1/panels/{id}/interpretations``). The panel is then re-interpreted with the same
-functions as ingestion (``app.panels.interpretation``) against the organization's active range
+pipeline as ingestion (``app.domain.pipeline``) against the organization's active range
 set: ``has_critical`` / ``has_possible_critical`` and the ratios are recomputed without
 withdrawn results. A draft or active plan resting on a result whose value changed, or that was
 withdrawn, is marked as needing review (``app.plans.repository.flag_plans_resting_on``), in the
@@ -31,17 +31,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
+from app.domain.pipeline import NormalizedResult, panel_ratios
 from app.domain.result_status import REVISING, ResultStatus, is_withdrawn, withdrawn_note
 from app.errors import NotFoundError, UnprocessableError
 from app.models.panel import Panel, Result
 from app.panels import repository
 from app.panels.interpretation import (
-    NormalizedResult,
-    normalize_results,
-    panel_ratios,
+    interpret,
+    normalize,
+    patient_facts,
     result_content,
     stored_as_normalized,
 )
+from app.panels.reinterpretation import keep_superseded, record_interpretation
 from app.panels.repository import PanelRow
 from app.panels.schemas import PanelCreate, PanelOut, ResultOut
 from app.panels.service import (
@@ -49,11 +51,7 @@ from app.panels.service import (
     IngestOutcome,
     get_document,
     ingest,
-    interpret_with_status,
-    keep_superseded,
-    patient_facts,
     payload_hash,
-    with_statuses,
 )
 from app.panels.views import panel_out
 from app.plans.repository import RevisedResult, flag_plans_resting_on
@@ -219,12 +217,7 @@ async def _apply_correction(
     catalog: Catalog,
 ) -> PanelOut:
     organization_id = panel.organization_id
-    corrected = with_statuses(
-        normalize_results(
-            data.results, specimen=panel.specimen, catalog=catalog, field="body.results"
-        ),
-        data,
-    )
+    corrected = normalize(data, specimen=panel.specimen, catalog=catalog)
     patient = await repository.patient_for_panel(
         session, organization_id=organization_id, patient_id=panel.patient_id, identifier=None
     )
@@ -242,17 +235,16 @@ async def _apply_correction(
     keep_superseded(session, panel=panel, results=stored, reason=reason, now=now, with_values=True)
 
     merged, targets = _merge(stored, corrected, catalog, first_unsent=len(data.results))
-    verdicts = interpret_with_status(
+    interpreted = interpret(
         merged,
         range_set=range_set,
         patient=patient_facts(patient, data.collected_at),
         specimen=panel.specimen,
         refuse_impossible=True,
-        field="body.results",
     )
     position = max((r.position for r in stored), default=-1) + 1
     results: list[Result] = []
-    for normalized, verdict, target in zip(merged, verdicts, targets, strict=True):
+    for (normalized, verdict), target in zip(interpreted.pairs(), targets, strict=True):
         values = result_content(normalized, verdict)
         if target is None:
             target = Result(
@@ -276,20 +268,8 @@ async def _apply_correction(
     panel.received_at = data.received_at
     panel.performing_lab = data.performing_lab
     panel.payload_hash = payload_hash(data, source_format, panel.patient_id)
-    panel.range_set_id = range_set.id if range_set else None
-    panel.interpretation_version += 1
-    panel.interpreted_at = now
-    panel.has_critical = any(v.critical for v in verdicts)
-    panel.has_possible_critical = any(v.possibly_critical for v in verdicts)
-    panel.ratios = panel_ratios(merged, range_set)
     results.sort(key=lambda r: r.position)
-    out = panel_out(
-        panel,
-        results,
-        range_set.name if range_set else None,
-        range_set.version if range_set else None,
-    )
-    panel.document = out.model_dump_json()
+    out = record_interpretation(panel, results, interpreted, range_set, now=now)
     await session.flush()
     revised = [
         RevisedResult(r.id, panel.id, _revision(panel, r, before[r.id], reason))

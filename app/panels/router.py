@@ -9,12 +9,12 @@ from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanReinterpretPanels, CanWritePanels
-from app.deps import SettingsDep, WriteSession
-from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
-from app.idempotency.http import idempotent, json_response
+from app.deps import WriteSession
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES
+from app.idempotency.http import Idem, json_response
 from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
-from app.panels import corrections, service
+from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page, link_next
+from app.panels import corrections, reinterpretation, service, trends
 from app.panels.schemas import (
     PANEL_EXAMPLE,
     InterpretationVersionOut,
@@ -68,11 +68,10 @@ async def post_panel(
     request: Request,
     session: WriteSession,
     principal: CanWritePanels,
-    settings: SettingsDep,
+    idem: Idem,
     body: Annotated[
         PanelCreate, Body(openapi_examples={"mineral panel": {"value": PANEL_EXAMPLE}})
     ],
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Stores a patient's mineral panel and returns it interpreted.
 
@@ -130,14 +129,8 @@ async def post_panel(
             location=f"/api/v1/panels/{panel.id}",
         )
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
-    )
+    # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.
+    return await idem.run(produce)
 
 
 @router.get(
@@ -198,12 +191,10 @@ async def list_patient_panels(
         analyte=analyte,
         flag=flag,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
-    page = panels[:limit]
-    next_cursor = encode_cursor(page[-1].collected_at, page[-1].id) if len(panels) > limit else None
-    link_next(request, response, next_cursor)
-    return PanelPage(items=page, limit=limit, next_cursor=next_cursor)
+    page = keyset_page(request, response, panels, limit, lambda p: (p.collected_at, p.id))
+    return page.page(PanelPage)
 
 
 @router.get(
@@ -236,7 +227,7 @@ async def analyte_history(
     with it, in the same unit. `total` counts every matching result. Withdrawn results are
     left out. Ratios (`ca_mg_molar`, ...) are at `/ratios/{code}/history`."""
     audit_target(request, patient_id=patient_id)
-    trend = await service.analyte_history(
+    trend = await trends.analyte_history(
         session,
         organization_id=principal.organization_id,
         patient_id=patient_id,
@@ -245,7 +236,7 @@ async def analyte_history(
         collected_from=collected_from,
         collected_to=collected_to,
         limit=limit,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
     link_next(request, response, trend.next_cursor)
     return trend
@@ -283,7 +274,7 @@ async def ratio_history(
     `value` and a `note`. Cancelled panels are left out. `total` counts all pages. A code no
     panel carries is 200 with no items when the active range set defines it, else 404."""
     audit_target(request, patient_id=patient_id)
-    history = await service.ratio_history(
+    history = await trends.ratio_history(
         session,
         organization_id=principal.organization_id,
         patient_id=patient_id,
@@ -291,7 +282,7 @@ async def ratio_history(
         collected_from=collected_from,
         collected_to=collected_to,
         limit=limit,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
     link_next(request, response, history.next_cursor)
     return history
@@ -324,7 +315,7 @@ async def reinterpret_panel(
     this explicit action does, and the previous interpretation stays readable under
     `/interpretations`."""
     audit_target(request, resource_id=panel_id)
-    panel = await service.reinterpret(
+    panel = await reinterpretation.reinterpret(
         session,
         organization_id=principal.organization_id,
         panel_id=panel_id,
@@ -348,7 +339,7 @@ async def panel_interpretations(
     status and verdict (a version superseded by a correction also keeps each result's value and
     unit as they were, and its `reason` names the correction)."""
     audit_target(request, resource_id=panel_id)
-    current, older = await service.interpretation_versions(
+    current, older = await reinterpretation.interpretation_versions(
         session, organization_id=principal.organization_id, panel_id=panel_id
     )
     audit_target(request, patient_id=current.patient_id)

@@ -19,7 +19,7 @@ from pydantic import (
 from app.db import utcnow
 from app.domain.result_status import ResultStatus
 from app.domain.types import Specimen
-from app.pagination import PageMeta
+from app.kit.pagination import Page, PageMeta
 from app.schemas_common import (
     EARLIEST_DATE,
     IdentifierIn,
@@ -284,8 +284,8 @@ class PanelOut(OutputModel):
     ratios: list[RatioOut]
 
 
-class PanelPage(PageMeta):
-    items: list[PanelOut]
+class PanelPage(Page[PanelOut]):
+    pass
 
 
 class TrendPointOut(OutputModel):

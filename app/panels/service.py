@@ -1,53 +1,37 @@
-"""Panel ingestion, reading and re-interpretation. One transaction per call (the caller's)."""
+"""Panel ingestion and reading (trends: ``trends``; re-interpretation: ``reinterpretation``;
+the clinical path itself: ``app.domain.pipeline``). One transaction per call (the caller's)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import query_params
 from app.db import utcnow
-from app.domain.catalog import Analyte, Catalog, default_catalog
+from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
-from app.domain.result_status import ResultStatus, is_withdrawn, withdrawn_note
-from app.domain.types import PatientFacts, Sex
-from app.domain.units import convert
+from app.domain.pipeline import InterpretedResult, NormalizedResult
 from app.errors import ConflictError, NotFoundError, UnprocessableError
-from app.models.panel import Panel, PanelInterpretation, Result
-from app.models.patient import Patient
+from app.models.panel import Panel, Result
 from app.ops import metrics
-from app.pagination import encode_cursor
 from app.panels import repository
 from app.panels.interpretation import (
-    InterpretedResult,
-    NormalizedResult,
-    interpret_results,
-    normalize_results,
-    panel_ratios,
+    interpret,
+    normalize,
+    patient_facts,
     result_content,
-    stored_as_normalized,
 )
 from app.panels.repository import PatientForPanel
-from app.panels.schemas import (
-    PanelCreate,
-    PanelOut,
-    RatioHistoryOut,
-    RatioPointOut,
-    TrendOut,
-    TrendPointOut,
-)
-from app.panels.views import panel_out, result_snapshot
+from app.panels.schemas import PanelCreate, PanelOut
+from app.panels.views import panel_out
 from app.patients import matching as patient_matching
-from app.patients import repository as patients
+from app.patients import service as patients_service
 from app.ranges import service as ranges
 from app.ranges.compiled import CompiledRangeSet
 
@@ -127,12 +111,6 @@ async def _resolve_patient(
     return patient
 
 
-def patient_facts(patient: Patient | PatientForPanel, collected_at: datetime) -> PatientFacts:
-    return PatientFacts(
-        sex=Sex(patient.sex), birth_date=patient.birth_date, on_date=collected_at.date()
-    )
-
-
 async def ingest(
     session: AsyncSession,
     *,
@@ -149,12 +127,7 @@ async def ingest(
     ``on_conflict`` applies it as a correction (``app.panels.corrections.ingest_or_correct``).
     """
     catalog = catalog or default_catalog()
-    normalized = with_statuses(
-        normalize_results(
-            data.results, specimen=data.specimen.value, catalog=catalog, field="body.results"
-        ),
-        data,
-    )
+    normalized = normalize(data, specimen=data.specimen.value, catalog=catalog)
     patient = await _resolve_patient(session, organization_id=organization_id, data=data)
     digest = payload_hash(data, source_format, patient.id)
     range_set = await ranges.compiled_if_any(
@@ -163,13 +136,12 @@ async def ingest(
         range_set_id=patient.range_set_id,
         catalog=catalog,
     )
-    interpreted = interpret_with_status(
+    interpreted = interpret(
         normalized,
         range_set=range_set,
         patient=patient_facts(patient, data.collected_at),
         specimen=data.specimen.value,
         refuse_impossible=True,
-        field="body.results",
     )
     now = utcnow()
     panel = Panel(
@@ -188,14 +160,14 @@ async def ingest(
         range_set_id=range_set.id if range_set else None,
         interpretation_version=1,
         interpreted_at=now,
-        has_critical=any(i.critical for i in interpreted),
-        has_possible_critical=any(i.possibly_critical for i in interpreted),
-        ratios=panel_ratios(normalized, range_set),
+        has_critical=interpreted.has_critical,
+        has_possible_critical=interpreted.has_possible_critical,
+        ratios=interpreted.ratios,
         created_at=now,
     )
     rows = [
         _result_values(panel, patient.id, result, verdict)
-        for result, verdict in zip(normalized, interpreted, strict=True)
+        for result, verdict in interpreted.pairs()
     ]
     out = panel_out(
         panel,
@@ -217,66 +189,6 @@ async def ingest(
     await repository.insert_results(session, rows)
     metrics.count_ingested(session, source_format=source_format, results=len(rows))
     return IngestOutcome(panel=out, document=panel.document, created=True)
-
-
-def with_statuses(
-    normalized: Sequence[NormalizedResult], data: PanelCreate
-) -> list[NormalizedResult]:
-    """Each normalized result with its status: its own, else the panel's."""
-    return [replace(n, status=data.result_status(n.position)) for n in normalized]
-
-
-def interpret_with_status(
-    normalized: Sequence[NormalizedResult],
-    *,
-    range_set: CompiledRangeSet | None,
-    patient: PatientFacts,
-    specimen: str,
-    refuse_impossible: bool,
-    field: str = "results",
-) -> list[InterpretedResult]:
-    """``interpret_results`` for every result, in order, with withdrawn results (cancelled,
-    entered-in-error) made harmless: interpreted for the record only, never critical or
-    possibly critical (so never in ``has_critical``), and an impossible withdrawn value (often
-    the reason it was withdrawn) does not refuse the panel."""
-    current = [n for n in normalized if not is_withdrawn(n.status)]
-    withdrawn = [n for n in normalized if is_withdrawn(n.status)]
-    verdicts = iter(
-        interpret_results(
-            current,
-            range_set=range_set,
-            patient=patient,
-            specimen=specimen,
-            refuse_impossible=refuse_impossible,
-            field=field,
-        )
-    )
-    kept = iter(
-        interpret_results(
-            withdrawn,
-            range_set=range_set,
-            patient=patient,
-            specimen=specimen,
-            refuse_impossible=False,
-            field=field,
-        )
-    )
-    out: list[InterpretedResult] = []
-    for result in normalized:
-        if not is_withdrawn(result.status):
-            out.append(next(verdicts))
-            continue
-        verdict = next(kept)
-        notes = [withdrawn_note(result.status), verdict.note]
-        out.append(
-            replace(
-                verdict,
-                critical=False,
-                possibly_critical=False,
-                note="; ".join(n for n in notes if n),
-            )
-        )
-    return out
 
 
 def _version(range_set: CompiledRangeSet | None) -> int | None:
@@ -365,7 +277,7 @@ async def list_for_patient(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[PanelOut]:
-    await _require_patient(session, organization_id=organization_id, patient_id=patient_id)
+    await require_patient(session, organization_id=organization_id, patient_id=patient_id)
     code = _analyte_code(analyte) if analyte else None
     rows = await repository.list_for_patient(
         session,
@@ -394,280 +306,5 @@ def _analyte_code(name: str) -> str:
         ) from exc
 
 
-async def _require_patient(
-    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
-) -> Patient:
-    patient = await patients.get_plain(
-        session, organization_id=organization_id, patient_id=patient_id
-    )
-    if patient is None:
-        raise NotFoundError("No patient with this id.")
-    return patient
-
-
-async def analyte_history(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    analyte: str,
-    unit: str | None,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> TrendOut:
-    """A patient's results for one analyte, oldest first, in the canonical or requested unit."""
-    await _require_patient(session, organization_id=organization_id, patient_id=patient_id)
-    catalog = default_catalog()
-    try:
-        spec = catalog.resolve(analyte)
-    except DomainError as exc:
-        message = str(exc)
-        if _RATIO_CODE.fullmatch(analyte) and analyte.endswith("_molar"):
-            message += (
-                f" `{analyte}` looks like a ratio: its history is at "
-                f"/api/v1/patients/{{patient_id}}/ratios/{analyte}/history."
-            )
-        raise InvalidQueryError(
-            message, errors=[{"field": "path.analyte", "message": message}]
-        ) from exc
-    target = spec.canonical_unit
-    if unit is not None:
-        try:
-            target = catalog.normalize_unit_for(spec, unit)
-            convert(Decimal(1), analyte=spec, from_unit=spec.canonical_unit, to_unit=target)
-        except DomainError as exc:
-            raise InvalidQueryError(
-                str(exc), errors=[{"field": "query.unit", "message": str(exc)}]
-            ) from exc
-    results = await repository.history_for_analyte(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        analyte=spec.code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-        limit=limit + 1,
-        after=after,
-    )
-    # Cheap: one count on the (patient, analyte, collected_at) index.
-    total = await repository.count_history_for_analyte(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        analyte=spec.code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-    )
-    page = list(results[:limit])
-    points = [_trend_point(r, spec, target) for r in page]
-    next_cursor = (
-        encode_cursor(page[-1].collected_at, page[-1].id) if len(results) > limit else None
-    )
-    return TrendOut(
-        analyte=spec.code,
-        unit=target,
-        total=total,
-        items=points,
-        limit=limit,
-        next_cursor=next_cursor,
-    )
-
-
-def _trend_point(result: Result, spec: Analyte, unit: str) -> TrendPointOut:
-    """One chart point: the value and the limits that applied to it (the result's stored
-    range snapshot, which is in the canonical unit), both in ``unit``."""
-    snapshot = result.reference_range or {}
-    from_unit = snapshot.get("unit") or result.canonical_unit
-
-    def limit_of(key: str) -> Decimal | None:
-        raw = snapshot.get(key)
-        if raw is None:
-            return None
-        return convert(Decimal(str(raw)), analyte=spec, from_unit=from_unit, to_unit=unit)
-
-    return TrendPointOut(
-        result_id=result.id,
-        panel_id=result.panel_id,
-        collected_at=result.collected_at,
-        value=convert(
-            result.canonical_value, analyte=spec, from_unit=result.canonical_unit, to_unit=unit
-        ),
-        comparator=result.comparator,
-        unit=unit,
-        interpretation=result.interpretation,
-        critical=result.critical,
-        possibly_critical=result.possibly_critical,
-        status=cast(ResultStatus, result.status),
-        reference_low=limit_of("low"),
-        reference_high=limit_of("high"),
-        critical_low=limit_of("critical_low"),
-        critical_high=limit_of("critical_high"),
-    )
-
-
-_RATIO_CODE = re.compile(r"[a-z0-9_]{1,50}")
-
-
-async def ratio_history(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    code: str,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> RatioHistoryOut:
-    """One ratio (e.g. `ca_mg_molar`) per panel of the patient that has it, newest first, with
-    the ratio's reference interval that applied to that panel."""
-    await _require_patient(session, organization_id=organization_id, patient_id=patient_id)
-    rows = await repository.panel_ratios_of_patient(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        collected_from=collected_from,
-        collected_to=collected_to,
-    )
-    found = [
-        (panel_id, collected_at, ratio)
-        for panel_id, collected_at, ratios in rows
-        for ratio in ratios or []
-        if ratio.get("code") == code
-    ]
-    display = found[0][2].get("display", code) if found else None
-    if display is None:
-        active = await ranges.active_compiled(session, organization_id=organization_id)
-        defined = {r.code: r.display for r in active.ratios} if active else {}
-        if code not in defined:
-            known = ", ".join(sorted(defined)) or "none"
-            raise NotFoundError(
-                f"No panel of this patient has the ratio `{code}`, and the active "
-                f"reference-range set does not define it (it defines: {known})."
-            )
-        display = defined[code]
-    total = len(found)
-    if after is not None:
-        moment, last_id = after
-        found = [f for f in found if f[1] < moment or (f[1] == moment and f[0] < last_id)]
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(found) > limit else None
-    return RatioHistoryOut(
-        code=code,
-        display=display,
-        total=total,
-        items=[
-            RatioPointOut(
-                panel_id=panel_id,
-                collected_at=collected_at,
-                value=_dec(ratio.get("value")),
-                interpretation=ratio.get("interpretation"),
-                low=_dec(ratio.get("low")),
-                high=_dec(ratio.get("high")),
-                note=ratio.get("note"),
-            )
-            for panel_id, collected_at, ratio in page
-        ],
-        limit=limit,
-        next_cursor=next_cursor,
-    )
-
-
-def _dec(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def keep_superseded(
-    session: AsyncSession,
-    *,
-    panel: Panel,
-    results: Sequence[Result],
-    reason: str | None,
-    now: datetime,
-    with_values: bool = False,
-) -> None:
-    """Keep the panel's current interpretation readable before it is replaced; with
-    ``with_values`` also each result's value and unit as sent (every caller passes it now, so
-    each version of the history reads like the current one, values included)."""
-
-    def snapshot(result: Result) -> dict[str, object]:
-        kept = result_snapshot(result)
-        if with_values:
-            kept |= {"value_text": result.value_text, "unit": result.unit}
-        return kept
-
-    repository.add_superseded(
-        session,
-        PanelInterpretation(
-            organization_id=panel.organization_id,
-            panel_id=panel.id,
-            version=panel.interpretation_version,
-            range_set_id=panel.range_set_id,
-            interpreted_at=panel.interpreted_at,
-            superseded_at=now,
-            reason=reason,
-            results=[snapshot(r) for r in results],
-            ratios=list(panel.ratios or []),
-        ),
-    )
-
-
-async def reinterpret(
-    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID, reason: str | None
-) -> PanelOut:
-    """Interpret the stored values again with the active range set, keeping the old verdicts."""
-    row = await repository.get_with_results(
-        session, organization_id=organization_id, panel_id=panel_id
-    )
-    if row is None:
-        raise NotFoundError("No panel with this id.")
-    panel = row[0]
-    patient = await _require_patient(
-        session, organization_id=organization_id, patient_id=panel.patient_id
-    )
-    catalog = default_catalog()
-    range_set = await ranges.active_compiled(
-        session, organization_id=organization_id, catalog=catalog
-    )
-    results = list(panel.results)
-    keep_superseded(
-        session, panel=panel, results=results, reason=reason, now=utcnow(), with_values=True
-    )
-    normalized = [stored_as_normalized(r, catalog) for r in results]
-    interpreted = interpret_with_status(
-        normalized,
-        range_set=range_set,
-        patient=patient_facts(patient, panel.collected_at),
-        specimen=panel.specimen,
-        refuse_impossible=False,
-    )
-    for result, verdict in zip(results, interpreted, strict=True):
-        result.interpretation = verdict.code.value if verdict.code else None
-        result.critical = verdict.critical
-        result.possibly_critical = verdict.possibly_critical
-        result.interpretation_status = verdict.status
-        result.interpretation_note = verdict.note
-        result.lab_disagreement = verdict.lab_disagreement
-        result.reference_range = verdict.reference_range
-    panel.interpretation_version += 1
-    panel.interpreted_at = utcnow()
-    panel.range_set_id = range_set.id if range_set else None
-    panel.has_critical = any(i.critical for i in interpreted)
-    panel.has_possible_critical = any(i.possibly_critical for i in interpreted)
-    panel.ratios = panel_ratios(normalized, range_set)
-    out = panel_out(panel, results, range_set.name if range_set else None, _version(range_set))
-    panel.document = out.model_dump_json()
-    await session.flush()
-    return out
-
-
-async def interpretation_versions(
-    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
-) -> tuple[PanelOut, Sequence[PanelInterpretation]]:
-    current = await get(session, organization_id=organization_id, panel_id=panel_id)
-    older = await repository.superseded_interpretations(
-        session, organization_id=organization_id, panel_id=panel_id
-    )
-    return current, older
+# The panel routes' 404 for a patient (also used by trends and re-interpretation).
+require_patient = patients_service.get_plain_or_raise

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models.mixins import of_patient
 from app.models.patient_context import PatientContext
 
 
@@ -17,10 +18,7 @@ async def current(
     """The patient's newest context version, or None when none was ever recorded."""
     return await session.scalar(
         select(PatientContext)
-        .where(
-            PatientContext.organization_id == organization_id,
-            PatientContext.patient_id == patient_id,
-        )
+        .where(of_patient(PatientContext, organization_id, patient_id))
         .order_by(PatientContext.version.desc())
         .limit(1)
     )
@@ -31,8 +29,7 @@ async def get_version(
 ) -> PatientContext | None:
     return await session.scalar(
         select(PatientContext).where(
-            PatientContext.organization_id == organization_id,
-            PatientContext.patient_id == patient_id,
+            of_patient(PatientContext, organization_id, patient_id),
             PatientContext.version == version,
         )
     )
@@ -47,10 +44,7 @@ async def versions(
     before_version: int | None,
 ) -> Sequence[PatientContext]:
     """Newest first; `before_version` continues after the last version of the previous page."""
-    query = select(PatientContext).where(
-        PatientContext.organization_id == organization_id,
-        PatientContext.patient_id == patient_id,
-    )
+    query = select(PatientContext).where(of_patient(PatientContext, organization_id, patient_id))
     if before_version is not None:
         query = query.where(PatientContext.version < before_version)
     query = query.order_by(PatientContext.version.desc()).limit(limit)

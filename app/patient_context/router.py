@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Path, Request, Response
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
 from app.concurrency import PreconditionFailedError, require_if_match
 from app.deps import WriteSession
-from app.pagination import Cursor, InvalidCursorError, Limit, link_next
+from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
 from app.patient_context import repository, service
 from app.patient_context.schemas import (
     CONTEXT_EXAMPLE,
@@ -20,6 +17,7 @@ from app.patient_context.schemas import (
     PatientContextPage,
     PatientContextWrite,
 )
+from app.patients.deps import KnownPatient
 from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(
@@ -37,18 +35,11 @@ def _location(patient_id: uuid.UUID, version: int) -> str:
 
 
 def _encode_cursor(version: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(["v", version])).decode().rstrip("=")
+    return encode_tagged("v", version)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        tag, version = orjson.loads(base64.urlsafe_b64decode(padded))
-        if tag != "v" or not isinstance(version, int) or not 1 <= version <= MAX_VERSION + 1:
-            raise ValueError("not a context version cursor")
-        return version
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise InvalidCursorError("The cursor is not one this API returned.") from exc
+    return decode_tagged(cursor, "v", high=MAX_VERSION + 1)
 
 
 @router.put(
@@ -146,15 +137,12 @@ async def get_context(
     response: Response,
     session: WriteSession,
     principal: CanReadPlans,
+    _patient: KnownPatient,
 ) -> PatientContextOut:
     """Returns the newest version of the patient's clinical context, with an `ETag` to send as
     `If-Match` when recording the next one. A patient without a context answers **404**
     `context-not-recorded`; an unknown patient (or another organization's) answers **404**
     `not-found`."""
-    audit_target(request, patient_id=patient_id)
-    await service.get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     context = await service.current_or_raise(
         session, organization_id=principal.organization_id, patient_id=patient_id
     )
@@ -194,12 +182,10 @@ async def list_context_versions(
         limit=limit + 1,
         before_version=before,
     )
-    page = list(rows[:limit])
-    next_cursor = _encode_cursor(page[-1].version) if len(rows) > limit else None
-    link_next(request, response, next_cursor)
-    return PatientContextPage(
-        items=[service.context_out(c) for c in page], limit=limit, next_cursor=next_cursor
+    page = keyset_page(
+        request, response, rows, limit, cursor_of=lambda c: _encode_cursor(c.version)
     )
+    return page.page(PatientContextPage, service.context_out)
 
 
 @router.get(
@@ -214,14 +200,11 @@ async def get_context_version(
     request: Request,
     session: WriteSession,
     principal: CanReadPlans,
+    _patient: KnownPatient,
 ) -> PatientContextOut:
     """Returns one recorded version of the patient's clinical context, as it was recorded (for
     example the one a treatment plan was drafted against). An unknown version answers
     **404**."""
-    audit_target(request, patient_id=patient_id)
-    await service.get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     context = await service.version_or_raise(
         session, organization_id=principal.organization_id, patient_id=patient_id, version=version
     )

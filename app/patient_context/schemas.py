@@ -3,39 +3,26 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from app.db import utcnow
 from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.schemas_common import EARLIEST_DATE, InputModel, JsonDecimal, OutputModel, Text100
 
-# Written out so the OpenAPI document lists them and mypy checks them; they must stay equal
-# to the vocabularies in app.domain.plans.facts (asserted below).
-MedicationClass = Literal[
-    "levothyroxine",
-    "tetracycline",
-    "fluoroquinolone",
-    "bisphosphonate",
-    "proton-pump-inhibitor",
-    "thiazide-diuretic",
-    "loop-diuretic",
-    "potassium-sparing-diuretic",
-    "sedative-hypnotic",
-]
-ConditionCode = Literal[
-    "hemochromatosis",
-    "chronic-kidney-disease",
-    "hyperparathyroidism",
-    "kidney-stones",
-    "malabsorption",
-]
-DietPattern = Literal["omnivore", "vegetarian", "vegan", "pescatarian"]
-assert get_args(MedicationClass) == MEDICATION_CLASSES
-assert get_args(ConditionCode) == CONDITIONS
-assert get_args(DietPattern) == DIET_PATTERNS
+# The vocabularies live once, in app.domain.plans.facts (the rules read them there). mypy
+# cannot build a Literal from a tuple, so it sees plain strings; pydantic validates the real
+# Literal at runtime and the OpenAPI document lists its values as the enum.
+if TYPE_CHECKING:
+    MedicationClass = str
+    ConditionCode = str
+    DietPattern = str
+else:
+    MedicationClass = Literal[MEDICATION_CLASSES]
+    ConditionCode = Literal[CONDITIONS]
+    DietPattern = Literal[DIET_PATTERNS]
 
 MAX_MEDICATIONS = 30
 
@@ -170,8 +157,8 @@ class PatientContextOut(OutputModel):
     recorded_by: str = Field(description="The principal that recorded this version.")
 
 
-class PatientContextPage(PageMeta):
-    items: list[PatientContextOut]
+class PatientContextPage(Page[PatientContextOut]):
+    pass
 
 
 CONTEXT_EXAMPLE = {

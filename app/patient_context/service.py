@@ -4,7 +4,6 @@ into the facts the plan rules read."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -15,6 +14,7 @@ from app.concurrency import PreconditionFailedError, version_etag
 from app.db import utcnow
 from app.domain.plans.facts import PatientFacts
 from app.errors import NotFoundError, UnprocessableError
+from app.kit.lookup import found
 from app.models.patient import Patient
 from app.models.patient_context import PatientContext
 from app.patient_context import repository
@@ -28,7 +28,7 @@ from app.patient_context.schemas import (
     PatientContextWrite,
 )
 from app.patient_context.vocabulary import Concept, default_vocabulary
-from app.patients import repository as patients
+from app.patients import service as patients_service
 
 
 class ContextNotRecordedError(NotFoundError):
@@ -41,17 +41,8 @@ class ContextInconsistentError(UnprocessableError):
     title = "The context contradicts the patient record"
 
 
-async def get_patient_or_raise(
-    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
-) -> Patient:
-    """The patient (sex and birth date), or the same 404 for an unknown id and for another
-    organization's patient."""
-    patient = await patients.get_plain(
-        session, organization_id=organization_id, patient_id=patient_id
-    )
-    if patient is None:
-        raise NotFoundError("No patient with this id.")
-    return patient
+# Kept under this name for the context and timeline routes.
+get_patient_or_raise = patients_service.get_plain_or_raise
 
 
 def context_etag(context: PatientContext) -> str:
@@ -61,40 +52,25 @@ def context_etag(context: PatientContext) -> str:
 async def current_or_raise(
     session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
 ) -> PatientContext:
-    context = await repository.current(
-        session, organization_id=organization_id, patient_id=patient_id
+    return found(
+        await repository.current(session, organization_id=organization_id, patient_id=patient_id),
+        ContextNotRecordedError("No clinical context has been recorded for this patient."),
     )
-    if context is None:
-        raise ContextNotRecordedError("No clinical context has been recorded for this patient.")
-    return context
 
 
 async def version_or_raise(
     session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID, version: int
 ) -> PatientContext:
-    context = await repository.get_version(
-        session, organization_id=organization_id, patient_id=patient_id, version=version
+    return found(
+        await repository.get_version(
+            session, organization_id=organization_id, patient_id=patient_id, version=version
+        ),
+        NotFoundError("This patient has no context version with this number."),
     )
-    if context is None:
-        raise NotFoundError("This patient has no context version with this number.")
-    return context
 
 
-async def versions(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    limit: int,
-    before_version: int | None,
-) -> Sequence[PatientContext]:
-    return await repository.versions(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        limit=limit,
-        before_version=before_version,
-    )
+# Listing versions has no rule beyond the query (see patients.service.search).
+versions = repository.versions
 
 
 def check_consistent(patient: Patient, data: PatientContextWrite) -> None:
@@ -180,6 +156,22 @@ def _date(value: Any) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) else None
 
 
+# The columns the API shows unchanged (the coded ones are expanded from the vocabulary). Every
+# field of the output model is required, so a misspelt name fails validation, not silently.
+_SHOWN_AS_STORED = (
+    "id",
+    "patient_id",
+    "version",
+    "pregnant",
+    "lactating",
+    "caffeine_servings_per_day",
+    "alcohol_drinks_per_week",
+    "note",
+    "recorded_at",
+    "recorded_by",
+)
+
+
 def context_out(context: PatientContext) -> PatientContextOut:
     """The version with every coded entry expanded from the vocabulary."""
     vocabulary = default_vocabulary()
@@ -209,20 +201,11 @@ def context_out(context: PatientContext) -> PatientContextOut:
         for entry in context.conditions
     ]
     return PatientContextOut(
-        id=context.id,
-        patient_id=context.patient_id,
-        version=context.version,
-        pregnant=context.pregnant,
-        lactating=context.lactating,
+        **{name: getattr(context, name) for name in _SHOWN_AS_STORED},
         egfr=egfr,
         medications=medications,
         conditions=conditions,
         diet=_coded(vocabulary.diets[context.diet]) if context.diet else None,
-        caffeine_servings_per_day=context.caffeine_servings_per_day,
-        alcohol_drinks_per_week=context.alcohol_drinks_per_week,
-        note=context.note,
-        recorded_at=context.recorded_at,
-        recorded_by=context.recorded_by,
     )
 
 

@@ -11,8 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from app.domain.data_files import read_yaml
 from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
 
 DEFAULT_VOCABULARY_PATH = (
@@ -89,10 +88,7 @@ def _concepts(
 
 def load_vocabulary(path: Path | None = None) -> Vocabulary:
     source = path or DEFAULT_VOCABULARY_PATH
-    try:
-        document = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise VocabularyError(f"{source}: cannot read vocabulary: {error}") from error
+    document = read_yaml(source, VocabularyError, "vocabulary")
     if not isinstance(document, dict) or not isinstance(document.get("systems"), dict):
         raise VocabularyError(f"{source}: expected a mapping with 'systems'")
     systems: dict[str, str] = document["systems"]

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.domain.person_names import GIVEN_SEPARATOR
+from app.kit.list_sql import newest_first
+from app.models.mixins import PatientKey
 from app.models.patient import Patient, PatientIdentifier
 
 
@@ -139,6 +141,8 @@ async def search(
     family: str | None = None,
     given: str | None = None,
 ) -> Sequence[Patient]:
+    """Filters combine (AND). ``name``: a case-insensitive prefix of the family name or of any
+    given name; ``family`` / ``given``: the same for that part only."""
     query = (
         select(Patient)
         .options(selectinload(Patient.identifiers))
@@ -163,29 +167,19 @@ async def search(
         query = query.where(_family_prefix(family))
     if given is not None:
         query = query.where(_given_prefix(given))
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (Patient.created_at < moment) | ((Patient.created_at == moment) & (Patient.id < row_id))
-        )
-    query = query.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
+    query = newest_first(query, Patient.created_at, Patient.id, after=after, limit=limit)
     return (await session.scalars(query)).all()
 
 
 async def update_if_version(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    expected_version: int,
-    values: dict[str, object],
+    session: AsyncSession, key: PatientKey, *, expected_version: int, values: dict[str, object]
 ) -> bool:
     """Compare-and-set on the version column: True when this writer won."""
     result = await session.execute(
         update(Patient)
         .where(
-            Patient.organization_id == organization_id,
-            Patient.id == patient_id,
+            Patient.organization_id == key.organization_id,
+            Patient.id == key.patient_id,
             Patient.version == expected_version,
         )
         .values(version=Patient.version + 1, **values)

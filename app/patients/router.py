@@ -9,15 +9,15 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPatients, CanWritePatients
 from app.concurrency import require_if_match, version_etag
-from app.deps import SettingsDep, WriteSession
+from app.deps import WriteSession
 from app.domain.types import Sex
-from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
-from app.idempotency.http import idempotent, json_response
-from app.idempotency.service import StoredResponse
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES
+from app.idempotency.http import Idem
 from app.identifier_systems import system_uri
+from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
 from app.models.patient import Patient
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.patients import service
+from app.patients.deps import RegisteredPatient
 from app.patients.schemas import (
     PATIENT_EXAMPLE,
     PatientCreate,
@@ -43,6 +43,10 @@ def _etag(patient: Patient) -> str:
     return version_etag("patient", patient.id, patient.version)
 
 
+def _out_etag(out: PatientOut) -> str:
+    return version_etag("patient", out.id, out.version)
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -61,9 +65,8 @@ async def create_patient(
     request: Request,
     session: WriteSession,
     principal: CanWritePatients,
-    settings: SettingsDep,
+    idem: Idem,
     body: Annotated[PatientCreate, Body(openapi_examples={"adult": {"value": PATIENT_EXAMPLE}})],
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Registers a patient with one or more external identifiers (e.g. the EHR's MRN).
 
@@ -73,26 +76,15 @@ async def create_patient(
     drive reference-range selection for every panel posted for this patient. Send an
     `Idempotency-Key` to make retries safe."""
 
-    async def produce() -> StoredResponse:
+    async def produce() -> PatientOut:
         patient = await service.create(
             session, organization_id=principal.organization_id, data=body
         )
         audit_target(request, resource_id=patient.id, patient_id=patient.id)
-        out = PatientOut.model_validate(patient)
-        return json_response(
-            out.model_dump_json().encode(),
-            201,
-            location=f"/api/v1/patients/{patient.id}",
-            etag=_etag(patient),
-        )
+        return PatientOut.model_validate(patient)
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
+    return await idem.created(
+        produce, location=lambda out: f"/api/v1/patients/{out.id}", etag=_out_etag
     )
 
 
@@ -103,18 +95,10 @@ async def create_patient(
     dependencies=[Depends(audited("read", "patient"))],
 )
 async def get_patient(
-    patient_id: uuid.UUID,
-    request: Request,
-    response: Response,
-    session: WriteSession,
-    principal: CanReadPatients,
+    response: Response, principal: CanReadPatients, patient: RegisteredPatient
 ) -> PatientOut:
     """Returns the patient with its identifiers and an `ETag` for updates. An unknown id (or
     another organization's) answers **404**."""
-    audit_target(request, resource_id=patient_id, patient_id=patient_id)
-    patient = await service.get_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     response.headers["ETag"] = _etag(patient)
     return PatientOut.model_validate(patient)
 
@@ -223,12 +207,8 @@ async def search_patients(
         family=family.strip() or None if family else None,
         given=given.strip() or None if given else None,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
-    page = list(patients[:limit])
-    audit_target(request, patient_ids=[patient.id for patient in page])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(patients) > limit else None
-    link_next(request, response, next_cursor)
-    return PatientPage(
-        items=[PatientOut.model_validate(p) for p in page], limit=limit, next_cursor=next_cursor
-    )
+    page = keyset_page(request, response, patients, limit, lambda p: (p.created_at, p.id))
+    audit_target(request, patient_ids=[patient.id for patient in page.rows])
+    return page.page(PatientPage, PatientOut.model_validate)

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from app.db import utcnow
 from app.domain.identifier_systems import is_absolute_uri
 from app.domain.types import Sex
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.schemas_common import (
     EARLIEST_DATE,
     IdentifierIn,
@@ -124,8 +124,8 @@ class PatientOut(OutputModel):
     updated_at: datetime
 
 
-class PatientPage(PageMeta):
-    items: list[PatientOut]
+class PatientPage(Page[PatientOut]):
+    pass
 
 
 PATIENT_EXAMPLE = {

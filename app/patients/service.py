@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +14,8 @@ from app.concurrency import PreconditionFailedError, version_etag
 from app.db import utcnow
 from app.domain.person_names import join_given
 from app.errors import ConflictError, NotFoundError
+from app.kit.lookup import found
+from app.models.mixins import PatientKey
 from app.models.patient import Patient, PatientIdentifier
 from app.patients import repository
 from app.patients.schemas import HumanNameIn, PatientCreate, PatientUpdate
@@ -117,42 +118,34 @@ async def create(
     return patient
 
 
+def _not_found() -> NotFoundError:
+    # One 404 for an unknown id and for another organization's patient: no existence leak.
+    return NotFoundError("No patient with this id.")
+
+
 async def get_or_raise(
     session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
 ) -> Patient:
-    patient = await repository.get(session, organization_id=organization_id, patient_id=patient_id)
-    if patient is None:
-        raise NotFoundError("No patient with this id.")
-    return patient
-
-
-async def search(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    identifier: tuple[str, str | None] | None,
-    sex: str | None,
-    birth_date: date | None,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-    name: str | None = None,
-    family: str | None = None,
-    given: str | None = None,
-) -> Sequence[Patient]:
-    """Filters combine (AND). ``name``: a case-insensitive prefix of the family name or of any
-    given name; ``family`` / ``given``: the same for that part only."""
-    return await repository.search(
-        session,
-        organization_id=organization_id,
-        identifier=identifier,
-        sex=sex,
-        birth_date=birth_date,
-        name=name,
-        family=family,
-        given=given,
-        limit=limit,
-        after=after,
+    return found(
+        await repository.get(session, organization_id=organization_id, patient_id=patient_id),
+        _not_found(),
     )
+
+
+async def get_plain_or_raise(
+    session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
+) -> Patient:
+    """The patient row without identifiers (sex and birth date: what ingestion and the
+    clinical context need), or 404."""
+    return found(
+        await repository.get_plain(session, organization_id=organization_id, patient_id=patient_id),
+        _not_found(),
+    )
+
+
+# A search has no rule beyond its query: the service hands out the repository's function rather
+# than a wrapper that repeats its ten parameters (routers still only talk to the service).
+search = repository.search
 
 
 async def update(
@@ -173,12 +166,9 @@ async def update(
         values["birth_date"] = data.birth_date
     if "name" in data.model_fields_set:
         values.update(name_columns(data.name))
+    key = PatientKey(organization_id, patient_id)
     won = await repository.update_if_version(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        expected_version=expected_version,
-        values=values,
+        session, key, expected_version=expected_version, values=values
     )
     if not won:
         current = await get_or_raise(

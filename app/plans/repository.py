@@ -6,15 +6,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TypedDict
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.db import utcnow
+from app.domain.plans.document import PlanBasis, PlanDocument
 from app.models.panel import Panel, Result
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
+
+
+class PlanChanges(TypedDict, total=False):
+    """The plan columns a change may set (besides its version)."""
+
+    status: str
+    document: PlanDocument
+    updated_at: datetime
+    next_retest_date: date | None
+    review_reason: str | None
+    approver: str
+    activated_at: datetime
+    ended_at: datetime
 
 
 async def panels_with_results(
@@ -71,7 +85,7 @@ async def results_since(
         .order_by(Result.collected_at, Result.id)
         .limit(500)
     )
-    return [(result, panel) for result, panel in rows.tuples().all()]
+    return [(result, panel) for result, panel in rows]
 
 
 async def get(
@@ -96,7 +110,7 @@ async def update_if_version(
     *,
     plan_id: uuid.UUID,
     expected_version: int,
-    values: dict[str, Any],
+    values: PlanChanges,
     version: TreatmentPlanVersion,
 ) -> bool:
     """Apply a change only if nobody else changed the plan since `expected_version`."""
@@ -115,8 +129,8 @@ async def update_if_version(
 
 def _search_conditions(
     organization_id: uuid.UUID, patient_id: uuid.UUID | None, statuses: Sequence[str] | None
-) -> list[Any]:
-    conditions: list[Any] = [TreatmentPlan.organization_id == organization_id]
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [TreatmentPlan.organization_id == organization_id]
     if patient_id is not None:
         conditions.append(TreatmentPlan.patient_id == patient_id)
     if statuses:
@@ -268,7 +282,7 @@ async def flag_plans_resting_on(
     ).all()
     marked: list[uuid.UUID] = []
     for plan in plans:
-        reasons = _reasons_for(plan.document.get("basis") or {}, revised)
+        reasons = _reasons_for(plan.document.basis, revised)
         if not reasons:
             continue
         text = " ".join(reasons)
@@ -302,9 +316,8 @@ async def flag_plans_resting_on(
     return marked
 
 
-def _reasons_for(basis: dict[str, Any], revised: Sequence[RevisedResult]) -> list[str]:
-    result_ids = {str(r.get("result_id")) for r in basis.get("results") or ()}
-    ratio_panels = {str(r.get("panel_id")) for r in basis.get("ratios") or ()}
+def _reasons_for(basis: PlanBasis, revised: Sequence[RevisedResult]) -> list[str]:
+    result_ids, ratio_panels = basis.rests_on()
     reasons: list[str] = []
     for change in revised:
         if str(change.result_id) in result_ids:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
@@ -11,15 +11,13 @@ from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
 from app.concurrency import require_if_match, version_etag
 from app.deps import SettingsDep, WriteSession
 from app.domain.plans.diff import diff_versions
-from app.errors import AppError
-from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
-from app.idempotency.http import idempotent, json_response
-from app.idempotency.service import StoredResponse
+from app.idempotency.http import Idem
+from app.kit.pagination import Cursor, Limit, link_next
 from app.models.plan import TreatmentPlan
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
-from app.patients import service as patients
-from app.plans import repository, service, views
-from app.plans.printable import render_plan_html
+from app.plans import activation, drafting, editing, openapi, service, views
+from app.plans import worklist as plan_worklist
+from app.plans.deps import ReadablePlan, WritablePlan
+from app.plans.negotiation import Negotiated, Representation
 from app.plans.schemas import (
     ItemsUpdate,
     PlanCreate,
@@ -42,72 +40,6 @@ router = APIRouter(
     responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
 )
 
-_IF_MATCH: dict[int | str, dict[str, Any]] = {
-    412: problem_doc("The plan changed since your If-Match ETag was read."),
-    428: problem_doc("If-Match is missing."),
-}
-_PLAN_409: dict[int | str, dict[str, Any]] = {
-    409: problem_doc(
-        "Not allowed in the plan's status (`illegal-status-transition`, `plan-not-editable`) "
-        "or blocking safety findings are unresolved (`blocking-findings`, listed in `findings`)."
-    )
-}
-
-ITEM_EXAMPLE: dict[str, Any] = {
-    "id": "clinician.walk",
-    "category": "stress-management",
-    "title": "Evening walk",
-    "instruction": "Take a 20-minute walk after dinner, most days of the week.",
-    "rationale": "Patient prefers activity-based stress relief; added at review.",
-    "priority": 120,
-}
-SUPPLEMENT_EXAMPLE: dict[str, Any] = {
-    "id": "clinician.magnesium",
-    "category": "supplement",
-    "title": "Magnesium glycinate",
-    "instruction": "Take one capsule with water in the evening.",
-    "rationale": "Low serum magnesium; evening dose for sleep.",
-    "analytes": ["magnesium"],
-    "supplement": {
-        "mineral": "magnesium",
-        "form": "magnesium glycinate",
-        "dose": 200,
-        "doses_per_day": 1,
-        "timing": "evening",
-        "duration_days": 84,
-    },
-}
-
-
-class NotAcceptableError(AppError):
-    status = 406
-    type_slug = "not-acceptable"
-    title = "Not acceptable"
-
-
-def _wants_html(request: Request) -> bool:
-    """Content negotiation: the printable page when `text/html` is asked for at least as
-    strongly as JSON (browsers), else JSON; 406 when Accept allows neither."""
-    accept = request.headers.get("accept", "").strip()
-    if not accept:
-        return False
-    quality: dict[str, float] = {}
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        quality.setdefault(media.lower(), q)
-    html = quality.get("text/html", quality.get("text/*", 0.0))
-    json = quality.get("application/json", quality.get("application/*", quality.get("*/*", 0.0)))
-    if html <= 0 and json <= 0:
-        raise NotAcceptableError("This resource is available as application/json or text/html.")
-    return html > 0 and html >= json
-
 
 def _etag(plan: TreatmentPlan) -> str:
     return version_etag("plan", plan.id, plan.version)
@@ -123,25 +55,15 @@ async def _plan_response_checked(
 ) -> PlanOut:
     """A plan read on its own: `can_activate` also weighs results that arrived since drafting."""
     response.headers["ETag"] = _etag(plan)
-    return views.plan_out(plan, await service.activation_blockers(session, plan=plan))
+    return views.plan_out(plan, await activation.activation_blockers(session, plan=plan))
 
 
-async def _load(
-    request: Request, session: WriteSession, organization_id: uuid.UUID, plan_id: uuid.UUID
-) -> TreatmentPlan:
-    audit_target(request, resource_id=plan_id)
-    plan = await service.get_or_raise(session, organization_id=organization_id, plan_id=plan_id)
-    audit_target(request, patient_id=plan.patient_id)
-    return plan
+def _location(out: PlanOut) -> str:
+    return f"/api/v1/plans/{out.id}"
 
 
-def _created(plan: TreatmentPlan) -> StoredResponse:
-    return json_response(
-        views.plan_out(plan).model_dump_json().encode(),
-        201,
-        location=f"/api/v1/plans/{plan.id}",
-        etag=_etag(plan),
-    )
+def _out_etag(out: PlanOut) -> str:
+    return version_etag("plan", out.id, out.version)
 
 
 @router.post(
@@ -150,30 +72,15 @@ def _created(plan: TreatmentPlan) -> StoredResponse:
     summary="Draft a treatment plan",
     response_model=PlanOut,
     dependencies=[Depends(audited("create", "plan"))],
-    responses={
-        **IDEMPOTENCY_RESPONSES,
-        409: problem_doc(
-            "No plan rule set is active, or a request with this Idempotency-Key is still in "
-            "progress."
-        ),
-    },
+    responses=openapi.CREATE_RESPONSES,
 )
 async def create_plan(
     patient_id: uuid.UUID,
     request: Request,
     session: WriteSession,
     principal: CanWritePlans,
-    settings: SettingsDep,
-    body: Annotated[
-        PlanCreate,
-        Body(
-            openapi_examples={
-                "latest panels": {"value": {"note": "Initial plan after first visit"}},
-                "chosen panels": {"value": {"panel_ids": ["0f8c6f7e-3a8e-4d0b-9a54-6a2f0d8b1c11"]}},
-            }
-        ),
-    ],
-    idempotency_key: IdempotencyKey = None,
+    idem: Idem,
+    body: Annotated[PlanCreate, Body(openapi_examples=openapi.CREATE_EXAMPLES)],
 ) -> Response:
     """Drafts a plan from the organization's **active rule set**: the latest result of each
     analyte in the chosen panels (default: the patient's panels of the last 365 days), their
@@ -187,8 +94,8 @@ async def create_plan(
     panel is not this patient's; **409** when no rule set is active."""
     audit_target(request, patient_id=patient_id)
 
-    async def produce() -> StoredResponse:
-        plan = await service.generate(
+    async def produce() -> PlanOut:
+        plan = await drafting.generate(
             session,
             principal=principal,
             patient_id=patient_id,
@@ -196,16 +103,9 @@ async def create_plan(
             note=body.note,
         )
         audit_target(request, resource_id=plan.id)
-        return _created(plan)
+        return views.plan_out(plan)
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
-    )
+    return await idem.created(produce, location=_location, etag=_out_etag)
 
 
 @router.get(
@@ -231,22 +131,17 @@ async def list_patient_plans(
     """The patient's plans, newest first, optionally by status. Pages are keyset-based: follow
     `next_cursor` until it is null. An unknown patient (or another organization's) is 404."""
     audit_target(request, patient_id=patient_id)
-    await patients.get_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
-    plans = await repository.search(
+    page = await service.patient_plans(
         session,
         organization_id=principal.organization_id,
         patient_id=patient_id,
         statuses=status_,
-        limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+        cursor=cursor,
     )
-    page = list(plans[:limit])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(plans) > limit else None
-    link_next(request, response, next_cursor)
+    link_next(request, response, page.next_cursor)
     return PlanPage(
-        items=[views.plan_summary(p) for p in page], limit=limit, next_cursor=next_cursor
+        items=[views.plan_summary(p) for p in page.rows], limit=limit, next_cursor=page.next_cursor
     )
 
 
@@ -279,7 +174,7 @@ async def worklist(
     plans), whether this page was cut at `limit`, and its own `next_cursor` (pass it as
     `drafts_cursor` / `retests_cursor`). Every row names its patient (first MRN, and name where
     recorded); the audit trail records each patient listed."""
-    out = await service.worklist(
+    out = await plan_worklist.worklist(
         session,
         organization_id=principal.organization_id,
         due_within_days=due_within_days,
@@ -287,9 +182,7 @@ async def worklist(
         drafts_cursor=drafts_cursor,
         retests_cursor=retests_cursor,
     )
-    patient_ids = [d.patient_id for d in out.drafts.items]
-    patient_ids += [r.patient_id for r in out.retests_due.items]
-    audit_target(request, patient_ids=list(dict.fromkeys(patient_ids)))
+    audit_target(request, patient_ids=plan_worklist.patients_listed(out))
     return out
 
 
@@ -308,13 +201,13 @@ async def worklist(
     },
 )
 async def get_plan(
-    plan_id: uuid.UUID,
-    request: Request,
     response: Response,
     session: WriteSession,
     principal: CanReadPlans,
     settings: SettingsDep,
-) -> Any:
+    representation: Negotiated,
+    plan: ReadablePlan,
+) -> PlanOut | HTMLResponse:
     """One plan with its items grouped by category (urgent referral first), every safety
     finding with severity and source, overrides, the rules that fired with the findings that
     triggered them, the facts it was drafted from, its rule-set version, author and approver,
@@ -322,19 +215,12 @@ async def get_plan(
 
     Send `Accept: text/html` for the patient's printable page of the same plan. A draft is
     marked as not yet approved on the page."""
-    wants_html = _wants_html(request)
-    plan = await _load(request, session, principal.organization_id, plan_id)
-    if wants_html:
-        patient = await patients.get_or_raise(
-            session, organization_id=principal.organization_id, patient_id=plan.patient_id
-        )
-        page = render_plan_html(
-            views.printable(
-                plan,
-                patient,
-                clinic_name=settings.clinic_name,
-                clinic_contact=settings.clinic_contact,
-            )
+    if representation is Representation.HTML:
+        page = await service.printable_page(
+            session,
+            plan=plan,
+            clinic_name=settings.clinic_name,
+            clinic_contact=settings.clinic_contact,
         )
         return HTMLResponse(
             page,
@@ -353,27 +239,15 @@ async def get_plan(
     summary="Edit a plan's items",
     response_model=PlanOut,
     dependencies=[Depends(audited("update", "plan"))],
-    responses={**_IF_MATCH, **_PLAN_409},
+    responses=openapi.CHANGE_RESPONSES,
 )
 async def edit_items(
-    plan_id: uuid.UUID,
     request: Request,
     response: Response,
     session: WriteSession,
     principal: CanWritePlans,
-    body: Annotated[
-        ItemsUpdate,
-        Body(
-            openapi_examples={
-                "add items": {
-                    "value": {
-                        "items": [SUPPLEMENT_EXAMPLE, ITEM_EXAMPLE],
-                        "reason": "Reviewed with the patient",
-                    }
-                }
-            }
-        ),
-    ],
+    plan: WritablePlan,
+    body: Annotated[ItemsUpdate, Body(openapi_examples=openapi.ITEMS_EXAMPLES)],
 ) -> PlanOut:
     """Replaces the plan's item list (send every item to keep; items are matched by `id`, and
     existing items keep their rule provenance). The safety engine runs again with the
@@ -384,9 +258,8 @@ async def edit_items(
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since. Every
     edit makes a new version."""
-    plan = await _load(request, session, principal.organization_id, plan_id)
     require_if_match(request, _etag(plan))
-    updated = await service.edit_items(
+    updated = await editing.edit_items(
         session,
         principal=principal,
         plan=plan,
@@ -403,34 +276,15 @@ async def edit_items(
     summary="Activate, complete, revoke or retract a plan",
     response_model=PlanOut,
     dependencies=[Depends(audited("update", "plan"))],
-    responses={**_IF_MATCH, **_PLAN_409},
+    responses=openapi.CHANGE_RESPONSES,
 )
 async def change_status(
-    plan_id: uuid.UUID,
     request: Request,
     response: Response,
     session: WriteSession,
     principal: CanWritePlans,
-    body: Annotated[
-        StatusChange,
-        Body(
-            openapi_examples={
-                "activate": {"value": {"status": "active"}},
-                "activate with override": {
-                    "value": {
-                        "status": "active",
-                        "overrides": [
-                            {
-                                "code": "contraindication:magnesium-kidney",
-                                "reason": "Nephrology agreed to a low dose; weekly monitoring.",
-                            }
-                        ],
-                    }
-                },
-                "revoke": {"value": {"status": "revoked", "reason": "Patient declined"}},
-            }
-        ),
-    ],
+    plan: WritablePlan,
+    body: Annotated[StatusChange, Body(openapi_examples=openapi.STATUS_EXAMPLES)],
 ) -> PlanOut:
     """Moves the plan along `draft → active → completed`, or to `revoked` /
     `entered-in-error` (which need a `reason`). Any other change is **409**
@@ -456,9 +310,8 @@ async def change_status(
     approver.
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since."""
-    plan = await _load(request, session, principal.organization_id, plan_id)
     require_if_match(request, _etag(plan))
-    updated = await service.change_status(
+    updated = await activation.change_status(
         session,
         principal=principal,
         plan=plan,
@@ -478,25 +331,15 @@ async def change_status(
     summary="Draft a new plan from the current rules",
     response_model=PlanOut,
     dependencies=[Depends(audited("create", "plan"))],
-    responses={
-        **IDEMPOTENCY_RESPONSES,
-        409: problem_doc(
-            "No plan rule set is active, or a request with this Idempotency-Key is still in "
-            "progress."
-        ),
-    },
+    responses=openapi.CREATE_RESPONSES,
 )
 async def regenerate_plan(
     plan_id: uuid.UUID,
     request: Request,
     session: WriteSession,
     principal: CanWritePlans,
-    settings: SettingsDep,
-    body: Annotated[
-        RegenerateIn,
-        Body(openapi_examples={"same panels": {"value": {"note": "New rule set released"}}}),
-    ],
-    idempotency_key: IdempotencyKey = None,
+    idem: Idem,
+    body: Annotated[RegenerateIn, Body(openapi_examples=openapi.REGENERATE_EXAMPLES)],
 ) -> Response:
     """Drafts a **new** plan for the same patient from the **currently active** rule set
     (default: the patient's latest results, as for a new plan, so it sees what arrived
@@ -505,8 +348,8 @@ async def regenerate_plan(
     The old plan is not changed; revoke it if the new one replaces it."""
     audit_target(request, resource_id=plan_id)
 
-    async def produce() -> StoredResponse:
-        plan = await service.regenerate(
+    async def produce() -> PlanOut:
+        plan = await drafting.regenerate(
             session,
             principal=principal,
             plan_id=plan_id,
@@ -514,16 +357,9 @@ async def regenerate_plan(
             note=body.note,
         )
         audit_target(request, resource_id=plan.id, patient_id=plan.patient_id)
-        return _created(plan)
+        return views.plan_out(plan)
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
-    )
+    return await idem.created(produce, location=_location, etag=_out_etag)
 
 
 @router.get(
@@ -533,11 +369,10 @@ async def regenerate_plan(
     dependencies=[Depends(audited("read", "plan"))],
 )
 async def list_versions(
-    plan_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPlans
+    session: WriteSession, principal: CanReadPlans, plan: ReadablePlan
 ) -> PlanVersionList:
     """Every version of the plan, oldest first: what changed (`generated`, `items-edited`,
     `status:<status>`), why, by whom and when."""
-    plan = await _load(request, session, principal.organization_id, plan_id)
     rows = await service.versions(
         session, organization_id=principal.organization_id, plan_id=plan.id
     )
@@ -551,14 +386,15 @@ async def list_versions(
     dependencies=[Depends(audited("read", "plan"))],
 )
 async def get_version(
+    # Declared (though `plan` loads it) so the OpenAPI path parameters keep URL order:
+    # generated clients take them positionally.
     plan_id: uuid.UUID,
     version: Annotated[int, Path(ge=1, le=1_000_000)],
-    request: Request,
+    plan: ReadablePlan,
     session: WriteSession,
     principal: CanReadPlans,
 ) -> PlanVersionDetailOut:
     """The plan exactly as it was at `version`: items, findings, overrides and basis."""
-    plan = await _load(request, session, principal.organization_id, plan_id)
     row = await service.version_or_raise(
         session, organization_id=principal.organization_id, plan_id=plan.id, version=version
     )
@@ -572,10 +408,9 @@ async def get_version(
     dependencies=[Depends(audited("read", "plan"))],
 )
 async def diff(
-    plan_id: uuid.UUID,
-    request: Request,
     session: WriteSession,
     principal: CanReadPlans,
+    plan: ReadablePlan,
     from_version: Annotated[
         int, Query(alias="from", ge=1, le=1_000_000, description="The earlier version.")
     ],
@@ -586,7 +421,6 @@ async def diff(
 ) -> PlanDiffOut:
     """Items added, removed and changed (field by field, matched by item id), status change,
     safety findings added and resolved, and overrides added between two versions."""
-    plan = await _load(request, session, principal.organization_id, plan_id)
     organization_id = principal.organization_id
     before = await service.version_or_raise(
         session, organization_id=organization_id, plan_id=plan.id, version=from_version
@@ -598,8 +432,8 @@ async def diff(
         version=to_version or plan.version,
     )
     changes = diff_versions(
-        {"status": before.status, "document": before.document},
-        {"status": after.status, "document": after.document},
+        {"status": before.status, "document": before.document.model_dump(mode="json")},
+        {"status": after.status, "document": after.document.model_dump(mode="json")},
     )
     return PlanDiffOut(
         plan_id=plan.id, from_version=before.version, to_version=after.version, **changes

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from app.domain.plans.document import PlanBasis, PlanDocument, RegeneratedFrom, RuleSetRef
 from app.domain.plans.items import (
     Category,
     Herbal,
@@ -17,7 +18,7 @@ from app.domain.plans.items import (
     Supplement,
     Text,
 )
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.schemas_common import IdentifierOut, InputModel, OutputModel
 
 PlanStatus = Literal["draft", "active", "completed", "revoked", "entered-in-error"]
@@ -137,12 +138,6 @@ class RegenerateIn(InputModel):
     note: Reason | None = None
 
 
-class RuleSetRef(OutputModel):
-    id: uuid.UUID
-    name: str
-    version: int
-
-
 class ItemGroup(OutputModel):
     category: Category
     items: list[PlanItem]
@@ -187,7 +182,7 @@ class PlanSummary(OutputModel):
 class PlanOut(PlanSummary):
     source_panel_ids: list[uuid.UUID]
     replaces_plan_id: uuid.UUID | None
-    regenerated_from: dict[str, Any] | None = Field(
+    regenerated_from: RegeneratedFrom | None = Field(
         default=None,
         description="For a regenerated plan: the plan it replaces and the rule set that one "
         "was drafted from (compare with `rule_set`).",
@@ -207,15 +202,15 @@ class PlanOut(PlanSummary):
     findings: list[SafetyFinding]
     overrides: list[OverrideOut]
     fired_rules: list[FiredRuleOut]
-    basis: dict[str, Any] = Field(
+    basis: PlanBasis = Field(
         description="The facts the plan was drafted from: results, ratios, sleep score, "
         "patient context."
     )
     note: str | None
 
 
-class PlanPage(PageMeta):
-    items: list[PlanSummary]
+class PlanPage(Page[PlanSummary]):
+    pass
 
 
 class PlanVersionOut(OutputModel):
@@ -231,7 +226,7 @@ class PlanVersionOut(OutputModel):
 
 class PlanVersionDetailOut(PlanVersionOut):
     plan_id: uuid.UUID
-    document: dict[str, Any]
+    document: PlanDocument
 
 
 class PlanVersionList(OutputModel):
@@ -244,12 +239,12 @@ class PlanDiffOut(OutputModel):
     from_version: int
     to_version: int
     status: dict[str, str] | None
-    items_added: list[dict[str, Any]]
-    items_removed: list[dict[str, Any]]
-    items_changed: list[dict[str, Any]]
-    findings_added: list[dict[str, Any]]
-    findings_resolved: list[dict[str, Any]]
-    overrides_added: list[dict[str, Any]]
+    items_added: list[dict[str, object]]
+    items_removed: list[dict[str, object]]
+    items_changed: list[dict[str, object]]
+    findings_added: list[dict[str, object]]
+    findings_resolved: list[dict[str, object]]
+    overrides_added: list[dict[str, object]]
 
 
 class WorklistPatient(OutputModel):

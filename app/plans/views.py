@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from app.domain.plans.items import Category, PlanItem, SafetyFinding
 from app.models.patient import Patient
 from app.models.plan import TreatmentPlan
 from app.plans.printable import PrintablePlan
-from app.plans.schemas import ItemGroup, PlanOut, PlanSummary, RuleSetRef
-from app.plans.service import findings_of, items_of, unresolved
-
-
-def _summary_fields(
-    plan: TreatmentPlan, findings: list[SafetyFinding] | None = None
-) -> dict[str, Any]:
-    """The summary of a plan; pass its parsed `findings` when the caller already has them."""
-    if findings is None:
-        findings = findings_of(plan.document)
-    return {
-        "id": plan.id,
-        "patient_id": plan.patient_id,
-        "status": plan.status,
-        "version": plan.version,
-        "rule_set": RuleSetRef.model_validate(plan.document["rule_set"]),
-        "author": plan.author,
-        "approver": plan.approver,
-        "created_at": plan.created_at,
-        "updated_at": plan.updated_at,
-        "activated_at": plan.activated_at,
-        "next_retest_date": plan.next_retest_date,
-        "item_count": len(plan.document.get("items", ())),
-        "blocking_findings": len(unresolved(findings, plan.document.get("overrides", ()))),
-        "review_reason": plan.review_reason,
-    }
+from app.plans.schemas import FiredRuleOut, ItemGroup, OverrideOut, PlanOut, PlanSummary
 
 
 def plan_summary(plan: TreatmentPlan) -> PlanSummary:
-    return PlanSummary(**_summary_fields(plan))
+    return PlanSummary(
+        id=plan.id,
+        patient_id=plan.patient_id,
+        status=plan.status,
+        version=plan.version,
+        rule_set=plan.document.rule_set,
+        author=plan.author,
+        approver=plan.approver,
+        created_at=plan.created_at,
+        updated_at=plan.updated_at,
+        activated_at=plan.activated_at,
+        next_retest_date=plan.next_retest_date,
+        item_count=len(plan.document.items),
+        blocking_findings=len(plan.document.open_findings()),
+        review_reason=plan.review_reason,
+    )
 
 
-def groups(items: list[PlanItem]) -> list[ItemGroup]:
+def groups(items: Sequence[PlanItem]) -> list[ItemGroup]:
     """Items by category: categories in the order of the plan's first item of each (so an
     urgent referral's group leads), items in plan order within a group."""
     order: list[Category] = []
@@ -58,22 +48,22 @@ def plan_out(plan: TreatmentPlan, blockers: Sequence[SafetyFinding] = ()) -> Pla
     """The plan; ``blockers``: what activation would refuse today beyond its own findings
     (results that arrived since drafting, a review mark), from ``service.activation_blockers``."""
     document = plan.document
-    items = items_of(document)
-    findings = findings_of(document)
-    fields = _summary_fields(plan, findings)
+    summary = plan_summary(plan)
     return PlanOut(
-        **fields,
-        source_panel_ids=document["basis"]["panel_ids"],
+        **dict(summary),
+        source_panel_ids=[uuid.UUID(panel_id) for panel_id in document.basis.panel_ids],
         replaces_plan_id=plan.replaces_plan_id,
-        regenerated_from=document.get("regenerated_from"),
-        can_activate=fields["blocking_findings"] == 0 and not blockers,
+        regenerated_from=document.regenerated_from,
+        can_activate=summary.blocking_findings == 0 and not blockers,
         activation_blockers=list(blockers),
-        groups=groups(items),
-        findings=findings,
-        overrides=document.get("overrides", []),
-        fired_rules=document.get("fired_rules", []),
-        basis=document["basis"],
-        note=document.get("note"),
+        groups=groups(document.items),
+        findings=list(document.findings),
+        overrides=[OverrideOut.model_validate(o, from_attributes=True) for o in document.overrides],
+        fired_rules=[
+            FiredRuleOut.model_validate(f, from_attributes=True) for f in document.fired_rules
+        ],
+        basis=document.basis,
+        note=document.note,
     )
 
 
@@ -95,9 +85,9 @@ def printable(
         version=plan.version,
         created_at=plan.created_at,
         activated_at=plan.activated_at,
-        approved_by=plan.document.get("approver_display"),
-        items=items_of(plan.document),
-        findings=findings_of(plan.document),
+        approved_by=plan.document.approver_display,
+        items=list(plan.document.items),
+        findings=list(plan.document.findings),
         clinic_name=clinic_name,
         clinic_contact=clinic_contact,
     )

@@ -1,7 +1,9 @@
 """Range sets compiled for interpretation: every row converted to the canonical unit once.
 
 Range sets are immutable once stored (a change is a new version), so a compiled set can be
-cached by id in each process without any risk of serving stale limits.
+cached in each process without any risk of serving stale limits. The one cache is
+`app.ranges.service.COMPILED`, a `SetCache` keyed by (organization_id, range_set_id): read it
+through `active_compiled` / `compiled_by_id`, which load and compile on a miss.
 """
 
 from __future__ import annotations

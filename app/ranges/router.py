@@ -3,34 +3,27 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import ValidationError
+from fastapi import Query, Request, Response
 
-from app import uploads
-from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
-from app.concurrency import activation_etag, require_if_match
-from app.deps import ReadSession, SettingsDep, WriteSession
+from app.audit.context import audit_target
+from app.auth.deps import CanReadRanges, CanWriteRanges
+from app.deps import ReadSession, WriteSession
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.range_sets import (
     RangeSetDocument,
     parse_range_set_csv,
     parse_range_set_yaml,
 )
-from app.errors import NotFoundError, validation_errors
-from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
-from app.idempotency.http import idempotent, json_response
-from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
-from app.problems import PROBLEM_RESPONSES, problem_doc
-from app.ranges import repository, service
+from app.errors import NotFoundError
+from app.idempotency.http import Idem
+from app.ranges import service
+from app.ranges.repository import RANGE_SETS
 from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
+from app.versioned_sets import http as sets_http
+from app.versioned_sets.http import Activatable
+from app.versioned_sets.upload import Parser, UploadReader, json_and_yaml
 
-router = APIRouter(
-    prefix="/api/v1/range-sets",
-    tags=["reference ranges"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = sets_http.set_router("/api/v1/range-sets", "reference ranges")
 
 
 _IMPORT_BODY: dict[str, Any] = {
@@ -82,68 +75,51 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-async def _document(request: Request, name: str | None, source: str | None) -> RangeSetDocument:
-    media_type = uploads.media_type(request)
-    raw, text = await uploads.body_text(request)
-    try:
-        if media_type in ("application/json", ""):
-            return RangeSetDocument.model_validate_json(raw)
-        if media_type in uploads.YAML_TYPES:
-            return parse_range_set_yaml(text)
-        if media_type == "text/csv":
-            if name and source:
-                return parse_range_set_csv(text, name=name, source=source)
-            raise service.RangeSetInvalidError(
-                "A CSV import needs the `name` and `source` query parameters.",
-                errors=[
-                    {"field": f"query.{param}", "message": "required for a CSV import"}
-                    for param, value in (("name", name), ("source", source))
-                    if not value
-                ],
-            )
-    except ValidationError as exc:
-        errors = validation_errors(exc.errors())
-        if any(error["code"] == "json_invalid" for error in errors):
-            raise uploads.MalformedJsonError("The request body is not valid JSON.") from exc
+def _csv(name: str | None, source: str | None) -> Parser[RangeSetDocument]:
+    """The CSV parser for this request: a CSV carries rows only, the query names the set."""
+
+    def parse(raw: bytes, text: str) -> RangeSetDocument:
+        if name and source:
+            return parse_range_set_csv(text, name=name, source=source)
         raise service.RangeSetInvalidError(
-            "The range set failed validation; see 'errors'.", errors=errors
-        ) from exc
-    except RangeSetFormatError as exc:
-        raise service.RangeSetInvalidError(
-            str(exc), errors=[uploads.format_error_entry(error) for error in exc.errors]
-        ) from exc
-    raise uploads.UnsupportedMediaTypeError(
-        f"Send application/json, application/yaml or text/csv, not {media_type!r}."
-    )
+            "A CSV import needs the `name` and `source` query parameters.",
+            errors=[
+                {"field": f"query.{param}", "message": "required for a CSV import"}
+                for param, value in (("name", name), ("source", source))
+                if not value
+            ],
+        )
+
+    return parse
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
+_UPLOAD = UploadReader[RangeSetDocument](
+    noun="range set",
+    invalid=service.RangeSetInvalidError,
+    parsers=json_and_yaml(RangeSetDocument, parse_range_set_yaml),
+    accepted="application/json, application/yaml or text/csv",
+    format_errors=(RangeSetFormatError,),
+)
+
+
+@sets_http.import_route(
+    router,
     summary="Import a reference-range set",
     response_model=RangeSetDetailOut,
-    openapi_extra=_IMPORT_BODY,
-    responses={
-        **IDEMPOTENCY_RESPONSES,
-        409: problem_doc(
-            "A concurrent import or activation won, or a request with this Idempotency-Key is "
-            "still in progress."
-        ),
-        415: problem_doc("The body is not JSON, YAML or CSV."),
-    },
-    dependencies=[Depends(audited("create", "range_set"))],
+    body=_IMPORT_BODY,
+    accepted="JSON, YAML or CSV",
+    resource_type="range_set",
 )
 async def import_range_set(
     request: Request,
     session: WriteSession,
     principal: CanWriteRanges,
-    settings: SettingsDep,
+    idem: Idem,
     activate: Annotated[bool, Query(description="Make it the active set right away.")] = False,
     name: Annotated[str | None, Query(max_length=100, description="CSV only: set name.")] = None,
     source: Annotated[
         str | None, Query(max_length=500, description="CSV only: where the ranges come from.")
     ] = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Stores a new version of a named range set. Every row names its analyte, specimen, sex,
     half-open age band `[age_min_years, age_max_years)`, unit, limits and **source**; the set
@@ -152,69 +128,40 @@ async def import_range_set(
     changes; activating it does not alter stored interpretations."""
     organization_id = principal.organization_id
 
-    async def produce() -> StoredResponse:
-        document = await _document(request, name, source)
+    async def produce() -> RangeSetDetailOut:
+        document = await _UPLOAD.read(request, {"text/csv": _csv(name, source)})
         range_set = await service.import_document(
             session, organization_id=organization_id, document=document, activate=activate
         )
         audit_target(request, resource_id=range_set.id, action="activate" if activate else None)
-        detail = await _detail(session, organization_id, range_set.id)
-        return json_response(
-            detail.model_dump_json().encode(),
-            201,
-            location=f"/api/v1/range-sets/{detail.id}",
-            etag=_etag(detail),
-        )
+        return await _detail(session, organization_id, range_set.id)
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
+    return await idem.created(
+        produce, location=lambda detail: f"/api/v1/range-sets/{detail.id}", etag=_etag
     )
 
 
-def _etag(range_set: RangeSetOut) -> str:
-    return activation_etag("range-set", range_set.id, range_set.status, range_set.activated_at)
+def _etag(range_set: Activatable) -> str:
+    return sets_http.set_etag("range-set", range_set)
 
 
 async def _detail(
     session: ReadSession | WriteSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
 ) -> RangeSetDetailOut:
-    range_set = await repository.get_with_rows(
-        session, organization_id=organization_id, range_set_id=range_set_id
+    range_set = await service.RANGE_SET_LIFECYCLE.loaded_or_raise(
+        session, organization_id=organization_id, set_id=range_set_id
     )
-    if range_set is None:
-        raise NotFoundError("No such reference-range set.")
     return RangeSetDetailOut.model_validate(range_set)
 
 
 @router.get("", summary="List reference-range sets", response_model=RangeSetPage)
 async def list_range_sets(
-    session: ReadSession,
-    principal: CanReadRanges,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    *,
-    request: Request,
-    response: Response,
+    session: ReadSession, principal: CanReadRanges, listing: sets_http.SetList
 ) -> RangeSetPage:
     """All range sets of the organization, newest first, with status (`draft`, `active`,
     `retired`)."""
-    sets = await repository.list_sets(
-        session,
-        organization_id=principal.organization_id,
-        limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
-    )
-    page = list(sets[:limit])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(sets) > limit else None
-    link_next(request, response, next_cursor)
-    return RangeSetPage(
-        items=[RangeSetOut.model_validate(s) for s in page], limit=limit, next_cursor=next_cursor
-    )
+    sets = await listing.page(session, RANGE_SETS, principal)
+    return sets.page(RangeSetPage, RangeSetOut.model_validate)
 
 
 @router.get("/active", summary="The active reference-range set", response_model=RangeSetDetailOut)
@@ -223,7 +170,7 @@ async def active_range_set(
 ) -> RangeSetDetailOut:
     """The set new panels are interpreted against, with all its rows and ratio ranges."""
     organization_id = principal.organization_id
-    range_set_id = await repository.get_active_id(session, organization_id=organization_id)
+    range_set_id = await RANGE_SETS.get_active_id(session, organization_id=organization_id)
     if range_set_id is None:
         raise NotFoundError("No reference-range set is active.")
     detail = await _detail(session, organization_id, range_set_id)
@@ -244,42 +191,26 @@ async def get_range_set(
     return detail
 
 
-@router.post(
+@sets_http.activate_route(
+    router,
     "/{range_set_id}/activate",
     summary="Activate a reference-range set",
     response_model=RangeSetOut,
-    responses={
-        409: problem_doc("Another set was activated at the same time."),
-        412: problem_doc("The set changed since your If-Match ETag was read."),
-        428: problem_doc("If-Match is missing."),
-    },
-    dependencies=[Depends(audited("activate", "range_set"))],
+    noun="set",
+    resource_type="range_set",
 )
 async def activate_range_set(
     range_set_id: uuid.UUID,
-    request: Request,
-    response: Response,
     session: WriteSession,
     principal: CanWriteRanges,
+    activation: sets_http.SetActivation,
 ) -> RangeSetOut:
     """Makes this set the one new panels are interpreted against; the previously active set is
     retired. Stored interpretations are not changed (re-interpret a panel explicitly).
 
     Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
     changed since (nothing is modified)."""
-    organization_id = principal.organization_id
-    audit_target(request, resource_id=range_set_id)
-    current = await _detail(session, organization_id, range_set_id)
-    require_if_match(request, _etag(current))
-    range_set = await service.activate(
-        session,
-        organization_id=organization_id,
-        range_set_id=range_set_id,
-        # Checked again on the locked row: of concurrent activations with one ETag, one wins.
-        precondition=lambda locked: require_if_match(
-            request, _etag(RangeSetOut.model_validate(locked))
-        ),
+    range_set = await activation.run(
+        session, service.RANGE_SET_LIFECYCLE, principal, range_set_id, etag=_etag
     )
-    out = RangeSetOut.model_validate(range_set)
-    response.headers["ETag"] = _etag(out)
-    return out
+    return RangeSetOut.model_validate(range_set)

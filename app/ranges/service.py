@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.concurrency import lock_for_update
-from app.db import utcnow
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError, UnknownAnalyteError
 from app.domain.range_sets import RangeSetDocument, parse_range_set_yaml
 from app.domain.reference_ranges import validate_rows
 from app.domain.types import RangeRow
-from app.errors import ConflictError, NotFoundError, UnprocessableError
+from app.errors import UnprocessableError
 from app.models.range_set import RangeSet
 from app.ranges import repository
 from app.ranges.compiled import CompiledRangeSet, compile_range_set, compile_rows
+from app.versioned_sets.cache import SetCache
+from app.versioned_sets.service import SetLifecycle
 
-_CACHE_SIZE = 32
-_compiled: OrderedDict[uuid.UUID, CompiledRangeSet] = OrderedDict()
+RANGE_SET_LIFECYCLE = SetLifecycle(
+    repository.RANGE_SETS, noun="range set", title="reference-range set"
+)
+
+# The compiled sets of this process, keyed by (organization_id, range_set_id): a set never
+# changes once stored, so an entry never goes stale (see app/versioned_sets/cache.py).
+COMPILED: SetCache[CompiledRangeSet] = SetCache(size=32)
 
 
 class RangeSetInvalidError(UnprocessableError):
@@ -41,10 +43,10 @@ async def active_compiled(
     session: AsyncSession, *, organization_id: uuid.UUID, catalog: Catalog | None = None
 ) -> CompiledRangeSet | None:
     """The organization's active set, compiled. One indexed query; compilation is cached."""
-    range_set_id = await repository.get_active_id(session, organization_id=organization_id)
-    if range_set_id is None:
-        return None
-    return await compiled_by_id(
+    range_set_id = await repository.RANGE_SETS.get_active_id(
+        session, organization_id=organization_id
+    )
+    return await compiled_if_any(
         session, organization_id=organization_id, range_set_id=range_set_id, catalog=catalog
     )
 
@@ -56,20 +58,16 @@ async def compiled_by_id(
     range_set_id: uuid.UUID,
     catalog: Catalog | None = None,
 ) -> CompiledRangeSet:
-    cached = _compiled.get(range_set_id)
-    if cached is not None:
-        _compiled.move_to_end(range_set_id)
-        return cached
-    range_set = await repository.get_with_rows(
-        session, organization_id=organization_id, range_set_id=range_set_id
-    )
-    if range_set is None:
-        raise NotFoundError("No such reference-range set.")
-    compiled = compile_range_set(range_set, catalog or default_catalog())
-    _compiled[range_set_id] = compiled
-    while len(_compiled) > _CACHE_SIZE:
-        _compiled.popitem(last=False)
-    return compiled
+    """The set compiled to canonical units: from the cache, else loaded (404 when the
+    organization has no such set) and compiled once."""
+
+    async def load() -> CompiledRangeSet:
+        range_set = await RANGE_SET_LIFECYCLE.loaded_or_raise(
+            session, organization_id=organization_id, set_id=range_set_id
+        )
+        return compile_range_set(range_set, catalog or default_catalog())
+
+    return await COMPILED.get_or_load((organization_id, range_set_id), load)
 
 
 async def compiled_if_any(
@@ -130,19 +128,11 @@ async def import_document(
     catalog: Catalog | None = None,
 ) -> RangeSet:
     check_document(document, catalog or default_catalog())
-    version = await repository.next_version(
-        session, organization_id=organization_id, name=document.name
-    )
-    range_set = RangeSet(
-        id=uuid.uuid4(),
+    range_set = await RANGE_SET_LIFECYCLE.draft(
+        session,
         organization_id=organization_id,
-        name=document.name,
-        version=version,
-        status="draft",
-        description=document.description,
-        source=document.source,
+        header=document,
         effective_from=document.effective_from,
-        created_at=utcnow(),
     )
     rows = [
         {"position": position, **row.model_dump(mode="python")}
@@ -154,59 +144,17 @@ async def import_document(
         {"position": position, **ratio.model_dump(mode="python")}
         for position, ratio in enumerate(document.ratios)
     ]
-    try:
-        await repository.add_set(session, range_set, rows, ratios)
-        if activate:
-            await _activate(session, organization_id=organization_id, range_set=range_set)
-    except IntegrityError as exc:
-        raise ConflictError(
-            "Another import of this range set finished at the same time; retry."
-        ) from exc
-    return range_set
 
+    async def add_children(stored: RangeSet) -> None:
+        await repository.add_children(session, stored, rows, ratios)
 
-async def activate(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    range_set_id: uuid.UUID,
-    precondition: Callable[[RangeSet], None] | None = None,
-) -> RangeSet:
-    """Activate the set. ``precondition`` (the caller's If-Match check) runs on the row locked
-    for this transaction, so it sees every activation committed before it."""
-    range_set = await repository.get(
-        session, organization_id=organization_id, range_set_id=range_set_id
+    return await RANGE_SET_LIFECYCLE.store(
+        session, range_set, activate=activate, add_children=add_children
     )
-    if range_set is None:
-        raise NotFoundError("No such reference-range set.")
-    # Concurrent activations with one If-Match: exactly one wins, the others get 412.
-    await lock_for_update(session, range_set)
-    if precondition is not None:
-        precondition(range_set)
-    if range_set.status != "active":
-        try:
-            await _activate(session, organization_id=organization_id, range_set=range_set)
-        except IntegrityError as exc:
-            raise ConflictError("Another range set was activated at the same time; retry.") from exc
-    return range_set
-
-
-async def _activate(
-    session: AsyncSession, *, organization_id: uuid.UUID, range_set: RangeSet
-) -> None:
-    now = utcnow()
-    await repository.activate(
-        session, organization_id=organization_id, range_set_id=range_set.id, now=now
-    )
-    range_set.status = "active"
-    range_set.activated_at = now
 
 
 async def ensure_default(session: AsyncSession, *, organization_id: uuid.UUID) -> bool:
     """Load and activate the shipped default set when the organization has none yet."""
-    if await repository.count_sets(session, organization_id=organization_id):
-        return False
-    await import_document(
-        session, organization_id=organization_id, document=default_document(), activate=True
+    return await RANGE_SET_LIFECYCLE.ensure_default(
+        session, organization_id, import_document, default_document
     )
-    return True

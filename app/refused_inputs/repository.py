@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.list_sql import newest_first
 from app.models.refused_input import RefusedInput
 
 
@@ -55,15 +56,7 @@ async def page(
         query = query.where(RefusedInput.channel == channel)
     if status is not None:
         query = query.where(RefusedInput.status == status)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            or_(
-                RefusedInput.received_at < moment,
-                and_(RefusedInput.received_at == moment, RefusedInput.id < row_id),
-            )
-        )
-    query = query.order_by(RefusedInput.received_at.desc(), RefusedInput.id.desc()).limit(limit)
+    query = newest_first(query, RefusedInput.received_at, RefusedInput.id, after=after, limit=limit)
     return list((await session.scalars(query)).all())
 
 

@@ -13,8 +13,8 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, require
 from app.auth.principal import Principal, Scope
 from app.deps import WriteSession
+from app.kit.pagination import Cursor, Limit, Page, decode_optional, keyset_page
 from app.models.refused_input import RefusedInput
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.refused_inputs import repository, service
 
@@ -55,10 +55,8 @@ class RefusedInputDetail(RefusedInputOut):
     payload: str = Field(description="The raw body as received (UTF-8; invalid bytes replaced).")
 
 
-class RefusedInputPage(BaseModel):
-    items: list[RefusedInputOut]
-    limit: int
-    next_cursor: str | None
+class RefusedInputPage(Page[RefusedInputOut]):
+    pass
 
 
 def _out(row: RefusedInput) -> RefusedInputOut:
@@ -90,13 +88,11 @@ async def list_refused_inputs(
         organization_id=principal.organization_id,
         channel=channel,
         status=status,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
-    link_next(request, response, next_cursor)
-    return RefusedInputPage(items=[_out(r) for r in page], limit=limit, next_cursor=next_cursor)
+    page = keyset_page(request, response, rows, limit, lambda r: (r.received_at, r.id))
+    return page.page(RefusedInputPage, _out)
 
 
 @router.get(

@@ -35,6 +35,7 @@ from app.interop.fhir.inbound import parse_bundle
 from app.interop.fhir.outcome import FHIR_JSON, FhirError, operation_outcome, outcome_of
 from app.interop.fhir.transaction import process_bundle
 from app.interop.hl7 import service as hl7_service
+from app.kit.lookup import found
 from app.models.refused_input import RefusedInput
 from app.panels import corrections
 from app.panels.schemas import PanelCreate
@@ -235,10 +236,31 @@ class Reprocessed:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-async def get(session: AsyncSession, *, organization_id: uuid.UUID, refused_id: uuid.UUID) -> Any:
-    row = await repository.get(session, organization_id=organization_id, refused_id=refused_id)
-    if row is None:
-        raise RefusedInputNotFoundError(f"No refused input {refused_id}.")
+async def get(
+    session: AsyncSession, *, organization_id: uuid.UUID, refused_id: uuid.UUID, lock: bool = False
+) -> RefusedInput:
+    return found(
+        await repository.get(
+            session, organization_id=organization_id, refused_id=refused_id, lock=lock
+        ),
+        RefusedInputNotFoundError(f"No refused input {refused_id}."),
+    )
+
+
+async def _open_row(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    refused_id: uuid.UUID,
+    *,
+    closed_note: str = "",
+) -> RefusedInput:
+    """The refusal, locked for the change, while it is still open (404 / 409 otherwise)."""
+    row = await get(session, organization_id=organization_id, refused_id=refused_id, lock=True)
+    if row.status != "refused":
+        raise RefusedInputClosedError(
+            f"Refused input {refused_id} is already {row.status}{closed_note}.",
+            refused_status=row.status,
+        )
     return row
 
 
@@ -252,16 +274,9 @@ async def reprocess(
     """Run the input again through its channel's ingestion (same validation, dedupe and
     idempotency as a fresh input). Accepted: the row is marked ``reprocessed`` with what was
     stored; refused again: the row stays ``refused`` with the new reason (no second row)."""
-    row = await repository.get(
-        session, organization_id=organization_id, refused_id=refused_id, lock=True
+    row = await _open_row(
+        session, organization_id, refused_id, closed_note="; nothing was run again"
     )
-    if row is None:
-        raise RefusedInputNotFoundError(f"No refused input {refused_id}.")
-    if row.status != "refused":
-        raise RefusedInputClosedError(
-            f"Refused input {refused_id} is already {row.status}; nothing was run again.",
-            refused_status=row.status,
-        )
     if row.channel in ("hl7-http", "hl7-mllp"):
         done = await _reprocess_hl7(session, row)
     elif row.channel == "fhir":
@@ -287,15 +302,7 @@ async def discard(
     session: AsyncSession, *, organization_id: uuid.UUID, refused_id: uuid.UUID, principal_id: str
 ) -> RefusedInput:
     """Close a refusal that cannot be fixed without changing the data: nothing is run."""
-    row = await repository.get(
-        session, organization_id=organization_id, refused_id=refused_id, lock=True
-    )
-    if row is None:
-        raise RefusedInputNotFoundError(f"No refused input {refused_id}.")
-    if row.status != "refused":
-        raise RefusedInputClosedError(
-            f"Refused input {refused_id} is already {row.status}.", refused_status=row.status
-        )
+    row = await _open_row(session, organization_id, refused_id)
     row.status = "discarded"
     row.resolved_at = utcnow()
     row.resolved_by = principal_id

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
+from app.kit.list_sql import newest_first
 from app.models.panel import Result
 
 ABNORMAL_CODES = ("L", "H", "LL", "HH")
@@ -27,14 +29,22 @@ def flag_condition(flag: str) -> ColumnElement[bool]:
     return or_(Result.interpretation.in_(ABNORMAL_CODES), critical)
 
 
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """Which results a flagged list holds: those `flag` selects (see `flag_condition`), of one
+    analyte code or all, collected in [collected_from, collected_to)."""
+
+    flag: str
+    analyte: str | None
+    collected_from: datetime | None
+    collected_to: datetime | None
+
+
 async def flagged(
     session: AsyncSession,
-    *,
     organization_id: uuid.UUID,
-    flag: str,
-    analyte: str | None,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
+    which: Flagged,
+    *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[Result]:
@@ -43,19 +53,13 @@ async def flagged(
     query = select(Result).where(
         Result.organization_id == organization_id,
         Result.status.not_in(sorted(WITHDRAWN)),
-        flag_condition(flag),
+        flag_condition(which.flag),
     )
-    if analyte is not None:
-        query = query.where(Result.analyte == analyte)
-    if collected_from is not None:
-        query = query.where(Result.collected_at >= collected_from)
-    if collected_to is not None:
-        query = query.where(Result.collected_at < collected_to)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (Result.collected_at < moment)
-            | ((Result.collected_at == moment) & (Result.id < row_id))
-        )
-    query = query.order_by(Result.collected_at.desc(), Result.id.desc()).limit(limit)
+    if which.analyte is not None:
+        query = query.where(Result.analyte == which.analyte)
+    if which.collected_from is not None:
+        query = query.where(Result.collected_at >= which.collected_from)
+    if which.collected_to is not None:
+        query = query.where(Result.collected_at < which.collected_to)
+    query = newest_first(query, Result.collected_at, Result.id, after=after, limit=limit)
     return (await session.scalars(query)).all()

@@ -8,7 +8,7 @@ from pydantic import AwareDatetime
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPanels
 from app.deps import WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, link_next
+from app.kit.pagination import Cursor, Limit, decode_optional, link_next
 from app.problems import PROBLEM_RESPONSES
 from app.results import service
 from app.results.schemas import FlaggedResultPage, ResultFlag
@@ -64,7 +64,7 @@ async def list_flagged_results(
         collected_from=collected_from,
         collected_to=collected_to,
         limit=limit,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
     audit_target(request, patient_ids=list(dict.fromkeys(item.patient_id for item in page.items)))
     link_next(request, response, page.next_cursor)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.panels.schemas import ResultOut
 from app.schemas_common import IdentifierOut, OutputModel
 
@@ -26,5 +26,5 @@ class FlaggedResultOut(OutputModel):
     result: ResultOut
 
 
-class FlaggedResultPage(PageMeta):
-    items: list[FlaggedResultOut]
+class FlaggedResultPage(Page[FlaggedResultOut]):
+    pass

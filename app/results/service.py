@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import query_params
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
-from app.pagination import encode_cursor
+from app.kit.pagination import keyset
 from app.panels.views import result_out
 from app.results import repository
 from app.results.labels import patient_labels
@@ -41,22 +41,14 @@ async def flagged_page(
             raise InvalidResultQueryError(
                 str(exc), errors=[{"field": "query.analyte", "message": str(exc)}]
             ) from exc
-    rows = await repository.flagged(
-        session,
-        organization_id=organization_id,
-        flag=flag,
-        analyte=code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-        limit=limit + 1,
-        after=after,
-    )
-    page = list(rows[:limit])
+    which = repository.Flagged(flag, code, collected_from, collected_to)
+    rows = await repository.flagged(session, organization_id, which, limit=limit + 1, after=after)
+    page = keyset(rows, limit, lambda r: (r.collected_at, r.id))
     labels = await patient_labels(
-        session, organization_id=organization_id, patient_ids=[r.patient_id for r in page]
+        session, organization_id=organization_id, patient_ids=[r.patient_id for r in page.rows]
     )
     items: list[FlaggedResultOut] = []
-    for result in page:
+    for result in page.rows:
         label = labels.get(result.patient_id)
         identifier = (
             IdentifierOut(system=label.identifier_system, value=label.identifier_value)
@@ -75,5 +67,4 @@ async def flagged_page(
                 result=result_out(result),
             )
         )
-    next_cursor = encode_cursor(page[-1].collected_at, page[-1].id) if len(rows) > limit else None
-    return FlaggedResultPage(items=items, limit=limit, next_cursor=next_cursor)
+    return FlaggedResultPage(items=items, limit=limit, next_cursor=page.next_cursor)

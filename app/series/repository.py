@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,19 +10,18 @@ from sqlalchemy import Select, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
+from app.kit.list_sql import Bounds, within
+from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
 
 
-def _results(
-    organization_id: uuid.UUID, patient_id: uuid.UUID, analytes: Sequence[str]
-) -> Select[Result]:
+def _results(key: PatientKey, analytes: Sequence[str]) -> Select[Result]:
     return (
         select(Result)
         .join(Panel, Panel.id == Result.panel_id)
         .where(
-            Result.organization_id == organization_id,
-            Result.patient_id == patient_id,
+            key.owns(Result),
             Result.analyte.in_(sorted(set(analytes))),
             # Withdrawn results, and cancelled panels, are not part of a chart.
             Result.status.not_in(sorted(WITHDRAWN)),
@@ -32,37 +30,28 @@ def _results(
     )
 
 
-def _assessments(organization_id: uuid.UUID, patient_id: uuid.UUID) -> Select[SleepAssessment]:
-    return select(SleepAssessment).where(
-        SleepAssessment.organization_id == organization_id,
-        SleepAssessment.patient_id == patient_id,
-    )
+def _assessments(key: PatientKey) -> Select[SleepAssessment]:
+    return select(SleepAssessment).where(key.owns(SleepAssessment))
 
 
 async def time_points(
     session: AsyncSession,
+    key: PatientKey,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
     analytes: Sequence[str],
     with_isi: bool,
-    start: datetime | None,
-    end: datetime | None,
+    bounds: Bounds,
     after: datetime | None,
     limit: int,
 ) -> list[datetime]:
-    """Up to `limit` distinct time points, the oldest first, after `after`."""
+    """Up to `limit` distinct time points within `bounds`, the oldest first, after `after`."""
     branches = []
     if analytes:
-        query = _results(organization_id, patient_id, analytes).with_only_columns(
-            Result.collected_at.label("at")
-        )
-        branches.append(_bounded(query, Result.collected_at, start, end, after))
+        query = _results(key, analytes).with_only_columns(Result.collected_at.label("at"))
+        branches.append(_bounded(query, Result.collected_at, bounds, after))
     if with_isi:
-        query = _assessments(organization_id, patient_id).with_only_columns(
-            SleepAssessment.timeline_at.label("at")
-        )
-        branches.append(_bounded(query, SleepAssessment.timeline_at, start, end, after))
+        query = _assessments(key).with_only_columns(SleepAssessment.timeline_at.label("at"))
+        branches.append(_bounded(query, SleepAssessment.timeline_at, bounds, after))
     if not branches:
         return []
     both = union(*branches).subquery("points")
@@ -71,16 +60,9 @@ async def time_points(
 
 
 def _bounded(
-    query: Select[datetime],
-    at: Any,
-    start: datetime | None,
-    end: datetime | None,
-    after: datetime | None,
+    query: Select[datetime], at: Any, bounds: Bounds, after: datetime | None
 ) -> Select[datetime]:
-    if start is not None:
-        query = query.where(at >= start)
-    if end is not None:
-        query = query.where(at <= end)
+    query = within(query, at, bounds)
     if after is not None:
         query = query.where(at > after)
     return query
@@ -88,29 +70,21 @@ def _bounded(
 
 async def results_between(
     session: AsyncSession,
+    key: PatientKey,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
     analytes: Sequence[str],
     first: datetime,
     last: datetime,
 ) -> Sequence[Result]:
-    query = _results(organization_id, patient_id, analytes).where(
-        Result.collected_at >= first, Result.collected_at <= last
-    )
+    query = _results(key, analytes).where(Result.collected_at >= first, Result.collected_at <= last)
     # Newest panel last, so where two panels share a collection time the later one wins.
     return (await session.scalars(query.order_by(Result.collected_at, Panel.created_at))).all()
 
 
 async def assessments_between(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    first: datetime,
-    last: datetime,
+    session: AsyncSession, key: PatientKey, *, first: datetime, last: datetime
 ) -> Sequence[SleepAssessment]:
-    query = _assessments(organization_id, patient_id).where(
+    query = _assessments(key).where(
         SleepAssessment.timeline_at >= first, SleepAssessment.timeline_at <= last
     )
     return (

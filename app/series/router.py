@@ -5,11 +5,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.audit.context import audit_target, audited
+from app.audit.context import audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans
 from app.deps import WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, link_next
-from app.patient_context.service import get_patient_or_raise
+from app.kit.pagination import Cursor, Limit, decode_optional, link_next
+from app.patients.deps import KnownPatient
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.series import service
 from app.series.schemas import SeriesPage
@@ -35,6 +35,7 @@ async def get_patient_series(
     response: Response,
     session: WriteSession,
     principal: CanReadPlans,
+    _patient: KnownPatient,
     analyte: Annotated[
         list[str],
         Query(
@@ -59,10 +60,6 @@ async def get_patient_series(
     (cancelled, entered-in-error) and cancelled panels are left out; censored values (`<0.5`)
     carry their comparator. Where two panels share a collection time, the later-stored one's
     value is shown. Keyset-paginated by time: follow `next_cursor` or the `Link` header."""
-    audit_target(request, patient_id=patient_id)
-    await get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     page = await service.aligned(
         session,
         organization_id=principal.organization_id,
@@ -72,7 +69,7 @@ async def get_patient_series(
         start=date_from,
         end=date_to,
         limit=limit,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
     link_next(request, response, page.next_cursor)
     return page

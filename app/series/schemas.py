@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.pagination import PageMeta
+from app.kit.pagination import PageMeta
 from app.schemas_common import JsonDecimal, OutputModel
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -14,7 +15,10 @@ from app import query_params
 from app.domain.catalog import Analyte, default_catalog
 from app.domain.errors import DomainError
 from app.domain.units import convert
-from app.pagination import encode_cursor
+from app.kit.pagination import encode_cursor
+from app.models.mixins import PatientKey
+from app.models.panel import Result
+from app.models.sleep_assessment import SleepAssessment
 from app.series import repository
 from app.series.schemas import SeriesOut, SeriesPage, SeriesRowOut
 from app.sleep.service import date_bounds
@@ -83,16 +87,14 @@ async def aligned(
         raise InvalidSeriesQueryError(message, errors=[{"field": "query", "message": message}])
     wanted = parse_analytes(analytes)
     with_isi = "isi" in include
-    lower, upper = date_bounds(start, end)
+    key = PatientKey(organization_id, patient_id)
     codes = [s.analyte.code for s in wanted]
     points = await repository.time_points(
         session,
-        organization_id=organization_id,
-        patient_id=patient_id,
+        key,
         analytes=codes,
         with_isi=with_isi,
-        start=lower,
-        end=upper,
+        bounds=date_bounds(start, end),
         after=cursor_time(after),
         limit=limit + 1,
     )
@@ -111,46 +113,51 @@ async def aligned(
         for at in (_utc(p) for p in points)
     }
     if points:
+        # The page's rows are its time points: fetch only what falls between its ends.
         first, last = _utc(points[0]), _utc(points[-1])
         if wanted:
-            for result in await repository.results_between(
-                session,
-                organization_id=organization_id,
-                patient_id=patient_id,
-                analytes=codes,
-                first=first,
-                last=last,
-            ):
-                row = rows.get(_utc(result.collected_at))
-                if row is None:
-                    continue
-                for index, s in enumerate(wanted):
-                    if s.analyte.code != result.analyte:
-                        continue
-                    row.values[index] = convert(
-                        result.canonical_value,
-                        analyte=s.analyte,
-                        from_unit=result.canonical_unit,
-                        to_unit=s.unit,
-                    )
-                    row.comparators[index] = cast(Comparator | None, result.comparator)
-                    row.flags[index] = result.interpretation
+            results = await repository.results_between(
+                session, key, analytes=codes, first=first, last=last
+            )
+            _fill_results(rows, wanted, results)
         if with_isi:
-            for assessment in await repository.assessments_between(
-                session,
-                organization_id=organization_id,
-                patient_id=patient_id,
-                first=first,
-                last=last,
-            ):
-                row = rows.get(_utc(assessment.timeline_at))
-                if row is not None:
-                    row.values[width - 1] = Decimal(assessment.total)
-                    row.flags[width - 1] = assessment.category
+            assessments = await repository.assessments_between(session, key, first=first, last=last)
+            _fill_isi(rows, width - 1, assessments)
     next_cursor = encode_cursor(_utc(points[-1]), _NO_ID) if more and points else None
     return SeriesPage(
         series=series, items=list(rows.values()), limit=limit, next_cursor=next_cursor
     )
+
+
+def _fill_results(
+    rows: dict[datetime, SeriesRowOut], wanted: list[AnalyteSeries], results: Sequence[Result]
+) -> None:
+    """Each result into its time point's row, in the column of its series' unit."""
+    for result in results:
+        row = rows.get(_utc(result.collected_at))
+        if row is None:
+            continue
+        for index, s in enumerate(wanted):
+            if s.analyte.code != result.analyte:
+                continue
+            row.values[index] = convert(
+                result.canonical_value,
+                analyte=s.analyte,
+                from_unit=result.canonical_unit,
+                to_unit=s.unit,
+            )
+            row.comparators[index] = cast(Comparator | None, result.comparator)
+            row.flags[index] = result.interpretation
+
+
+def _fill_isi(
+    rows: dict[datetime, SeriesRowOut], column: int, assessments: Sequence[SleepAssessment]
+) -> None:
+    for assessment in assessments:
+        row = rows.get(_utc(assessment.timeline_at))
+        if row is not None:
+            row.values[column] = Decimal(assessment.total)
+            row.flags[column] = assessment.category
 
 
 def _utc(moment: datetime) -> datetime:

@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.list_sql import Bounds, newest_first, within
+from app.models.mixins import PatientKey, of_patient
 from app.models.sleep_assessment import SleepAssessment
 
 
@@ -26,8 +28,7 @@ async def get(
 ) -> SleepAssessment | None:
     return await session.scalar(
         select(SleepAssessment).where(
-            SleepAssessment.organization_id == organization_id,
-            SleepAssessment.patient_id == patient_id,
+            of_patient(SleepAssessment, organization_id, patient_id),
             SleepAssessment.id == assessment_id,
         )
     )
@@ -39,10 +40,7 @@ async def latest(
     """The most recent assessment (by the day it was answered), or None."""
     return await session.scalar(
         select(SleepAssessment)
-        .where(
-            SleepAssessment.organization_id == organization_id,
-            SleepAssessment.patient_id == patient_id,
-        )
+        .where(of_patient(SleepAssessment, organization_id, patient_id))
         .order_by(
             SleepAssessment.timeline_at.desc(),
             SleepAssessment.recorded_at.desc(),
@@ -54,29 +52,20 @@ async def latest(
 
 async def search(
     session: AsyncSession,
+    key: PatientKey,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    start: datetime | None,
-    end: datetime | None,
+    bounds: Bounds,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[SleepAssessment]:
-    """Newest assessed_on first; `start`/`end` bound timeline_at (assessed_on at 00:00 UTC),
-    both inclusive."""
-    query = select(SleepAssessment).where(
-        SleepAssessment.organization_id == organization_id,
-        SleepAssessment.patient_id == patient_id,
+    """Newest assessed_on first; `bounds` bound timeline_at (assessed_on at 00:00 UTC), both
+    inclusive."""
+    query = within(
+        select(SleepAssessment).where(key.owns(SleepAssessment)),
+        SleepAssessment.timeline_at,
+        bounds,
     )
-    if start is not None:
-        query = query.where(SleepAssessment.timeline_at >= start)
-    if end is not None:
-        query = query.where(SleepAssessment.timeline_at <= end)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (SleepAssessment.timeline_at < moment)
-            | ((SleepAssessment.timeline_at == moment) & (SleepAssessment.id < row_id))
-        )
-    query = query.order_by(SleepAssessment.timeline_at.desc(), SleepAssessment.id.desc())
-    return (await session.scalars(query.limit(limit))).all()
+    query = newest_first(
+        query, SleepAssessment.timeline_at, SleepAssessment.id, after=after, limit=limit
+    )
+    return (await session.scalars(query)).all()

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
-from app.deps import SettingsDep, WriteSession
-from app.idempotency.deps import IDEMPOTENCY_RESPONSES, IdempotencyKey
-from app.idempotency.http import idempotent, json_response
-from app.idempotency.service import StoredResponse
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
+from app.deps import WriteSession
+from app.idempotency.deps import IDEMPOTENCY_RESPONSES
+from app.idempotency.http import Idem
+from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
 from app.patient_context.service import get_patient_or_raise
+from app.patients.deps import KnownPatient
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.schemas_common import EARLIEST_DATE
 from app.sleep import service
@@ -78,11 +78,10 @@ async def create_sleep_assessment(
     request: Request,
     session: WriteSession,
     principal: CanWritePlans,
-    settings: SettingsDep,
+    idem: Idem,
     body: Annotated[
         SleepAssessmentCreate, Body(openapi_examples={"ISI": {"value": ASSESSMENT_EXAMPLE}})
     ],
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Records the patient's answers to the 7 items of the Insomnia Severity Index (each 0-4,
     in questionnaire order). The server computes the total (0-28) and its category: 0-7
@@ -92,7 +91,7 @@ async def create_sleep_assessment(
     Send an `Idempotency-Key` to make retries safe: a retry replays the first response."""
     audit_target(request, patient_id=patient_id)
 
-    async def produce() -> StoredResponse:
+    async def produce() -> SleepAssessmentOut:
         patient = await get_patient_or_raise(
             session, organization_id=principal.organization_id, patient_id=patient_id
         )
@@ -100,19 +99,9 @@ async def create_sleep_assessment(
             session, patient=patient, data=body, recorded_by=principal.id
         )
         audit_target(request, resource_id=assessment.id)
-        out = service.assessment_out(assessment)
-        return json_response(
-            out.model_dump_json().encode(), 201, location=_location(patient_id, assessment.id)
-        )
+        return service.assessment_out(assessment)
 
-    return await idempotent(
-        request,
-        session,
-        principal=principal,
-        settings=settings,
-        key=idempotency_key,
-        produce=produce,
-    )
+    return await idem.created(produce, location=lambda out: _location(patient_id, out.id))
 
 
 @router.get(
@@ -127,6 +116,7 @@ async def list_sleep_assessments(
     request: Request,
     session: WriteSession,
     principal: CanReadPlans,
+    _patient: KnownPatient,
     limit: Limit = 50,
     cursor: Cursor = None,
     date_from: DateFrom = None,
@@ -137,10 +127,6 @@ async def list_sleep_assessments(
     """The patient's sleep assessments, newest `assessed_on` first, optionally limited to the
     days `from`..`to` (both inclusive). Pages are keyset-based: follow `next_cursor` until it
     is null."""
-    audit_target(request, patient_id=patient_id)
-    await get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     rows = await service.search(
         session,
         organization_id=principal.organization_id,
@@ -148,14 +134,10 @@ async def list_sleep_assessments(
         start=date_from,
         end=date_to,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_optional(cursor),
     )
-    page = list(rows[:limit])
-    next_cursor = encode_cursor(page[-1].timeline_at, page[-1].id) if len(rows) > limit else None
-    link_next(request, response, next_cursor)
-    return SleepAssessmentPage(
-        items=[service.assessment_out(a) for a in page], limit=limit, next_cursor=next_cursor
-    )
+    page = keyset_page(request, response, rows, limit, lambda a: (a.timeline_at, a.id))
+    return page.page(SleepAssessmentPage, service.assessment_out)
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictInt
 
 from app.domain.isi import ITEM_COUNT, ITEM_MAX, ITEM_MIN
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.patient_context.schemas import Note, PastDate
 from app.schemas_common import InputModel, OutputModel
 
@@ -47,8 +47,8 @@ class SleepAssessmentOut(OutputModel):
     recorded_by: str
 
 
-class SleepAssessmentPage(PageMeta):
-    items: list[SleepAssessmentOut]
+class SleepAssessmentPage(Page[SleepAssessmentOut]):
+    pass
 
 
 ASSESSMENT_EXAMPLE = {

@@ -13,6 +13,8 @@ from app.db import utcnow
 from app.domain import isi
 from app.domain.plans.facts import SleepFact
 from app.errors import NotFoundError, UnprocessableError
+from app.kit.lookup import found
+from app.models.mixins import PatientKey
 from app.models.patient import Patient
 from app.models.sleep_assessment import SleepAssessment
 from app.query_params import InvalidQueryError
@@ -63,16 +65,13 @@ async def create(
         )
     scored = isi.score(data.items)
     assessment = SleepAssessment(
+        **data.model_dump(include={"instrument", "assessed_on", "items", "note"}),
         id=uuid.uuid4(),
         organization_id=patient.organization_id,
         patient_id=patient.id,
-        instrument=data.instrument,
-        assessed_on=data.assessed_on,
         timeline_at=day_start(data.assessed_on),
-        items=list(data.items),
         total=scored.total,
         category=scored.category,
-        note=data.note,
         recorded_at=utcnow(),
         recorded_by=recorded_by,
     )
@@ -87,15 +86,15 @@ async def get_or_raise(
     patient_id: uuid.UUID,
     assessment_id: uuid.UUID,
 ) -> SleepAssessment:
-    assessment = await repository.get(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        assessment_id=assessment_id,
+    return found(
+        await repository.get(
+            session,
+            organization_id=organization_id,
+            patient_id=patient_id,
+            assessment_id=assessment_id,
+        ),
+        NotFoundError("No sleep assessment with this id for this patient."),
     )
-    if assessment is None:
-        raise NotFoundError("No sleep assessment with this id for this patient.")
-    return assessment
 
 
 async def search(
@@ -108,32 +107,33 @@ async def search(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[SleepAssessment]:
-    lower, upper = date_bounds(start, end)
+    key = PatientKey(organization_id, patient_id)
     return await repository.search(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        start=lower,
-        end=upper,
-        limit=limit,
-        after=after,
+        session, key, bounds=date_bounds(start, end), limit=limit, after=after
     )
+
+
+# The columns the API shows unchanged. Every field of the output model is required, so a
+# misspelt name fails validation, not silently.
+_SHOWN_AS_STORED = (
+    "id",
+    "patient_id",
+    "assessed_on",
+    "total",
+    "category",
+    "note",
+    "recorded_at",
+    "recorded_by",
+)
 
 
 def assessment_out(assessment: SleepAssessment) -> SleepAssessmentOut:
     category = isi.default_instrument().category(assessment.total)
     return SleepAssessmentOut(
-        id=assessment.id,
-        patient_id=assessment.patient_id,
+        **{name: getattr(assessment, name) for name in _SHOWN_AS_STORED},
         instrument="ISI",
-        assessed_on=assessment.assessed_on,
         items=list(assessment.items),
-        total=assessment.total,
-        category=assessment.category,
         category_display=category.display,
-        note=assessment.note,
-        recorded_at=assessment.recorded_at,
-        recorded_by=assessment.recorded_by,
     )
 
 

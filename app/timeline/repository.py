@@ -13,6 +13,8 @@ from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
+from app.kit.list_sql import Bounds, after_keyset, within
+from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
 
@@ -27,63 +29,37 @@ class Entry:
     at: datetime
 
 
-def _bounded(
-    query: Select[str, uuid.UUID, datetime],
+def _branch(
+    kind: str,
+    model: type[Panel] | type[SleepAssessment],
     at: Any,
-    row_id: Any,
-    *,
-    start: datetime | None,
-    end: datetime | None,
+    key: PatientKey,
+    bounds: Bounds,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Select[str, uuid.UUID, datetime]:
-    # Each branch is filtered on its own (patient, time, id) index before the union.
-    if start is not None:
-        query = query.where(at >= start)
-    if end is not None:
-        query = query.where(at <= end)
+    """One table's (kind, id, at) rows of the patient, filtered on its own (patient, time, id)
+    index before the union."""
+    query = select(literal(kind).label("kind"), model.id.label("id"), at.label("at")).where(
+        key.owns(model)
+    )
+    query = within(query, at, bounds)
     if after is not None:
-        moment, last_id = after
-        query = query.where((at < moment) | ((at == moment) & (row_id < last_id)))
+        query = query.where(after_keyset(at, model.id, after))
     return query
 
 
 async def page(
     session: AsyncSession,
+    key: PatientKey,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    start: datetime | None,
-    end: datetime | None,
+    bounds: Bounds,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Entry]:
-    """Up to `limit` entries, newest first (ties by id, descending)."""
-    panels = _bounded(
-        select(
-            literal(PANEL).label("kind"),
-            Panel.id.label("id"),
-            Panel.collected_at.label("at"),
-        ).where(Panel.organization_id == organization_id, Panel.patient_id == patient_id),
-        Panel.collected_at,
-        Panel.id,
-        start=start,
-        end=end,
-        after=after,
-    )
-    assessments = _bounded(
-        select(
-            literal(SLEEP_ASSESSMENT).label("kind"),
-            SleepAssessment.id.label("id"),
-            SleepAssessment.timeline_at.label("at"),
-        ).where(
-            SleepAssessment.organization_id == organization_id,
-            SleepAssessment.patient_id == patient_id,
-        ),
-        SleepAssessment.timeline_at,
-        SleepAssessment.id,
-        start=start,
-        end=end,
-        after=after,
+    """Up to `limit` entries within `bounds`, newest first (ties by id, descending)."""
+    panels = _branch(PANEL, Panel, Panel.collected_at, key, bounds, after)
+    assessments = _branch(
+        SLEEP_ASSESSMENT, SleepAssessment, SleepAssessment.timeline_at, key, bounds, after
     )
     both = union_all(panels, assessments).subquery("timeline")
     rows = await session.execute(

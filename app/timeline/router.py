@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans
 from app.deps import WriteSession
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor, link_next
+from app.kit.pagination import Cursor, Limit, decode_optional, encode_cursor, link_next
 from app.patient_context.service import get_patient_or_raise
 from app.problems import PROBLEM_RESPONSES, problem_doc
 from app.sleep.router import DateFrom, DateTo
@@ -50,7 +50,7 @@ async def get_timeline(
     00:00 UTC (`assessed_on` is given too), with its total and category. Pages are
     keyset-based: follow `next_cursor` until it is null."""
     audit_target(request, patient_id=patient_id)
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_optional(cursor)
     await get_patient_or_raise(
         session, organization_id=principal.organization_id, patient_id=patient_id
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from app.domain.result_status import ResultStatus
-from app.pagination import PageMeta
+from app.kit.pagination import Page
 from app.panels.schemas import RatioOut
 from app.schemas_common import JsonDecimal, OutputModel
 
@@ -50,5 +50,5 @@ class TimelineSleepEntry(OutputModel):
 TimelineEntry = Annotated[TimelinePanelEntry | TimelineSleepEntry, Field(discriminator="kind")]
 
 
-class TimelinePage(PageMeta):
-    items: list[TimelineEntry]
+class TimelinePage(Page[TimelineEntry]):
+    pass

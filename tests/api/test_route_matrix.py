@@ -20,6 +20,7 @@ accessions or keys.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -730,6 +731,34 @@ def _fhir_care_plan_search(client: TestClient, records: Records) -> Call:
     return Call("/fhir/R4/CarePlan", params={"patient": records.patient_id})
 
 
+def _new_batch(client: TestClient, records: Records) -> Call:
+    body = panel_body(
+        records.patient,
+        [result("magnesium", "0.80", "mmol/L")],
+        accession=f"ACC-BATCH-{uuid.uuid4().hex[:10]}",
+    )
+    return Call(
+        "/api/v1/panel-batches",
+        content=json.dumps(body) + "\n",
+        headers={"content-type": "application/x-ndjson"},
+    )
+
+
+def _batch(client: TestClient, records: Records) -> Call:
+    call = _new_batch(client, records)
+    posted = client.post(call.path, content=call.content, headers=call.headers)
+    assert posted.status_code == 200, posted.text
+    batch_id: str = json.loads(posted.text.splitlines()[-1])["batch"]["id"]
+    return Call(f"/api/v1/panel-batches/{batch_id}", record_id=batch_id)
+
+
+def _batch_line(outcome: str) -> Check:
+    def check(response: Response, records: Records) -> None:
+        assert json.loads(response.text.splitlines()[0])["outcome"] == outcome
+
+    return check
+
+
 INTEGRATION = frozenset({"integration"})
 CLINICIAN = frozenset({"clinician"})
 ADMIN = frozenset({"admin"})
@@ -750,6 +779,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     # The other organization has no such patient: the panel is refused, nothing is stored.
     ("POST", "/api/v1/panels"): Row(INTEGRATION, 201, 422, _new_panel, _created),
+    # A batch answers 200 either way; another organization's line naming this patient is refused.
+    ("POST", "/api/v1/panel-batches"): Row(
+        INTEGRATION, 200, 200, _new_batch, _batch_line("stored"), _batch_line("refused")
+    ),
+    ("GET", "/api/v1/panel-batches/{batch_id}"): Row(READERS, 200, 404, _batch),
     ("GET", "/api/v1/panels/{panel_id}"): Row(READERS, 200, 404, _panel(), _is_panel),
     ("GET", "/api/v1/patients/{patient_id}/panels"): Row(
         READERS, 200, 404, _patient_panels, _lists_panel

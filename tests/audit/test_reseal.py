@@ -64,7 +64,9 @@ def _legacy_rows(count: int) -> list[dict[str, Any]]:
 
 def _stored(connection: Any) -> list[dict[str, Any]]:
     table = AuditEvent.__table__
-    return [dict(r._mapping) for r in connection.execute(select(*table.c).order_by(table.c.seq))]
+    # The columns of the revisions this test moves between (`chain` came later).
+    columns = [column for column in table.c if column.name != "chain"]
+    return [dict(r._mapping) for r in connection.execute(select(*columns).order_by(table.c.seq))]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

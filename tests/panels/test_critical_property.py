@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.catalog import Catalog, default_catalog
+from app.domain.pipeline import ImpossibleResultsError, NormalizedResult, interpret_panel
 from app.domain.reference_ranges import age_band_contains
 from app.domain.types import Comparator, PatientFacts, RangeRow, ResultValue, Sex
 from app.domain.units import convert
-from app.panels.interpretation import ImpossibleResultError, NormalizedResult, interpret_results
 from app.ranges.compiled import CompiledRangeSet, compile_rows
 from app.ranges.service import default_document
 
@@ -128,14 +128,14 @@ def test_a_possibly_critical_value_or_a_critical_lab_flag_is_never_silent(
     rows = list(compiled.rows_for(result.analyte.code))
     applicable = [row for row in rows if _could_apply(row, patient, "serum")] or rows
     try:
-        [verdict] = interpret_results(
+        [verdict] = interpret_panel(
             [result],
             range_set=compiled,
             patient=patient,
             specimen="serum",
             refuse_impossible=True,
-        )
-    except ImpossibleResultError:  # an impossible value is refused loudly: never silent
+        ).verdicts
+    except ImpossibleResultsError:  # an impossible value is refused loudly: never silent
         return
 
     if flag in LAB_CRITICAL_FLAGS:

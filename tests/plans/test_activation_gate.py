@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from app.domain.plans.facts import PlanFacts
 from app.domain.plans.items import PlanItem
-from app.domain.plans.safety import check, daily_totals, upper_limit
-from app.plans.service import unresolved
+from app.domain.plans.safety import check, daily_totals, unresolved, upper_limit
 from tests.domain.plans import default_rules
 from tests.domain.plans.test_properties import PROPERTY_SETTINGS, edited_plans
 

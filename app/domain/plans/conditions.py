@@ -16,10 +16,13 @@ A condition is a mapping with exactly one key naming its kind:
 - plan items (safety rules only): ``item: {category, mineral, herbal_sedative, herbal_name,
   unsafe_in_pregnancy, urgent_referral, daily_at_least, daily_above, duration_days_over}``.
 
-Evaluation lives in `evaluation.py`. Missing data never satisfies an atom: ``egfr_below: 30`` is
-false when no eGFR is on record, a ``result`` atom is false without a result, and ``not`` turns
-that into true. Rules that must act on missing data say so explicitly (``result_missing``,
-``patient: {egfr_missing: true}``).
+Evaluation and the readable findings live in `evaluation.py`, the rule-set checks in
+`condition_checks.py`; each dispatches with one `match` over every kind ending in `assert_never`,
+so adding a kind here without handling it there fails mypy.
+
+Missing data never satisfies an atom: ``egfr_below: 30`` is false when no eGFR is on record, a
+``result`` atom is false without a result, and ``not`` turns that into true. Rules that must act
+on missing data say so explicitly (``result_missing``, ``patient: {egfr_missing: true}``).
 """
 
 from __future__ import annotations
@@ -257,6 +260,24 @@ class ItemTest(_Strict):
 
 class ItemAtom(_Strict):
     item: ItemTest
+
+
+# The atoms judged on the facts alone (everything but the combinators and item atoms): the
+# evaluator, the describer and the rule-set checks each `match` over these with `assert_never`,
+# so a new kind that is not handled everywhere fails mypy.
+FactAtom = (
+    ResultAtom
+    | ResultMissingAtom
+    | CriticalAtom
+    | RatioAtom
+    | SleepAtom
+    | PatientAtom
+    | MedicationAtom
+    | ConditionAtom
+    | DietAtom
+    | CaffeineAtom
+    | AlcoholAtom
+)
 
 
 def _condition_kind(value: Any) -> str | None:

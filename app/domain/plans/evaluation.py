@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import assert_never
 
 from app.domain.plans.conditions import (
     RATIO_DISPLAY,
@@ -20,6 +21,7 @@ from app.domain.plans.conditions import (
     ConditionAtom,
     CriticalAtom,
     DietAtom,
+    FactAtom,
     ItemAtom,
     ItemTest,
     MedicationAtom,
@@ -34,8 +36,8 @@ from app.domain.plans.conditions import (
     SleepAtom,
     SleepTest,
 )
-from app.domain.plans.facts import PlanFacts, ResultFact
-from app.domain.plans.items import PlanItem
+from app.domain.plans.facts import PatientFacts, PlanFacts, ResultFact
+from app.domain.plans.items import Herbal, PlanItem, Supplement
 
 # --- evaluation ---------------------------------------------------------------------------------
 
@@ -54,24 +56,23 @@ _FALSE = Match(ok=False)
 
 def evaluate(condition: Condition, facts: PlanFacts, items: Sequence[PlanItem] = ()) -> Match:
     """Evaluate a condition against the facts (and, for item atoms, a plan's items)."""
-    if isinstance(condition, AllOf):
-        matches = [evaluate(child, facts, items) for child in condition.all]
-        if not all(match.ok for match in matches):
-            return _FALSE
-        return _merge(matches)
-    if isinstance(condition, AnyOf):
-        matches = [evaluate(child, facts, items) for child in condition.any]
-        true = [match for match in matches if match.ok]
-        return _merge(true) if true else _FALSE
-    if isinstance(condition, Not):
-        inner = evaluate(condition.negated, facts, items)
-        if inner.ok:
-            return _FALSE
-        return Match(ok=True, findings=describe(condition.negated, facts))
-    if isinstance(condition, ItemAtom):
-        return _item_match(condition.item, items)
-    ok = _atom_holds(condition, facts)
-    return Match(ok=True, findings=describe(condition, facts)) if ok else _FALSE
+    match condition:
+        case AllOf():
+            matches = [evaluate(child, facts, items) for child in condition.all]
+            return _merge(matches) if all(match.ok for match in matches) else _FALSE
+        case AnyOf():
+            true = [m for m in (evaluate(child, facts, items) for child in condition.any) if m.ok]
+            return _merge(true) if true else _FALSE
+        case Not():
+            if evaluate(condition.negated, facts, items).ok:
+                return _FALSE
+            return Match(ok=True, findings=describe(condition.negated, facts))
+        case ItemAtom():
+            return _item_match(condition.item, items)
+        case _:
+            # Every other kind is a fact atom; `_atom_holds` matches them exhaustively.
+            ok = _atom_holds(condition, facts)
+            return Match(ok=True, findings=describe(condition, facts)) if ok else _FALSE
 
 
 def _merge(matches: Sequence[Match]) -> Match:
@@ -86,35 +87,37 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def _atom_holds(atom: Condition, facts: PlanFacts) -> bool:
+def _atom_holds(atom: FactAtom, facts: PlanFacts) -> bool:
     patient = facts.patient
-    if isinstance(atom, ResultAtom):
-        return _result_holds(atom.result, facts.result(atom.result.analyte))
-    if isinstance(atom, ResultMissingAtom):
-        return facts.result(atom.result_missing) is None
-    if isinstance(atom, CriticalAtom):
-        # A possibly critical result (a comparator value that may be beyond a critical limit)
-        # counts as critical here: the urgent referral comes first.
-        return any(result.needs_urgent_action for result in facts.results) is atom.critical
-    if isinstance(atom, RatioAtom):
-        return _ratio_holds(atom.ratio, facts)
-    if isinstance(atom, SleepAtom):
-        return _sleep_holds(atom.sleep, facts)
-    if isinstance(atom, PatientAtom):
-        return _patient_holds(atom.patient, facts)
-    if isinstance(atom, MedicationAtom):
-        return any(code in patient.medications for code in atom.medication)
-    if isinstance(atom, ConditionAtom):
-        return any(code in patient.conditions for code in atom.condition)
-    if isinstance(atom, DietAtom):
-        return patient.diet is not None and patient.diet in atom.diet
-    if isinstance(atom, CaffeineAtom):
-        servings = patient.caffeine_servings_per_day
-        return servings is not None and servings > atom.caffeine_servings_above
-    if isinstance(atom, AlcoholAtom):
-        drinks = patient.alcohol_drinks_per_week
-        return drinks is not None and drinks > atom.alcohol_drinks_per_week_above
-    raise TypeError(f"not an atom: {type(atom).__name__}")  # pragma: no cover
+    match atom:
+        case ResultAtom():
+            return _result_holds(atom.result, facts.result(atom.result.analyte))
+        case ResultMissingAtom():
+            return facts.result(atom.result_missing) is None
+        case CriticalAtom():
+            # A possibly critical result (a comparator value that may be beyond a critical
+            # limit) counts as critical here: the urgent referral comes first.
+            return any(result.needs_urgent_action for result in facts.results) is atom.critical
+        case RatioAtom():
+            return _ratio_holds(atom.ratio, facts)
+        case SleepAtom():
+            return _sleep_holds(atom.sleep, facts)
+        case PatientAtom():
+            return _patient_holds(atom.patient, facts)
+        case MedicationAtom():
+            return any(code in patient.medications for code in atom.medication)
+        case ConditionAtom():
+            return any(code in patient.conditions for code in atom.condition)
+        case DietAtom():
+            return patient.diet is not None and patient.diet in atom.diet
+        case CaffeineAtom():
+            servings = patient.caffeine_servings_per_day
+            return servings is not None and servings > atom.caffeine_servings_above
+        case AlcoholAtom():
+            drinks = patient.alcohol_drinks_per_week
+            return drinks is not None and drinks > atom.alcohol_drinks_per_week_above
+        case _:
+            assert_never(atom)
 
 
 def _result_holds(test: ResultTest, result: ResultFact | None) -> bool:
@@ -172,32 +175,43 @@ def _sleep_holds(test: SleepTest, facts: PlanFacts) -> bool:
 
 def _patient_holds(test: PatientTest, facts: PlanFacts) -> bool:
     patient = facts.patient
+    return (
+        _life_stage_holds(test, patient)
+        and _egfr_holds(test, facts)
+        and _age_holds(test, patient.age_years)
+        and (test.sex is None or patient.sex in test.sex)
+    )
+
+
+def _life_stage_holds(test: PatientTest, patient: PatientFacts) -> bool:
     if test.pregnant is not None and patient.pregnant is not test.pregnant:
         return False
-    if test.lactating is not None and patient.lactating is not test.lactating:
+    return test.lactating is None or patient.lactating is test.lactating
+
+
+def _egfr_holds(test: PatientTest, facts: PlanFacts) -> bool:
+    egfr = facts.patient.egfr
+    if test.egfr_missing is not None and (egfr is None) is not test.egfr_missing:
         return False
-    if test.egfr_missing is not None and (patient.egfr is None) is not test.egfr_missing:
+    if test.egfr_below is not None and (egfr is None or egfr >= test.egfr_below):
         return False
-    if test.egfr_below is not None and (patient.egfr is None or patient.egfr >= test.egfr_below):
+    if test.egfr_at_least is not None and (egfr is None or egfr < test.egfr_at_least):
         return False
-    if test.egfr_at_least is not None and (
-        patient.egfr is None or patient.egfr < test.egfr_at_least
-    ):
+    return test.egfr_older_than_days is None or _egfr_older_than(test.egfr_older_than_days, facts)
+
+
+def _egfr_older_than(days: int, facts: PlanFacts) -> bool:
+    # The context API always dates an eGFR; an undated one (older stored facts) is not judged.
+    measured = facts.patient.egfr_measured_on
+    if facts.patient.egfr is None or measured is None:
         return False
-    if test.egfr_older_than_days is not None:
-        # The context API always dates an eGFR; an undated one (older stored facts) is not
-        # judged here.
-        measured = patient.egfr_measured_on
-        if patient.egfr is None or measured is None:
-            return False
-        if (facts.today - measured).days <= test.egfr_older_than_days:
-            return False
-    age = patient.age_years
+    return (facts.today - measured).days > days
+
+
+def _age_holds(test: PatientTest, age: int | None) -> bool:
     if test.age_at_least is not None and (age is None or age < test.age_at_least):
         return False
-    if test.age_below is not None and (age is None or age >= test.age_below):
-        return False
-    return test.sex is None or patient.sex in test.sex
+    return test.age_below is None or (age is not None and age < test.age_below)
 
 
 def _item_match(test: ItemTest, items: Sequence[PlanItem]) -> Match:
@@ -221,38 +235,46 @@ def _item_match(test: ItemTest, items: Sequence[PlanItem]) -> Match:
 
 
 def _item_selected(test: ItemTest, item: PlanItem) -> bool:
-    if test.category is not None and item.category != test.category:
-        return False
-    if test.mineral is not None and (
-        item.supplement is None or item.supplement.mineral != test.mineral
-    ):
-        return False
-    if test.herbal_sedative is not None and (
-        item.herbal is None or item.herbal.sedative is not test.herbal_sedative
-    ):
-        return False
-    if test.herbal_name is not None and (
-        item.herbal is None or test.herbal_name.casefold() not in item.herbal.name.casefold()
-    ):
-        return False
-    if test.unsafe_in_pregnancy is not None and (
-        item.herbal is None
-        or (item.herbal.sedative or item.herbal.avoid_in_pregnancy) is not test.unsafe_in_pregnancy
-    ):
-        return False
-    if test.urgent_referral is not None and (
-        item.referral is None or item.referral.urgent is not test.urgent_referral
-    ):
+    referral = item.referral
+    return (
+        (test.category is None or item.category == test.category)
+        and _supplement_selected(test, item.supplement)
+        and _herbal_selected(test, item.herbal)
+        and (
+            test.urgent_referral is None
+            or (referral is not None and referral.urgent is test.urgent_referral)
+        )
+    )
+
+
+def _supplement_selected(test: ItemTest, supplement: Supplement | None) -> bool:
+    if test.mineral is not None and (supplement is None or supplement.mineral != test.mineral):
         return False
     if test.duration_days_over is not None:
-        if item.supplement is None:
+        if supplement is None:
             return False
-        duration = item.supplement.duration_days
+        duration = supplement.duration_days
+        # An item without a duration (until review) counts as over.
         if duration is not None and duration <= test.duration_days_over:
             return False
     if test.daily_at_least is not None or test.daily_above is not None:
-        return item.supplement is not None
+        return supplement is not None
     return True
+
+
+def _herbal_selected(test: ItemTest, herbal: Herbal | None) -> bool:
+    if test.herbal_sedative is not None and (
+        herbal is None or herbal.sedative is not test.herbal_sedative
+    ):
+        return False
+    if test.herbal_name is not None and (
+        herbal is None or test.herbal_name.casefold() not in herbal.name.casefold()
+    ):
+        return False
+    return test.unsafe_in_pregnancy is None or (
+        herbal is not None
+        and (herbal.sedative or herbal.avoid_in_pregnancy) is test.unsafe_in_pregnancy
+    )
 
 
 # --- readable findings --------------------------------------------------------------------------
@@ -273,58 +295,91 @@ def describe_result(result: ResultFact) -> str:
 def describe(condition: Condition, facts: PlanFacts) -> tuple[str, ...]:
     """The facts a condition looks at, as readable text (whether or not it holds)."""
     patient = facts.patient
-    if isinstance(condition, AllOf | AnyOf):
-        children = condition.all if isinstance(condition, AllOf) else condition.any
-        return _unique(text for child in children for text in describe(child, facts))
-    if isinstance(condition, Not):
-        return describe(condition.negated, facts)
-    if isinstance(condition, ResultAtom | ResultMissingAtom):
-        analyte = (
-            condition.result.analyte
-            if isinstance(condition, ResultAtom)
-            else condition.result_missing
-        )
-        result = facts.result(analyte)
-        return (describe_result(result) if result else f"{analyte}: no result on record",)
-    if isinstance(condition, CriticalAtom):
-        critical = [describe_result(r) for r in facts.results if r.needs_urgent_action]
-        return tuple(critical) or ("no critical result",)
-    if isinstance(condition, RatioAtom):
-        ratio = facts.ratio(condition.ratio.code)
-        name = RATIO_DISPLAY.get(condition.ratio.code, condition.ratio.code)
-        if ratio is None or ratio.value is None:
-            return (f"{name}: not available",)
-        return (f"{name} {ratio.value} ({ratio.interpretation or 'no range applied'})",)
-    if isinstance(condition, SleepAtom):
-        if facts.sleep is None:
-            return ("Insomnia Severity Index: not on record",)
-        sleep = facts.sleep
-        return (f"Insomnia Severity Index {sleep.total} ({sleep.category}, {sleep.assessed_on})",)
-    if isinstance(condition, PatientAtom):
-        return _describe_patient(condition.patient, facts)
-    if isinstance(condition, MedicationAtom):
-        taking = [code for code in condition.medication if code in patient.medications]
-        return tuple(f"taking {code}" for code in taking) or (
-            f"not taking {', '.join(condition.medication)}",
-        )
-    if isinstance(condition, ConditionAtom):
-        present = [code for code in condition.condition if code in patient.conditions]
-        return tuple(f"condition: {code}" for code in present) or (
-            f"no {', '.join(condition.condition)} on record",
-        )
-    if isinstance(condition, DietAtom):
-        return (f"diet: {patient.diet or 'not on record'}",)
-    if isinstance(condition, CaffeineAtom):
-        servings = patient.caffeine_servings_per_day
-        return (
-            f"caffeine {servings} servings/day"
-            if servings is not None
-            else "caffeine intake not on record",
-        )
-    if isinstance(condition, AlcoholAtom):
-        drinks = patient.alcohol_drinks_per_week
-        return (f"alcohol {drinks} drinks/week" if drinks is not None else "alcohol not on record",)
-    return ()
+    match condition:
+        case AllOf():
+            return _describe_children(condition.all, facts)
+        case AnyOf():
+            return _describe_children(condition.any, facts)
+        case Not():
+            return describe(condition.negated, facts)
+        case ResultAtom():
+            return (_describe_analyte(condition.result.analyte, facts),)
+        case ResultMissingAtom():
+            return (_describe_analyte(condition.result_missing, facts),)
+        case CriticalAtom():
+            return _describe_critical(facts)
+        case RatioAtom():
+            return (_describe_ratio(condition.ratio.code, facts),)
+        case SleepAtom():
+            return (_describe_sleep(facts),)
+        case PatientAtom():
+            return _describe_patient(condition.patient, facts)
+        case MedicationAtom():
+            return _describe_medications(condition.medication, patient)
+        case ConditionAtom():
+            return _describe_conditions(condition.condition, patient)
+        case DietAtom():
+            return (f"diet: {patient.diet or 'not on record'}",)
+        case CaffeineAtom():
+            return (_describe_caffeine(patient),)
+        case AlcoholAtom():
+            return (_describe_alcohol(patient),)
+        case ItemAtom():
+            # Item atoms describe the items they matched (see `_item_match`), not facts.
+            return ()
+        case _:
+            assert_never(condition)
+
+
+def _describe_children(children: Sequence[Condition], facts: PlanFacts) -> tuple[str, ...]:
+    return _unique(text for child in children for text in describe(child, facts))
+
+
+def _describe_analyte(analyte: str, facts: PlanFacts) -> str:
+    result = facts.result(analyte)
+    return describe_result(result) if result else f"{analyte}: no result on record"
+
+
+def _describe_critical(facts: PlanFacts) -> tuple[str, ...]:
+    critical = [describe_result(r) for r in facts.results if r.needs_urgent_action]
+    return tuple(critical) or ("no critical result",)
+
+
+def _describe_medications(codes: Sequence[str], patient: PatientFacts) -> tuple[str, ...]:
+    taking = [code for code in codes if code in patient.medications]
+    return tuple(f"taking {code}" for code in taking) or (f"not taking {', '.join(codes)}",)
+
+
+def _describe_conditions(codes: Sequence[str], patient: PatientFacts) -> tuple[str, ...]:
+    present = [code for code in codes if code in patient.conditions]
+    return tuple(f"condition: {code}" for code in present) or (f"no {', '.join(codes)} on record",)
+
+
+def _describe_caffeine(patient: PatientFacts) -> str:
+    servings = patient.caffeine_servings_per_day
+    if servings is None:
+        return "caffeine intake not on record"
+    return f"caffeine {servings} servings/day"
+
+
+def _describe_alcohol(patient: PatientFacts) -> str:
+    drinks = patient.alcohol_drinks_per_week
+    return f"alcohol {drinks} drinks/week" if drinks is not None else "alcohol not on record"
+
+
+def _describe_ratio(code: str, facts: PlanFacts) -> str:
+    ratio = facts.ratio(code)
+    name = RATIO_DISPLAY.get(code, code)
+    if ratio is None or ratio.value is None:
+        return f"{name}: not available"
+    return f"{name} {ratio.value} ({ratio.interpretation or 'no range applied'})"
+
+
+def _describe_sleep(facts: PlanFacts) -> str:
+    sleep = facts.sleep
+    if sleep is None:
+        return "Insomnia Severity Index: not on record"
+    return f"Insomnia Severity Index {sleep.total} ({sleep.category}, {sleep.assessed_on})"
 
 
 def _describe_patient(test: PatientTest, facts: PlanFacts) -> tuple[str, ...]:

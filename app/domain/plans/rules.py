@@ -26,6 +26,7 @@ what needs outside knowledge (the analyte catalog, ratio codes) or spans section
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -34,24 +35,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.domain.plans.conditions import (
-    AlcoholAtom,
-    CaffeineAtom,
-    Condition,
-    ConditionAtom,
-    CriticalAtom,
-    DietAtom,
-    ItemAtom,
-    MedicationAtom,
-    PatientAtom,
-    PatientSex,
-    RatioAtom,
-    ResultAtom,
-    ResultMissingAtom,
-    SleepAtom,
-    walk,
-)
-from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
+from app.domain.plans.condition_checks import condition_problems, has_numbers
+from app.domain.plans.conditions import Condition, CriticalAtom, ItemAtom, PatientSex, walk
+from app.domain.plans.facts import MEDICATION_CLASSES
 from app.domain.plans.items import (
     Category,
     Herbal,
@@ -275,11 +261,24 @@ class RuleSetDocument(_Strict):
 
     def problems(self, *, analytes: set[str], ratios: set[str]) -> list[dict[str, str]]:
         """Semantic errors: unknown codes, duplicates, missing sources, no critical referral."""
-        found: list[dict[str, str]] = []
+        found = [
+            *self._duplicate_problems(),
+            *self._template_problems(analytes),
+            *self._rule_problems(analytes, ratios),
+            *self._interaction_problems(),
+            *self._safety_rule_problems(analytes, ratios),
+        ]
+        if not any(self._is_critical_referral_rule(rule) for rule in self.rules):
+            found.append(
+                _problem(
+                    "rules",
+                    "no rule adds an urgent referral for critical results: add a rule with "
+                    "`when: {critical: true}` that adds a referral template with `urgent: true`",
+                )
+            )
+        return found
 
-        def problem(field: str, message: str) -> None:
-            found.append({"field": field, "message": message})
-
+    def _duplicate_problems(self) -> Iterator[dict[str, str]]:
         sections: dict[str, list[str]] = {
             "templates": [entry.id for entry in self.templates],
             "rules": [entry.id for entry in self.rules],
@@ -290,78 +289,63 @@ class RuleSetDocument(_Strict):
             seen: set[str] = set()
             for index, entry_id in enumerate(ids):
                 if entry_id in seen:
-                    problem(f"{section}[{index}].id", f"duplicate id {entry_id!r}")
+                    yield _problem(f"{section}[{index}].id", f"duplicate id {entry_id!r}")
                 seen.add(entry_id)
 
-        templates = {template.id: template for template in self.templates}
+    def _template_problems(self, analytes: set[str]) -> Iterator[dict[str, str]]:
         for index, template in enumerate(self.templates):
             where = f"templates[{index}]"
             retest = template.retest.analytes if template.retest else []
             for analyte in [*template.analytes, *retest]:
                 if analyte not in analytes:
-                    problem(where, f"unknown analyte {analyte!r}")
+                    yield _problem(where, f"unknown analyte {analyte!r}")
             has_numbers = template.supplement is not None or template.retest is not None
             if has_numbers and not template.source:
-                problem(
+                yield _problem(
                     f"{where}.source", "a template with a dose or a retest delay needs a source"
                 )
             if template.supplement is not None and not self._has_limit(template.supplement.mineral):
-                problem(
+                yield _problem(
                     f"{where}.supplement.mineral",
                     f"no upper limit row for {template.supplement.mineral}",
                 )
-            for position, effect in enumerate(template.effects):
-                if (
-                    template.supplement is not None
-                    and effect.mineral == template.supplement.mineral
-                    and effect.effect != "increases"
-                ):
-                    problem(
-                        f"{where}.effects[{position}]",
-                        f"a {effect.mineral} supplement cannot restrict {effect.mineral}",
-                    )
-            minerals = [effect.mineral for effect in template.effects]
-            if len(set(minerals)) != len(minerals):
-                problem(f"{where}.effects", "one effect per mineral")
+            yield from _effect_problems(where, template)
 
+    def _rule_problems(self, analytes: set[str], ratios: set[str]) -> Iterator[dict[str, str]]:
+        templates = {template.id for template in self.templates}
         for index, rule in enumerate(self.rules):
             where = f"rules[{index}]"
             for position, template_id in enumerate(rule.add):
                 if template_id not in templates:
-                    problem(f"{where}.add[{position}]", f"unknown template {template_id!r}")
-            found.extend(_condition_problems(f"{where}.when", rule.when, analytes, ratios))
+                    yield _problem(f"{where}.add[{position}]", f"unknown template {template_id!r}")
+            yield from condition_problems(f"{where}.when", rule.when, analytes, ratios)
             if any(isinstance(node, ItemAtom) for node in walk(rule.when)):
-                problem(f"{where}.when", "item atoms belong to safety rules, not generation rules")
-            if _has_numbers(rule.when) and not rule.source:
-                problem(f"{where}.source", "a rule with numeric thresholds needs a source")
+                yield _problem(
+                    f"{where}.when", "item atoms belong to safety rules, not generation rules"
+                )
+            if has_numbers(rule.when) and not rule.source:
+                yield _problem(f"{where}.source", "a rule with numeric thresholds needs a source")
 
+    def _interaction_problems(self) -> Iterator[dict[str, str]]:
         for index, interaction in enumerate(self.interactions):
             for position, code in enumerate(interaction.medications):
                 if code not in MEDICATION_CLASSES:
-                    problem(
+                    yield _problem(
                         f"interactions[{index}].medications[{position}]",
                         f"unknown medication class {code!r}",
                     )
 
+    def _safety_rule_problems(
+        self, analytes: set[str], ratios: set[str]
+    ) -> Iterator[dict[str, str]]:
         for index, safety_rule in enumerate(self.safety_rules):
+            where = f"safety_rules[{index}]"
             if not safety_rule.overridable and safety_rule.severity != "blocking":
-                problem(
-                    f"safety_rules[{index}].overridable",
+                yield _problem(
+                    f"{where}.overridable",
                     "only a blocking finding can be a hard stop (`overridable: false`)",
                 )
-            found.extend(
-                _condition_problems(
-                    f"safety_rules[{index}].when", safety_rule.when, analytes, ratios
-                )
-            )
-
-        if not any(self._is_critical_referral_rule(rule) for rule in self.rules):
-            problem(
-                "rules",
-                "no rule adds an urgent referral for critical results: add a rule with "
-                "`when: {critical: true}` that adds a referral template with `urgent: true`",
-            )
-        return found
+            yield from condition_problems(f"{where}.when", safety_rule.when, analytes, ratios)
 
     def _has_limit(self, mineral: str) -> bool:
         return any(row.mineral == mineral for row in self.upper_limits)
@@ -376,63 +360,25 @@ class RuleSetDocument(_Strict):
         return False
 
 
-def _condition_problems(
-    where: str, condition: Condition, analytes: set[str], ratios: set[str]
-) -> list[dict[str, str]]:
-    found: list[dict[str, str]] = []
-    for node in walk(condition):
-        message: str | None = None
-        if isinstance(node, ResultAtom) and node.result.analyte not in analytes:
-            message = f"unknown analyte {node.result.analyte!r}"
-        elif isinstance(node, ResultMissingAtom) and node.result_missing not in analytes:
-            message = f"unknown analyte {node.result_missing!r}"
-        elif isinstance(node, RatioAtom) and node.ratio.code not in ratios:
-            message = f"unknown ratio code {node.ratio.code!r}"
-        elif isinstance(node, MedicationAtom):
-            unknown = [code for code in node.medication if code not in MEDICATION_CLASSES]
-            if unknown:
-                message = f"unknown medication class {', '.join(unknown)}"
-        elif isinstance(node, ConditionAtom):
-            unknown = [code for code in node.condition if code not in CONDITIONS]
-            if unknown:
-                message = f"unknown condition {', '.join(unknown)}"
-        elif isinstance(node, DietAtom):
-            unknown = [code for code in node.diet if code not in DIET_PATTERNS]
-            if unknown:
-                message = f"unknown diet pattern {', '.join(unknown)}"
-        if message is not None:
-            found.append({"field": where, "message": message})
-    return found
+def _problem(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
 
 
-def _has_numbers(condition: Condition) -> bool:
-    for node in walk(condition):
-        if isinstance(node, ResultAtom) and (
-            node.result.below is not None or node.result.above is not None
+def _effect_problems(where: str, template: ItemTemplate) -> Iterator[dict[str, str]]:
+    supplement = template.supplement
+    for position, effect in enumerate(template.effects):
+        if (
+            supplement is not None
+            and effect.mineral == supplement.mineral
+            and effect.effect != "increases"
         ):
-            return True
-        if isinstance(node, RatioAtom) and (
-            node.ratio.below is not None or node.ratio.above is not None
-        ):
-            return True
-        if isinstance(node, SleepAtom) and (
-            node.sleep.total_at_least is not None or node.sleep.total_below is not None
-        ):
-            return True
-        if isinstance(node, PatientAtom):
-            test = node.patient
-            numbers = (
-                test.egfr_below,
-                test.egfr_at_least,
-                test.egfr_older_than_days,
-                test.age_at_least,
-                test.age_below,
+            yield _problem(
+                f"{where}.effects[{position}]",
+                f"a {effect.mineral} supplement cannot restrict {effect.mineral}",
             )
-            if any(number is not None for number in numbers):
-                return True
-        if isinstance(node, CaffeineAtom | AlcoholAtom):
-            return True
-    return False
+    minerals = [effect.mineral for effect in template.effects]
+    if len(set(minerals)) != len(minerals):
+        yield _problem(f"{where}.effects", "one effect per mineral")
 
 
 # --- reading documents --------------------------------------------------------------------------

@@ -66,6 +66,23 @@ def upper_limit(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> 
     general rows.
     """
     patient = effective_patient(rules, patient)
+    pool = _limit_pool(rules, mineral, patient)
+    if not pool:
+        return None
+    # Rows for the patient's sex beat sex-independent rows.
+    pool = [row for row in pool if row.sex is not None] or pool
+    chosen: UpperLimitRow = min(pool, key=lambda row: row.amount)
+    return UpperLimit(
+        mineral=mineral,
+        amount=chosen.amount,
+        unit="mg",
+        applies_to=_applies_to(chosen, patient),
+        source=chosen.source,
+    )
+
+
+def _limit_pool(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> list[UpperLimitRow]:
+    """The rows that may apply: the patient's life-stage rows, else the general rows."""
     rows = [
         row
         for row in rules.upper_limits
@@ -78,13 +95,13 @@ def upper_limit(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> 
         stages.add("lactation")
     staged = [row for row in rows if row.life_stage in stages]
     general = [row for row in rows if row.life_stage is None]
-    pool = staged or general
     if patient.pregnancy_assumed:
-        pool = staged + general
-    if not pool:
-        return None
-    pool = [row for row in pool if row.sex is not None] or pool
-    chosen: UpperLimitRow = min(pool, key=lambda row: row.amount)
+        # Possibly pregnant: the lower of the pregnancy and the general rows.
+        return staged + general
+    return staged or general
+
+
+def _applies_to(chosen: UpperLimitRow, patient: PatientFacts) -> str:
     applies_to = chosen.applies_to
     if patient.pregnancy_assumed:
         applies_to = (
@@ -93,13 +110,7 @@ def upper_limit(rules: RuleSetDocument, mineral: str, patient: PatientFacts) -> 
         )
     if patient.age_years is None:
         applies_to = f"age not on record, so the lowest limit of any age band: {applies_to}"
-    return UpperLimit(
-        mineral=mineral,
-        amount=chosen.amount,
-        unit="mg",
-        applies_to=applies_to,
-        source=chosen.source,
-    )
+    return applies_to
 
 
 def check(

@@ -15,7 +15,6 @@ from fhir.resources.R4B.careplan import CarePlan
 from app.domain.plans.items import Category, PlanItem
 from app.interop.fhir.terminology import PLAN_CATEGORY_SYSTEM, PLAN_RULE_SYSTEM, UCUM
 from app.models.plan import TreatmentPlan
-from app.plans.service import items_of
 
 # Plan status → the status of its activities (CarePlan.activity.detail.status).
 _ACTIVITY_STATUS = {
@@ -76,16 +75,15 @@ def _activity(item: PlanItem, plan_status: str, results: dict[str, str]) -> dict
 
 def care_plan_resource(plan: TreatmentPlan) -> CarePlan:
     document = plan.document
-    basis = document["basis"]
-    results = {r["analyte"]: r["result_id"] for r in basis.get("results", ())}
-    items = items_of(document)
-    rule_set = document["rule_set"]
-    notes = [{"text": document["note"]}] if document.get("note") else []
-    for override in document.get("overrides", ()):
+    basis = document.basis
+    results = {r.analyte: r.result_id for r in basis.results}
+    rule_set = document.rule_set
+    notes: list[dict[str, object]] = [{"text": document.note}] if document.note else []
+    for override in document.overrides:
         notes.append(
             {
-                "text": f"Safety finding {override['code']} overridden: {override['reason']}",
-                "time": override["at"],
+                "text": f"Safety finding {override.code} overridden: {override.reason}",
+                "time": override.at.isoformat(),
             }
         )
     return CarePlan.model_validate(
@@ -98,22 +96,21 @@ def care_plan_resource(plan: TreatmentPlan) -> CarePlan:
                 "intent": "plan",
                 "title": "Mineral balance and sleep plan",
                 "description": (
-                    f"Drafted from plan rule set {rule_set['name']} version {rule_set['version']}."
+                    f"Drafted from plan rule set {rule_set.name} version {rule_set.version}."
                 ),
                 "subject": {"reference": f"Patient/{plan.patient_id}"},
                 "created": plan.created_at,
                 "period": _compact({"start": plan.activated_at, "end": plan.ended_at}) or None,
-                "author": {"display": document.get("author_display") or plan.author},
+                "author": {"display": document.author_display or plan.author},
                 "supportingInfo": [
-                    {"reference": f"DiagnosticReport/{panel_id}"}
-                    for panel_id in basis.get("panel_ids", ())
+                    {"reference": f"DiagnosticReport/{panel_id}"} for panel_id in basis.panel_ids
                 ],
                 "replaces": (
                     [{"reference": f"CarePlan/{plan.replaces_plan_id}"}]
                     if plan.replaces_plan_id
                     else None
                 ),
-                "activity": [_activity(item, plan.status, results) for item in items],
+                "activity": [_activity(item, plan.status, results) for item in document.items],
                 "note": notes,
             }
         )

@@ -32,6 +32,17 @@ class ParamSpec:
 _ID = ParamSpec("_id", "token", "Logical ids, comma-separated (OR).")
 _PATIENT_REF = "Patient/<id>, <id> or this server's absolute Patient URL; comma-separated (OR)."
 
+# Results (Observation, DiagnosticReport) by id and by patient, in any reference form.
+_RESULT_PARAMS = (
+    _ID,
+    ParamSpec("patient", "reference", _PATIENT_REF),
+    ParamSpec("subject", "reference", _PATIENT_REF + " (`subject:Patient` too)."),
+    ParamSpec("patient._id", "token", "The patient's logical id (chained)."),
+)
+_COLLECTED = ParamSpec(
+    "date", "date", "Collection time; prefixes eq, ge, gt, le, lt; repeat to AND."
+)
+
 RESOURCE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
     "Patient": (
         _ID,
@@ -40,17 +51,14 @@ RESOURCE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
         ParamSpec("birthdate", "date", "Prefixes eq, ge, gt, le, lt; repeat to AND."),
     ),
     "Observation": (
-        _ID,
-        ParamSpec("patient", "reference", _PATIENT_REF),
-        ParamSpec("subject", "reference", _PATIENT_REF + " (`subject:Patient` too)."),
-        ParamSpec("patient._id", "token", "The patient's logical id (chained)."),
+        *_RESULT_PARAMS,
         ParamSpec(
             "code",
             "token",
             "LOINC (http://loinc.org|code or code) or the code the lab sent; comma-separated "
             "(OR). Any LOINC code of an analyte finds all its results.",
         ),
-        ParamSpec("date", "date", "Collection time; prefixes eq, ge, gt, le, lt; repeat to AND."),
+        _COLLECTED,
         ParamSpec(
             "status",
             "token",
@@ -58,11 +66,8 @@ RESOURCE_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
         ),
     ),
     "DiagnosticReport": (
-        _ID,
-        ParamSpec("patient", "reference", _PATIENT_REF),
-        ParamSpec("subject", "reference", _PATIENT_REF + " (`subject:Patient` too)."),
-        ParamSpec("patient._id", "token", "The patient's logical id (chained)."),
-        ParamSpec("date", "date", "Collection time; prefixes eq, ge, gt, le, lt; repeat to AND."),
+        *_RESULT_PARAMS,
+        _COLLECTED,
         ParamSpec("status", "token", "preliminary, final, corrected, cancelled (OR)."),
     ),
     "CarePlan": (

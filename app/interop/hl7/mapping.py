@@ -7,7 +7,6 @@ a value the panel schema refuses.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -22,7 +21,8 @@ from app.domain.types import Sex, Specimen
 from app.identifier_systems import system_uri
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
 from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError
-from app.interop.hl7.parser import (
+from app.interop.hl7.locations import validation_issues
+from app.interop.hl7.message import (
     CodedElement,
     ExtendedId,
     MessageHeader,
@@ -61,10 +61,6 @@ SNOMED_SYSTEMS = frozenset({"SCT", "SNM", "SNOMEDCT", "SNOMED CT", "HTTP://SNOME
 HL7_SPECIMEN_SYSTEMS = frozenset({"HL70487", "HL70070", ""})
 MAX_COMMENT = 4000  # ResultIn.lab_comment
 PanelStatus = Literal["preliminary", "final", "corrected"]
-
-# ResultIn / PanelCreate field → the HL7 field it came from, for error locations.
-_RESULT_FIELDS = {"analyte": 3, "value": 5, "unit": 6, "reference_range": 7, "flag": 8}
-_PANEL_FIELDS = {"accession": ("OBR", 3), "collected_at": ("OBR", 7), "source": ("MSH", 4)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +279,7 @@ def _draft(
                 results=results,
             )
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, order_location, locations))
+        issues.extend(validation_issues(exc, order_location, locations))
         return None
     return PanelDraft(
         content=panel,
@@ -434,7 +430,7 @@ def _result(
         )
     except ValidationError as exc:
         issues.extend(
-            _validation_issues(exc, Location("OBR"), [Location("OBX", observation.sequence)], 0)
+            validation_issues(exc, Location("OBR"), [Location("OBX", observation.sequence)], 0)
         )
         return None
 
@@ -475,47 +471,3 @@ def _analyte(
             )
         )
     return analyte
-
-
-_RESULT_INDEX = re.compile(r"results\[(\d+)\]\.?(\w+)?")
-
-
-def issue_location(
-    field: str, order_location: Location, result_locations: tuple[Location, ...] | list[Location]
-) -> Location:
-    """The HL7 location of a native field path (``body.results[2].unit`` → OBX[n]-6)."""
-    match = _RESULT_INDEX.search(field)
-    if match is not None:
-        index = int(match.group(1))
-        if index < len(result_locations):
-            obx = result_locations[index]
-            return Location("OBX", obx.sequence, _RESULT_FIELDS.get(match.group(2) or "", 5))
-    if "patient" in field:
-        return Location("PID", 1, 3)
-    for name, (segment, number) in _PANEL_FIELDS.items():
-        if name in field:
-            sequence = order_location.sequence if segment == "OBR" else 1
-            return Location(segment, sequence, number)
-    return order_location
-
-
-def _validation_issues(
-    exc: ValidationError,
-    order_location: Location,
-    result_locations: list[Location],
-    result_index: int | None = None,
-) -> list[Issue]:
-    issues = []
-    for error in exc.errors():
-        loc = [str(part) if isinstance(part, str) else f"[{part}]" for part in error["loc"]]
-        path = ".".join(loc).replace(".[", "[")
-        if result_index is not None:
-            path = f"results[{result_index}].{path}"
-        issues.append(
-            Issue(
-                ErrorCode.DATA_TYPE,
-                error.get("msg", "invalid value"),
-                issue_location(path, order_location, result_locations),
-            )
-        )
-    return issues

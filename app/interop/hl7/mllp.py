@@ -42,32 +42,40 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
+from app.audit.entries import build_entry
 from app.audit.service import AuditEntry, AuditOutcome
-from app.auth import service as auth
-from app.auth.principal import Principal, Rejection, Scope
+from app.auth.principal import Principal, Rejection
 from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction, utcnow
-from app.errors import AppError
+from app.db import make_engine, make_sessionmaker, transaction
 from app.interop.hl7 import audit as hl7_audit
-from app.interop.hl7 import service
+from app.interop.hl7 import intake, service
 from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.errors import ErrorCode, Issue, ParseError
+from app.interop.hl7.mllp_key import ListenerKey, MllpConfigurationError, resolve_principal
 from app.interop.hl7.parser import MessageHeader, read_header, split_messages
 from app.interop.hl7.service import MessageOutcome
-from app.models.api_key import ApiKey
 from app.ops import metrics
-from app.refused_inputs import service as refused_inputs
 
 log = logging.getLogger("app.interop.hl7.mllp")
+
+__all__ = [
+    "END_BLOCK",
+    "START_BLOCK",
+    "ListenerKey",
+    "MllpConfigurationError",
+    "MllpLimits",
+    "MllpReceiver",
+    "frame",
+    "resolve_principal",
+    "run_mllp",
+    "serve_mllp",
+]
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
@@ -81,17 +89,6 @@ DEFAULT_MAX_SEGMENTS = 5000
 _READ_CHUNK = 64 * 1024
 _HEAD_BYTES = 4096  # enough of an oversized frame to read its MSH for the AR
 _LINGER_SECONDS = 1.0
-
-_T = TypeVar("_T")
-
-
-class MllpConfigurationError(AppError):
-    """The listener cannot start: the API key is invalid or may not post panels. (An AppError,
-    so the CLI prints it as ``error: ...`` and exits 1.)"""
-
-    status = 500
-    type_slug = "mllp-configuration"
-    title = "The MLLP listener is misconfigured"
 
 
 class FrameTooLargeError(Exception):
@@ -124,79 +121,6 @@ class MllpLimits:
 
 def frame(payload: str) -> bytes:
     return START_BLOCK + payload.encode("utf-8") + END_BLOCK
-
-
-def _checked(verified: ApiKey | Rejection) -> Principal | Rejection:
-    if isinstance(verified, Rejection):
-        return verified
-    principal = auth.principal_for_key(verified)
-    missing = principal.missing_scopes(Scope.PANELS_WRITE)
-    if missing:
-        return Rejection(f"the API key's role '{principal.role}' lacks {', '.join(missing)}")
-    return principal
-
-
-async def resolve_principal(
-    sessionmaker: async_sessionmaker[AsyncSession], api_key: str
-) -> Principal:
-    """The principal of ``api_key``, which must be valid and allowed to post panels."""
-    async with transaction(sessionmaker) as session:
-        verified = await auth.verify_api_key(session, token=api_key, now=utcnow())
-    checked = _checked(verified)
-    if isinstance(checked, Rejection):
-        if isinstance(verified, Rejection):
-            raise MllpConfigurationError(f"the API key is refused: {checked.reason}")
-        raise MllpConfigurationError(checked.reason)
-    return checked
-
-
-class ListenerKey:
-    """The listener's API key, re-verified against the database at most every
-    ``cache_seconds`` (the same window as the HTTP API's key cache), and against its expiry
-    time on every message."""
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        cache_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._token = api_key
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._principal: Principal | None = None
-        self._expires_at: datetime | None = None
-        self._trusted_until = float("-inf")
-        # The principal last seen valid: refused messages are audited against it.
-        self.last_principal: Principal | None = None
-
-    async def current(
-        self, sessionmaker: async_sessionmaker[AsyncSession]
-    ) -> Principal | Rejection:
-        now = utcnow()
-        principal = self._principal
-        if (
-            principal is not None
-            and self._clock() < self._trusted_until
-            and (self._expires_at is None or self._expires_at > now)
-        ):
-            return principal
-        async with transaction(sessionmaker) as session:
-            verified = await auth.verify_api_key(session, token=self._token, now=now)
-        checked = _checked(verified)
-        if isinstance(checked, Rejection):
-            self._principal = None
-            log.warning("MLLP message refused: %s", checked.reason)
-            return checked
-        self._principal = self.last_principal = checked
-        self._expires_at = None if isinstance(verified, Rejection) else verified.expires_at
-        self._trusted_until = self._clock() + self._cache_seconds
-        return checked
-
-
-async def _in_thread(work: Callable[[], _T], /) -> _T:
-    return await asyncio.to_thread(work)
 
 
 class _Connection:
@@ -409,7 +333,7 @@ class MllpReceiver:
             )
             return await self._refuse(text, issue, peer, outcome="denied", status_code=401)
         # Counted before anything is parsed, as on the HTTP route (MINERAL_HL7_MAX_SEGMENTS).
-        segments = text.count("\r") + text.count("\n") - text.count("\r\n") + 1
+        segments = intake.segment_count(text)
         if segments > self.limits.max_segments:
             issue = Issue(
                 ErrorCode.INTERNAL_ERROR,
@@ -417,23 +341,15 @@ class MllpReceiver:
                 "accepted in one frame: nothing was stored, send smaller messages",
             )
             return await self._refuse(text, issue, peer, outcome="error", status_code=413)
-        offload = _in_thread if len(text) >= self.limits.offload_bytes else None
         async with transaction(self.sessionmaker) as session:
-            outcomes = await service.receive(
+            outcomes = await intake.receive_and_keep(
                 session,
-                organization_id=principal.organization_id,
+                principal,
                 text=text,
-                offload=offload,
+                channel="hl7-mllp",
+                offload_bytes=self.limits.offload_bytes,
             )
             await audit.append(session, self._audit_entries(principal, outcomes, peer))
-            await refused_inputs.record_hl7(
-                session,
-                outcomes,
-                organization_id=principal.organization_id,
-                principal_id=principal.id,
-                channel="hl7-mllp",
-                body=text,
-            )
         metrics.count_acks("mllp", (outcome.ack_code for outcome in outcomes))
         return service.ack_of(outcomes, text)
 
@@ -453,11 +369,8 @@ class MllpReceiver:
             await audit.append(
                 session,
                 [
-                    AuditEntry(
-                        organization_id=last.organization_id if last else None,
-                        principal_id=last.id if last else None,
-                        principal_kind=last.kind if last else "api_key",
-                        role=str(last.role) if last else None,
+                    build_entry(
+                        last,
                         action="create",
                         resource_type="panel",
                         outcome=outcome,
@@ -465,6 +378,7 @@ class MllpReceiver:
                         method="MLLP",
                         path="mllp",
                         client_address=_address(peer),
+                        principal_kind="api_key",
                     )
                 ],
             )
@@ -476,11 +390,8 @@ class MllpReceiver:
     ) -> list[AuditEntry]:
         """One row per patient the frame touched, with each message's real outcome (a message
         refused with AE / AR is an `error`, against the patient it named when one is known)."""
-        template = AuditEntry(
-            organization_id=principal.organization_id,
-            principal_id=principal.id,
-            principal_kind=principal.kind,
-            role=str(principal.role),
+        template = build_entry(
+            principal,
             action="create",
             resource_type="panel",
             outcome="success",

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -14,13 +12,12 @@ from app.auth.deps import AUTH_RESPONSES, CanWritePanels
 from app.deps import SettingsDep, WriteSession
 from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
 from app.interop.hl7 import audit as hl7_audit
-from app.interop.hl7 import service
+from app.interop.hl7 import intake, service
 from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.errors import ErrorCode, Issue, ParseError
 from app.interop.hl7.parser import read_header, split_messages
 from app.ops import metrics
 from app.problems import problem_doc
-from app.refused_inputs import service as refused_inputs
 from app.uploads import UnsupportedMediaTypeError
 
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -47,7 +44,6 @@ ACK_ERROR_EXAMPLE = (
 
 
 log = logging.getLogger("app.interop.hl7")
-_T = TypeVar("_T")
 
 # Bodies this large are parsed and mapped in a worker thread, so one big message never holds
 # the event loop (and every other sender's request) while it is read.
@@ -111,10 +107,6 @@ class Hl7Route(APIRoute):
         ours = dict.fromkeys([*handlers, Exception], on_error)
         scope["starlette.exception_handlers"] = (ours, status_handlers)
         await super().handle(scope, receive, send)
-
-
-async def _in_thread(work: Callable[[], _T], /) -> _T:
-    return await asyncio.to_thread(work)
 
 
 router = APIRouter(tags=["hl7v2"], responses=AUTH_RESPONSES, route_class=Hl7Route)
@@ -239,27 +231,18 @@ async def post_oru(
             accepted=list(ACCEPTED_MEDIA_TYPES),
         )
     text = _decode(await request.body(), parameters)
-    # Counted before anything is parsed: a 10,000-OBX body costs one scan, not a parse.
-    segments = text.count("\r") + text.count("\n") - text.count("\r\n") + 1
+    segments = intake.segment_count(text)
     if segments > settings.hl7_max_segments:
         raise TooManySegmentsError(
             f"The body has {segments} segments; at most {settings.hl7_max_segments} are "
             "accepted in one request. Send the messages in smaller batches; nothing was stored."
         )
-    outcomes = await service.receive(
+    outcomes = await intake.receive_and_keep(
         session,
-        organization_id=principal.organization_id,
+        principal,
         text=text,
-        offload=_in_thread if len(text) >= OFFLOAD_BYTES else None,
-    )
-    # Every AE / AR message is kept for re-processing (GET /api/v1/refused-inputs).
-    await refused_inputs.record_hl7(
-        session,
-        outcomes,
-        organization_id=principal.organization_id,
-        principal_id=principal.id,
         channel="hl7-http",
-        body=text,
+        offload_bytes=OFFLOAD_BYTES,
         retention_days=settings.refused_input_retention_days,
     )
     # One row per patient touched, each with its message's real outcome (AE / AR: error).

@@ -11,8 +11,8 @@ from app.interop.hl7.ack import build_ack, escape
 from app.interop.hl7.code_maps import CodeMapError, parse_code_maps
 from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError, ParseError
 from app.interop.hl7.mapping import identifier_system, panel_drafts
+from app.interop.hl7.message import ExtendedId
 from app.interop.hl7.parser import (
-    ExtendedId,
     parse_oru,
     parse_timestamp,
     read_header,

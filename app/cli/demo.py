@@ -1,15 +1,18 @@
-"""Demo patients and panels, posted through the same services as the API (idempotent)."""
+"""``demo-data [--org NAME]``: demo patients and panels, posted through the same services as the
+API (idempotent)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cli.database import in_transaction
 from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.panels import service as panels
 from app.panels.schemas import PanelCreate
@@ -75,57 +78,63 @@ DEMO_PANELS: list[tuple[str, int, list[dict[str, str]]]] = [
 ]
 
 
+async def _demo_patients(session: AsyncSession, org: uuid.UUID) -> int:
+    created = 0
+    for spec in DEMO_PATIENTS:
+        existing = await patient_repository.get_by_identifier(
+            session, organization_id=org, system=DEMO_SYSTEM, value=spec["mrn"]
+        )
+        if existing is not None:
+            continue
+        identifiers = [{"system": DEMO_SYSTEM, "value": spec["mrn"]}]
+        data = {"identifiers": identifiers, "sex": spec["sex"], "birth_date": spec["birth_date"]}
+        await patients.create(session, organization_id=org, data=PatientCreate.model_validate(data))
+        created += 1
+    return created
+
+
+async def _demo_panels(session: AsyncSession, org: uuid.UUID) -> int:
+    created = 0
+    for mrn, days_ago, results in DEMO_PANELS:
+        # Fixed collection dates keep re-runs idempotent (same accession, same panel).
+        collected = DEMO_BASE_DATE - timedelta(days=days_ago)
+        data = {
+            "patient": {"identifier": {"system": DEMO_SYSTEM, "value": mrn}},
+            "source": "demo-lab",
+            "accession": f"{mrn}-{days_ago}",
+            "collected_at": collected.isoformat(),
+            "results": results,
+        }
+        outcome = await panels.ingest(
+            session, organization_id=org, data=PanelCreate.model_validate(data)
+        )
+        created += int(outcome.created)
+    return created
+
+
+async def _demo_organization(session: AsyncSession, org_name: str | None) -> uuid.UUID:
+    if org_name is None:
+        return DEFAULT_ORGANIZATION_ID
+    from app.auth.service import get_or_create_organization
+
+    return (await get_or_create_organization(session, name=org_name)).id
+
+
 async def load_demo_data(settings: Settings, *, org_name: str | None = None) -> str:
     """Demo patients, panels, ISI scores and a context in the default organization, or in the
     organization named ``org_name`` (created if new, as `create-api-key --org` does)."""
-    engine = make_engine(settings)
-    created_patients = created_panels = created_assessments = 0
-    try:
-        async with transaction(make_sessionmaker(engine)) as session:
-            org = DEFAULT_ORGANIZATION_ID
-            if org_name is not None:
-                from app.auth.service import get_or_create_organization
 
-                org = (await get_or_create_organization(session, name=org_name)).id
-            await ranges.ensure_default(session, organization_id=org)
-            await rule_sets.ensure_default(session, organization_id=org)
-            for spec in DEMO_PATIENTS:
-                existing = await patient_repository.get_by_identifier(
-                    session, organization_id=org, system=DEMO_SYSTEM, value=spec["mrn"]
-                )
-                if existing is None:
-                    await patients.create(
-                        session,
-                        organization_id=org,
-                        data=PatientCreate.model_validate(
-                            {
-                                "identifiers": [{"system": DEMO_SYSTEM, "value": spec["mrn"]}],
-                                "sex": spec["sex"],
-                                "birth_date": spec["birth_date"],
-                            }
-                        ),
-                    )
-                    created_patients += 1
-            for mrn, days_ago, results in DEMO_PANELS:
-                # Fixed collection dates keep re-runs idempotent (same accession, same panel).
-                collected = DEMO_BASE_DATE - timedelta(days=days_ago)
-                outcome = await panels.ingest(
-                    session,
-                    organization_id=org,
-                    data=PanelCreate.model_validate(
-                        {
-                            "patient": {"identifier": {"system": DEMO_SYSTEM, "value": mrn}},
-                            "source": "demo-lab",
-                            "accession": f"{mrn}-{days_ago}",
-                            "collected_at": collected.isoformat(),
-                            "results": results,
-                        }
-                    ),
-                )
-                created_panels += int(outcome.created)
-            created_assessments = await _demo_sleep_and_context(session, org)
-    finally:
-        await engine.dispose()
+    async def work(session: AsyncSession) -> tuple[int, int, int]:
+        org = await _demo_organization(session, org_name)
+        await ranges.ensure_default(session, organization_id=org)
+        await rule_sets.ensure_default(session, organization_id=org)
+        return (
+            await _demo_patients(session, org),
+            await _demo_panels(session, org),
+            await _demo_sleep_and_context(session, org),
+        )
+
+    created_patients, created_panels, created_assessments = await in_transaction(settings, work)
     where = f" in {org_name!r}" if org_name else ""
     return (
         f"demo data{where}: {created_patients} patient(s), {created_panels} panel(s) and "
@@ -168,6 +177,11 @@ async def _demo_sleep_and_context(session: AsyncSession, org: uuid.UUID) -> int:
             recorded_by="demo-data",
         )
         created += 1
+    await _demo_context(session, org)
+    return created
+
+
+async def _demo_context(session: AsyncSession, org: uuid.UUID) -> None:
     patient = await patient_repository.get_by_identifier(
         session, organization_id=org, system=DEMO_SYSTEM, value="DEMO-002"
     )
@@ -189,4 +203,16 @@ async def _demo_sleep_and_context(session: AsyncSession, org: uuid.UUID) -> int:
             ),
             recorded_by="demo-data",
         )
-    return created
+
+
+def _demo_data(args: argparse.Namespace, settings: Settings) -> int:
+    print(asyncio.run(load_demo_data(settings, org_name=args.org)))
+    return 0
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser("demo-data", help="add demo patients and panels")
+    demo.add_argument(
+        "--org", help="organization name (created if new; default: the default organization)"
+    )
+    demo.set_defaults(handler=_demo_data)

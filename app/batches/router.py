@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from app.audit.context import audit_target, audited
+from app.audit.service import AuditEntry
+from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanWritePanels
+from app.auth.principal import Principal
+from app.batches import service
+from app.batches.schemas import BatchOut
+from app.deps import WriteSession
+from app.errors import AppError
+from app.problems import PROBLEM_RESPONSES, problem_doc
+
+router = APIRouter(tags=["panel batches"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+
+NDJSON = "application/x-ndjson"
+
+
+class UnsupportedBatchTypeError(AppError):
+    status = 415
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class _Streamed(StreamingResponse):
+    """Streams without Starlette's disconnect listener, which would consume the request body
+    this response is still reading line by line."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream_response(send)
+
+
+def _base_entry(request: Request, principal: Principal) -> AuditEntry:
+    client = request.client
+    return AuditEntry(
+        organization_id=principal.organization_id,
+        principal_id=principal.id,
+        principal_kind=principal.kind,
+        role=str(principal.role),
+        action="create",
+        resource_type="panel",
+        outcome="success",
+        status_code=200,
+        method=request.method,
+        path=request.url.path,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        client_address=client.host if client else None,
+    )
+
+
+@router.post(
+    "/api/v1/panel-batches",
+    summary="Post many panels as NDJSON",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "One JSON outcome per line (`line`, `outcome`: stored / unchanged / "
+            "refused, `status`, `panel_id`, `problem`), then a last line with the batch.",
+            "content": {NDJSON: {}},
+        },
+        415: problem_doc("The body is not `application/x-ndjson`."),
+    },
+    openapi_extra={
+        "requestBody": {"required": True, "content": {NDJSON: {"schema": {"type": "string"}}}}
+    },
+)
+async def post_panel_batch(request: Request, principal: CanWritePanels) -> Response:
+    """Ingests one panel per line, each in the shape `POST /api/v1/panels` accepts, with the
+    same units, interpretation, criticals, dedupe and corrections.
+
+    Streamed in and out: outcomes are answered a chunk (500 lines) at a time, after that
+    chunk committed; a refused line never stops the others. Each line is at most the service's
+    body limit. **Safe to re-send**: an interrupted batch sent again answers `unchanged` for
+    what was stored. The batch's counts are readable under `GET /api/v1/panel-batches/{id}`
+    while it runs (its id is the `Location` header)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != NDJSON:
+        raise UnsupportedBatchTypeError(f"Send the panels as {NDJSON}, one JSON object a line.")
+    settings = request.app.state.settings
+    sessionmaker = request.app.state.sessionmaker
+    base = _base_entry(request, principal)
+    batch = await service.start(sessionmaker, base)
+    lines = service.split_lines(request.stream(), settings.max_body_bytes)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for outcome in service.run(
+            sessionmaker,
+            batch_id=batch.id,
+            base=base,
+            lines=lines,
+            max_line_bytes=settings.max_body_bytes,
+        ):
+            yield outcome.model_dump_json(exclude_none=True).encode() + b"\n"
+        async with sessionmaker() as session:
+            final = await service.get(
+                session, organization_id=principal.organization_id, batch_id=batch.id
+            )
+        yield b'{"batch":' + final.model_dump_json().encode() + b"}\n"
+
+    return _Streamed(
+        body(),
+        media_type=NDJSON,
+        headers={"Location": f"/api/v1/panel-batches/{batch.id}"},
+    )
+
+
+@router.get(
+    "/api/v1/panel-batches/{batch_id}",
+    summary="A panel batch's progress",
+    response_model=BatchOut,
+    dependencies=[Depends(audited("read", "panel-batch"))],
+)
+async def get_panel_batch(
+    batch_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
+) -> BatchOut:
+    """Counts of the lines committed so far (stored, unchanged, refused) and whether the batch
+    is still running, completed, or failed (cut off: re-send it)."""
+    audit_target(request, resource_id=batch_id)
+    return await service.get(session, organization_id=principal.organization_id, batch_id=batch_id)

@@ -1,0 +1,50 @@
+"""The SQL of list endpoints: time windows and the keyset side of pagination (the cursor side
+is `app.kit.pagination`).
+
+Lists page newest first on a (time, id) pair served by an index; the next page starts strictly
+after the previous page's last row, so rows sharing a timestamp are neither skipped nor
+repeated."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, TypeVarTuple
+
+from sqlalchemy import ColumnElement, Select, and_, or_
+
+Ts = TypeVarTuple("Ts")
+# Inclusive (from, to) instants; None leaves that side open.
+Bounds = tuple[datetime | None, datetime | None]
+
+
+def within(query: Select[*Ts], moment: Any, bounds: Bounds) -> Select[*Ts]:
+    """`query` limited to rows whose `moment` lies in `bounds` (both ends included)."""
+    start, end = bounds
+    if start is not None:
+        query = query.where(moment >= start)
+    if end is not None:
+        query = query.where(moment <= end)
+    return query
+
+
+def after_keyset(
+    moment: Any, row_id: Any, after: tuple[datetime, uuid.UUID]
+) -> ColumnElement[bool]:
+    """Rows that sort after `after` in (moment, row_id) descending order."""
+    at, last_id = after
+    return or_(moment < at, and_(moment == at, row_id < last_id))
+
+
+def newest_first(
+    query: Select[*Ts],
+    moment: Any,
+    row_id: Any,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Select[*Ts]:
+    """`query` ordered by (moment, row_id) descending, continuing after `after`, `limit` rows."""
+    if after is not None:
+        query = query.where(after_keyset(moment, row_id, after))
+    return query.order_by(moment.desc(), row_id.desc()).limit(limit)

@@ -1,0 +1,162 @@
+"""Bulk ingestion throughput and memory: NDJSON panels (4 results each) through the panel-batch
+service on a scratch PostgreSQL database, one process (one worker's worth of Python).
+
+The file is produced by a generator, never held in memory; RSS is sampled as outcomes stream
+out, so the growth reported is the service's, over the whole batch.
+
+    python bench/bulk.py                  # 250,000 panels = 1M results
+    python bench/bulk.py --panels 5000    # a quick look
+
+``run(args) -> dict`` is what bench/run.py calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PG = os.environ.get("BENCH_POSTGRES", "postgresql://root@127.0.0.1:5432")
+RESULTS = [
+    {"analyte": "magnesium", "value": "0.62", "unit": "mmol/L"},
+    {"analyte": "calcium", "value": "9.1", "unit": "mg/dL"},
+    {"analyte": "zinc", "value": "58", "unit": "ug/dL"},
+    {"analyte": "copper", "value": "95", "unit": "ug/dL"},
+]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def ndjson(patient_id: uuid.UUID, panels: int, block: int = 200) -> AsyncIterator[bytes]:
+    """``panels`` lines, ``block`` lines per chunk, as a client would stream them."""
+    for start in range(0, panels, block):
+        lines = [
+            json.dumps(
+                {
+                    "patient": {"id": str(patient_id)},
+                    "source": "bench-lab",
+                    "accession": f"BULK-{n:09d}",
+                    "collected_at": "2026-11-20T08:00:00Z",
+                    "results": RESULTS,
+                }
+            )
+            for n in range(start, min(start + block, panels))
+        ]
+        yield ("\n".join(lines) + "\n").encode()
+
+
+async def _measure(panels: int) -> dict[str, Any]:
+    from app.audit.service import AuditEntry
+    from app.batches import service
+    from app.config import get_settings
+    from app.db import make_engine, make_sessionmaker, transaction
+    from app.models.organization import DEFAULT_ORGANIZATION_ID
+    from app.patients import service as patients
+    from app.patients.schemas import PatientCreate
+
+    settings = get_settings()
+    engine = make_engine(settings)
+    sessionmaker = make_sessionmaker(engine)
+    org = DEFAULT_ORGANIZATION_ID
+    try:
+        async with transaction(sessionmaker) as session:
+            patient = await patients.create(
+                session,
+                organization_id=org,
+                data=PatientCreate.model_validate(
+                    {"identifiers": [{"system": "urn:bench", "value": "BULK"}], "sex": "female"}
+                ),
+            )
+        base = AuditEntry(
+            organization_id=org,
+            principal_id="bench:bulk",
+            action="create",
+            resource_type="panel",
+            outcome="success",
+        )
+        batch = await service.start(sessionmaker, base)
+        lines = service.split_lines(ndjson(patient.id, panels), settings.max_body_bytes)
+        rss_start = rss_mb()
+        rss_peak = rss_start
+        counts: dict[str, int] = {}
+        started = time.perf_counter()
+        async for outcome in service.run(
+            sessionmaker, batch_id=batch.id, base=base, lines=lines, max_line_bytes=1 << 20
+        ):
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+            if outcome.line % 5000 == 0:
+                rss_peak = max(rss_peak, rss_mb())
+        seconds = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    rss_peak = max(rss_peak, rss_mb())
+    return {
+        "panels": panels,
+        "results": panels * len(RESULTS),
+        "seconds": round(seconds, 2),
+        "results_per_second": round(panels * len(RESULTS) / seconds),
+        "rss_start_mb": round(rss_start, 1),
+        "rss_growth_mb": round(rss_peak - rss_start, 1),
+        "outcomes": counts,
+        "target_results_per_second": 20000,
+        "target_rss_growth_mb": 50,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    name = f"bench_bulk_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        env = {**os.environ, "DATABASE_URL": f"{PG}/{name}"}
+        env.pop("MINERAL_DATABASE_URL", None)
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        os.environ.update({"DATABASE_URL": env["DATABASE_URL"]})
+        return asyncio.run(_measure(args.panels))
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--panels", type=int, default=250_000, help="4 results each")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    print(json.dumps(run(parser().parse_args(argv)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Scale of data: the reads a clinic makes all day use indexes, never a scan of a big table.
+
+On PostgreSQL, every SELECT a route runs is EXPLAINed on the same connection, with the same
+parameters, under ``SET LOCAL enable_seqscan = off``: the planner then picks a sequential
+scan only when no index can answer the query, so a ``Seq Scan`` on one of the big tables
+(results, panels, patients, plans, the audit trail) means the query's cost grows with the
+organization, whatever the row counts in this small test database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, text
+
+from tests.api.access import make_records
+from tests.conftest import Database
+
+BIG_TABLES = frozenset(
+    {"result", "panel", "patient", "patient_identifier", "treatment_plan", "audit_event"}
+)
+
+
+def _seq_scans(plan: dict[str, Any]) -> Iterator[str]:
+    if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") in BIG_TABLES:
+        yield str(plan["Relation Name"])
+    for child in plan.get("Plans", ()):
+        yield from _seq_scans(child)
+
+
+@pytest.fixture
+def plans(client: TestClient, db: Database, backend: str) -> Iterator[list[tuple[str, Any]]]:
+    if backend != "postgresql":
+        pytest.skip("query plans are checked on PostgreSQL")
+    collected: list[tuple[str, Any]] = []
+    engine = client.app.state.engine.sync_engine  # type: ignore[attr-defined]
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            return
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+        row = cursor.fetchone()[0]
+        collected.append((statement, json.loads(row) if isinstance(row, str) else row))
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        yield collected
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+
+
+def _scans(collected: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    return [
+        (table, statement[:200])
+        for statement, plan in collected
+        for table in _seq_scans(plan[0]["Plan"])
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/patients/{patient}/analytes/magnesium/history",
+        "/api/v1/patients/{patient}/panels",
+        "/api/v1/patients/{patient}/timeline",
+        "/api/v1/patients/{patient}/series?analyte=magnesium&include=isi",
+        "/api/v1/plans/worklist",
+        "/api/v1/results?flag=abnormal",
+        "/api/v1/results?flag=critical",
+    ],
+)
+def test_reads_use_indexes(
+    client: TestClient, api_keys: dict[str, dict[str, str]], plans: list[Any], path: str
+) -> None:
+    records = make_records(client, api_keys)
+    plans.clear()
+
+    response = client.get(path.format(patient=records.patient_id))
+
+    assert response.status_code == 200, response.text
+    assert plans, "no SELECT was explained"
+    assert _scans(plans) == []
+
+
+def test_the_check_sees_a_scan_no_index_can_avoid(db: Database, plans: list[Any]) -> None:
+    """The control: a filter on an unindexed column is a Seq Scan even with seqscan off, so
+    the empty lists above mean indexes, not a blind check."""
+
+    async def unindexed(session: Any) -> None:
+        await session.execute(text("SELECT id FROM result WHERE unit = 'mg/dL'"))
+
+    db.in_session(unindexed)
+
+    assert [table for table, _ in _scans(plans)] == ["result"]
