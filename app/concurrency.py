@@ -12,16 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import AppError
 
 
-class PreconditionFailedError(AppError):
-    status = 412
-    type_slug = "precondition-failed"
-    title = "The record changed since you read it"
+class PreconditionFailedError(
+    AppError, status=412, slug="precondition-failed", title="The record changed since you read it"
+): ...
 
 
-class PreconditionRequiredError(AppError):
-    status = 428
-    type_slug = "precondition-required"
-    title = "If-Match is required"
+class PreconditionRequiredError(
+    AppError, status=428, slug="precondition-required", title="If-Match is required"
+): ...
 
 
 def etag(tag: str) -> str:

@@ -21,11 +21,9 @@ from app.query_params import is_checked
 JSON_MEDIA_TYPES = ("application/json",)
 
 
-class UnsupportedJsonMediaTypeError(AppError):
-    status = 415
-    type_slug = "unsupported-media-type"
-    title = "Unsupported media type"
-
+class UnsupportedJsonMediaTypeError(
+    AppError, status=415, slug="unsupported-media-type", title="Unsupported media type"
+):
     def __init__(self, detail: str, *, method: str) -> None:
         super().__init__(detail, accepted=list(JSON_MEDIA_TYPES))
         self.method = method

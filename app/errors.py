@@ -21,11 +21,26 @@ PROBLEM_BASE = "https://mineral-labs.example/problems/"
 
 
 class AppError(Exception):
-    """Base of every error the service raises on purpose. Subclasses set status and type."""
+    """Base of every error the service raises on purpose. A subclass declares its problem in
+    its class line: ``class PlanNotFound(NotFoundError, slug="plan-not-found", title="Plan
+    not found")``; what it leaves out (often the status) it inherits from its base."""
 
     status: int = 400
     type_slug: str = "bad-request"
     title: str = "Bad request"
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        slug: str | None = None,
+        title: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        for attribute, value in (("status", status), ("type_slug", slug), ("title", title)):
+            if value is not None:
+                setattr(cls, attribute, value)
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
@@ -36,24 +51,18 @@ class AppError(Exception):
         return None
 
 
-class NotFoundError(AppError):
-    status = 404
-    type_slug = "not-found"
-    title = "Resource not found"
+class NotFoundError(AppError, status=404, slug="not-found", title="Resource not found"): ...
 
 
-class ConflictError(AppError):
-    status = 409
-    type_slug = "conflict"
-    title = "Conflict with the stored state"
+class ConflictError(
+    AppError, status=409, slug="conflict", title="Conflict with the stored state"
+): ...
 
 
-class UnprocessableError(AppError):
+class UnprocessableError(
+    AppError, status=422, slug="unprocessable", title="The content cannot be processed"
+):
     """The request is well-formed JSON but clinically or semantically unacceptable."""
-
-    status = 422
-    type_slug = "unprocessable"
-    title = "The content cannot be processed"
 
 
 class PayloadTooLargeError(StarletteHTTPException):
@@ -73,10 +82,9 @@ class JsonLimitError(StarletteHTTPException):
         self.title = title
 
 
-class ServiceUnavailableError(AppError):
-    status = 503
-    type_slug = "service-unavailable"
-    title = "Service unavailable"
+class ServiceUnavailableError(
+    AppError, status=503, slug="service-unavailable", title="Service unavailable"
+): ...
 
 
 # How long a client is told to wait before retrying when the database is unreachable.

@@ -32,19 +32,16 @@ from app.errors import AppError
 EXCLUDED_PREFIXES = ("/fhir/",)
 
 
-class UnknownQueryParameterError(AppError):
-    status = 400
-    type_slug = "unknown-query-parameter"
-    title = "Unknown query parameter"
+class UnknownQueryParameterError(
+    AppError, status=400, slug="unknown-query-parameter", title="Unknown query parameter"
+): ...
 
 
-class InvalidQueryError(AppError):
+class InvalidQueryError(
+    AppError, status=400, slug="invalid-query", title="Invalid query parameter"
+):
     """Declared query parameters whose values are well-typed but cannot be used together or
     do not name anything (subclass it; do not use 422 for query problems)."""
-
-    status = 400
-    type_slug = "invalid-query"
-    title = "Invalid query parameter"
 
 
 _CACHE_ATTRIBUTE = "_accepted_query_parameters"

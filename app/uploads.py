@@ -11,16 +11,12 @@ from app.errors import AppError, UnprocessableError
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
-class UnsupportedMediaTypeError(AppError):
-    status = 415
-    type_slug = "unsupported-media-type"
-    title = "Unsupported media type"
+class UnsupportedMediaTypeError(
+    AppError, status=415, slug="unsupported-media-type", title="Unsupported media type"
+): ...
 
 
-class MalformedJsonError(AppError):
-    status = 400
-    type_slug = "malformed-json"
-    title = "Malformed JSON"
+class MalformedJsonError(AppError, status=400, slug="malformed-json", title="Malformed JSON"): ...
 
 
 def media_type(request: Request, default: str = "application/json") -> str:

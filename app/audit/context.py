@@ -108,16 +108,18 @@ def audit_target(
             patient_id = touched
         else:
             audit_also(request, patient_id=touched)
-    if resource_id is not None:
-        draft.resource_id = str(resource_id)
-    if patient_id is not None:
-        draft.patient_id = patient_id
-    if action is not None:
-        draft.action = action
-    if status_code is not None:
-        draft.status_code = status_code
-    if outcome is not None:
-        draft.outcome = outcome
+    # Only what this call names overrides the draft: a route that names the resource, then
+    # the patient once it has loaded the record, keeps both.
+    given = {
+        "resource_id": None if resource_id is None else str(resource_id),
+        "patient_id": patient_id,
+        "action": action,
+        "status_code": status_code,
+        "outcome": outcome,
+    }
+    for attribute, value in given.items():
+        if value is not None:
+            setattr(draft, attribute, value)
 
 
 def audit_also(

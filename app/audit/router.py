@@ -3,23 +3,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from app.audit import repository
 from app.audit.context import audit_target, audited
 from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
-from app.auth.deps import AUTH_RESPONSES, CanReadAudit
+from app.auth.deps import CanReadAudit
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
-from app.problems import PROBLEM_RESPONSES
+from app.kit.routing import api_router
 
-router = APIRouter(
-    prefix="/api/v1/audit-events",
-    tags=["audit"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("audit", "/api/v1/audit-events")
 
 
 @router.get(

@@ -9,16 +9,12 @@ from app.errors import AppError
 REALM = "mineral-labs"
 
 
-class UnauthorizedError(AppError):
+class UnauthorizedError(AppError, status=401, slug="unauthorized", title="Authentication required"):
     """No credentials, or credentials that are unknown, malformed, revoked or expired.
 
     The detail never says which of these it was for a presented credential: a caller probing
     keys learns nothing from the answer. The reason is logged (without the credential).
     """
-
-    status = 401
-    type_slug = "unauthorized"
-    title = "Authentication required"
 
     def __init__(self, detail: str, *, invalid_token: bool = False, **extensions: Any) -> None:
         super().__init__(detail, **extensions)
@@ -33,9 +29,5 @@ class UnauthorizedError(AppError):
         return {"WWW-Authenticate": challenge}
 
 
-class ForbiddenError(AppError):
+class ForbiddenError(AppError, status=403, slug="forbidden", title="Forbidden"):
     """Authenticated, but the role does not grant the operation."""
-
-    status = 403
-    type_slug = "forbidden"
-    title = "Forbidden"

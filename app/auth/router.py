@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth import service
-from app.auth.deps import AUTH_RESPONSES, CanAdminKeys, forget_api_key
+from app.auth.deps import CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.db import utcnow
 from app.deps import ReadSession, WriteSession
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
-from app.problems import PROBLEM_RESPONSES
+from app.kit.routing import api_router
 
-router = APIRouter(
-    prefix="/api/v1/api-keys",
-    tags=["api keys"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("api keys", "/api/v1/api-keys")
 
 
 @router.post(

@@ -1,4 +1,9 @@
-"""NDJSON panel batches: every line through the same ingestion as ``POST /api/v1/panels``.
+"""NDJSON panel batches: every line gets the outcome ``POST /api/v1/panels`` would give it.
+
+Per chunk, the plain lines (a known patient, a new source + accession, accepted results) are
+built in memory and inserted together (``app.batches.fast``, ``app.panels.bulk``: the same rows
+and document as the single POST); every other line goes through the single POST's own path,
+``corrections.ingest_or_correct``, one savepoint each.
 
 Streamed both ways: lines are cut from the incoming byte chunks as they arrive (a line over the
 cap is skipped without being buffered) and outcomes leave as soon as their chunk committed, so
@@ -7,8 +12,8 @@ memory stays flat for any batch size.
 One transaction per chunk of ``CHUNK_LINES`` lines: the chunk's panels, its audit rows and the
 batch's counts commit together, so after an interruption the batch record says exactly what
 was stored, and re-sending the whole file stores nothing twice (source + accession dedupe:
-each stored line answers ``unchanged``). Each line runs in a savepoint: a refused line rolls
-back only itself, never its chunk.
+each stored line answers ``unchanged``). A refused line rolls back only itself, never its
+chunk.
 
 Audit: one row per line (stored, unchanged or refused), not one per chunk: a row names one
 patient, and the per-patient audit trail ("who saw or changed this patient's results") must
@@ -29,13 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.audit.service import AuditEntry
-from app.batches import repository
+from app.batches import fast, repository
 from app.batches.models import PanelBatch
 from app.batches.schemas import BatchOut, LineOutcome
 from app.db import transaction
+from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
 from app.errors import PROBLEM_BASE, AppError, NotFoundError, validation_errors
-from app.panels import corrections
+from app.panels import bulk, corrections
 from app.panels.schemas import PanelCreate
 
 CHUNK_LINES = 500
@@ -127,6 +133,17 @@ async def _ingest_line(
     return answer, outcome.panel.patient_id
 
 
+def _stored_fast(line: int, new: bulk.NewPanel) -> LineOutcome:
+    """What ``_ingest_line`` answers for a panel it created."""
+    return LineOutcome(
+        line=line,
+        outcome="stored",
+        status=201,
+        panel_id=new.id,
+        has_critical=new.values["has_critical"],
+    )
+
+
 def _audit_row(base: AuditEntry, outcome: LineOutcome, patient_id: uuid.UUID | None) -> AuditEntry:
     action = "create" if outcome.status == 201 else "update" if outcome.corrected else "read"
     return dataclasses.replace(
@@ -149,15 +166,27 @@ async def _run_chunk(
     max_line_bytes: int,
 ) -> list[LineOutcome]:
     assert base.organization_id is not None
+    parsed = [(number, _parse(number, raw, max_line_bytes)) for number, raw in lines]
+    valid = [(number, data) for number, data in parsed if isinstance(data, PanelCreate)]
+    planned = await fast.plan(
+        session,
+        organization_id=base.organization_id,
+        lines=valid,
+        source_format="json",
+        catalog=default_catalog(),
+    )
+    inserted = await bulk.insert_new(session, list(planned.values()), source_format="json")
     outcomes: list[LineOutcome] = []
     rows: list[AuditEntry] = []
-    for number, raw in lines:
-        parsed = _parse(number, raw, max_line_bytes)
+    for number, item in parsed:
         patient_id = None
-        if isinstance(parsed, PanelCreate):
-            parsed, patient_id = await _ingest_line(session, base.organization_id, number, parsed)
-        outcomes.append(parsed)
-        rows.append(_audit_row(base, parsed, patient_id))
+        new = planned.get(number)
+        if new is not None and new.id in inserted:
+            item, patient_id = _stored_fast(number, new), new.values["patient_id"]
+        elif isinstance(item, PanelCreate):
+            item, patient_id = await _ingest_line(session, base.organization_id, number, item)
+        outcomes.append(item)
+        rows.append(_audit_row(base, item, patient_id))
     counts = {
         "lines": len(outcomes),
         **{kind: sum(o.outcome == kind for o in outcomes) for kind in ("stored", "unchanged")},

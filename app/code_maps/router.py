@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
+from fastapi import Body, Depends, Path, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadRanges, CanWriteRanges
+from app.auth.deps import CanReadRanges, CanWriteRanges
 from app.code_maps import repository, service
 from app.code_maps.schemas import ENTRY_EXAMPLE, CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
 from app.deps import ReadSession, WriteSession
 from app.errors import NotFoundError
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.kit.routing import api_router
+from app.problems import problem_doc
 
-router = APIRouter(
-    prefix="/api/v1/code-maps",
-    tags=["HL7 code maps"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("HL7 code maps", "/api/v1/code-maps")
 
 # Printable ASCII, no surrounding spaces (a path segment never holds `/`).
 _TOKEN = r"^[!-~](?:[ -~]*[!-~])?$"

@@ -15,9 +15,9 @@ from app.interop.hl7.code_maps import CodeMaps
 from app.models.code_map import ANY_FACILITY, CodeMapEntry
 
 
-class UnknownAnalyteError(UnprocessableError):
-    type_slug = "unknown-analyte"
-    title = "The analyte is not one this service knows"
+class UnknownAnalyteError(
+    UnprocessableError, slug="unknown-analyte", title="The analyte is not one this service knows"
+): ...
 
 
 def normalize(value: str) -> str:

@@ -36,22 +36,23 @@ def is_absolute_uri(text: str) -> bool:
     return bool(rest)
 
 
-def system_uri(name: str, aliases: Mapping[str, str] | None = None) -> str:
-    """``name`` as an identifier system URI (unchanged when it already is one)."""
+def _as_uri(name: str, aliases: Mapping[str, str] | None, prefix: str) -> str:
+    """``name`` unchanged when it already is a URI, else its alias, else under ``prefix``."""
     if is_absolute_uri(name):
         return name
     if aliases and name in aliases:
         return aliases[name]
-    return SYSTEM_PREFIX + quote(name, safe="")
+    return prefix + quote(name, safe="")
+
+
+def system_uri(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """``name`` as an identifier system URI (unchanged when it already is one)."""
+    return _as_uri(name, aliases, SYSTEM_PREFIX)
 
 
 def source_uri(source: str, aliases: Mapping[str, str] | None = None) -> str:
     """A panel source (the sender's namespace for accessions) as a URI."""
-    if is_absolute_uri(source):
-        return source
-    if aliases and source in aliases:
-        return aliases[source]
-    return SOURCE_PREFIX + quote(source, safe="")
+    return _as_uri(source, aliases, SOURCE_PREFIX)
 
 
 def name_of(uri: str, prefix: str) -> str | None:

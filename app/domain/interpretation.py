@@ -23,6 +23,12 @@ _HH = InterpretationCode.CRITICAL_HIGH
 _IND = InterpretationCode.INDETERMINATE
 
 _ORDER = (_LL, _L, _N, _H, _HH)
+# A value that may lie on either side of a critical limit, and nowhere else, is flagged with
+# the non-critical code and marked possibly critical (never silently critical).
+_CRITICAL_EDGES: dict[tuple[InterpretationCode, ...], tuple[InterpretationCode, str]] = {
+    (_LL, _L): (_L, "low"),
+    (_H, _HH): (_H, "high"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +130,12 @@ def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
         return Interpretation(code, code in (_LL, _HH))
     value_phrase = _value_phrase(value)
     limit_phrase = _limits_inside(possible, limits)
-    if codes == [_LL, _L]:
+    if (edge := _CRITICAL_EDGES.get(tuple(codes))) is not None:
+        code, side = edge
         return Interpretation(
-            _L,
+            code,
             False,
-            f"may be critically low: {value_phrase} and {limit_phrase}",
-            possibly_critical=True,
-        )
-    if codes == [_H, _HH]:
-        return Interpretation(
-            _H,
-            False,
-            f"may be critically high: {value_phrase} and {limit_phrase}",
+            f"may be critically {side}: {value_phrase} and {limit_phrase}",
             possibly_critical=True,
         )
     return Interpretation(

@@ -30,6 +30,7 @@ from app.domain.range_errors import RangeSetFormatError
 from app.domain.ratios import RatioDefinition
 from app.domain.reference_ranges import validate_rows
 from app.domain.types import RangeLimits, RangeRow, Sex, Specimen
+from app.domain.validation_errors import error_path, errors_message
 
 DEFAULT_RANGE_SET_RESOURCE = "data/reference_ranges/default.yaml"
 
@@ -89,14 +90,8 @@ class RangeRowDocument(BaseModel):
 
     def limits(self) -> RangeLimits:
         """The row's limits in the row's own unit (convert before comparing canonical values)."""
-        return RangeLimits(
-            low=self.low,
-            high=self.high,
-            critical_low=self.critical_low,
-            critical_high=self.critical_high,
-            absolute_low=self.absolute_low,
-            absolute_high=self.absolute_high,
-        )
+        # The row's limit fields and RangeLimits' fields are the same six names.
+        return RangeLimits(**{name: getattr(self, name) for name in _LIMIT_ORDER})
 
     def to_range_row(
         self, *, unit: str, limits: RangeLimits, row_id: str | None = None
@@ -291,21 +286,14 @@ def _validate(data: dict[Any, Any], *, lines: list[int] | None) -> RangeSetDocum
         return RangeSetDocument.model_validate(data)
     except ValidationError as exc:
         errors = [_error_entry(error, lines) for error in exc.errors(include_input=False)]
-        shown = "; ".join(
-            (f"line {e['line']}: " if "line" in e else "")
-            + f"{e['path'] or 'document'}: {e['msg']}"
-            for e in errors[:5]
-        )
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
-        raise RangeSetFormatError(f"the range set has {count}: {shown}{more}", errors) from exc
+        raise RangeSetFormatError(errors_message("range set", errors), errors) from exc
 
 
 def _error_entry(error: Any, lines: list[int] | None) -> dict[str, Any]:
     loc = list(error["loc"])
     entry: dict[str, Any] = {
         "loc": loc,
-        "path": _path(loc),
+        "path": error_path(loc),
         "msg": error["msg"],
         "type": error["type"],
     }
@@ -313,16 +301,6 @@ def _error_entry(error: Any, lines: list[int] | None) -> dict[str, Any]:
         if 0 <= loc[1] < len(lines):
             entry["line"] = lines[loc[1]]
     return entry
-
-
-def _path(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 def _cell(value: str | list[str] | None) -> str | None:

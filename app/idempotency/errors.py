@@ -7,24 +7,25 @@ from typing import Any
 from app.errors import AppError, ConflictError, UnprocessableError
 
 
-class InvalidIdempotencyKeyError(AppError):
-    status = 400
-    type_slug = "invalid-idempotency-key"
-    title = "Invalid Idempotency-Key"
+class InvalidIdempotencyKeyError(
+    AppError, status=400, slug="invalid-idempotency-key", title="Invalid Idempotency-Key"
+): ...
 
 
-class IdempotencyKeyReusedError(UnprocessableError):
+class IdempotencyKeyReusedError(
+    UnprocessableError,
+    slug="idempotency-key-reused",
+    title="Idempotency-Key reused with a different request",
+):
     """The key was first used with another request (method, path or body)."""
 
-    type_slug = "idempotency-key-reused"
-    title = "Idempotency-Key reused with a different request"
 
-
-class IdempotencyKeyInFlightError(ConflictError):
+class IdempotencyKeyInFlightError(
+    ConflictError,
+    slug="idempotency-key-in-flight",
+    title="A request with this Idempotency-Key is in progress",
+):
     """The first request with this key is still running; retry it later."""
-
-    type_slug = "idempotency-key-in-flight"
-    title = "A request with this Idempotency-Key is in progress"
 
     def __init__(self, detail: str, *, retry_after_seconds: int = 1, **extensions: Any) -> None:
         super().__init__(detail, **extensions)

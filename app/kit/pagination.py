@@ -25,10 +25,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class InvalidCursorError(AppError):
-    status = 400
-    type_slug = "invalid-cursor"
-    title = "Invalid pagination cursor"
+class InvalidCursorError(
+    AppError, status=400, slug="invalid-cursor", title="Invalid pagination cursor"
+): ...
 
 
 def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:

@@ -21,10 +21,7 @@ from app.ops import metrics
 router = APIRouter(include_in_schema=False)
 
 
-class MetricsForbiddenError(AppError):
-    status = 403
-    type_slug = "forbidden"
-    title = "Forbidden"
+class MetricsForbiddenError(AppError, status=403, slug="forbidden", title="Forbidden"): ...
 
 
 @cache

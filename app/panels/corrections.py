@@ -49,9 +49,9 @@ from app.panels.schemas import PanelCreate, PanelOut, ResultOut
 from app.panels.service import (
     AccessionConflictError,
     IngestOutcome,
-    get_document,
     ingest,
     payload_hash,
+    stored_outcome,
 )
 from app.panels.views import panel_out
 from app.plans.repository import RevisedResult, flag_plans_resting_on
@@ -60,9 +60,11 @@ from app.ranges import service as ranges
 _CORRECTING_PANEL_STATUSES = frozenset({"corrected", "amended"})
 
 
-class CorrectionRefusedError(UnprocessableError):
-    type_slug = "correction-refused"
-    title = "The correction cannot be applied to the stored panel"
+class CorrectionRefusedError(
+    UnprocessableError,
+    slug="correction-refused",
+    title="The correction cannot be applied to the stored panel",
+): ...
 
 
 def correction_kind(stored_status: str, data: PanelCreate) -> str | None:
@@ -131,10 +133,7 @@ async def _correct_stored(
     # Decided on the locked row: of two concurrent senders, the second sees the first's result.
     panel, _, _ = await _locked(session, organization_id=organization_id, panel_id=panel_id)
     if panel.payload_hash == payload_hash(data, source_format, patient_id):
-        document = await get_document(session, organization_id=organization_id, panel_id=panel.id)
-        return IngestOutcome(
-            panel=PanelOut.model_validate_json(document), document=document, created=False
-        )
+        return await stored_outcome(session, organization_id=organization_id, panel_id=panel.id)
     where = f"Accession {data.accession!r} from {data.source!r}"
     if panel.patient_id != patient_id:
         raise AccessionConflictError(

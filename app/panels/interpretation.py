@@ -42,14 +42,16 @@ INTERPRETATION_DISPLAY = {
 FIELD = "body.results"
 
 
-class ResultsInvalidError(UnprocessableError):
-    type_slug = "invalid-results"
-    title = "One or more results cannot be accepted"
+class ResultsInvalidError(
+    UnprocessableError, slug="invalid-results", title="One or more results cannot be accepted"
+): ...
 
 
-class ImpossibleResultError(UnprocessableError):
-    type_slug = "implausible-value"
-    title = "A value lies outside physically possible bounds"
+class ImpossibleResultError(
+    UnprocessableError,
+    slug="implausible-value",
+    title="A value lies outside physically possible bounds",
+): ...
 
 
 def normalize(data: PanelCreate, *, specimen: str, catalog: Catalog) -> list[NormalizedResult]:

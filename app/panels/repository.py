@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -156,13 +168,33 @@ async def get_with_results(
     return None if row is None else (row[0], row[1], row[2])
 
 
+@dataclass(frozen=True, slots=True)
+class PatientWindow:
+    """One patient's rows collected in the half-open [collected_from, collected_to); either
+    bound may be open. The panel list, trends and ratio history all read through one."""
+
+    organization_id: uuid.UUID
+    patient_id: uuid.UUID
+    collected_from: datetime | None
+    collected_to: datetime | None
+
+    def of(self, model: type[Panel] | type[Result]) -> list[ColumnElement[bool]]:
+        """The conditions on ``model`` (panels and results both carry these columns)."""
+        conditions = [
+            model.organization_id == self.organization_id,
+            model.patient_id == self.patient_id,
+        ]
+        if self.collected_from is not None:
+            conditions.append(model.collected_at >= self.collected_from)
+        if self.collected_to is not None:
+            conditions.append(model.collected_at < self.collected_to)
+        return conditions
+
+
 async def list_for_patient(
     session: AsyncSession,
+    window: PatientWindow,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
     analyte: str | None,
     flag: str | None,
     limit: int,
@@ -172,12 +204,8 @@ async def list_for_patient(
         select(Panel, RangeSet.name, RangeSet.version)
         .outerjoin(RangeSet, RangeSet.id == Panel.range_set_id)
         .options(_with_results())
-        .where(Panel.organization_id == organization_id, Panel.patient_id == patient_id)
+        .where(*window.of(Panel))
     )
-    if collected_from is not None:
-        query = query.where(Panel.collected_at >= collected_from)
-    if collected_to is not None:
-        query = query.where(Panel.collected_at < collected_to)
     conditions: list[ColumnElement[bool]] = []
     if flag is not None:
         # A withdrawn result (cancelled, entered-in-error) is flagged nothing.
@@ -200,28 +228,24 @@ async def list_for_patient(
     return [(row[0], row[1], row[2]) for row in await session.execute(query)]
 
 
+def _current_history(window: PatientWindow, analyte: str) -> list[ColumnElement[bool]]:
+    # Trends show current results only; withdrawn ones stay readable on their panel.
+    return [
+        *window.of(Result),
+        Result.analyte == analyte,
+        Result.status.not_in(sorted(WITHDRAWN)),
+    ]
+
+
 async def history_for_analyte(
     session: AsyncSession,
+    window: PatientWindow,
     *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
     analyte: str,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[Result]:
-    query = select(Result).where(
-        Result.organization_id == organization_id,
-        Result.patient_id == patient_id,
-        Result.analyte == analyte,
-        # Trends show current results only; withdrawn ones stay readable on their panel.
-        Result.status.not_in(sorted(WITHDRAWN)),
-    )
-    if collected_from is not None:
-        query = query.where(Result.collected_at >= collected_from)
-    if collected_to is not None:
-        query = query.where(Result.collected_at < collected_to)
+    query = select(Result).where(*_current_history(window, analyte))
     if after is not None:
         moment, row_id = after
         query = query.where(
@@ -252,50 +276,90 @@ def add_superseded(session: AsyncSession, record: PanelInterpretation) -> None:
 
 
 async def count_history_for_analyte(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    analyte: str,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
+    session: AsyncSession, window: PatientWindow, *, analyte: str
 ) -> int:
-    query = (
-        select(func.count())
-        .select_from(Result)
-        .where(
-            Result.organization_id == organization_id,
-            Result.patient_id == patient_id,
-            Result.analyte == analyte,
-            Result.status.not_in(sorted(WITHDRAWN)),
-        )
-    )
-    if collected_from is not None:
-        query = query.where(Result.collected_at >= collected_from)
-    if collected_to is not None:
-        query = query.where(Result.collected_at < collected_to)
+    query = select(func.count()).select_from(Result).where(*_current_history(window, analyte))
     return (await session.scalar(query)) or 0
 
 
 async def panel_ratios_of_patient(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    collected_from: datetime | None,
-    collected_to: datetime | None,
+    session: AsyncSession, window: PatientWindow
 ) -> list[tuple[uuid.UUID, datetime, list[dict[str, Any]]]]:
     """(panel id, collected_at, ratios) of every panel of the patient, newest first (ties by
     id, descending). Ratios are JSON on the panel, filtered by code in Python: a patient has
     tens of panels, not thousands. Cancelled panels are left out."""
     query = select(Panel.id, Panel.collected_at, Panel.ratios).where(
-        Panel.organization_id == organization_id,
-        Panel.patient_id == patient_id,
-        Panel.status != "cancelled",
+        *window.of(Panel), Panel.status != "cancelled"
     )
-    if collected_from is not None:
-        query = query.where(Panel.collected_at >= collected_from)
-    if collected_to is not None:
-        query = query.where(Panel.collected_at < collected_to)
     query = query.order_by(Panel.collected_at.desc(), Panel.id.desc())
     return [(row[0], row[1], list(row[2] or [])) for row in await session.execute(query)]
+
+
+# --- chunk-level reads and writes (app.panels.bulk, for app.batches) ---------------------------
+
+
+def _patient_columns() -> Any:
+    return select(
+        Patient.id, Patient.sex, Patient.birth_date, _ACTIVE_RANGE_SET.label("range_set_id")
+    )
+
+
+async def patients_for_panels(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
+    identifiers: Sequence[tuple[str, str]],
+) -> tuple[dict[uuid.UUID, PatientForPanel], dict[tuple[str, str], PatientForPanel]]:
+    """``patient_for_panel`` for many references at once: by id, and by (system, value)."""
+    connection = await session.connection()
+    by_id: dict[uuid.UUID, PatientForPanel] = {}
+    by_identifier: dict[tuple[str, str], PatientForPanel] = {}
+    if ids:
+        query = _patient_columns().where(
+            Patient.organization_id == bindparam("org"), Patient.id.in_(sorted(set(ids)))
+        )
+        for row in await connection.execute(query, {"org": organization_id}):
+            by_id[row[0]] = PatientForPanel(row[0], row[1], row[2], row[3])
+    if identifiers:
+        query = (
+            _patient_columns()
+            .add_columns(PatientIdentifier.system, PatientIdentifier.value)
+            .join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
+            .where(
+                PatientIdentifier.organization_id == bindparam("org"),
+                tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(
+                    sorted(set(identifiers))
+                ),
+            )
+        )
+        for row in await connection.execute(query, {"org": organization_id}):
+            by_identifier[(row[4], row[5])] = PatientForPanel(row[0], row[1], row[2], row[3])
+    return by_id, by_identifier
+
+
+async def existing_natural_keys(
+    session: AsyncSession, *, organization_id: uuid.UUID, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The (source, accession) pairs of ``keys`` the organization already has a panel for."""
+    if not keys:
+        return set()
+    connection = await session.connection()
+    query = select(Panel.source, Panel.accession).where(
+        Panel.organization_id == organization_id,
+        tuple_(Panel.source, Panel.accession).in_(sorted(set(keys))),
+    )
+    return {(row[0], row[1]) for row in await connection.execute(query)}
+
+
+async def insert_panels_if_new(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> set[uuid.UUID]:
+    """``insert_panel_if_new`` for many panels in one statement: the ids of those inserted
+    (a panel whose natural key a concurrent sender stored meanwhile is left out)."""
+    if not rows:
+        return set()
+    connection = await session.connection()
+    statement = _INSERT_PANEL[connection.dialect.name]
+    result = await connection.execute(statement, list(rows))
+    return {row[0] for row in result}

@@ -4,16 +4,17 @@ import uuid
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
+from fastapi import Body, Depends, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanReinterpretPanels, CanWritePanels
+from app.auth.deps import CanReadPanels, CanReinterpretPanels, CanWritePanels
 from app.deps import WriteSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem, json_response
 from app.idempotency.service import StoredResponse
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page, link_next
+from app.kit.routing import api_router
 from app.panels import corrections, reinterpretation, service, trends
 from app.panels.schemas import (
     PANEL_EXAMPLE,
@@ -26,9 +27,9 @@ from app.panels.schemas import (
     TrendOut,
 )
 from app.panels.views import ratio_out, stored_verdict
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 
-router = APIRouter(tags=["panels"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+router = api_router("panels")
 
 CollectedFrom = Annotated[
     AwareDatetime | None,

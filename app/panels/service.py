@@ -36,9 +36,11 @@ from app.ranges import service as ranges
 from app.ranges.compiled import CompiledRangeSet
 
 
-class UnknownPatientError(UnprocessableError):
-    type_slug = "unknown-patient"
-    title = "The panel names a patient this organization does not have"
+class UnknownPatientError(
+    UnprocessableError,
+    slug="unknown-patient",
+    title="The panel names a patient this organization does not have",
+): ...
 
 
 # Said by every accession conflict: the how-to for a sender whose re-send was refused.
@@ -50,10 +52,11 @@ CORRECTION_HOW_TO = (
 )
 
 
-class AccessionConflictError(ConflictError):
-    type_slug = "accession-conflict"
-    title = "A different panel is stored under this accession"
-
+class AccessionConflictError(
+    ConflictError,
+    slug="accession-conflict",
+    title="A different panel is stored under this accession",
+):
     def __init__(self, conflict: str, **extensions: object) -> None:
         super().__init__(f"{conflict} {CORRECTION_HOW_TO}", **extensions)
         self.conflict = conflict  # without the how-to, for channels that say it their own way
@@ -129,13 +132,48 @@ async def ingest(
     catalog = catalog or default_catalog()
     normalized = normalize(data, specimen=data.specimen.value, catalog=catalog)
     patient = await _resolve_patient(session, organization_id=organization_id, data=data)
-    digest = payload_hash(data, source_format, patient.id)
     range_set = await ranges.compiled_if_any(
         session,
         organization_id=organization_id,
         range_set_id=patient.range_set_id,
         catalog=catalog,
     )
+    panel, rows, out = new_panel(
+        data,
+        normalized,
+        organization_id=organization_id,
+        patient=patient,
+        range_set=range_set,
+        source_format=source_format,
+    )
+    panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
+    if not await repository.insert_panel_if_new(session, panel_values):
+        return await _existing(
+            session,
+            organization_id=organization_id,
+            data=data,
+            digest=panel.payload_hash,
+            patient_id=patient.id,
+            on_conflict=on_conflict,
+        )
+    await repository.insert_results(session, rows)
+    metrics.count_ingested(session, source_format=source_format, results=len(rows))
+    assert panel.document is not None  # new_panel always renders it
+    return IngestOutcome(panel=out, document=panel.document, created=True)
+
+
+def new_panel(
+    data: PanelCreate,
+    normalized: list[NormalizedResult],
+    *,
+    organization_id: uuid.UUID,
+    patient: PatientForPanel,
+    range_set: CompiledRangeSet | None,
+    source_format: str,
+) -> tuple[Panel, list[dict[str, object]], PanelOut]:
+    """The panel ``ingest`` inserts for ``data`` (document set), its results' rows and its
+    view. Pure (no I/O), so ``app.panels.bulk`` builds a chunk's panels with it; raises what
+    ``interpret`` raises for refused results."""
     interpreted = interpret(
         normalized,
         range_set=range_set,
@@ -156,7 +194,7 @@ async def ingest(
         received_at=data.received_at,
         performing_lab=data.performing_lab,
         source_format=source_format,
-        payload_hash=digest,
+        payload_hash=payload_hash(data, source_format, patient.id),
         range_set_id=range_set.id if range_set else None,
         interpretation_version=1,
         interpreted_at=now,
@@ -173,26 +211,10 @@ async def ingest(
         panel,
         [Result(**row) for row in rows],
         range_set.name if range_set else None,
-        _version(range_set),
+        range_set.version if range_set else None,
     )
     panel.document = out.model_dump_json()
-    panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
-    if not await repository.insert_panel_if_new(session, panel_values):
-        return await _existing(
-            session,
-            organization_id=organization_id,
-            data=data,
-            digest=digest,
-            patient_id=patient.id,
-            on_conflict=on_conflict,
-        )
-    await repository.insert_results(session, rows)
-    metrics.count_ingested(session, source_format=source_format, results=len(rows))
-    return IngestOutcome(panel=out, document=panel.document, created=True)
-
-
-def _version(range_set: CompiledRangeSet | None) -> int | None:
-    return range_set.version if range_set else None
+    return panel, rows, out
 
 
 async def _existing(
@@ -217,7 +239,14 @@ async def _existing(
             "different content.",
             panel_id=str(stored.id),
         )
-    document = await get_document(session, organization_id=organization_id, panel_id=stored.id)
+    return await stored_outcome(session, organization_id=organization_id, panel_id=stored.id)
+
+
+async def stored_outcome(
+    session: AsyncSession, *, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> IngestOutcome:
+    """The outcome of an identical re-send: the stored panel, nothing written."""
+    document = await get_document(session, organization_id=organization_id, panel_id=panel_id)
     return IngestOutcome(
         panel=PanelOut.model_validate_json(document), document=document, created=False
     )
@@ -279,12 +308,10 @@ async def list_for_patient(
 ) -> list[PanelOut]:
     await require_patient(session, organization_id=organization_id, patient_id=patient_id)
     code = _analyte_code(analyte) if analyte else None
+    window = repository.PatientWindow(organization_id, patient_id, collected_from, collected_to)
     rows = await repository.list_for_patient(
         session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        collected_from=collected_from,
-        collected_to=collected_to,
+        window,
         analyte=code,
         flag=flag,
         limit=limit,

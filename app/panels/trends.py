@@ -59,25 +59,12 @@ async def analyte_history(
             raise InvalidQueryError(
                 str(exc), errors=[{"field": "query.unit", "message": str(exc)}]
             ) from exc
+    window = repository.PatientWindow(organization_id, patient_id, collected_from, collected_to)
     results = await repository.history_for_analyte(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        analyte=spec.code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-        limit=limit + 1,
-        after=after,
+        session, window, analyte=spec.code, limit=limit + 1, after=after
     )
     # Cheap: one count on the (patient, analyte, collected_at) index.
-    total = await repository.count_history_for_analyte(
-        session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        analyte=spec.code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-    )
+    total = await repository.count_history_for_analyte(session, window, analyte=spec.code)
     page = list(results[:limit])
     points = [_trend_point(r, spec, target) for r in page]
     next_cursor = (
@@ -144,10 +131,7 @@ async def ratio_history(
     await require_patient(session, organization_id=organization_id, patient_id=patient_id)
     rows = await repository.panel_ratios_of_patient(
         session,
-        organization_id=organization_id,
-        patient_id=patient_id,
-        collected_from=collected_from,
-        collected_to=collected_to,
+        repository.PatientWindow(organization_id, patient_id, collected_from, collected_to),
     )
     found = [
         (panel_id, collected_at, ratio)

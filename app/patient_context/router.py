@@ -3,13 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Request, Response
+from fastapi import Body, Depends, Path, Request, Response
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
+from app.auth.deps import CanReadPlans, CanWritePlans
 from app.concurrency import PreconditionFailedError, require_if_match
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
+from app.kit.routing import api_router
 from app.patient_context import repository, service
 from app.patient_context.schemas import (
     CONTEXT_EXAMPLE,
@@ -18,13 +19,9 @@ from app.patient_context.schemas import (
     PatientContextWrite,
 )
 from app.patients.deps import KnownPatient
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 
-router = APIRouter(
-    prefix="/api/v1/patients/{patient_id}/context",
-    tags=["patient context"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("patient context", "/api/v1/patients/{patient_id}/context")
 
 RESOURCE = "patient_context"
 MAX_VERSION = 2_147_483_647  # the column is a 32-bit integer on PostgreSQL

@@ -31,14 +31,16 @@ from app.patient_context.vocabulary import Concept, default_vocabulary
 from app.patients import service as patients_service
 
 
-class ContextNotRecordedError(NotFoundError):
-    type_slug = "context-not-recorded"
-    title = "No clinical context recorded"
+class ContextNotRecordedError(
+    NotFoundError, slug="context-not-recorded", title="No clinical context recorded"
+): ...
 
 
-class ContextInconsistentError(UnprocessableError):
-    type_slug = "context-inconsistent"
-    title = "The context contradicts the patient record"
+class ContextInconsistentError(
+    UnprocessableError,
+    slug="context-inconsistent",
+    title="The context contradicts the patient record",
+): ...
 
 
 # Kept under this name for the context and timeline routes.

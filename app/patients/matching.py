@@ -59,27 +59,34 @@ class MatchError(AppError):
     """A message's patient cannot be matched safely: nothing of the message is stored."""
 
 
-class NoMatchingKeyError(MatchError, UnprocessableError):
-    type_slug = "no-matching-identifier"
-    title = "No identifier can safely name the patient"
+class NoMatchingKeyError(
+    MatchError,
+    UnprocessableError,
+    slug="no-matching-identifier",
+    title="No identifier can safely name the patient",
+): ...
 
 
-class IdentifiersConflictError(MatchError, ConflictError):
+class IdentifiersConflictError(
+    MatchError,
+    ConflictError,
+    slug="identifiers-name-different-patients",
+    title="The identifiers name different patients",
+):
     """Matching keys of one message name different stored patients."""
-
-    type_slug = "identifiers-name-different-patients"
-    title = "The identifiers name different patients"
 
     def __init__(self, detail: str, *, positions: Sequence[int]) -> None:
         super().__init__(detail)
         self.positions = tuple(positions)
 
 
-class DemographicsConflictError(MatchError, ConflictError):
+class DemographicsConflictError(
+    MatchError,
+    ConflictError,
+    slug="patient-demographics-conflict",
+    title="The patient's recorded sex or birth date contradicts the message",
+):
     """The patient the identifiers name has another recorded sex or birth date."""
-
-    type_slug = "patient-demographics-conflict"
-    title = "The patient's recorded sex or birth date contradicts the message"
 
     def __init__(
         self, detail: str, *, fields: Sequence[Demographic], patient_id: uuid.UUID

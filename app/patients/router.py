@@ -4,10 +4,10 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPatients, CanWritePatients
+from app.auth.deps import CanReadPatients, CanWritePatients
 from app.concurrency import require_if_match, version_etag
 from app.deps import WriteSession
 from app.domain.types import Sex
@@ -15,6 +15,7 @@ from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
 from app.identifier_systems import system_uri
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.routing import api_router
 from app.models.patient import Patient
 from app.patients import service
 from app.patients.deps import RegisteredPatient
@@ -25,14 +26,10 @@ from app.patients.schemas import (
     PatientPage,
     PatientUpdate,
 )
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 from app.query_params import InvalidQueryError
 
-router = APIRouter(
-    prefix="/api/v1/patients",
-    tags=["patients"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("patients", "/api/v1/patients")
 
 
 class InvalidIdentifierQueryError(InvalidQueryError):

@@ -32,12 +32,11 @@ def name_columns(name: HumanNameIn | None) -> dict[str, str | None]:
     }
 
 
-class IdentifierInUseError(ConflictError):
+class IdentifierInUseError(
+    ConflictError, slug="identifier-in-use", title="Identifier already in use"
+):
     """409 naming the patient that holds the identifier (`patient_id`, `Location`), so a
     client that lost a registration race can go on with the existing record."""
-
-    type_slug = "identifier-in-use"
-    title = "Identifier already in use"
 
     def __init__(self, detail: str, *, existing: uuid.UUID | None = None, **extensions: Any):
         if existing is not None:

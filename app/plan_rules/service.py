@@ -24,15 +24,14 @@ RULE_SET_LIFECYCLE = SetLifecycle(repository.RULE_SETS, noun="rule set", title="
 DOCUMENTS: SetCache[RuleSetDocument] = SetCache(size=32)
 
 
-class RuleSetInvalidError(UnprocessableError):
-    type_slug = "invalid-rule-set"
-    title = "The plan rule set is not valid"
+class RuleSetInvalidError(
+    UnprocessableError, slug="invalid-rule-set", title="The plan rule set is not valid"
+): ...
 
 
-class NoActiveRuleSetError(AppError):
-    status = 409
-    type_slug = "no-active-rule-set"
-    title = "No plan rule set is active"
+class NoActiveRuleSetError(
+    AppError, status=409, slug="no-active-rule-set", title="No plan rule set is active"
+): ...
 
 
 @cache

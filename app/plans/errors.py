@@ -5,47 +5,46 @@ from __future__ import annotations
 from app.errors import AppError, ConflictError, UnprocessableError
 
 
-class IllegalTransitionError(ConflictError):
-    type_slug = "illegal-status-transition"
-    title = "This status change is not allowed"
+class IllegalTransitionError(
+    ConflictError, slug="illegal-status-transition", title="This status change is not allowed"
+): ...
 
 
-class PlanNotEditableError(ConflictError):
-    type_slug = "plan-not-editable"
-    title = "The plan can no longer be edited"
+class PlanNotEditableError(
+    ConflictError, slug="plan-not-editable", title="The plan can no longer be edited"
+): ...
 
 
-class BlockingFindingsError(ConflictError):
-    type_slug = "blocking-findings"
-    title = "Blocking safety findings are unresolved"
+class BlockingFindingsError(
+    ConflictError, slug="blocking-findings", title="Blocking safety findings are unresolved"
+): ...
 
 
-class NoResultsError(UnprocessableError):
-    type_slug = "no-results"
-    title = "No lab results to draft a plan from"
+class NoResultsError(
+    UnprocessableError, slug="no-results", title="No lab results to draft a plan from"
+): ...
 
 
-class UnknownPanelsError(UnprocessableError):
-    type_slug = "unknown-panels"
-    title = "Some panels are not this patient's"
+class UnknownPanelsError(
+    UnprocessableError, slug="unknown-panels", title="Some panels are not this patient's"
+): ...
 
 
-class InvalidOverrideError(UnprocessableError):
-    type_slug = "invalid-override"
-    title = "An override does not match an overridable blocking finding"
+class InvalidOverrideError(
+    UnprocessableError,
+    slug="invalid-override",
+    title="An override does not match an overridable blocking finding",
+): ...
 
 
-class CannotAcknowledgeError(UnprocessableError):
-    type_slug = "cannot-acknowledge"
-    title = "These results cannot be acknowledged"
+class CannotAcknowledgeError(
+    UnprocessableError, slug="cannot-acknowledge", title="These results cannot be acknowledged"
+): ...
 
 
-class ReasonRequiredError(UnprocessableError):
-    type_slug = "reason-required"
-    title = "A reason is required"
+class ReasonRequiredError(
+    UnprocessableError, slug="reason-required", title="A reason is required"
+): ...
 
 
-class NotAcceptableError(AppError):
-    status = 406
-    type_slug = "not-acceptable"
-    title = "Not acceptable"
+class NotAcceptableError(AppError, status=406, slug="not-acceptable", title="Not acceptable"): ...

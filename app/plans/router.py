@@ -1,22 +1,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
+from fastapi.types import DecoratedCallable
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
-from app.concurrency import require_if_match, version_etag
+from app.auth.deps import AUTH_RESPONSES, CanReadPlans
 from app.deps import SettingsDep, WriteSession
 from app.domain.plans.diff import diff_versions
-from app.idempotency.http import Idem
 from app.kit.pagination import Cursor, Limit, link_next
 from app.models.plan import TreatmentPlan
 from app.plans import activation, drafting, editing, openapi, service, views
 from app.plans import worklist as plan_worklist
-from app.plans.deps import ReadablePlan, WritablePlan
+from app.plans.deps import PlanChangeDep, PlanDraftingDep, ReadablePlan, plan_etag
 from app.plans.negotiation import Negotiated, Representation
 from app.plans.schemas import (
     ItemsUpdate,
@@ -41,45 +41,50 @@ router = APIRouter(
 )
 
 
-def _etag(plan: TreatmentPlan) -> str:
-    return version_etag("plan", plan.id, plan.version)
-
-
-def _plan_response(plan: TreatmentPlan, response: Response) -> PlanOut:
-    response.headers["ETag"] = _etag(plan)
-    return views.plan_out(plan)
-
-
 async def _plan_response_checked(
     session: WriteSession, plan: TreatmentPlan, response: Response
 ) -> PlanOut:
     """A plan read on its own: `can_activate` also weighs results that arrived since drafting."""
-    response.headers["ETag"] = _etag(plan)
+    response.headers["ETag"] = plan_etag(plan)
     return views.plan_out(plan, await activation.activation_blockers(session, plan=plan))
 
 
-def _location(out: PlanOut) -> str:
-    return f"/api/v1/plans/{out.id}"
+def _plan_route(
+    method: str,
+    path: str,
+    *,
+    action: str,
+    summary: str,
+    response_model: Any = PlanOut,
+    **extra: Any,
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Every plan route is audited as `action` on a plan; `extra` goes to `api_route` as is."""
+    return router.api_route(
+        path,
+        methods=[method],
+        summary=summary,
+        response_model=response_model,
+        dependencies=[Depends(audited(action, "plan"))],
+        **extra,
+    )
 
 
-def _out_etag(out: PlanOut) -> str:
-    return version_etag("plan", out.id, out.version)
+def _draft_route(path: str, *, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A route that drafts a new plan: 201, replayed for a repeated `Idempotency-Key`."""
+    return _plan_route(
+        "POST",
+        path,
+        action="create",
+        summary=summary,
+        status_code=status.HTTP_201_CREATED,
+        responses=openapi.CREATE_RESPONSES,
+    )
 
 
-@router.post(
-    "/patients/{patient_id}/plans",
-    status_code=status.HTTP_201_CREATED,
-    summary="Draft a treatment plan",
-    response_model=PlanOut,
-    dependencies=[Depends(audited("create", "plan"))],
-    responses=openapi.CREATE_RESPONSES,
-)
+@_draft_route("/patients/{patient_id}/plans", summary="Draft a treatment plan")
 async def create_plan(
     patient_id: uuid.UUID,
-    request: Request,
-    session: WriteSession,
-    principal: CanWritePlans,
-    idem: Idem,
+    draft: PlanDraftingDep,
     body: Annotated[PlanCreate, Body(openapi_examples=openapi.CREATE_EXAMPLES)],
 ) -> Response:
     """Drafts a plan from the organization's **active rule set**: the latest result of each
@@ -92,27 +97,16 @@ async def create_plan(
     its findings come back with the plan. The plan is a **draft** for a clinician to review:
     it is never final until activated. **422** when there are no results to draft from or a
     panel is not this patient's; **409** when no rule set is active."""
-    audit_target(request, patient_id=patient_id)
-
-    async def produce() -> PlanOut:
-        plan = await drafting.generate(
-            session,
-            principal=principal,
-            patient_id=patient_id,
-            panel_ids=body.panel_ids,
-            note=body.note,
-        )
-        audit_target(request, resource_id=plan.id)
-        return views.plan_out(plan)
-
-    return await idem.created(produce, location=_location, etag=_out_etag)
+    audit_target(draft.request, patient_id=patient_id)
+    return await draft.created(drafting.generate, body, patient_id=patient_id)
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/patients/{patient_id}/plans",
+    action="search",
     summary="A patient's treatment plans",
     response_model=PlanPage,
-    dependencies=[Depends(audited("search", "plan"))],
 )
 async def list_patient_plans(
     patient_id: uuid.UUID,
@@ -145,11 +139,12 @@ async def list_patient_plans(
     )
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/plans/worklist",
+    action="search",
     summary="Clinician worklist",
     response_model=WorklistOut,
-    dependencies=[Depends(audited("search", "plan"))],
 )
 async def worklist(
     request: Request,
@@ -186,11 +181,11 @@ async def worklist(
     return out
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/plans/{plan_id}",
+    action="read",
     summary="Read a treatment plan (JSON, or the printable page)",
-    response_model=PlanOut,
-    dependencies=[Depends(audited("read", "plan"))],
     responses={
         200: {
             "description": "The plan as JSON, or with `Accept: text/html` the patient's "
@@ -225,7 +220,7 @@ async def get_plan(
         return HTMLResponse(
             page,
             headers={
-                "ETag": _etag(plan),
+                "ETag": plan_etag(plan),
                 "Vary": "Accept",
                 "Cache-Control": "no-store",
             },
@@ -234,19 +229,15 @@ async def get_plan(
     return await _plan_response_checked(session, plan, response)
 
 
-@router.put(
+@_plan_route(
+    "PUT",
     "/plans/{plan_id}/items",
+    action="update",
     summary="Edit a plan's items",
-    response_model=PlanOut,
-    dependencies=[Depends(audited("update", "plan"))],
     responses=openapi.CHANGE_RESPONSES,
 )
 async def edit_items(
-    request: Request,
-    response: Response,
-    session: WriteSession,
-    principal: CanWritePlans,
-    plan: WritablePlan,
+    change: PlanChangeDep,
     body: Annotated[ItemsUpdate, Body(openapi_examples=openapi.ITEMS_EXAMPLES)],
 ) -> PlanOut:
     """Replaces the plan's item list (send every item to keep; items are matched by `id`, and
@@ -258,32 +249,20 @@ async def edit_items(
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since. Every
     edit makes a new version."""
-    require_if_match(request, _etag(plan))
-    updated = await editing.edit_items(
-        session,
-        principal=principal,
-        plan=plan,
-        expected_version=plan.version,
-        items=body.items,
-        overrides=body.overrides,
-        reason=body.reason,
+    return await change.apply(
+        editing.edit_items, items=body.items, overrides=body.overrides, reason=body.reason
     )
-    return _plan_response(updated, response)
 
 
-@router.post(
+@_plan_route(
+    "POST",
     "/plans/{plan_id}/status",
+    action="update",
     summary="Activate, complete, revoke or retract a plan",
-    response_model=PlanOut,
-    dependencies=[Depends(audited("update", "plan"))],
     responses=openapi.CHANGE_RESPONSES,
 )
 async def change_status(
-    request: Request,
-    response: Response,
-    session: WriteSession,
-    principal: CanWritePlans,
-    plan: WritablePlan,
+    change: PlanChangeDep,
     body: Annotated[StatusChange, Body(openapi_examples=openapi.STATUS_EXAMPLES)],
 ) -> PlanOut:
     """Moves the plan along `draft → active → completed`, or to `revoked` /
@@ -310,35 +289,20 @@ async def change_status(
     approver.
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since."""
-    require_if_match(request, _etag(plan))
-    updated = await activation.change_status(
-        session,
-        principal=principal,
-        plan=plan,
-        expected_version=plan.version,
+    return await change.apply(
+        activation.change_status,
         status=body.status,
         reason=body.reason,
         overrides=body.overrides,
         acknowledge_results=body.acknowledge_results,
         acknowledge_review=body.acknowledge_review,
     )
-    return _plan_response(updated, response)
 
 
-@router.post(
-    "/plans/{plan_id}/regenerate",
-    status_code=status.HTTP_201_CREATED,
-    summary="Draft a new plan from the current rules",
-    response_model=PlanOut,
-    dependencies=[Depends(audited("create", "plan"))],
-    responses=openapi.CREATE_RESPONSES,
-)
+@_draft_route("/plans/{plan_id}/regenerate", summary="Draft a new plan from the current rules")
 async def regenerate_plan(
     plan_id: uuid.UUID,
-    request: Request,
-    session: WriteSession,
-    principal: CanWritePlans,
-    idem: Idem,
+    draft: PlanDraftingDep,
     body: Annotated[RegenerateIn, Body(openapi_examples=openapi.REGENERATE_EXAMPLES)],
 ) -> Response:
     """Drafts a **new** plan for the same patient from the **currently active** rule set
@@ -346,27 +310,16 @@ async def regenerate_plan(
     since). The new plan names the plan it replaces and, in
     `regenerated_from`, the rule-set version that plan used, so a change of rules is visible.
     The old plan is not changed; revoke it if the new one replaces it."""
-    audit_target(request, resource_id=plan_id)
-
-    async def produce() -> PlanOut:
-        plan = await drafting.regenerate(
-            session,
-            principal=principal,
-            plan_id=plan_id,
-            panel_ids=body.panel_ids,
-            note=body.note,
-        )
-        audit_target(request, resource_id=plan.id, patient_id=plan.patient_id)
-        return views.plan_out(plan)
-
-    return await idem.created(produce, location=_location, etag=_out_etag)
+    audit_target(draft.request, resource_id=plan_id)
+    return await draft.created(drafting.regenerate, body, plan_id=plan_id)
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/plans/{plan_id}/versions",
+    action="read",
     summary="A plan's version history",
     response_model=PlanVersionList,
-    dependencies=[Depends(audited("read", "plan"))],
 )
 async def list_versions(
     session: WriteSession, principal: CanReadPlans, plan: ReadablePlan
@@ -379,11 +332,12 @@ async def list_versions(
     return PlanVersionList(plan_id=plan.id, items=[PlanVersionOut.model_validate(r) for r in rows])
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/plans/{plan_id}/versions/{version}",
+    action="read",
     summary="Read one version of a plan",
     response_model=PlanVersionDetailOut,
-    dependencies=[Depends(audited("read", "plan"))],
 )
 async def get_version(
     # Declared (though `plan` loads it) so the OpenAPI path parameters keep URL order:
@@ -401,11 +355,12 @@ async def get_version(
     return PlanVersionDetailOut.model_validate(row)
 
 
-@router.get(
+@_plan_route(
+    "GET",
     "/plans/{plan_id}/diff",
+    action="read",
     summary="What changed between two versions",
     response_model=PlanDiffOut,
-    dependencies=[Depends(audited("read", "plan"))],
 )
 async def diff(
     session: WriteSession,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,13 +33,15 @@ _DETAIL_FOR = {
 }
 
 
+def _panel_ids(description: str) -> Any:
+    """The panels a plan is drafted from: up to 20, or none given for the default."""
+    return Field(default=None, min_length=1, max_length=20, description=description)
+
+
 class PlanCreate(InputModel):
-    panel_ids: list[uuid.UUID] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=20,
-        description="Panels to draft from; the latest result of each analyte among them is "
-        "used. Default: the patient's panels of the last 365 days.",
+    panel_ids: list[uuid.UUID] | None = _panel_ids(
+        "Panels to draft from; the latest result of each analyte among them is "
+        "used. Default: the patient's panels of the last 365 days."
     )
     note: Reason | None = Field(default=None, description="Why the plan is drafted.")
 
@@ -128,12 +130,9 @@ class StatusChange(InputModel):
 
 
 class RegenerateIn(InputModel):
-    panel_ids: list[uuid.UUID] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=20,
-        description="Panels to draft from; default: the patient's latest panels (as for a new "
-        "plan), so a regenerated plan sees results that arrived since.",
+    panel_ids: list[uuid.UUID] | None = _panel_ids(
+        "Panels to draft from; default: the patient's latest panels (as for a new "
+        "plan), so a regenerated plan sees results that arrived since."
     )
     note: Reason | None = None
 

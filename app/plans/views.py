@@ -11,23 +11,29 @@ from app.models.plan import TreatmentPlan
 from app.plans.printable import PrintablePlan
 from app.plans.schemas import FiredRuleOut, ItemGroup, OverrideOut, PlanOut, PlanSummary
 
+# The summary fields read from the plan row as they are (the rest come from its document).
+_SUMMARY_COLUMNS = (
+    "id",
+    "patient_id",
+    "status",
+    "version",
+    "author",
+    "approver",
+    "created_at",
+    "updated_at",
+    "activated_at",
+    "next_retest_date",
+    "review_reason",
+)
+
 
 def plan_summary(plan: TreatmentPlan) -> PlanSummary:
+    document = plan.document
     return PlanSummary(
-        id=plan.id,
-        patient_id=plan.patient_id,
-        status=plan.status,
-        version=plan.version,
-        rule_set=plan.document.rule_set,
-        author=plan.author,
-        approver=plan.approver,
-        created_at=plan.created_at,
-        updated_at=plan.updated_at,
-        activated_at=plan.activated_at,
-        next_retest_date=plan.next_retest_date,
-        item_count=len(plan.document.items),
-        blocking_findings=len(plan.document.open_findings()),
-        review_reason=plan.review_reason,
+        **{column: getattr(plan, column) for column in _SUMMARY_COLUMNS},
+        rule_set=document.rule_set,
+        item_count=len(document.items),
+        blocking_findings=len(document.open_findings()),
     )
 
 

@@ -6,27 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import Depends, Query, Request, Response, Security
 from pydantic import BaseModel, Field
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, require
+from app.auth.deps import require
 from app.auth.principal import Principal, Scope
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, Page, decode_optional, keyset_page
+from app.kit.routing import api_router
 from app.models.refused_input import RefusedInput
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 from app.refused_inputs import repository, service
 
 CanManageRefused = Annotated[Principal, Security(require(Scope.REFUSED_INPUTS))]
 Channel = Literal["hl7-http", "hl7-mllp", "fhir", "json"]
 Status = Literal["refused", "reprocessed", "discarded"]
 
-router = APIRouter(
-    prefix="/api/v1/refused-inputs",
-    tags=["refused inputs"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("refused inputs", "/api/v1/refused-inputs")
 
 
 class RefusedInputOut(BaseModel):

@@ -48,15 +48,14 @@ HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 _REASON_MAX = 4000
 
 
-class RefusedInputNotFoundError(NotFoundError):
-    type_slug = "refused-input-not-found"
-    title = "Refused input not found"
+class RefusedInputNotFoundError(
+    NotFoundError, slug="refused-input-not-found", title="Refused input not found"
+): ...
 
 
-class RefusedInputClosedError(AppError):
-    status = 409
-    type_slug = "refused-input-closed"
-    title = "Refused input already resolved"
+class RefusedInputClosedError(
+    AppError, status=409, slug="refused-input-closed", title="Refused input already resolved"
+): ...
 
 
 @dataclass(frozen=True, slots=True)

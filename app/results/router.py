@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPanels
+from app.auth.deps import CanReadPanels
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, decode_optional, link_next
-from app.problems import PROBLEM_RESPONSES
+from app.kit.routing import api_router
 from app.results import service
 from app.results.schemas import FlaggedResultPage, ResultFlag
 
-router = APIRouter(tags=["results"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+router = api_router("results")
 
 
 @router.get(

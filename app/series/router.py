@@ -3,19 +3,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from app.audit.context import audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPlans
+from app.auth.deps import CanReadPlans
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, decode_optional, link_next
+from app.kit.routing import api_router
 from app.patients.deps import KnownPatient
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 from app.series import service
 from app.series.schemas import SeriesPage
 from app.sleep.router import DateFrom, DateTo
 
-router = APIRouter(tags=["timeline"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
+router = api_router("timeline")
 
 
 @router.get(

@@ -4,17 +4,18 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPlans, CanWritePlans
+from app.auth.deps import CanReadPlans, CanWritePlans
 from app.deps import WriteSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.routing import api_router
 from app.patient_context.service import get_patient_or_raise
 from app.patients.deps import KnownPatient
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 from app.schemas_common import EARLIEST_DATE
 from app.sleep import service
 from app.sleep.schemas import (
@@ -24,11 +25,7 @@ from app.sleep.schemas import (
     SleepAssessmentPage,
 )
 
-router = APIRouter(
-    prefix="/api/v1/patients/{patient_id}/sleep-assessments",
-    tags=["sleep assessments"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("sleep assessments", "/api/v1/patients/{patient_id}/sleep-assessments")
 
 RESOURCE = "sleep_assessment"
 LATEST_DATE = date(2999, 12, 31)

@@ -26,9 +26,11 @@ class InvalidDateRangeError(InvalidQueryError):
     pass
 
 
-class AssessedBeforeBirthError(UnprocessableError):
-    type_slug = "assessed-before-birth"
-    title = "Assessed before the patient's birth date"
+class AssessedBeforeBirthError(
+    UnprocessableError,
+    slug="assessed-before-birth",
+    title="Assessed before the patient's birth date",
+): ...
 
 
 def day_start(day: date) -> datetime:

@@ -2,23 +2,20 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import AUTH_RESPONSES, CanReadPlans
+from app.auth.deps import CanReadPlans
 from app.deps import WriteSession
 from app.kit.pagination import Cursor, Limit, decode_optional, encode_cursor, link_next
+from app.kit.routing import api_router
 from app.patient_context.service import get_patient_or_raise
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.problems import problem_doc
 from app.sleep.router import DateFrom, DateTo
 from app.timeline import service
 from app.timeline.schemas import TimelinePage
 
-router = APIRouter(
-    prefix="/api/v1/patients/{patient_id}/timeline",
-    tags=["timeline"],
-    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
-)
+router = api_router("timeline", "/api/v1/patients/{patient_id}/timeline")
 
 
 @router.get(

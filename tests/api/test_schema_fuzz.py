@@ -63,6 +63,8 @@ _SETTINGS = Settings(database_url=_DATABASE_URL, environment="test", max_body_by
 fuzz_app = create_app(_SETTINGS)
 # HL7 v2 bodies are text: let Schemathesis send them as it sends text/plain.
 schemathesis.serializer.alias("x-application/hl7-v2+er7", "text/plain")
+# NDJSON batches are text too (one JSON document per line; arbitrary text is refused per line).
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
 # The right key is sent with every case (see the test); a generated X-API-Key or Authorization

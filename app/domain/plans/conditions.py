@@ -29,16 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     TypeAdapter,
-    field_validator,
     model_validator,
 )
 
@@ -63,6 +63,12 @@ def _as_tuple(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+_T = TypeVar("_T")
+# A list of codes that may also be written as one bare code; the validator runs before the list
+# check, so the JSON schema stays a plain list.
+OneOrMore = Annotated[list[_T], BeforeValidator(_as_tuple)]
+
+
 # --- combinators --------------------------------------------------------------------------------
 
 
@@ -83,24 +89,34 @@ class Not(_Strict):
 # --- atoms about results ------------------------------------------------------------------------
 
 
-class ResultTest(_Strict):
+class _NeedsOneOf(_Strict):
+    """A test that says nothing unless one of `_needs_one_of` is given (checked once, here)."""
+
+    _kind: ClassVar[str]
+    _needs_one_of: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _check_needs_one_of(self) -> Self:
+        if all(getattr(self, name) is None for name in self._needs_one_of):
+            *first, last = self._needs_one_of
+            raise ValueError(f"a {self._kind} test needs {', '.join(first)} or {last}")
+        return self
+
+
+class ResultTest(_NeedsOneOf):
+    _kind = "result"
+    _needs_one_of = ("interpretation", "below", "above")
+
     analyte: Code
-    interpretation: list[ResultInterpretation] | None = Field(default=None, min_length=1)
+    interpretation: OneOrMore[ResultInterpretation] | None = Field(default=None, min_length=1)
     below: Threshold | None = None
     above: Threshold | None = None
     unit: str | None = Field(
         default=None, description="The canonical unit `below`/`above` are stated in."
     )
 
-    @field_validator("interpretation", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
-
     @model_validator(mode="after")
     def _check(self) -> ResultTest:
-        if self.interpretation is None and self.below is None and self.above is None:
-            raise ValueError("a result test needs interpretation, below or above")
         if (self.below is not None or self.above is not None) and not self.unit:
             raise ValueError("state the canonical unit of below/above in `unit`")
         return self
@@ -118,43 +134,27 @@ class CriticalAtom(_Strict):
     critical: bool
 
 
-class RatioTest(_Strict):
+class RatioTest(_NeedsOneOf):
+    _kind = "ratio"
+    _needs_one_of = ("interpretation", "below", "above")
+
     code: Code
-    interpretation: list[RatioInterpretation] | None = Field(default=None, min_length=1)
+    interpretation: OneOrMore[RatioInterpretation] | None = Field(default=None, min_length=1)
     below: Threshold | None = None
     above: Threshold | None = None
-
-    @field_validator("interpretation", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
-
-    @model_validator(mode="after")
-    def _check(self) -> RatioTest:
-        if self.interpretation is None and self.below is None and self.above is None:
-            raise ValueError("a ratio test needs interpretation, below or above")
-        return self
 
 
 class RatioAtom(_Strict):
     ratio: RatioTest
 
 
-class SleepTest(_Strict):
-    category: list[IsiCategory] | None = Field(default=None, min_length=1)
+class SleepTest(_NeedsOneOf):
+    _kind = "sleep"
+    _needs_one_of = ("category", "total_at_least", "total_below")
+
+    category: OneOrMore[IsiCategory] | None = Field(default=None, min_length=1)
     total_at_least: int | None = Field(default=None, ge=0, le=28)
     total_below: int | None = Field(default=None, ge=0, le=29)
-
-    @field_validator("category", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
-
-    @model_validator(mode="after")
-    def _check(self) -> SleepTest:
-        if self.category is None and self.total_at_least is None and self.total_below is None:
-            raise ValueError("a sleep test needs category, total_at_least or total_below")
-        return self
 
 
 class SleepAtom(_Strict):
@@ -164,7 +164,21 @@ class SleepAtom(_Strict):
 # --- atoms about the patient --------------------------------------------------------------------
 
 
-class PatientTest(_Strict):
+class _NeedsAnyField(_Strict):
+    """A test of which every field is optional but one must be written (even as `null`)."""
+
+    _what: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _check_needs_a_field(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError(f"{self._what} needs at least one field")
+        return self
+
+
+class PatientTest(_NeedsAnyField):
+    _what = "a patient test"
+
     pregnant: bool | None = None
     lactating: bool | None = None
     egfr_below: Threshold | None = Field(default=None, description="mL/min/1.73 m2")
@@ -178,18 +192,7 @@ class PatientTest(_Strict):
     )
     age_at_least: int | None = Field(default=None, ge=0, le=150)
     age_below: int | None = Field(default=None, ge=0, le=151)
-    sex: list[PatientSex] | None = Field(default=None, min_length=1)
-
-    @field_validator("sex", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
-
-    @model_validator(mode="after")
-    def _check(self) -> PatientTest:
-        if not self.model_fields_set:
-            raise ValueError("a patient test needs at least one field")
-        return self
+    sex: OneOrMore[PatientSex] | None = Field(default=None, min_length=1)
 
 
 class PatientAtom(_Strict):
@@ -197,30 +200,15 @@ class PatientAtom(_Strict):
 
 
 class MedicationAtom(_Strict):
-    medication: list[Code] = Field(min_length=1, description="any of these classes")
-
-    @field_validator("medication", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
+    medication: OneOrMore[Code] = Field(min_length=1, description="any of these classes")
 
 
 class ConditionAtom(_Strict):
-    condition: list[Code] = Field(min_length=1, description="any of these conditions")
-
-    @field_validator("condition", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
+    condition: OneOrMore[Code] = Field(min_length=1, description="any of these conditions")
 
 
 class DietAtom(_Strict):
-    diet: list[Code] = Field(min_length=1)
-
-    @field_validator("diet", mode="before")
-    @classmethod
-    def _one_code(cls, value: Any) -> Any:
-        return _as_tuple(value)
+    diet: OneOrMore[Code] = Field(min_length=1)
 
 
 class CaffeineAtom(_Strict):
@@ -234,8 +222,10 @@ class AlcoholAtom(_Strict):
 # --- atoms about plan items (safety rules) ------------------------------------------------------
 
 
-class ItemTest(_Strict):
+class ItemTest(_NeedsAnyField):
     """Matches plan items; numbers are elemental mg/day summed over the matching items."""
+
+    _what = "an item test"
 
     category: Category | None = None
     mineral: Mineral | None = None
@@ -250,12 +240,6 @@ class ItemTest(_Strict):
     duration_days_over: int | None = Field(
         default=None, ge=0, description="items without a duration (until review) count as over"
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> ItemTest:
-        if not self.model_fields_set:
-            raise ValueError("an item test needs at least one field")
-        return self
 
 
 class ItemAtom(_Strict):

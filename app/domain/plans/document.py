@@ -10,11 +10,12 @@ findings without their null fields, decimals and datetimes as the text they were
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -56,6 +57,17 @@ StoredFindings = Annotated[tuple[SafetyFinding, ...], WrapSerializer(_entries_wi
 
 class DocumentModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _fact_fields(fact_type: type[Any]) -> list[str]:
+    return [f.name for f in dataclasses.fields(fact_type)]
+
+
+def _copied(source: object, names: Iterable[str], **replaced: object) -> dict[str, Any]:
+    """The fields a basis model shares by name with the fact it stores (copied as they are,
+    so a field added to both is carried without a line here), then the ones that change
+    type or default (`replaced`)."""
+    return {name: getattr(source, name) for name in names} | replaced
 
 
 class RuleSetRef(DocumentModel):
@@ -125,34 +137,24 @@ class BasisPatient(DocumentModel):
     @classmethod
     def of(cls, facts: PatientFacts) -> BasisPatient:
         return cls(
-            sex=facts.sex,
-            age_years=facts.age_years,
-            pregnant=facts.pregnant,
-            lactating=facts.lactating,
-            egfr=facts.egfr,
-            egfr_measured_on=facts.egfr_measured_on,
-            medications=tuple(sorted(facts.medications)),
-            conditions=tuple(sorted(facts.conditions)),
-            diet=facts.diet,
-            caffeine_servings_per_day=facts.caffeine_servings_per_day,
-            alcohol_drinks_per_week=facts.alcohol_drinks_per_week,
-            pregnancy_assumed=facts.pregnancy_assumed,
+            **_copied(
+                facts,
+                cls.model_fields,
+                medications=tuple(sorted(facts.medications)),
+                conditions=tuple(sorted(facts.conditions)),
+            )
         )
 
     def facts(self) -> PatientFacts:
         # `pregnancy_assumed` is not read back: `context.effective()` derives it again.
+        names = [name for name in _fact_fields(PatientFacts) if name != "pregnancy_assumed"]
         return PatientFacts(
-            sex=self.sex,
-            age_years=self.age_years,
-            pregnant=self.pregnant,
-            lactating=self.lactating,
-            egfr=self.egfr,
-            egfr_measured_on=self.egfr_measured_on,
-            medications=frozenset(self.medications),
-            conditions=frozenset(self.conditions),
-            diet=self.diet,
-            caffeine_servings_per_day=self.caffeine_servings_per_day,
-            alcohol_drinks_per_week=self.alcohol_drinks_per_week,
+            **_copied(
+                self,
+                names,
+                medications=frozenset(self.medications),
+                conditions=frozenset(self.conditions),
+            )
         )
 
 
@@ -171,20 +173,7 @@ class BasisResult(DocumentModel):
     status: str = "final"
 
     def fact(self) -> ResultFact:
-        return ResultFact(
-            analyte=self.analyte,
-            value=self.value,
-            unit=self.unit,
-            interpretation=self.interpretation,
-            critical=self.critical,
-            panel_id=self.panel_id,
-            result_id=self.result_id,
-            collected_at=self.collected_at,
-            comparator=self.comparator,
-            reported=self.reported,
-            possibly_critical=self.possibly_critical,
-            status=self.status or "final",
-        )
+        return ResultFact(**_copied(self, _fact_fields(ResultFact), status=self.status or "final"))
 
 
 class BasisRatio(DocumentModel):
@@ -196,13 +185,7 @@ class BasisRatio(DocumentModel):
     collected_at: StoredDateTime | None = None
 
     def fact(self) -> RatioFact:
-        return RatioFact(
-            code=self.code,
-            value=self.value,
-            interpretation=self.interpretation,
-            panel_id=self.panel_id,
-            collected_at=self.collected_at,
-        )
+        return RatioFact(**_copied(self, _fact_fields(RatioFact)))
 
 
 class BasisSleep(DocumentModel):

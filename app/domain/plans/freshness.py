@@ -63,11 +63,9 @@ def check(
     if critical:
         listed = "; ".join(f"{describe_result(r)} collected {_when(r)}" for r in critical)
         findings.append(
-            SafetyFinding(
-                code=NEW_CRITICAL,
-                severity="blocking",
-                overridable=False,
-                message=(
+            SafetyFinding.hard_stop(
+                NEW_CRITICAL,
+                (
                     f"A result that arrived after this plan was drafted is critical or possibly "
                     f"critical ({listed}). Regenerate the plan so it starts with the urgent "
                     "referral; a new critical result can be neither overridden nor acknowledged."
@@ -96,11 +94,9 @@ def check(
         )
         listed = "; ".join(f"{describe_result(r)} collected {_when(r)}" for r in results)
         findings.append(
-            SafetyFinding(
-                code=f"{NEWER_RESULT}:{analyte}",
-                severity="blocking",
-                overridable=False,
-                message=(
+            SafetyFinding.hard_stop(
+                f"{NEWER_RESULT}:{analyte}",
+                (
                     f"A newer {analyte} result ({listed}) arrived after this plan was drafted; "
                     f"the plan relies on {analyte} and had {was}. Regenerate the plan, or "
                     "acknowledge the newer result(s) in `acknowledge_results` when activating."
@@ -111,11 +107,9 @@ def check(
         )
     if review_reason:
         findings.append(
-            SafetyFinding(
-                code=UNDER_REVIEW,
-                severity="blocking",
-                overridable=False,
-                message=(
+            SafetyFinding.hard_stop(
+                UNDER_REVIEW,
+                (
                     f"The plan needs review: {review_reason} Regenerate the plan, or acknowledge "
                     "the review (`acknowledge_review: true`) when activating."
                 ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -160,7 +160,31 @@ def restrictions_of(item: PlanItem) -> tuple[MineralEffect, ...]:
     return tuple(e for e in item.effects if e.effect in ("restricts", "no-supplements"))
 
 
+# The categories that carry a detail block, each in the field named after it (`supplement: ...`);
+# the other categories carry none.
+DETAIL_FIELDS = ("supplement", "herbal", "retest", "referral")
+
+
+def misplaced_detail(category: Category, item: object) -> tuple[str, bool] | None:
+    """The first detail field that does not fit `category`, for item templates and edited items.
+
+    `(name, True)`: the category needs it and it is missing; `(name, False)`: it is given but
+    belongs to another category. None when the details fit.
+    """
+    for name in DETAIL_FIELDS:
+        present = getattr(item, name) is not None
+        if present != (name == category.value):
+            return name, not present
+    return None
+
+
 Severity = Literal["info", "warning", "blocking"]
+
+
+# The optional ids of a hard stop, passed through only when given (as the constructor would).
+class _FindingIds(TypedDict, total=False):
+    item_ids: tuple[str, ...]
+    result_ids: tuple[str, ...] | None
 
 
 class SafetyFinding(ItemModel):
@@ -182,3 +206,12 @@ class SafetyFinding(ItemModel):
         "clinician may acknowledge on activation (`acknowledge_results`). Absent when only "
         "regenerating the plan resolves the finding.",
     )
+
+    @classmethod
+    def hard_stop(
+        cls, code: str, message: str, *, source: str, **ids: Unpack[_FindingIds]
+    ) -> SafetyFinding:
+        """A blocking finding that no override clears: the plan must change (or be regenerated)."""
+        return cls(
+            code=code, severity="blocking", overridable=False, message=message, source=source, **ids
+        )

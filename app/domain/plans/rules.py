@@ -46,8 +46,10 @@ from app.domain.plans.items import (
     Referral,
     Severity,
     Supplement,
+    misplaced_detail,
 )
 from app.domain.range_sets import _DecimalSafeLoader
+from app.domain.validation_errors import error_path, errors_message
 
 DEFAULT_RULE_SET_RESOURCE = "data/plan_rules/default.yaml"
 
@@ -152,18 +154,11 @@ class ItemTemplate(_Strict):
 
     @model_validator(mode="after")
     def _check_payload(self) -> ItemTemplate:
-        expected = {
-            Category.SUPPLEMENT: "supplement",
-            Category.HERBAL: "herbal",
-            Category.RETEST: "retest",
-            Category.REFERRAL: "referral",
-        }.get(self.category)
-        for name in ("supplement", "herbal", "retest", "referral"):
-            present = getattr(self, name) is not None
-            if name == expected and not present:
-                raise ValueError(f"a {self.category.value} template needs `{name}`")
-            if name != expected and present:
-                raise ValueError(f"a {self.category.value} template cannot have `{name}`")
+        misplaced = misplaced_detail(self.category, self)
+        if misplaced is not None:
+            name, missing = misplaced
+            verb = "needs" if missing else "cannot have"
+            raise ValueError(f"a {self.category.value} template {verb} `{name}`")
         return self
 
 
@@ -423,7 +418,7 @@ def format_error(exc: ValidationError, *, yaml_root: yaml.Node | None = None) ->
         loc = _clean_loc(list(error["loc"]))
         entry: dict[str, Any] = {
             "loc": loc,
-            "path": _path(loc),
+            "path": error_path(loc),
             "msg": error["msg"],
             "type": error["type"],
         }
@@ -432,13 +427,7 @@ def format_error(exc: ValidationError, *, yaml_root: yaml.Node | None = None) ->
             if line is not None:
                 entry["line"] = line
         errors.append(entry)
-    shown = "; ".join(
-        (f"line {e['line']}: " if "line" in e else "") + f"{e['path'] or 'document'}: {e['msg']}"
-        for e in errors[:5]
-    )
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
-    return RuleSetFormatError(f"the rule set has {count}: {shown}{more}", errors)
+    return RuleSetFormatError(errors_message("rule set", errors), errors)
 
 
 def read_default_rule_set() -> RuleSetDocument:
@@ -455,16 +444,6 @@ def _clean_loc(loc: list[Any]) -> list[Any]:
             continue
         cleaned.append(part)
     return cleaned
-
-
-def _path(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 def _line_of(root: yaml.Node, loc: list[Any]) -> int | None:

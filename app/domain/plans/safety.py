@@ -164,11 +164,9 @@ def _contradiction_findings(items: tuple[PlanItem, ...]) -> list[SafetyFinding]:
             )
             titles = ", ".join(f"{i.title!r} ({i.id})" for i in against)
             findings.append(
-                SafetyFinding(
-                    code=f"contradiction:{effect.mineral}",
-                    severity="blocking",
-                    overridable=False,
-                    message=(
+                SafetyFinding.hard_stop(
+                    f"contradiction:{effect.mineral}",
+                    (
                         f"{restriction.title!r} ({restriction.id}) {what}, but the plan also "
                         f"has {titles}. Remove the item(s) that add {effect.mineral} (or the "
                         "restriction, if it no longer applies); no override can activate a "
@@ -211,11 +209,9 @@ def _upper_limit_findings(
             )
         elif total > limit.amount:
             findings.append(
-                SafetyFinding(
-                    code=f"upper-limit:{mineral}",
-                    severity="blocking",
-                    overridable=False,
-                    message=(
+                SafetyFinding.hard_stop(
+                    f"upper-limit:{mineral}",
+                    (
                         f"Total elemental {mineral} from supplements in this plan is "
                         f"{_amount(total)} mg/day, above the tolerable upper intake level of "
                         f"{_amount(limit.amount)} mg/day ({limit.applies_to}). Lower a dose or "
@@ -238,11 +234,9 @@ def _critical_findings(
         return []
     listed = "; ".join(describe_result(result) for result in critical)
     return [
-        SafetyFinding(
-            code="critical-without-urgent-referral",
-            severity="blocking",
-            overridable=False,
-            message=(
+        SafetyFinding.hard_stop(
+            "critical-without-urgent-referral",
+            (
                 f"Critical or possibly critical result(s) ({listed}) but no urgent referral in "
                 "the plan. Add an urgent referral; no override can activate this plan."
             ),

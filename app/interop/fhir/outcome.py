@@ -60,12 +60,10 @@ class Issue:
     expression: tuple[str, ...] = ()
 
 
-class FhirError(AppError):
+class FhirError(
+    AppError, status=422, slug="fhir-processing", title="The FHIR content cannot be processed"
+):
     """An error whose OperationOutcome issues are already known (with FHIRPath expressions)."""
-
-    status = 422
-    type_slug = "fhir-processing"
-    title = "The FHIR content cannot be processed"
 
     def __init__(self, status: int, issues: Sequence[Issue]) -> None:
         super().__init__(issues[0].diagnostics if issues else self.title)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,99 @@ from app.models.patient import Patient, PatientIdentifier
 from app.models.plan import TreatmentPlan
 
 Keyset = tuple[datetime, uuid.UUID]
+_E = TypeVar("_E")
+_Ts = TypeVarTuple("_Ts")
+
+
+@dataclass(frozen=True)
+class Paging:
+    """What a search asks for: ``limit`` rows (0: the total only) after the keyset ``after``."""
+
+    limit: int
+    after: Keyset | None
+
+
+def _one_of(column: Any, values: tuple[Any, ...] | None) -> list[Any]:
+    """The filters' convention: None is no condition, a tuple (even empty) a set to be in."""
+    return [] if values is None else [column.in_(values)]
+
+
+def _half_open(column: Any, starts: tuple[Any, ...], ends: tuple[Any, ...]) -> list[Any]:
+    """[start, end) bounds on ``column``; several are ANDed."""
+    return [column >= start for start in starts] + [column < end for end in ends]
+
+
+async def _count(session: AsyncSession, entity: Any, conditions: list[Any]) -> int:
+    total = await session.scalar(select(func.count()).select_from(entity).where(*conditions))
+    return int(total or 0)
+
+
+def _keyset(
+    moment_column: Any, id_column: Any, after: Keyset | None, *, descending: bool
+) -> list[Any]:
+    if after is None:
+        return []
+    moment, row_id = after
+    if descending:
+        return [(moment_column < moment) | ((moment_column == moment) & (id_column < row_id))]
+    return [(moment_column > moment) | ((moment_column == moment) & (id_column > row_id))]
+
+
+def _order(moment_column: Any, id_column: Any, *, descending: bool) -> tuple[Any, Any]:
+    if descending:
+        return moment_column.desc(), id_column.desc()
+    return moment_column.asc(), id_column.asc()
+
+
+def _paged(
+    query: Select[*_Ts], order: tuple[Any, Any], page: Paging, *, descending: bool
+) -> Select[*_Ts]:
+    """``query`` (already filtered) from just past ``page.after``, in keyset ``order`` (time,
+    id), ``page.limit`` rows."""
+    return (
+        query.where(*_keyset(*order, page.after, descending=descending))
+        .order_by(*_order(*order, descending=descending))
+        .limit(page.limit)
+    )
+
+
+async def _entities(
+    session: AsyncSession,
+    entity: type[_E],
+    conditions: list[Any],
+    order: tuple[Any, Any],
+    page: Paging,
+    *,
+    load: Any = None,
+    descending: bool = True,
+) -> tuple[Sequence[_E], int]:
+    """A page of ``entity`` rows (with the relationship ``load``) and the total matching."""
+    total = await _count(session, entity, conditions)
+    if page.limit == 0:
+        return [], total
+    query = select(entity).where(*conditions)
+    if load is not None:
+        query = query.options(selectinload(load))
+    return (await session.scalars(_paged(query, order, page, descending=descending))).all(), total
+
+
+@dataclass(frozen=True)
+class _PatientDataFilter:
+    """The conditions every search of patient data shares: ``_id``, the patients, ``status``.
+    None: no condition; an empty tuple: matches nothing (e.g. ids that are not UUIDs)."""
+
+    ids: tuple[uuid.UUID, ...] | None = None
+    patient_ids: tuple[uuid.UUID, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+
+    def shared(self, entity: Any, organization_id: uuid.UUID) -> list[Any]:
+        """Those conditions on ``entity`` (a model with these columns), in the organization."""
+        return [
+            entity.organization_id == organization_id,
+            *_one_of(entity.id, self.ids),
+            *_one_of(entity.patient_id, self.patient_ids),
+            *_one_of(entity.status, self.statuses),
+        ]
 
 
 def _identifier_match(
@@ -50,35 +143,19 @@ class PatientFilter:
 
 
 async def search_patients(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    where: PatientFilter,
-    limit: int,
-    after: Keyset | None,
+    session: AsyncSession, *, organization_id: uuid.UUID, where: PatientFilter, page: Paging
 ) -> tuple[Sequence[Patient], int]:
-    """A page of patients (newest first) with their identifiers, and the total matching.
-    ``limit`` 0 counts only."""
-    condition: list[Any] = [Patient.organization_id == organization_id]
-    if where.ids is not None:
-        condition.append(Patient.id.in_(where.ids))
+    """A page of patients (newest first) with their identifiers, and the total matching."""
+    conditions: list[Any] = [
+        Patient.organization_id == organization_id,
+        *_one_of(Patient.id, where.ids),
+        *_one_of(Patient.sex, where.sexes),
+        *_half_open(Patient.birth_date, where.born_from, where.born_before),
+    ]
     if where.identifier is not None:
-        condition.append(Patient.id.in_(_identifier_match(organization_id, *where.identifier)))
-    if where.sexes is not None:
-        condition.append(Patient.sex.in_(where.sexes))
-    condition += [Patient.birth_date >= start for start in where.born_from]
-    condition += [Patient.birth_date < end for end in where.born_before]
-    total = await session.scalar(select(func.count()).select_from(Patient).where(*condition))
-    if limit == 0:
-        return [], int(total or 0)
-    query = select(Patient).options(selectinload(Patient.identifiers)).where(*condition)
-    if after is not None:
-        moment, row_id = after
-        query = query.where(
-            (Patient.created_at < moment) | ((Patient.created_at == moment) & (Patient.id < row_id))
-        )
-    query = query.order_by(Patient.created_at.desc(), Patient.id.desc()).limit(limit)
-    return (await session.scalars(query)).all(), int(total or 0)
+        conditions.append(Patient.id.in_(_identifier_match(organization_id, *where.identifier)))
+    order = (Patient.created_at, Patient.id)
+    return await _entities(session, Patient, conditions, order, page, load=Patient.identifiers)
 
 
 async def patients_by_id(
@@ -96,23 +173,6 @@ async def patients_by_id(
     return (await session.scalars(query)).all()
 
 
-def _keyset(
-    moment_column: Any, id_column: Any, after: Keyset | None, *, descending: bool
-) -> list[Any]:
-    if after is None:
-        return []
-    moment, row_id = after
-    if descending:
-        return [(moment_column < moment) | ((moment_column == moment) & (id_column < row_id))]
-    return [(moment_column > moment) | ((moment_column == moment) & (id_column > row_id))]
-
-
-def _order(moment_column: Any, id_column: Any, *, descending: bool) -> tuple[Any, Any]:
-    if descending:
-        return moment_column.desc(), id_column.desc()
-    return moment_column.asc(), id_column.asc()
-
-
 @dataclass(frozen=True)
 class ObservationRow:
     result: Result
@@ -121,16 +181,11 @@ class ObservationRow:
 
 
 @dataclass(frozen=True)
-class ObservationFilter:
-    """None: no condition; an empty tuple: matches nothing."""
-
-    ids: tuple[uuid.UUID, ...] | None = None
-    patient_ids: tuple[uuid.UUID, ...] | None = None
+class ObservationFilter(_PatientDataFilter):
     analytes: tuple[str, ...] | None = None
     # Codes as the lab sent them (OR-ed with ``analytes``): a search by the lab's code finds
     # the result whatever analyte code we filed it under.
     codes_sent: tuple[str, ...] = ()
-    statuses: tuple[str, ...] | None = None
     # Half-open [start, end) bounds on the collection time; several are ANDed.
     starts: tuple[datetime, ...] = ()
     ends: tuple[datetime, ...] = ()
@@ -138,20 +193,15 @@ class ObservationFilter:
 
 
 def _observation_conditions(organization_id: uuid.UUID, where: ObservationFilter) -> list[Any]:
-    conditions: list[Any] = [Result.organization_id == organization_id]
-    if where.ids is not None:
-        conditions.append(Result.id.in_(where.ids))
-    if where.patient_ids is not None:
-        conditions.append(Result.patient_id.in_(where.patient_ids))
+    conditions = [
+        *where.shared(Result, organization_id),
+        *_half_open(Result.collected_at, where.starts, where.ends),
+    ]
     if where.analytes is not None:
         by_code = [Result.analyte.in_(where.analytes)]
         if where.codes_sent:
             by_code.append(Result.code_sent.in_(where.codes_sent))
         conditions.append(or_(*by_code))
-    if where.statuses is not None:
-        conditions.append(Result.status.in_(where.statuses))
-    conditions += [Result.collected_at >= start for start in where.starts]
-    conditions += [Result.collected_at < end for end in where.ends]
     return conditions
 
 
@@ -169,29 +219,22 @@ async def get_observation(
 
 
 async def search_observations(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    where: ObservationFilter,
-    limit: int,
-    after: Keyset | None,
+    session: AsyncSession, *, organization_id: uuid.UUID, where: ObservationFilter, page: Paging
 ) -> tuple[list[ObservationRow], int]:
     """A page of results (by collection time, newest first unless ``where.descending`` is
-    False) and the total matching the filter. ``limit`` 0 counts only."""
+    False) and the total matching the filter."""
     conditions = _observation_conditions(organization_id, where)
-    total = await session.scalar(select(func.count()).select_from(Result).where(*conditions))
-    if limit == 0:
-        return [], int(total or 0)
-    descending = where.descending
+    total = await _count(session, Result, conditions)
+    if page.limit == 0:
+        return [], total
     query = (
         select(Result, Panel.status, Panel.specimen)
         .join(Panel, Panel.id == Result.panel_id)
-        .where(*conditions, *_keyset(Result.collected_at, Result.id, after, descending=descending))
+        .where(*conditions)
     )
-    query = query.order_by(*_order(Result.collected_at, Result.id, descending=descending))
-    query = query.limit(limit)
-    rows = [ObservationRow(r[0], r[1], r[2]) for r in await session.execute(query)]
-    return rows, int(total or 0)
+    order = (Result.collected_at, Result.id)
+    rows = await session.execute(_paged(query, order, page, descending=where.descending))
+    return [ObservationRow(r[0], r[1], r[2]) for r in rows], total
 
 
 async def get_report(
@@ -205,82 +248,35 @@ async def get_report(
 
 
 @dataclass(frozen=True)
-class ReportFilter:
-    """None: no condition; an empty tuple: matches nothing."""
-
-    ids: tuple[uuid.UUID, ...] | None = None
-    patient_ids: tuple[uuid.UUID, ...] | None = None
-    statuses: tuple[str, ...] | None = None
+class ReportFilter(_PatientDataFilter):
     starts: tuple[datetime, ...] = ()
     ends: tuple[datetime, ...] = ()
     descending: bool = True
 
 
 async def search_reports(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    where: ReportFilter,
-    limit: int,
-    after: Keyset | None,
+    session: AsyncSession, *, organization_id: uuid.UUID, where: ReportFilter, page: Paging
 ) -> tuple[Sequence[Panel], int]:
-    """A page of panels by collection time and the total; ``limit`` 0 counts only."""
-    conditions: list[Any] = [Panel.organization_id == organization_id]
-    if where.ids is not None:
-        conditions.append(Panel.id.in_(where.ids))
-    if where.patient_ids is not None:
-        conditions.append(Panel.patient_id.in_(where.patient_ids))
-    if where.statuses is not None:
-        conditions.append(Panel.status.in_(where.statuses))
-    conditions += [Panel.collected_at >= start for start in where.starts]
-    conditions += [Panel.collected_at < end for end in where.ends]
-    total = await session.scalar(select(func.count()).select_from(Panel).where(*conditions))
-    if limit == 0:
-        return [], int(total or 0)
-    descending = where.descending
-    query = (
-        select(Panel)
-        .options(selectinload(Panel.results))
-        .where(*conditions, *_keyset(Panel.collected_at, Panel.id, after, descending=descending))
-        .order_by(*_order(Panel.collected_at, Panel.id, descending=descending))
-        .limit(limit)
+    """A page of panels by collection time (with their results) and the total."""
+    conditions = [
+        *where.shared(Panel, organization_id),
+        *_half_open(Panel.collected_at, where.starts, where.ends),
+    ]
+    order = (Panel.collected_at, Panel.id)
+    return await _entities(
+        session, Panel, conditions, order, page, load=Panel.results, descending=where.descending
     )
-    return (await session.scalars(query)).all(), int(total or 0)
 
 
 @dataclass(frozen=True)
-class CarePlanFilter:
-    ids: tuple[uuid.UUID, ...] | None = None
-    patient_ids: tuple[uuid.UUID, ...] | None = None
-    statuses: tuple[str, ...] | None = None
+class CarePlanFilter(_PatientDataFilter):
+    pass
 
 
 async def search_care_plans(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    where: CarePlanFilter,
-    limit: int,
-    after: Keyset | None,
+    session: AsyncSession, *, organization_id: uuid.UUID, where: CarePlanFilter, page: Paging
 ) -> tuple[Sequence[TreatmentPlan], int]:
-    """A page of plans (newest first) and the total; ``limit`` 0 counts only."""
-    conditions: list[Any] = [TreatmentPlan.organization_id == organization_id]
-    if where.ids is not None:
-        conditions.append(TreatmentPlan.id.in_(where.ids))
-    if where.patient_ids is not None:
-        conditions.append(TreatmentPlan.patient_id.in_(where.patient_ids))
-    if where.statuses is not None:
-        conditions.append(TreatmentPlan.status.in_(where.statuses))
-    total = await session.scalar(select(func.count()).select_from(TreatmentPlan).where(*conditions))
-    if limit == 0:
-        return [], int(total or 0)
-    query = (
-        select(TreatmentPlan)
-        .where(
-            *conditions,
-            *_keyset(TreatmentPlan.created_at, TreatmentPlan.id, after, descending=True),
-        )
-        .order_by(TreatmentPlan.created_at.desc(), TreatmentPlan.id.desc())
-        .limit(limit)
-    )
-    return (await session.scalars(query)).all(), int(total or 0)
+    """A page of plans (newest first) and the total."""
+    conditions = where.shared(TreatmentPlan, organization_id)
+    order = (TreatmentPlan.created_at, TreatmentPlan.id)
+    return await _entities(session, TreatmentPlan, conditions, order, page)

@@ -179,13 +179,13 @@ def _date_end(moment: datetime) -> date:
     return day if moment.time() == datetime.min.time() else day + timedelta(days=1)
 
 
-def _paging(search: Search) -> dict[str, Any]:
-    """A repository search's ``limit`` and ``after``: one row more than the page (it says
-    whether a next page exists), none for ``_count=0`` (the total only)."""
-    return {
-        "limit": 0 if search.count_only else search.count + 1,
-        "after": decode_optional(search.cursor),
-    }
+def _paging(search: Search) -> repository.Paging:
+    """One row more than the page (it says whether a next page exists), none for
+    ``_count=0`` (the total only)."""
+    return repository.Paging(
+        limit=0 if search.count_only else search.count + 1,
+        after=decode_optional(search.cursor),
+    )
 
 
 async def _included_patients(
@@ -220,7 +220,7 @@ async def search_patients(
         born_before=tuple(_date_end(moment) for moment in born_before),
     )
     rows, total = await repository.search_patients(
-        session, organization_id=organization_id, where=where, **_paging(search)
+        session, organization_id=organization_id, where=where, page=_paging(search)
     )
     page = keyset(rows, search.count, lambda p: (p.created_at, p.id))
     return Found(
@@ -243,7 +243,7 @@ async def search_observations(
         statuses=_tokens(search, "status", _OBSERVATION_STATUSES),
     )
     rows, total = await repository.search_observations(
-        session, organization_id=organization_id, where=where, **_paging(search)
+        session, organization_id=organization_id, where=where, page=_paging(search)
     )
     page = keyset(rows, search.count, lambda row: (row.result.collected_at, row.result.id))
     about = [(row.result.patient_id, _observation_match(row, base, catalog)) for row in page.rows]
@@ -266,7 +266,7 @@ async def search_reports(
         **_dated(search, base), statuses=_tokens(search, "status", _REPORT_STATUSES)
     )
     panels, total = await repository.search_reports(
-        session, organization_id=organization_id, where=where, **_paging(search)
+        session, organization_id=organization_id, where=where, page=_paging(search)
     )
     page = keyset(panels, search.count, lambda p: (p.collected_at, p.id))
     about: list[tuple[uuid.UUID, Match]] = [
@@ -312,7 +312,7 @@ async def search_care_plans(
         statuses=_tokens(search, "status", PLAN_STATUSES),
     )
     plans, total = await repository.search_care_plans(
-        session, organization_id=organization_id, where=where, **_paging(search)
+        session, organization_id=organization_id, where=where, page=_paging(search)
     )
     page = keyset(plans, search.count, lambda p: (p.created_at, p.id))
     return Found(

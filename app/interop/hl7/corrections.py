@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.domain.catalog import Catalog
 from app.models.panel import Panel
 from app.panels import corrections
-from app.panels.corrections import WithdrawOutcome, withdraw_results
-from app.panels.schemas import PanelCreate, PanelOut
+from app.panels.corrections import WithdrawOutcome, correct_panel, withdraw_results
+from app.panels.schemas import PanelCreate
 from app.panels.service import payload_hash
 
 SOURCE_FORMAT = "hl7v2"
 
+# correct_panel and withdraw_results are the panels' own, re-exported: the service passes
+# ``source_format=SOURCE_FORMAT`` to them itself (no wrapper that only fixes an argument).
 __all__ = ["SOURCE_FORMAT", "WithdrawOutcome", "correct_panel", "is_update", "withdraw_results"]
 
 
@@ -32,26 +31,4 @@ def is_update(stored: Panel, data: PanelCreate, patient_id: uuid.UUID) -> bool:
     return (
         stored.payload_hash != payload_hash(data, SOURCE_FORMAT, patient_id)
         and corrections.correction_kind(stored.status, data) is not None
-    )
-
-
-async def correct_panel(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    panel_id: uuid.UUID,
-    data: PanelCreate,
-    reason: str,
-    catalog: Catalog | None = None,
-) -> PanelOut:
-    """Apply the re-sent panel to the stored one: results of the same analyte are replaced,
-    new analytes added, analytes not re-sent kept as they were."""
-    return await corrections.correct_panel(
-        session,
-        organization_id=organization_id,
-        panel_id=panel_id,
-        data=data,
-        reason=reason,
-        source_format=SOURCE_FORMAT,
-        catalog=catalog,
     )

@@ -20,13 +20,11 @@ from app.models.api_key import ApiKey
 log = logging.getLogger("app.interop.hl7.mllp")
 
 
-class MllpConfigurationError(AppError):
+class MllpConfigurationError(
+    AppError, status=500, slug="mllp-configuration", title="The MLLP listener is misconfigured"
+):
     """The listener cannot start: the API key is invalid or may not post panels. (An AppError,
     so the CLI prints it as ``error: ...`` and exits 1.)"""
-
-    status = 500
-    type_slug = "mllp-configuration"
-    title = "The MLLP listener is misconfigured"
 
 
 def _checked(verified: ApiKey | Rejection) -> Principal | Rejection:

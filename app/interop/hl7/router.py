@@ -50,10 +50,9 @@ log = logging.getLogger("app.interop.hl7")
 OFFLOAD_BYTES = 64 * 1024
 
 
-class TooManySegmentsError(AppError):
-    status = 413
-    type_slug = "too-many-segments"
-    title = "Too many HL7 segments"
+class TooManySegmentsError(
+    AppError, status=413, slug="too-many-segments", title="Too many HL7 segments"
+): ...
 
 
 async def _unavailable_ack(request: Request, exc: Exception) -> Response:

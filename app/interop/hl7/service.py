@@ -384,6 +384,7 @@ async def _store_panel(
             data=data,
             reason=f"HL7 v2 {'correction' if draft.corrects else 'update'} "
             f"(message {header.control_id})",
+            source_format=SOURCE_FORMAT,
         )
         return StoredPanel(panel.id, panel.patient_id, "corrected")
     outcome = await panels_service.ingest(
