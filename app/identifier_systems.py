@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.domain import identifier_systems as uris
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "identifier_systems.yaml"

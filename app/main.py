@@ -15,19 +15,21 @@ from app.auth.oidc import OidcVerifier
 from app.auth.router import router as api_keys_router
 from app.batches.router import router as panel_batches_router
 from app.code_maps.router import router as code_maps_router
-from app.config import Settings, get_settings
-from app.content_types import require_json_content_type
-from app.db import make_engine, make_sessionmaker
-from app.docs import install_docs, operation_id, shape_openapi
+from app.core.config import Settings, get_settings
+from app.core.db import make_engine, make_sessionmaker
+from app.core.docs import install_docs, operation_id, shape_openapi
+from app.core.errors import install_error_handlers
+from app.core.json_guard import JsonLimits
+from app.core.log_config import configure_logging
+from app.core.middleware import RequestContextMiddleware
 from app.domain.catalog import default_catalog
 from app.domain.range_sets import RangeSetDocument
-from app.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.interop.fhir.router import router as fhir_router
 from app.interop.hl7.router import router as hl7_router
-from app.json_guard import JsonLimits
-from app.log_config import configure_logging
-from app.middleware import RequestContextMiddleware
+from app.kit.content_types import require_json_content_type
+from app.kit.problems import Problem
+from app.kit.query_params import reject_unknown_query_parameters
 from app.ops import metrics
 from app.ops.draining import Drain, DrainMiddleware, chain_signal_handlers
 from app.ops.router import install_metrics_route
@@ -37,8 +39,6 @@ from app.patients.matching import current_policy as current_matching_policy
 from app.patients.router import router as patients_router
 from app.plan_rules.router import router as plan_rules_router
 from app.plans.router import router as plans_router
-from app.problems import Problem
-from app.query_params import reject_unknown_query_parameters
 from app.ranges.router import router as ranges_router
 from app.refused_inputs.capture import RefusedInputCapture
 from app.refused_inputs.router import router as refused_inputs_router

@@ -72,8 +72,8 @@ async def ndjson(patient_id: uuid.UUID, panels: int, block: int = 200) -> AsyncI
 async def _measure(panels: int) -> dict[str, Any]:
     from app.audit.service import AuditEntry
     from app.batches import service
-    from app.config import get_settings
-    from app.db import make_engine, make_sessionmaker, transaction
+    from app.core.config import get_settings
+    from app.core.db import make_engine, make_sessionmaker, transaction
     from app.models.organization import DEFAULT_ORGANIZATION_ID
     from app.patients import service as patients
     from app.patients.schemas import PatientCreate

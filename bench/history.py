@@ -107,7 +107,7 @@ async def _latencies(client: Any, path: str, requests: int) -> dict[str, float]:
 async def _measure(url: str, key: str, levels: Sequence[int], requests: int) -> dict[str, Any]:
     import httpx
 
-    from app.config import get_settings
+    from app.core.config import get_settings
     from app.main import create_app
 
     app = create_app(get_settings())

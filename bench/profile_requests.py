@@ -87,7 +87,7 @@ async def _drive(url: str, key: str, args: argparse.Namespace) -> None:
     import httpx
     from sqlalchemy import event
 
-    from app.config import Settings
+    from app.core.config import Settings
     from app.main import create_app
 
     app = create_app(Settings(database_url=url, log_level="WARNING"))

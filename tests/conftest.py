@@ -24,8 +24,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.config import Settings, to_async_url
-from app.db import Base, transaction
+from app.core.config import Settings, to_async_url
+from app.core.db import Base, transaction
 from app.main import create_app
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.plan_rules import service as rule_set_service

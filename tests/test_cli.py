@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import Database
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from app.__main__ import build_parser
-from app.config import Settings
+from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables read outside the Settings class: by the CLI, and by prometheus-client.

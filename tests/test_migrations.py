@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.config import to_async_url
-from app.db import Base
+from app.core.config import to_async_url
+from app.core.db import Base
 from tests.conftest import alembic_config
 
 BACKENDS = ["sqlite", "postgresql"]

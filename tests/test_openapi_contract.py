@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.builders import MRN_SYSTEM, expect_problem, make_patient, panel_body, result
 from tests.plans.builders import (
@@ -51,8 +51,8 @@ def test_every_operation_has_a_unique_human_operation_id(client: TestClient) -> 
         if not HUMAN_OPERATION_ID.match(op.get("operationId", ""))
     ]
 
-    assert not poor, "name these in app/docs.py OPERATION_IDS (verb + resource):\n" + "\n".join(
-        poor
+    assert not poor, (
+        "name these in app/core/docs.py OPERATION_IDS (verb + resource):\n" + "\n".join(poor)
     )
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.auth.cli import create_api_key_command
-from app.config import Settings
+from app.core.config import Settings
 from app.interop.hl7.mllp import END_BLOCK, START_BLOCK
 from app.main import create_app
 from app.ops.draining import Drain, chain_signal_handlers

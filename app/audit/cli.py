@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from app.audit.service import Checkpoint, VerifyReport, checkpoint_problem, make_checkpoint, verify
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction
 
 
 async def _verify(settings: Settings, checkpoint: dict[str, Any] | None) -> VerifyReport:

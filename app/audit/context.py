@@ -8,10 +8,10 @@ A PHI route declares ``dependencies=[audited("read", "panel")]``. The route (or 
 names the record it touched with :func:`audit_target`. Then:
 
 * on success the row is appended by the request's own write session just before it commits,
-  so the change and its audit row are one transaction (see ``app.deps``);
+  so the change and its audit row are one transaction (see ``app.core.deps``);
 * on any refusal or failure (401, 403, 404, 409, 422, 500, ...) the transaction has rolled
   back, so :func:`record_unwritten` writes a ``denied`` / ``error`` row in a transaction of
-  its own before the response leaves (called by ``app.middleware``).
+  its own before the response leaves (called by ``app.core.middleware``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from app.audit import service
 from app.audit.entries import build_entry
 from app.audit.service import AuditEntry, AuditOutcome
 from app.auth.principal import Principal
-from app.db import transaction
+from app.core.db import transaction
 
 log = logging.getLogger("app.audit")
 

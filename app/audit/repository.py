@@ -12,7 +12,7 @@ from sqlalchemy import Row, Uuid, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.chain import HASHED_FIELDS
-from app.db import UTCDateTime
+from app.core.db import UTCDateTime
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c

@@ -15,8 +15,8 @@ import re
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from app.config import Settings, to_async_url
-from app.errors import UnprocessableError
+from app.core.config import Settings, to_async_url
+from app.core.errors import UnprocessableError
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 APPEND_ONLY_TABLES = ("audit_event",)

@@ -11,7 +11,7 @@ from app.audit.context import audit_target, audited
 from app.audit.schemas import AuditEventOut, AuditEventPage
 from app.audit.service import AuditOutcome
 from app.auth.deps import CanReadAudit
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
 from app.kit.routing import api_router
 
@@ -26,7 +26,7 @@ router = api_router("audit", "/api/v1/audit-events")
 )
 async def list_audit_events(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadAudit,
     patient_id: Annotated[
         uuid.UUID | None, Query(description="Only accesses to this patient's data.")

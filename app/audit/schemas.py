@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import Field
 
 from app.kit.pagination import Page
-from app.schemas_common import OutputModel
+from app.kit.schemas_common import OutputModel
 
 
 class AuditEventOut(OutputModel):

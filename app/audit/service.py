@@ -27,8 +27,8 @@ from app.audit.chain import (
     row_key,
     sign_checkpoint,
 )
-from app.config import get_settings
-from app.db import AUDIT_CHAINS, AUDIT_KEY, READ_ONLY, new_id, utcnow
+from app.core.config import get_settings
+from app.core.db import AUDIT_CHAINS, AUDIT_KEY, READ_ONLY, new_id, utcnow
 from app.models.audit import AuditEvent
 from app.ops import metrics
 
@@ -122,7 +122,7 @@ async def _is_read_only(session: AsyncSession) -> bool:
 
 
 async def chain_key(session: AsyncSession) -> bytes:
-    """The HMAC key of the chain: the one the session's engine was made with (app.db), else
+    """The HMAC key of the chain: the one the session's engine was made with (app.core.db), else
     the process settings'."""
     connection = (await session.connection()).sync_connection
     key = connection.get_execution_options().get(AUDIT_KEY) if connection is not None else None
@@ -132,7 +132,7 @@ async def chain_key(session: AsyncSession) -> bytes:
 
 
 async def _allowed_chains(session: AsyncSession) -> int:
-    """The engine's audit_chains setting (app.db), else the process settings'."""
+    """The engine's audit_chains setting (app.core.db), else the process settings'."""
     connection = (await session.connection()).sync_connection
     allowed = connection.get_execution_options().get(AUDIT_CHAINS) if connection else None
     return allowed if isinstance(allowed, int) else get_settings().audit_chains

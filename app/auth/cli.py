@@ -10,9 +10,9 @@ from datetime import datetime
 
 from app.auth import keys, service
 from app.auth.principal import Role
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction, utcnow
-from app.errors import UnprocessableError
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction, utcnow
+from app.core.errors import UnprocessableError
 from app.plan_rules import service as rule_sets
 from app.ranges import service as ranges
 

@@ -3,7 +3,7 @@
 A route declares the scopes it needs, never a role::
 
     @router.post("/api/v1/panels")
-    async def create_panel(principal: CanWritePanels, session: WriteSession) -> ...:
+    async def create_panel(principal: CanWritePanels, session: AuditedSession) -> ...:
         ...
 
     # or, for a combination without an alias:
@@ -35,9 +35,9 @@ from app.auth import keys, service
 from app.auth.errors import ForbiddenError, UnauthorizedError
 from app.auth.oidc import OidcVerifier, audit_first_use
 from app.auth.principal import ALL_SCOPES, Principal, Rejection, Scope
-from app.config import Settings
-from app.db import transaction, utcnow
-from app.problems import problem_doc
+from app.core.config import Settings
+from app.core.db import transaction, utcnow
+from app.kit.problems import problem_doc
 
 log = logging.getLogger("app.auth")
 
@@ -63,7 +63,7 @@ _NO_CREDENTIALS = (
 )
 _REFUSED = "The credentials are not valid (unknown, malformed, revoked or expired)."
 
-# For every protected route's `responses=`, next to app.problems.PROBLEM_RESPONSES.
+# For every protected route's `responses=`, next to app.kit.problems.PROBLEM_RESPONSES.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
         **problem_doc("No credentials, or credentials that are invalid, revoked or expired."),

@@ -1,10 +1,10 @@
-"""401 and 403, rendered as problem+json by the handler in app.errors."""
+"""401 and 403, rendered as problem+json by the handler in app.core.errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.errors import AppError
+from app.core.errors import AppError
 
 REALM = "mineral-labs"
 

@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit import service as audit_service
 from app.audit.entries import build_entry
 from app.auth.principal import Principal, Rejection, Role, oidc_principal_id
-from app.config import Settings
-from app.db import transaction
+from app.core.config import Settings
+from app.core.db import transaction
 
 log = logging.getLogger("app.auth.oidc")
 

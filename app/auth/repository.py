@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import new_id
+from app.core.db import new_id
 from app.kit.list_sql import newest_first
 from app.models.api_key import ApiKey
 from app.models.organization import Organization

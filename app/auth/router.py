@@ -10,8 +10,8 @@ from app.audit.context import audit_target, audited
 from app.auth import service
 from app.auth.deps import CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
-from app.db import utcnow
-from app.deps import ReadSession, WriteSession
+from app.core.db import utcnow
+from app.core.deps import AuditedSession, ReadSession
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
 from app.kit.routing import api_router
 
@@ -26,7 +26,7 @@ router = api_router("api keys", "/api/v1/api-keys")
     dependencies=[Depends(audited("create", "api_key"))],
 )
 async def create_api_key(
-    request: Request, body: ApiKeyCreate, principal: CanAdminKeys, session: WriteSession
+    request: Request, body: ApiKeyCreate, principal: CanAdminKeys, session: AuditedSession
 ) -> ApiKeyCreated:
     """Creates a key for your organization with the given role. The response holds the full
     key in `key`: **this is the only time it is shown**, only a hash of it is stored. Send it
@@ -82,7 +82,7 @@ async def list_api_keys(
     dependencies=[Depends(audited("revoke", "api_key"))],
 )
 async def revoke_api_key(
-    request: Request, key_id: uuid.UUID, principal: CanAdminKeys, session: WriteSession
+    request: Request, key_id: uuid.UUID, principal: CanAdminKeys, session: AuditedSession
 ) -> ApiKeyOut:
     """Stops the key from working for good (create a new key to replace it): at once on this
     server, within `MINERAL_API_KEY_CACHE_SECONDS` (default 5 s) on other replicas. Revoking a

@@ -9,8 +9,8 @@ from app.auth import keys
 from app.auth.principal import Role
 from app.auth.service import ApiKeyStatus, api_key_status
 from app.kit.pagination import Page
+from app.kit.schemas_common import InputModel, OutputModel, Text100
 from app.models.api_key import ApiKey
-from app.schemas_common import InputModel, OutputModel, Text100
 
 
 class ApiKeyCreate(InputModel):

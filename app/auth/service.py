@@ -20,8 +20,8 @@ from app.auth.principal import (
     oidc_principal_id,
     scopes_for,
 )
-from app.db import utcnow
-from app.errors import NotFoundError, UnprocessableError
+from app.core.db import utcnow
+from app.core.errors import NotFoundError, UnprocessableError
 from app.models.api_key import ApiKey
 from app.models.organization import Organization
 

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import AppError
 from app.domain.catalog import Catalog
 from app.domain.errors import DomainError
-from app.errors import AppError
 from app.panels import bulk
 from app.panels import repository as panels_repository
 from app.panels.repository import PatientForPanel

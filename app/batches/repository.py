@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.batches.models import PanelBatch
-from app.db import utcnow
+from app.core.db import utcnow
 
 
 async def create(

@@ -13,9 +13,9 @@ from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanWritePanels
 from app.auth.principal import Principal
 from app.batches import service
 from app.batches.schemas import BatchOut
-from app.deps import WriteSession
-from app.errors import AppError
-from app.problems import PROBLEM_RESPONSES, problem_doc
+from app.core.deps import AuditedSession
+from app.core.errors import AppError
+from app.kit.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(tags=["panel batches"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
 
@@ -117,7 +117,7 @@ async def post_panel_batch(request: Request, principal: CanWritePanels) -> Respo
     dependencies=[Depends(audited("read", "panel-batch"))],
 )
 async def get_panel_batch(
-    batch_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
+    batch_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> BatchOut:
     """Counts of the lines committed so far (stored, unchanged, refused) and whether the batch
     is still running, completed, or failed (cut off: re-send it)."""

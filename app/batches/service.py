@@ -37,10 +37,10 @@ from app.audit.service import AuditEntry
 from app.batches import fast, repository
 from app.batches.models import PanelBatch
 from app.batches.schemas import BatchOut, LineOutcome
-from app.db import transaction
+from app.core.db import transaction
+from app.core.errors import PROBLEM_BASE, AppError, NotFoundError, validation_errors
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
-from app.errors import PROBLEM_BASE, AppError, NotFoundError, validation_errors
 from app.panels import bulk, corrections
 from app.panels.schemas import PanelCreate
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from app.cli import admin, database, demo, ingest, serve
-from app.config import get_settings
+from app.core.config import get_settings
 
 GROUPS = (serve, database, demo, ingest, admin)
 
@@ -28,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    from app.core.errors import AppError
     from app.domain.errors import DomainError
     from app.domain.plans.rules import RuleSetFormatError
     from app.domain.range_errors import RangeSetFormatError
-    from app.errors import AppError
 
     try:
         code: int = args.handler(args, settings)

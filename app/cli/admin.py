@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 
 
 def _create_api_key(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
+from app.core.config import Settings
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def _alembic_config(settings: Settings) -> object:
 
 async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction on an engine of its own (a CLI command's lifetime)."""
-    from app.db import make_engine, make_sessionmaker, transaction
+    from app.core.db import make_engine, make_sessionmaker, transaction
 
     engine = make_engine(settings)
     try:

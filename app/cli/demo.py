@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli.database import in_transaction
-from app.config import Settings
+from app.core.config import Settings
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.panels import service as panels
 from app.panels.schemas import PanelCreate

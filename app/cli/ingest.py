@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -24,7 +24,7 @@ async def import_file(settings: Settings, path: Path, *, org_name: str | None) -
     from app.audit.service import AuditEntry
     from app.auth.service import get_or_create_organization
     from app.batches import service
-    from app.db import make_engine, make_sessionmaker, transaction
+    from app.core.db import make_engine, make_sessionmaker, transaction
     from app.models.organization import DEFAULT_ORGANIZATION_ID
 
     engine = make_engine(settings)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from app.cli.database import migrate
-from app.config import Settings
+from app.core.config import Settings
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int, migrate_first: bool) -> None:

@@ -10,11 +10,11 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadRanges, CanWriteRanges
 from app.code_maps import repository, service
 from app.code_maps.schemas import ENTRY_EXAMPLE, CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
-from app.deps import ReadSession, WriteSession
-from app.errors import NotFoundError
+from app.core.deps import AuditedSession, ReadSession
+from app.core.errors import NotFoundError
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
-from app.problems import problem_doc
 
 router = api_router("HL7 code maps", "/api/v1/code-maps")
 
@@ -132,7 +132,7 @@ async def put_code_map(
         ),
     ],
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRanges,
 ) -> CodeMapEntryOut:
     """Creates (**201**) or replaces (**200**) the mapping of one local test code for one
@@ -178,7 +178,7 @@ async def delete_code_map(
     request: Request,
     sending_facility: SendingFacility,
     local_code: LocalCode,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRanges,
 ) -> Response:
     """Removes the mapping of one local code for one sending facility (`*`: the any-facility

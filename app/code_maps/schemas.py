@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field, JsonValue
 
 from app.kit.pagination import Page
-from app.schemas_common import InputModel, OutputModel
+from app.kit.schemas_common import InputModel, OutputModel
 
 # One entry as the API shows it: the schema's example and the routes' response examples.
 ENTRY_EXAMPLE: dict[str, JsonValue] = {

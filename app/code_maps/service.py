@@ -8,9 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.code_maps import repository
+from app.core.errors import UnprocessableError
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
-from app.errors import UnprocessableError
 from app.interop.hl7.code_maps import CodeMaps
 from app.models.code_map import ANY_FACILITY, CodeMapEntry
 

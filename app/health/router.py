@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from app.errors import ServiceUnavailableError
-from app.problems import problem_doc
+from app.core.errors import ServiceUnavailableError
+from app.kit.problems import problem_doc
 
 router = APIRouter(
     prefix="/health",

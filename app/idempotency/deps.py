@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Header, Request, Response
 
 from app.idempotency.service import StoredResponse
-from app.problems import problem_doc
+from app.kit.problems import problem_doc
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 

@@ -1,10 +1,10 @@
-"""The three ways an Idempotency-Key is refused, rendered as problem+json by app.errors."""
+"""The three ways an Idempotency-Key is refused, rendered as problem+json by app.core.errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.errors import AppError, ConflictError, UnprocessableError
+from app.core.errors import AppError, ConflictError, UnprocessableError
 
 
 class InvalidIdempotencyKeyError(

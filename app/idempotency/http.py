@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.context import audit_target, draft_of
 from app.auth.deps import CurrentPrincipal
 from app.auth.principal import Principal
-from app.config import Settings
-from app.deps import SettingsDep, WriteSession
+from app.core.config import Settings
+from app.core.deps import AuditedSession, SettingsDep
 from app.idempotency.deps import IdempotencyKey, request_target, stored_response
 from app.idempotency.service import StoredResponse, run_idempotent
 
@@ -49,7 +49,7 @@ async def idempotent(
         body=await request.body(),
         retention=timedelta(hours=settings.idempotency_retention_hours),
         wait_seconds=settings.idempotency_wait_seconds,
-        # app.db sets lock_timeout to this wait on every PostgreSQL connection.
+        # app.core.db sets lock_timeout to this wait on every PostgreSQL connection.
         lock_timeout_preset=True,
         produce=produce,
     )
@@ -123,7 +123,7 @@ class Idempotency:
 # is claimed in the request's own transaction.
 async def _idempotency(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CurrentPrincipal,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,

@@ -20,7 +20,7 @@ from sqlalchemy import String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.idempotency import repository
 from app.idempotency.errors import (
     IdempotencyKeyInFlightError,

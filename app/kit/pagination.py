@@ -19,7 +19,7 @@ import orjson
 from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
-from app.errors import AppError
+from app.core.errors import AppError
 
 T = TypeVar("T")
 R = TypeVar("R")

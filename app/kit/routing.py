@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.auth.deps import AUTH_RESPONSES
-from app.problems import PROBLEM_RESPONSES
+from app.kit.problems import PROBLEM_RESPONSES
 
 
 def api_router(tag: str, prefix: str = "") -> APIRouter:

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, utcnow
+from app.core.db import Base, UTCDateTime, utcnow
 from app.models.mixins import OrganizationScoped
 
 # The sending facility of an entry that applies to every facility of the organization.

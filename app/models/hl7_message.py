@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.core.db import Base, JSONType, UTCDateTime, utcnow
 from app.models.mixins import OrganizationScoped
 
 

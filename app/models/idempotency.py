@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Index, LargeBinary, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, new_id
+from app.core.db import Base, JSONType, UTCDateTime, new_id
 
 
 class IdempotencyRecord(Base):

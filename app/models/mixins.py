@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, ForeignKey, Uuid, and_
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import new_id
+from app.core.db import new_id
 
 
 class IdMixin:

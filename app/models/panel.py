@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, DecimalType, JSONType, UTCDateTime, utcnow
+from app.core.db import Base, DecimalType, JSONType, UTCDateTime, utcnow
 from app.models.mixins import OrganizationScoped, PatientScoped
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType
-from app.versioned_sets.model import VersionedSet
+from app.core.db import Base, JSONType
+from app.kit.versioned_sets.model import VersionedSet
 
 
 class PlanRuleSet(VersionedSet, Base):

@@ -15,8 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, DecimalType, new_id
-from app.versioned_sets.model import VersionedSet
+from app.core.db import Base, DecimalType, new_id
+from app.kit.versioned_sets.model import VersionedSet
 
 
 class RangeSet(VersionedSet, Base):

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.core.db import Base, JSONType, UTCDateTime, utcnow
 from app.models.mixins import OrganizationScoped
 
 # Where an input arrived: the HL7 v2 HTTP route, the MLLP listener, the FHIR Bundle endpoint,

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import CheckConstraint, Date, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.core.db import Base, JSONType, UTCDateTime, utcnow
 from app.models.mixins import PatientScoped
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import problem_response
+from app.core.errors import problem_response
 
 log = logging.getLogger("app.ops")
 

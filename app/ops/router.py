@@ -14,8 +14,8 @@ from functools import cache
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from app.config import Settings
-from app.errors import AppError
+from app.core.config import Settings
+from app.core.errors import AppError
 from app.ops import metrics
 
 router = APIRouter(include_in_schema=False)

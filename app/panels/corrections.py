@@ -28,12 +28,12 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError, UnprocessableError
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
 from app.domain.pipeline import NormalizedResult, panel_ratios
 from app.domain.result_status import REVISING, ResultStatus, is_withdrawn, withdrawn_note
-from app.errors import NotFoundError, UnprocessableError
 from app.models.panel import Panel, Result
 from app.panels import repository
 from app.panels.interpretation import (

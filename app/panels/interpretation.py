@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from app.core.errors import UnprocessableError
 from app.domain.catalog import Catalog
 from app.domain.pipeline import (
     ImpossibleResultsError,
@@ -23,7 +24,6 @@ from app.domain.pipeline import (
     normalize_results,
 )
 from app.domain.types import Comparator, PatientFacts, ResultValue, Sex
-from app.errors import UnprocessableError
 from app.models.panel import Result as StoredResult
 from app.models.patient import Patient
 from app.panels.repository import PatientForPanel

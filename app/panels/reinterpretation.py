@@ -8,10 +8,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError
 from app.domain.catalog import default_catalog
 from app.domain.pipeline import InterpretedPanel
-from app.errors import NotFoundError
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.panels import repository
 from app.panels.interpretation import interpret, patient_facts, stored_as_normalized

@@ -9,11 +9,12 @@ from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels, CanReinterpretPanels, CanWritePanels
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem, json_response
 from app.idempotency.service import StoredResponse
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page, link_next
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.panels import corrections, reinterpretation, service, trends
 from app.panels.schemas import (
@@ -27,7 +28,6 @@ from app.panels.schemas import (
     TrendOut,
 )
 from app.panels.views import ratio_out, stored_verdict
-from app.problems import problem_doc
 
 router = api_router("panels")
 
@@ -67,7 +67,7 @@ def _patient_of(document: str) -> uuid.UUID:
 )
 async def post_panel(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWritePanels,
     idem: Idem,
     body: Annotated[
@@ -141,7 +141,7 @@ async def post_panel(
     dependencies=[Depends(audited("read", "panel"))],
 )
 async def get_panel(
-    panel_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
+    panel_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> Response:
     """Returns the panel with every result as sent, in the canonical unit, its interpretation,
     the snapshot of the reference range applied, the lab's own range and flag (with any
@@ -163,7 +163,7 @@ async def get_panel(
 async def list_patient_panels(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPanels,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -208,7 +208,7 @@ async def analyte_history(
     patient_id: uuid.UUID,
     analyte: Annotated[str, Path(max_length=100, description="Analyte code, LOINC or name.")],
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPanels,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -262,7 +262,7 @@ async def ratio_history(
     ],
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPanels,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -298,7 +298,7 @@ async def ratio_history(
 async def reinterpret_panel(
     panel_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReinterpretPanels,
     body: Annotated[
         ReinterpretRequest | None,
@@ -333,7 +333,7 @@ async def reinterpret_panel(
     dependencies=[Depends(audited("read", "panel"))],
 )
 async def panel_interpretations(
-    panel_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPanels
+    panel_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> list[InterpretationVersionOut]:
     """Every interpretation of the panel, newest first: the current one and each one superseded
     by a re-interpretation or a correction, with the range set applied and the per-result

@@ -16,11 +16,11 @@ from pydantic import (
     model_validator,
 )
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.result_status import ResultStatus
 from app.domain.types import Specimen
 from app.kit.pagination import Page, PageMeta
-from app.schemas_common import (
+from app.kit.schemas_common import (
     EARLIEST_DATE,
     IdentifierIn,
     InputModel,

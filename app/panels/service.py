@@ -12,12 +12,12 @@ from datetime import datetime
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import query_params
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import ConflictError, NotFoundError, UnprocessableError
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
 from app.domain.pipeline import InterpretedResult, NormalizedResult
-from app.errors import ConflictError, NotFoundError, UnprocessableError
+from app.kit import query_params
 from app.models.panel import Panel, Result
 from app.ops import metrics
 from app.panels import repository

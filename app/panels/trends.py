@@ -10,13 +10,13 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFoundError
 from app.domain.catalog import Analyte, default_catalog
 from app.domain.errors import DomainError
 from app.domain.result_status import ResultStatus
 from app.domain.units import convert
-from app.errors import NotFoundError
+from app.kit.pagination import encode_cursor
 from app.models.panel import Result
-from app.pagination import encode_cursor
 from app.panels import repository
 from app.panels.schemas import RatioHistoryOut, RatioPointOut, TrendOut, TrendPointOut
 from app.panels.service import InvalidQueryError, require_patient

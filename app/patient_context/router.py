@@ -7,9 +7,10 @@ from fastapi import Body, Depends, Path, Request, Response
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPlans, CanWritePlans
-from app.concurrency import PreconditionFailedError, require_if_match
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
+from app.kit.concurrency import PreconditionFailedError, require_if_match
 from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.patient_context import repository, service
 from app.patient_context.schemas import (
@@ -19,7 +20,6 @@ from app.patient_context.schemas import (
     PatientContextWrite,
 )
 from app.patients.deps import KnownPatient
-from app.problems import problem_doc
 
 router = api_router("patient context", "/api/v1/patients/{patient_id}/context")
 
@@ -68,7 +68,7 @@ async def put_context(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWritePlans,
     body: Annotated[
         PatientContextWrite, Body(openapi_examples={"context": {"value": CONTEXT_EXAMPLE}})
@@ -132,7 +132,7 @@ async def get_context(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     _patient: KnownPatient,
 ) -> PatientContextOut:
@@ -157,7 +157,7 @@ async def get_context(
 async def list_context_versions(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -195,7 +195,7 @@ async def get_context_version(
     patient_id: uuid.UUID,
     version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="The version number.")],
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     _patient: KnownPatient,
 ) -> PatientContextOut:

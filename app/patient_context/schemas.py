@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.plans.facts import CONDITIONS, DIET_PATTERNS, MEDICATION_CLASSES
 from app.kit.pagination import Page
-from app.schemas_common import EARLIEST_DATE, InputModel, JsonDecimal, OutputModel, Text100
+from app.kit.schemas_common import EARLIEST_DATE, InputModel, JsonDecimal, OutputModel, Text100
 
 # The vocabularies live once, in app.domain.plans.facts (the rules read them there). mypy
 # cannot build a Literal from a tuple, so it sees plain strings; pydantic validates the real

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.concurrency import PreconditionFailedError, version_etag
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError, UnprocessableError
 from app.domain.plans.facts import PatientFacts
-from app.errors import NotFoundError, UnprocessableError
+from app.kit.concurrency import PreconditionFailedError, version_etag
 from app.kit.lookup import found
 from app.models.patient import Patient
 from app.models.patient_context import PatientContext

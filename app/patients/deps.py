@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from app.audit.context import audit_target
 from app.auth.deps import CurrentOrganizationId
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.models.patient import Patient
 from app.patient_context.service import get_patient_or_raise
 from app.patients import service
@@ -24,7 +24,7 @@ from app.patients import service
 async def registered_patient(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     organization_id: CurrentOrganizationId,
 ) -> Patient:
     """The patient record itself (with its identifiers): the audit row's resource and patient."""
@@ -37,7 +37,7 @@ async def registered_patient(
 async def known_patient(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     organization_id: CurrentOrganizationId,
 ) -> Patient:
     """The patient a nested route (`/patients/{patient_id}/...`) is about: the audit row's

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
+from app.core.errors import AppError, ConflictError, UnprocessableError
 from app.domain.patient_matching import (
     Channel,
     Demographic,
@@ -30,12 +31,11 @@ from app.domain.patient_matching import (
     policy_from_document,
 )
 from app.domain.types import Sex
-from app.errors import AppError, ConflictError, UnprocessableError
+from app.kit.schemas_common import IdentifierIn
 from app.models.patient import Patient
 from app.patients import repository
 from app.patients import service as patients
 from app.patients.schemas import HumanNameIn, PatientCreate
-from app.schemas_common import IdentifierIn
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[1] / "data" / "patient_matching.yaml"
 

@@ -8,13 +8,15 @@ from fastapi import Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPatients, CanWritePatients
-from app.concurrency import require_if_match, version_etag
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.domain.types import Sex
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
 from app.identifier_systems import system_uri
+from app.kit.concurrency import require_if_match, version_etag
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.problems import problem_doc
+from app.kit.query_params import InvalidQueryError
 from app.kit.routing import api_router
 from app.models.patient import Patient
 from app.patients import service
@@ -26,8 +28,6 @@ from app.patients.schemas import (
     PatientPage,
     PatientUpdate,
 )
-from app.problems import problem_doc
-from app.query_params import InvalidQueryError
 
 router = api_router("patients", "/api/v1/patients")
 
@@ -60,7 +60,7 @@ def _out_etag(out: PatientOut) -> str:
 )
 async def create_patient(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWritePatients,
     idem: Idem,
     body: Annotated[PatientCreate, Body(openapi_examples={"adult": {"value": PATIENT_EXAMPLE}})],
@@ -114,7 +114,7 @@ async def update_patient(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWritePatients,
     body: Annotated[
         PatientUpdate, Body(openapi_examples={"correct sex": {"value": {"sex": "male"}}})
@@ -149,7 +149,7 @@ async def update_patient(
 )
 async def search_patients(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPatients,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.identifier_systems import is_absolute_uri
 from app.domain.types import Sex
 from app.kit.pagination import Page
-from app.schemas_common import (
+from app.kit.schemas_common import (
     EARLIEST_DATE,
     IdentifierIn,
     IdentifierOut,

@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.concurrency import PreconditionFailedError, version_etag
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import ConflictError, NotFoundError
 from app.domain.person_names import join_given
-from app.errors import ConflictError, NotFoundError
+from app.kit.concurrency import PreconditionFailedError, version_etag
 from app.kit.lookup import found
 from app.models.mixins import PatientKey
 from app.models.patient import Patient, PatientIdentifier

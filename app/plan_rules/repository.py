@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.versioned_sets.repository import VersionedSetRepository
 from app.models.plan_rule_set import PlanRuleSet
-from app.versioned_sets.repository import VersionedSetRepository
 
 RULE_SETS = VersionedSetRepository(PlanRuleSet)
 

@@ -5,10 +5,9 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 
-from app import uploads
 from app.audit.context import audit_target
 from app.auth.deps import CanReadRules, CanWriteRules
-from app.deps import ReadSession, WriteSession
+from app.core.deps import AuditedSession, ReadSession
 from app.domain.plans.rules import (
     RuleSetDocument,
     RuleSetFormatError,
@@ -16,12 +15,13 @@ from app.domain.plans.rules import (
     parse_rule_set_yaml,
 )
 from app.idempotency.http import Idem
+from app.kit import uploads
+from app.kit.versioned_sets import http as sets_http
+from app.kit.versioned_sets.http import Activatable
+from app.kit.versioned_sets.upload import UploadReader, json_and_yaml
 from app.plan_rules import service
 from app.plan_rules.repository import RULE_SETS
 from app.plan_rules.schemas import RuleSetDetailOut, RuleSetOut, RuleSetPage
-from app.versioned_sets import http as sets_http
-from app.versioned_sets.http import Activatable
-from app.versioned_sets.upload import UploadReader, json_and_yaml
 
 router = sets_http.set_router("/api/v1/plan-rule-sets", "plan rule sets")
 
@@ -78,7 +78,7 @@ _UPLOAD = UploadReader[RuleSetDocument](
 )
 async def import_rule_set(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRules,
     idem: Idem,
     activate: Annotated[
@@ -150,7 +150,7 @@ async def get_rule_set(
 )
 async def activate_rule_set(
     rule_set_id: uuid.UUID,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRules,
     activation: sets_http.SetActivation,
 ) -> RuleSetOut:

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from app.pagination import PageMeta
-from app.schemas_common import OutputModel
+from app.kit.pagination import PageMeta
+from app.kit.schemas_common import OutputModel
 
 
 class RuleSetOut(OutputModel):

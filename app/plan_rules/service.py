@@ -8,19 +8,19 @@ from importlib import resources
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import AppError, UnprocessableError
 from app.domain.catalog import default_catalog
 from app.domain.plans.rules import RuleSetDocument, parse_rule_set_yaml
-from app.errors import AppError, UnprocessableError
+from app.kit.versioned_sets.cache import SetCache
+from app.kit.versioned_sets.service import SetLifecycle
 from app.models.plan_rule_set import PlanRuleSet
 from app.plan_rules import repository
-from app.versioned_sets.cache import SetCache
-from app.versioned_sets.service import SetLifecycle
 
 RATIO_CODES = frozenset({"ca_mg_molar", "zn_cu_molar"})
 RULE_SET_LIFECYCLE = SetLifecycle(repository.RULE_SETS, noun="rule set", title="plan rule set")
 
 # Parsed documents of this process, keyed by (organization_id, rule_set_id): a stored set never
-# changes, so an entry never goes stale (see app/versioned_sets/cache.py).
+# changes, so an entry never goes stale (see app/kit/versioned_sets/cache.py).
 DOCUMENTS: SetCache[RuleSetDocument] = SetCache(size=32)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.plans import freshness
 from app.domain.plans.document import AcknowledgedResult, PlanDocument, ReviewAcknowledged
 from app.domain.plans.facts import PlanFacts, ResultFact

@@ -14,16 +14,16 @@ from fastapi import Depends, Request, Response
 from app.audit.context import audit_target
 from app.auth.deps import CanReadPlans, CanWritePlans
 from app.auth.principal import Principal
-from app.concurrency import require_if_match, version_etag
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.idempotency.http import Idem
+from app.kit.concurrency import require_if_match, version_etag
 from app.models.plan import TreatmentPlan
 from app.plans import service, views
 from app.plans.schemas import PlanCreate, PlanOut, RegenerateIn
 
 
 async def _load(
-    request: Request, session: WriteSession, principal: Principal, plan_id: uuid.UUID
+    request: Request, session: AuditedSession, principal: Principal, plan_id: uuid.UUID
 ) -> TreatmentPlan:
     audit_target(request, resource_id=plan_id)
     plan = await service.get_or_raise(
@@ -34,13 +34,13 @@ async def _load(
 
 
 async def valid_plan(
-    plan_id: uuid.UUID, request: Request, session: WriteSession, principal: CanReadPlans
+    plan_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanReadPlans
 ) -> TreatmentPlan:
     return await _load(request, session, principal, plan_id)
 
 
 async def valid_plan_for_write(
-    plan_id: uuid.UUID, request: Request, session: WriteSession, principal: CanWritePlans
+    plan_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanWritePlans
 ) -> TreatmentPlan:
     return await _load(request, session, principal, plan_id)
 
@@ -66,7 +66,7 @@ class PlanChange:
         self,
         request: Request,
         response: Response,
-        session: WriteSession,
+        session: AuditedSession,
         principal: CanWritePlans,
         plan: WritablePlan,
     ) -> None:
@@ -96,7 +96,7 @@ class PlanDrafting:
     201 is stored so a retry replays it."""
 
     def __init__(
-        self, request: Request, session: WriteSession, principal: CanWritePlans, idem: Idem
+        self, request: Request, session: AuditedSession, principal: CanWritePlans, idem: Idem
     ) -> None:
         self.request, self.session, self.principal, self.idem = request, session, principal, idem
 

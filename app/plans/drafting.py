@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.plans import engine, safety
 from app.domain.plans.context import usable_ratio
 from app.domain.plans.document import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import AppError, ConflictError, UnprocessableError
+from app.core.errors import AppError, ConflictError, UnprocessableError
 
 
 class IllegalTransitionError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.openapi.models import Example
 
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
-from app.problems import problem_doc
+from app.kit.problems import problem_doc
 
 # OpenAPI `responses` entries (status → response object).
 Responses = dict[int | str, dict[str, object]]

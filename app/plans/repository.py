@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.plans.document import PlanBasis, PlanDocument
 from app.models.panel import Panel, Result
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion

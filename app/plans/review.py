@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError
 from app.domain.plans import safety
 from app.domain.plans.document import Override, PlanBasis, open_findings
 from app.domain.plans.items import PlanItem, SafetyFinding
 from app.domain.plans.rules import RuleSetDocument
-from app.errors import NotFoundError
 from app.models.plan import TreatmentPlan
 from app.patients import service as patients
 from app.plan_rules import repository as rule_set_repository

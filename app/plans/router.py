@@ -10,9 +10,10 @@ from fastapi.types import DecoratedCallable
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans
-from app.deps import SettingsDep, WriteSession
+from app.core.deps import AuditedSession, SettingsDep
 from app.domain.plans.diff import diff_versions
 from app.kit.pagination import Cursor, Limit, link_next
+from app.kit.problems import PROBLEM_RESPONSES, problem_doc
 from app.models.plan import TreatmentPlan
 from app.plans import activation, drafting, editing, openapi, service, views
 from app.plans import worklist as plan_worklist
@@ -32,7 +33,6 @@ from app.plans.schemas import (
     StatusChange,
     WorklistOut,
 )
-from app.problems import PROBLEM_RESPONSES, problem_doc
 
 router = APIRouter(
     prefix="/api/v1",
@@ -42,7 +42,7 @@ router = APIRouter(
 
 
 async def _plan_response_checked(
-    session: WriteSession, plan: TreatmentPlan, response: Response
+    session: AuditedSession, plan: TreatmentPlan, response: Response
 ) -> PlanOut:
     """A plan read on its own: `can_activate` also weighs results that arrived since drafting."""
     response.headers["ETag"] = plan_etag(plan)
@@ -111,7 +111,7 @@ async def create_plan(
 async def list_patient_plans(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     status_: Annotated[
         list[PlanStatus] | None,
@@ -148,7 +148,7 @@ async def list_patient_plans(
 )
 async def worklist(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     due_within_days: Annotated[
         int, Query(ge=0, le=365, description="Retests due within this many days from today.")
@@ -197,7 +197,7 @@ async def worklist(
 )
 async def get_plan(
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     settings: SettingsDep,
     representation: Negotiated,
@@ -322,7 +322,7 @@ async def regenerate_plan(
     response_model=PlanVersionList,
 )
 async def list_versions(
-    session: WriteSession, principal: CanReadPlans, plan: ReadablePlan
+    session: AuditedSession, principal: CanReadPlans, plan: ReadablePlan
 ) -> PlanVersionList:
     """Every version of the plan, oldest first: what changed (`generated`, `items-edited`,
     `status:<status>`), why, by whom and when."""
@@ -345,7 +345,7 @@ async def get_version(
     plan_id: uuid.UUID,
     version: Annotated[int, Path(ge=1, le=1_000_000)],
     plan: ReadablePlan,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
 ) -> PlanVersionDetailOut:
     """The plan exactly as it was at `version`: items, findings, overrides and basis."""
@@ -363,7 +363,7 @@ async def get_version(
     response_model=PlanDiffOut,
 )
 async def diff(
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     plan: ReadablePlan,
     from_version: Annotated[

@@ -19,7 +19,7 @@ from app.domain.plans.items import (
     Text,
 )
 from app.kit.pagination import Page
-from app.schemas_common import IdentifierOut, InputModel, OutputModel
+from app.kit.schemas_common import IdentifierOut, InputModel, OutputModel
 
 PlanStatus = Literal["draft", "active", "completed", "revoked", "entered-in-error"]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]

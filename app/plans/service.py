@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.concurrency import PreconditionFailedError
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError
 from app.domain.plans.document import PlanDocument
 from app.domain.plans.items import PlanItem, SafetyFinding
-from app.errors import NotFoundError
+from app.kit.concurrency import PreconditionFailedError
 from app.kit.pagination import Keyset, decode_optional, keyset
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
 from app.patients import service as patients

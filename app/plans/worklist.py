@@ -13,9 +13,10 @@ from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.domain.plans.items import PlanItem, Retest
 from app.kit.pagination import decode_keyset, decode_optional, encode_keyset, keyset
+from app.kit.schemas_common import IdentifierOut
 from app.models.plan import TreatmentPlan
 from app.plans import repository, views
 from app.plans.schemas import (
@@ -27,7 +28,6 @@ from app.plans.schemas import (
     WorklistPatient,
 )
 from app.results.labels import PatientLabel, patient_labels
-from app.schemas_common import IdentifierOut
 
 
 @dataclass(frozen=True, slots=True)

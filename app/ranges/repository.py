@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.kit.versioned_sets.repository import VersionedSetRepository
 from app.models.range_set import RangeSet, RatioRange, ReferenceRange
-from app.versioned_sets.repository import VersionedSetRepository
 
 RANGE_SETS = VersionedSetRepository(
     RangeSet, load=(selectinload(RangeSet.rows), selectinload(RangeSet.ratios))

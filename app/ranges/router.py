@@ -7,21 +7,21 @@ from fastapi import Query, Request, Response
 
 from app.audit.context import audit_target
 from app.auth.deps import CanReadRanges, CanWriteRanges
-from app.deps import ReadSession, WriteSession
+from app.core.deps import AuditedSession, ReadSession
+from app.core.errors import NotFoundError
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.range_sets import (
     RangeSetDocument,
     parse_range_set_csv,
     parse_range_set_yaml,
 )
-from app.errors import NotFoundError
 from app.idempotency.http import Idem
+from app.kit.versioned_sets import http as sets_http
+from app.kit.versioned_sets.http import Activatable
+from app.kit.versioned_sets.upload import Parser, UploadReader, json_and_yaml
 from app.ranges import service
 from app.ranges.repository import RANGE_SETS
 from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
-from app.versioned_sets import http as sets_http
-from app.versioned_sets.http import Activatable
-from app.versioned_sets.upload import Parser, UploadReader, json_and_yaml
 
 router = sets_http.set_router("/api/v1/range-sets", "reference ranges")
 
@@ -112,7 +112,7 @@ _UPLOAD = UploadReader[RangeSetDocument](
 )
 async def import_range_set(
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRanges,
     idem: Idem,
     activate: Annotated[bool, Query(description="Make it the active set right away.")] = False,
@@ -146,7 +146,7 @@ def _etag(range_set: Activatable) -> str:
 
 
 async def _detail(
-    session: ReadSession | WriteSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
+    session: ReadSession | AuditedSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
 ) -> RangeSetDetailOut:
     range_set = await service.RANGE_SET_LIFECYCLE.loaded_or_raise(
         session, organization_id=organization_id, set_id=range_set_id
@@ -201,7 +201,7 @@ async def get_range_set(
 )
 async def activate_range_set(
     range_set_id: uuid.UUID,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWriteRanges,
     activation: sets_http.SetActivation,
 ) -> RangeSetOut:

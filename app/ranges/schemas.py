@@ -3,8 +3,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from app.pagination import PageMeta
-from app.schemas_common import JsonDecimal, OutputModel
+from app.kit.pagination import PageMeta
+from app.kit.schemas_common import JsonDecimal, OutputModel
 
 
 class RangeRowOut(OutputModel):

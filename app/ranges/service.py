@@ -8,24 +8,24 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import UnprocessableError
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError, UnknownAnalyteError
 from app.domain.range_sets import RangeSetDocument, parse_range_set_yaml
 from app.domain.reference_ranges import validate_rows
 from app.domain.types import RangeRow
-from app.errors import UnprocessableError
+from app.kit.versioned_sets.cache import SetCache
+from app.kit.versioned_sets.service import SetLifecycle
 from app.models.range_set import RangeSet
 from app.ranges import repository
 from app.ranges.compiled import CompiledRangeSet, compile_range_set, compile_rows
-from app.versioned_sets.cache import SetCache
-from app.versioned_sets.service import SetLifecycle
 
 RANGE_SET_LIFECYCLE = SetLifecycle(
     repository.RANGE_SETS, noun="range set", title="reference-range set"
 )
 
 # The compiled sets of this process, keyed by (organization_id, range_set_id): a set never
-# changes once stored, so an entry never goes stale (see app/versioned_sets/cache.py).
+# changes once stored, so an entry never goes stale (see app/kit/versioned_sets/cache.py).
 COMPILED: SetCache[CompiledRangeSet] = SetCache(size=32)
 
 

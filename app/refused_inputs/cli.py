@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction, utcnow
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction, utcnow
 from app.refused_inputs import repository
 
 

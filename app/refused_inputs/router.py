@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from app.audit.context import audit_target, audited
 from app.auth.deps import require
 from app.auth.principal import Principal, Scope
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.kit.pagination import Cursor, Limit, Page, decode_optional, keyset_page
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.models.refused_input import RefusedInput
-from app.problems import problem_doc
 from app.refused_inputs import repository, service
 
 CanManageRefused = Annotated[Principal, Security(require(Scope.REFUSED_INPUTS))]
@@ -69,7 +69,7 @@ def _out(row: RefusedInput) -> RefusedInputOut:
 async def list_refused_inputs(
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanManageRefused,
     channel: Annotated[Channel | None, Query(description="Only this channel.")] = None,
     status: Annotated[Status | None, Query(description="Only this status.")] = None,
@@ -99,7 +99,7 @@ async def list_refused_inputs(
     dependencies=[Depends(audited("read", "refused_input"))],
 )
 async def get_refused_input(
-    refused_id: uuid.UUID, request: Request, session: WriteSession, principal: CanManageRefused
+    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
 ) -> RefusedInputDetail:
     """The refused input with its raw payload, reason and sender."""
     audit_target(request, resource_id=refused_id)
@@ -127,7 +127,7 @@ async def get_refused_input(
     dependencies=[Depends(audited("reprocess", "refused_input"))],
 )
 async def reprocess_refused_input(
-    refused_id: uuid.UUID, request: Request, session: WriteSession, principal: CanManageRefused
+    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
 ) -> Response:
     """Runs the input again through the same ingestion as a fresh one (HL7 service, FHIR
     Bundle processing, panel ingest), with the same validation, dedupe and idempotency (an
@@ -164,7 +164,7 @@ async def reprocess_refused_input(
     dependencies=[Depends(audited("discard", "refused_input"))],
 )
 async def discard_refused_input(
-    refused_id: uuid.UUID, request: Request, session: WriteSession, principal: CanManageRefused
+    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
 ) -> RefusedInputOut:
     """Closes a refusal that cannot be fixed without changing the data (e.g. a unit the lab
     must correct and resend): nothing is run, the input stays readable until retention."""

@@ -21,9 +21,8 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction, utcnow
-from app.domain.catalog import default_catalog
-from app.errors import (
+from app.core.db import transaction, utcnow
+from app.core.errors import (
     PROBLEM_BASE,
     PROBLEM_JSON,
     AppError,
@@ -31,6 +30,7 @@ from app.errors import (
     is_database_unavailable,
     validation_errors,
 )
+from app.domain.catalog import default_catalog
 from app.interop.fhir.inbound import parse_bundle
 from app.interop.fhir.outcome import FHIR_JSON, FhirError, operation_outcome, outcome_of
 from app.interop.fhir.transaction import process_bundle

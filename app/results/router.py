@@ -7,7 +7,7 @@ from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.kit.pagination import Cursor, Limit, decode_optional, link_next
 from app.kit.routing import api_router
 from app.results import service
@@ -25,7 +25,7 @@ router = api_router("results")
 async def list_flagged_results(
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPanels,
     flag: Annotated[
         ResultFlag,

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from app.kit.pagination import Page
+from app.kit.schemas_common import IdentifierOut, OutputModel
 from app.panels.schemas import ResultOut
-from app.schemas_common import IdentifierOut, OutputModel
 
 ResultFlag = Literal["abnormal", "critical", "possibly-critical"]
 

@@ -7,15 +7,15 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import query_params
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
+from app.kit import query_params
 from app.kit.pagination import keyset
+from app.kit.schemas_common import IdentifierOut
 from app.panels.views import result_out
 from app.results import repository
 from app.results.labels import patient_labels
 from app.results.schemas import FlaggedResultOut, FlaggedResultPage
-from app.schemas_common import IdentifierOut
 
 
 class InvalidResultQueryError(query_params.InvalidQueryError):

@@ -7,11 +7,11 @@ from fastapi import Depends, Query, Request, Response
 
 from app.audit.context import audited
 from app.auth.deps import CanReadPlans
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.kit.pagination import Cursor, Limit, decode_optional, link_next
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.patients.deps import KnownPatient
-from app.problems import problem_doc
 from app.series import service
 from app.series.schemas import SeriesPage
 from app.sleep.router import DateFrom, DateTo
@@ -34,7 +34,7 @@ async def get_patient_series(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     _patient: KnownPatient,
     analyte: Annotated[

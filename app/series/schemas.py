@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from app.kit.pagination import PageMeta
-from app.schemas_common import JsonDecimal, OutputModel
+from app.kit.schemas_common import JsonDecimal, OutputModel
 
 
 class SeriesOut(OutputModel):

@@ -11,10 +11,10 @@ from typing import Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import query_params
 from app.domain.catalog import Analyte, default_catalog
 from app.domain.errors import DomainError
 from app.domain.units import convert
+from app.kit import query_params
 from app.kit.pagination import encode_cursor
 from app.models.mixins import PatientKey
 from app.models.panel import Result

@@ -8,15 +8,15 @@ from fastapi import Body, Depends, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPlans, CanWritePlans
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
 from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
+from app.kit.schemas_common import EARLIEST_DATE
 from app.patient_context.service import get_patient_or_raise
 from app.patients.deps import KnownPatient
-from app.problems import problem_doc
-from app.schemas_common import EARLIEST_DATE
 from app.sleep import service
 from app.sleep.schemas import (
     ASSESSMENT_EXAMPLE,
@@ -73,7 +73,7 @@ def _location(patient_id: uuid.UUID, assessment_id: uuid.UUID) -> str:
 async def create_sleep_assessment(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanWritePlans,
     idem: Idem,
     body: Annotated[
@@ -111,7 +111,7 @@ async def create_sleep_assessment(
 async def list_sleep_assessments(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     _patient: KnownPatient,
     limit: Limit = 50,
@@ -147,7 +147,7 @@ async def get_sleep_assessment(
     patient_id: uuid.UUID,
     assessment_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
 ) -> SleepAssessmentOut:
     """Returns one recorded sleep assessment with its answers, total and category. An unknown

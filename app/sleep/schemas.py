@@ -8,8 +8,8 @@ from pydantic import Field, StrictInt
 
 from app.domain.isi import ITEM_COUNT, ITEM_MAX, ITEM_MIN
 from app.kit.pagination import Page
+from app.kit.schemas_common import InputModel, OutputModel
 from app.patient_context.schemas import Note, PastDate
-from app.schemas_common import InputModel, OutputModel
 
 IsiAnswer = Annotated[StrictInt, Field(ge=ITEM_MIN, le=ITEM_MAX)]
 

@@ -9,15 +9,15 @@ from datetime import UTC, date, datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.core.db import utcnow
+from app.core.errors import NotFoundError, UnprocessableError
 from app.domain import isi
 from app.domain.plans.facts import SleepFact
-from app.errors import NotFoundError, UnprocessableError
 from app.kit.lookup import found
+from app.kit.query_params import InvalidQueryError
 from app.models.mixins import PatientKey
 from app.models.patient import Patient
 from app.models.sleep_assessment import SleepAssessment
-from app.query_params import InvalidQueryError
 from app.sleep import repository
 from app.sleep.schemas import SleepAssessmentCreate, SleepAssessmentOut
 

@@ -6,11 +6,11 @@ from fastapi import Depends, Request, Response
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPlans
-from app.deps import WriteSession
+from app.core.deps import AuditedSession
 from app.kit.pagination import Cursor, Limit, decode_optional, encode_cursor, link_next
+from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.patient_context.service import get_patient_or_raise
-from app.problems import problem_doc
 from app.sleep.router import DateFrom, DateTo
 from app.timeline import service
 from app.timeline.schemas import TimelinePage
@@ -28,7 +28,7 @@ router = api_router("timeline", "/api/v1/patients/{patient_id}/timeline")
 async def get_timeline(
     patient_id: uuid.UUID,
     request: Request,
-    session: WriteSession,
+    session: AuditedSession,
     principal: CanReadPlans,
     limit: Limit = 50,
     cursor: Cursor = None,

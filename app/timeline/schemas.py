@@ -8,8 +8,8 @@ from pydantic import Field
 
 from app.domain.result_status import ResultStatus
 from app.kit.pagination import Page
+from app.kit.schemas_common import JsonDecimal, OutputModel
 from app.panels.schemas import RatioOut
-from app.schemas_common import JsonDecimal, OutputModel
 
 
 class TimelineResultOut(OutputModel):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.db
 
 revision: str = "d35fdc2046cf"
 down_revision: str | None = None
@@ -27,7 +27,7 @@ def upgrade() -> None:
         "organization",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organization")),
         sa.UniqueConstraint("name", name=op.f("uq_organization_name")),
     )
@@ -38,8 +38,8 @@ def upgrade() -> None:
         sa.Column("sex", sa.String(length=16), nullable=False),
         sa.Column("birth_date", sa.Date(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "sex IN ('female', 'male', 'other', 'unknown')", name=op.f("ck_patient_sex")
         ),
@@ -66,8 +66,8 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("effective_from", sa.Date(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("activated_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('draft', 'active', 'retired')", name=op.f("ck_range_set_status")
         ),
@@ -103,21 +103,21 @@ def upgrade() -> None:
         sa.Column("accession", sa.String(length=100), nullable=False),
         sa.Column("specimen", sa.String(length=20), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("collected_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("received_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("collected_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("performing_lab", sa.String(length=200), nullable=True),
         sa.Column("source_format", sa.String(length=10), nullable=False),
         sa.Column("payload_hash", sa.String(length=64), nullable=False),
         sa.Column("range_set_id", sa.Uuid(), nullable=True),
         sa.Column("interpretation_version", sa.Integer(), nullable=False),
-        sa.Column("interpreted_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("interpreted_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("has_critical", sa.Boolean(), nullable=False),
         sa.Column(
             "ratios",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "source_format IN ('json', 'fhir', 'hl7v2')", name=op.f("ck_panel_source_format")
         ),
@@ -196,8 +196,8 @@ def upgrade() -> None:
         sa.Column("display", sa.String(length=200), nullable=False),
         sa.Column("numerator", sa.String(length=50), nullable=False),
         sa.Column("denominator", sa.String(length=50), nullable=False),
-        sa.Column("low", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("high", app.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("low", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("high", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -217,15 +217,15 @@ def upgrade() -> None:
         sa.Column("analyte", sa.String(length=50), nullable=False),
         sa.Column("specimen", sa.String(length=20), nullable=True),
         sa.Column("sex", sa.String(length=16), nullable=True),
-        sa.Column("age_min_years", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("age_max_years", app.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("age_min_years", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("age_max_years", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
         sa.Column("unit", sa.String(length=20), nullable=False),
-        sa.Column("low", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("high", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("critical_low", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("critical_high", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("absolute_low", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("absolute_high", app.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("low", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("high", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("critical_low", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("critical_high", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("absolute_low", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("absolute_high", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -248,8 +248,8 @@ def upgrade() -> None:
         sa.Column("panel_id", sa.Uuid(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("range_set_id", sa.Uuid(), nullable=True),
-        sa.Column("interpreted_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("superseded_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("interpreted_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("superseded_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column(
             "results",
@@ -291,19 +291,21 @@ def upgrade() -> None:
         sa.Column("panel_id", sa.Uuid(), nullable=False),
         sa.Column("patient_id", sa.Uuid(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("collected_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("collected_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("analyte", sa.String(length=50), nullable=False),
         sa.Column("loinc", sa.String(length=20), nullable=True),
         sa.Column("code_sent", sa.String(length=100), nullable=True),
         sa.Column("value_text", sa.String(length=50), nullable=False),
         sa.Column("comparator", sa.String(length=2), nullable=True),
-        sa.Column("value", app.db.DecimalType(precision=24, scale=8), nullable=False),
+        sa.Column("value", app.core.db.DecimalType(precision=24, scale=8), nullable=False),
         sa.Column("unit", sa.String(length=20), nullable=False),
-        sa.Column("canonical_value", app.db.DecimalType(precision=24, scale=8), nullable=False),
+        sa.Column(
+            "canonical_value", app.core.db.DecimalType(precision=24, scale=8), nullable=False
+        ),
         sa.Column("canonical_unit", sa.String(length=20), nullable=False),
         sa.Column("lab_range_text", sa.String(length=200), nullable=True),
-        sa.Column("lab_range_low", app.db.DecimalType(precision=24, scale=8), nullable=True),
-        sa.Column("lab_range_high", app.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("lab_range_low", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("lab_range_high", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
         sa.Column("lab_flag", sa.String(length=10), nullable=True),
         sa.Column("interpretation", sa.String(length=3), nullable=True),
         sa.Column("critical", sa.Boolean(), nullable=False),
@@ -350,7 +352,7 @@ def upgrade() -> None:
         "organization",
         sa.column("id", sa.Uuid()),
         sa.column("name", sa.String()),
-        sa.column("created_at", app.db.UTCDateTime()),
+        sa.column("created_at", app.core.db.UTCDateTime()),
     )
     op.bulk_insert(
         organization,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.db
 
 APPEND_ONLY = "audit_event is append-only"
 
@@ -32,7 +32,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("occurred_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("organization_id", sa.Uuid(), nullable=True),
         sa.Column("principal_id", sa.String(length=300), nullable=True),
         sa.Column("principal_kind", sa.String(length=20), nullable=True),
@@ -83,8 +83,8 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("response_body", sa.LargeBinary(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('in_flight', 'completed')", name=op.f("ck_idempotency_record_status")
         ),
@@ -104,11 +104,11 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("prefix", sa.String(length=32), nullable=False),
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=200), nullable=True),
-        sa.Column("expires_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_used_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "role IN ('integration', 'clinician', 'admin')", name=op.f("ck_api_key_role")
         ),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.core.db
 
 revision: str = "3f7b1e9a0c26"
 down_revision: str | None = "9e6a3c4d1b52"
@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("local_code", sa.String(length=50), nullable=False),
         sa.Column("analyte", sa.String(length=50), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organization.id"],

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.db
 
 revision: str = "4a8c2d6e1f37"
 down_revision: str | None = "3f7b1e9a0c26"
@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("pregnant", sa.Boolean(), nullable=True),
         sa.Column("lactating", sa.Boolean(), nullable=True),
-        sa.Column("egfr", app.db.DecimalType(precision=24, scale=8), nullable=True),
+        sa.Column("egfr", app.core.db.DecimalType(precision=24, scale=8), nullable=True),
         sa.Column("egfr_measured_on", sa.Date(), nullable=True),
         sa.Column("medications", _json(), nullable=False),
         sa.Column("conditions", _json(), nullable=False),
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("caffeine_servings_per_day", sa.Integer(), nullable=True),
         sa.Column("alcohol_drinks_per_week", sa.Integer(), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("recorded_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("recorded_by", sa.String(length=300), nullable=False),
         sa.CheckConstraint(
             "diet IN ('omnivore', 'vegetarian', 'vegan', 'pescatarian')",
@@ -83,12 +83,12 @@ def upgrade() -> None:
         sa.Column("patient_id", sa.Uuid(), nullable=False),
         sa.Column("instrument", sa.String(length=10), nullable=False),
         sa.Column("assessed_on", sa.Date(), nullable=False),
-        sa.Column("timeline_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("timeline_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("items", _json(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("category", sa.String(length=16), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("recorded_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("recorded_by", sa.String(length=300), nullable=False),
         sa.CheckConstraint(
             "category IN ('none', 'subthreshold', 'moderate', 'severe')",

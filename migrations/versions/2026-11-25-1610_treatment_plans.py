@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.db
 
 revision: str = "5b9d3e7f2a48"
 down_revision: str | None = "4a8c2d6e1f37"
@@ -35,8 +35,8 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("document", JSON, nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("activated_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('draft', 'active', 'retired')", name=op.f("ck_plan_rule_set_status")
         ),
@@ -79,10 +79,10 @@ def upgrade() -> None:
         sa.Column("approver", sa.String(length=200), nullable=True),
         sa.Column("next_retest_date", sa.Date(), nullable=True),
         sa.Column("document", JSON, nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("activated_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('draft', 'active', 'completed', 'revoked', 'entered-in-error')",
             name=op.f("ck_treatment_plan_status"),
@@ -138,7 +138,7 @@ def upgrade() -> None:
         sa.Column("change", sa.String(length=30), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("changed_by", sa.String(length=200), nullable=False),
-        sa.Column("changed_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("changed_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("document", JSON, nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from app.audit.chain import GENESIS_HASH, event_hash, legacy_event_hash, row_key
-from app.db import UTCDateTime
+from app.core.db import UTCDateTime
 
 revision: str = "a8c3d5e7f901"
 down_revision: str | None = "7d1a2b3c4e5f"
@@ -45,7 +45,7 @@ _APPEND_ONLY = "audit_event is append-only"
 def _key() -> bytes:
     secret = context.config.attributes.get("audit_key")
     if secret is None:
-        from app.config import get_settings
+        from app.core.config import get_settings
 
         secret = get_settings().audit_key.get_secret_value()
     return row_key(secret)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import app.db
+import app.core.db
 
 revision: str = "d6a8b0c2e4f6"
 down_revision: str | None = "c5f7a9b1d3e2"
@@ -42,9 +42,9 @@ def upgrade() -> None:
         sa.Column("control_id", sa.String(length=200), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("received_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_refused_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("resolved_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("received_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_refused_at", app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_by", sa.String(length=200), nullable=True),
         sa.Column("result", _JSON, nullable=False),
         sa.ForeignKeyConstraint(

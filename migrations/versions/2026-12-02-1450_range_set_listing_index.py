@@ -4,7 +4,7 @@ Revision ID: a3d5f7b9c1e4
 Revises: c7e1f3a5b9d2
 Create Date: 2026-12-02 14:50:00+00:00
 
-Both set tables now take their constraints from one mixin (app/versioned_sets/model.py); the
+Both set tables now take their constraints from one mixin (app/kit/versioned_sets/model.py); the
 only difference left between them was the (organization_id, created_at, id) index the
 newest-first keyset list reads, which range_set lacked.
 """

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.cli import revoke_api_key_command
 from app.auth.principal import Role
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from tests.api.access import Keys, key_header, make_records, range_set_document
 from tests.api.test_route_matrix import MATRIX

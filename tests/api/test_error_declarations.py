@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import app.main  # noqa: F401  (imports every module, so every AppError subclass is declared)
-from app.errors import (
+from app.core.errors import (
     PROBLEM_BASE,
     PROBLEM_JSON,
     AppError,

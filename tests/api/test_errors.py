@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.config import Settings
-from app.deps import WriteSession
-from app.errors import PROBLEM_BASE, PROBLEM_JSON
+from app.core.config import Settings
+from app.core.deps import AuditedSession
+from app.core.errors import PROBLEM_BASE, PROBLEM_JSON
 from app.main import create_app
 from tests.builders import MRN_SYSTEM, make_patient
 from tests.conftest import Database
@@ -250,7 +250,7 @@ def failing_app(
         raise RuntimeError(SECRET)
 
     @app.post("/boom-after-write")
-    async def boom_after_write(session: WriteSession) -> None:
+    async def boom_after_write(session: AuditedSession) -> None:
         await session.execute(text("DELETE FROM range_set"))
         raise KeyError(SECRET)
 

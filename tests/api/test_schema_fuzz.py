@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.auth.cli import create_api_key_command
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.api.access import ROLES
 from tests.api.test_route_matrix import MATRIX

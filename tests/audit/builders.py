@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import AuditEntry, AuditOutcome
-from app.db import utcnow
+from app.core.db import utcnow
 from app.models.audit import AuditEvent
 
 

@@ -22,7 +22,7 @@ from app.audit.chain import (
     row_key,
     sign_checkpoint,
 )
-from app.config import DEVELOPMENT_AUDIT_KEY, Settings
+from app.core.config import DEVELOPMENT_AUDIT_KEY, Settings
 
 KEY = row_key("unit-test secret, long enough for the chain 0123")
 

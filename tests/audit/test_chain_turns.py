@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import chain_lock, service
 from app.audit.repository import CHAIN_STRIPES
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction
 from tests.audit.builders import audit_entry
 
 pytestmark = pytest.mark.postgres

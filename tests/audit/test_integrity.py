@@ -26,8 +26,8 @@ from app.audit.chain import canonical_bytes
 from app.audit.cli import export_checkpoint_command, verify_audit_command
 from app.audit.roles import setup_roles
 from app.audit.service import append, make_checkpoint, verify
-from app.config import Settings, to_async_url
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.config import Settings, to_async_url
+from app.core.db import make_engine, make_sessionmaker, transaction
 from tests.audit.builders import audit_entry, bypassing_append_only, reinsert, rows_for
 from tests.conftest import BACKENDS, POSTGRES_SERVER_URL, Database, alembic_config
 

@@ -14,8 +14,8 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.audit.chain import GENESIS_HASH, event_hash, legacy_event_hash, row_key
-from app.config import to_async_url
-from app.db import new_id, utcnow
+from app.core.config import to_async_url
+from app.core.db import new_id, utcnow
 from app.models.audit import AuditEvent
 from tests.conftest import BACKENDS, alembic_config
 

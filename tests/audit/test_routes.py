@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.__main__ import main
 from app.auth import service
 from app.auth.principal import Rejection
-from app.config import Settings, get_settings
-from app.db import utcnow
+from app.core.config import Settings, get_settings
+from app.core.db import utcnow
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from tests.api.access import Keys, key_header
 from tests.audit.builders import bypassing_append_only, rows_for

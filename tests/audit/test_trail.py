@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.chain import GENESIS_HASH, event_hash
 from app.audit.cli import verify_audit_command
 from app.audit.service import AuditEntry, VerifyReport, append, chain_key, verify
-from app.config import Settings
-from app.db import transaction
+from app.core.config import Settings
+from app.core.db import transaction
 from app.models.audit import AuditEvent
 from tests.audit.builders import audit_entry, bypassing_append_only, reinsert, rows_for
 from tests.conftest import Database

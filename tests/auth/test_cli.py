@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.cli import create_api_key_command, revoke_api_key_command
 from app.auth.principal import Principal, Role
-from app.config import Settings
-from app.db import utcnow
-from app.errors import NotFoundError, UnprocessableError
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import NotFoundError, UnprocessableError
 from tests.conftest import Database
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import keys, service
 from app.auth.deps import CanReadPanels, CurrentOrganizationId, CurrentPrincipal
 from app.auth.principal import Role
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.main import create_app
 from app.models.api_key import ApiKey
 from tests.auth.tokens import AUDIENCE, ISSUER, SigningKeys, claims, make_signing_keys, sign

@@ -11,7 +11,7 @@ import pytest
 
 from app.auth.oidc import JwksFile, JwksUrl, OidcConfigError, OidcIdentity, OidcVerifier
 from app.auth.principal import Rejection, Role
-from app.config import Settings
+from app.core.config import Settings
 from tests.auth.tokens import (
     AUDIENCE,
     ISSUER,

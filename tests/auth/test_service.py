@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import keys, service
 from app.auth.oidc import OidcIdentity
 from app.auth.principal import ROLE_SCOPES, Principal, Rejection, Role
-from app.errors import NotFoundError, UnprocessableError
+from app.core.errors import NotFoundError, UnprocessableError
 from app.models.api_key import ApiKey
 from app.models.organization import Organization
 from tests.conftest import Database

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.api.test_range_sets import etag_of, import_json, range_set_doc
 from tests.builders import make_patient
 from tests.conftest import Database
 from tests.plans.builders import (
@@ -25,6 +24,7 @@ from tests.plans.builders import (
     record_isi,
 )
 from tests.plans.builders import etag as plan_etag
+from tests.ranges.test_range_sets import etag_of, import_json, range_set_doc
 
 WRITERS = 30
 

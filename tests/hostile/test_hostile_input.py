@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.json_guard import JsonLimits, check_json
+from app.core.json_guard import JsonLimits, check_json
 from tests.builders import make_patient, panel_body
 from tests.conftest import Database
 from tests.interop.fhir.builders import FHIR_JSON, panel_bundle

@@ -12,7 +12,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from app.db import transaction
+from app.core.db import transaction
 from app.idempotency.errors import IdempotencyKeyInFlightError
 from app.idempotency.service import StoredResponse
 from tests.conftest import Database

@@ -14,10 +14,10 @@ from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
-from app.deps import SettingsDep
-from app.errors import install_error_handlers
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction
+from app.core.deps import SettingsDep
+from app.core.errors import install_error_handlers
 from app.idempotency.deps import (
     IDEMPOTENCY_RESPONSES,
     REPLAYED_HEADER,
@@ -29,12 +29,12 @@ from app.idempotency.service import StoredResponse, run_idempotent
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    # The app's WriteSession also authenticates the caller; this bare app has no callers.
+    # The app's AuditedSession also authenticates the caller; this bare app has no callers.
     async with transaction(request.app.state.sessionmaker) as session:
         yield session
 
 
-WriteSession = Annotated[AsyncSession, Depends(_session, scope="function")]
+AuditedSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 def _app(settings: Settings) -> FastAPI:
@@ -53,7 +53,7 @@ def _app(settings: Settings) -> FastAPI:
     @app.post("/things", status_code=201, responses=IDEMPOTENCY_RESPONSES)
     async def create_thing(
         request: Request,
-        session: WriteSession,
+        session: AuditedSession,
         settings: SettingsDep,
         principal_id: Annotated[str, Header(alias="X-Test-Principal")],
         idempotency_key: IdempotencyKey = None,

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.idempotency.cli import purge_idempotency_command
 from app.idempotency.errors import (
     IdempotencyKeyReusedError,

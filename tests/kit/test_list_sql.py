@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Select, select
 
-from app.errors import NotFoundError
+from app.core.errors import NotFoundError
 from app.kit.list_sql import newest_first, within
 from app.kit.lookup import found
 from app.models.mixins import PatientKey

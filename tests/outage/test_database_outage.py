@@ -33,8 +33,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.auth.cli import create_api_key_command
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.ranges import service as range_service
 from tests.conftest import ROOT, alembic_config

@@ -9,8 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.models.refused_input import RefusedInput
 from app.refused_inputs.cli import purge_refused_command
 from tests.builders import MRN_SYSTEM, panel_body, result

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
+from app.core.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
 
 log = logging.getLogger("app.interop.fhir")
 

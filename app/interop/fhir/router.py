@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels, CanReadPatients, CanReadPlans, CanReadRanges, require
 from app.auth.principal import Principal, Scope
-from app.deps import ReadSession, WriteSession
+from app.core.deps import AuditedSession, ReadSession
 from app.interop.fhir import outbound, service
 from app.interop.fhir.capability import capability_statement
 from app.interop.fhir.outcome import FhirError, FhirRoute, Issue, fhir_response
@@ -157,7 +157,7 @@ async def metadata(request: Request) -> Response:
     dependencies=[Depends(audited("create", "bundle"))],
 )
 async def post_bundle(
-    request: Request, session: WriteSession, principal: CanWriteBundles
+    request: Request, session: AuditedSession, principal: CanWriteBundles
 ) -> Response:
     """Stores Patient, DiagnosticReport and Observation entries (POST; PUT Patient?...).
 
@@ -207,7 +207,7 @@ async def post_bundle(
 
 @_reads("/Patient/{patient_id}", "Read a Patient", "patient")
 async def read_patient(
-    patient_id: str, request: Request, session: WriteSession, principal: CanReadPatients
+    patient_id: str, request: Request, session: AuditedSession, principal: CanReadPatients
 ) -> Response:
     """The patient with its identifiers, gender and birth date; 404 outside your organization."""
     return await _read(request, session, principal, patient_id, service.read_patient)
@@ -215,7 +215,7 @@ async def read_patient(
 
 @_searches("/Patient", "Search Patients", "patient")
 async def search_patients(
-    request: Request, session: WriteSession, principal: CanReadPatients
+    request: Request, session: AuditedSession, principal: CanReadPatients
 ) -> Response:
     """Patients by `_id`, `identifier` (`system|value`, `system|` or `value`), `gender` and
     `birthdate`, newest first."""
@@ -227,7 +227,7 @@ async def search_patients(
 
 @_reads("/Observation/{observation_id}", "Read an Observation", "observation")
 async def read_observation(
-    observation_id: str, request: Request, session: WriteSession, principal: CanReadPanels
+    observation_id: str, request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> Response:
     """One result: canonical value, the value as sent, our and the lab's interpretation and
     reference range."""
@@ -236,7 +236,7 @@ async def read_observation(
 
 @_searches("/Observation", "Search Observations", "observation")
 async def search_observations(
-    request: Request, session: WriteSession, principal: CanReadPanels
+    request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> Response:
     """Results by `_id`, `patient` / `subject` (any reference form) / `patient._id`, `code`
     (LOINC, ours or the code the lab sent; comma-separated), `date` (collection time with
@@ -251,7 +251,7 @@ async def search_observations(
 
 @_reads("/DiagnosticReport/{report_id}", "Read a DiagnosticReport", "panel")
 async def read_report(
-    report_id: str, request: Request, session: WriteSession, principal: CanReadPanels
+    report_id: str, request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> Response:
     """A panel, with `result` references to its Observations."""
     return await _read(request, session, principal, report_id, service.read_report)
@@ -259,7 +259,7 @@ async def read_report(
 
 @_searches("/DiagnosticReport", "Search DiagnosticReports", "panel")
 async def search_reports(
-    request: Request, session: WriteSession, principal: CanReadPanels
+    request: Request, session: AuditedSession, principal: CanReadPanels
 ) -> Response:
     """Panels by `_id`, `patient` / `subject` / `patient._id`, `date` and `status`;
     `_sort=date|-date` (default newest first), `_include=DiagnosticReport:patient`, `_count`."""
@@ -271,7 +271,7 @@ async def search_reports(
 
 @_reads("/CarePlan/{plan_id}", "Read a CarePlan", "plan")
 async def read_care_plan(
-    plan_id: str, request: Request, session: WriteSession, principal: CanReadPlans
+    plan_id: str, request: Request, session: AuditedSession, principal: CanReadPlans
 ) -> Response:
     """A treatment plan, one activity per plan item."""
     return await _read(request, session, principal, plan_id, service.read_care_plan)
@@ -279,7 +279,7 @@ async def read_care_plan(
 
 @_searches("/CarePlan", "Search CarePlans", "plan")
 async def search_care_plans(
-    request: Request, session: WriteSession, principal: CanReadPlans
+    request: Request, session: AuditedSession, principal: CanReadPlans
 ) -> Response:
     """Plans by `_id`, `patient` / `subject` and `status` (comma-separated: any of), newest
     first."""

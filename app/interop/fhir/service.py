@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.audit.entries import build_entry
 from app.auth.principal import Principal
+from app.core.errors import NotFoundError
 from app.domain.catalog import Catalog, default_catalog
-from app.errors import NotFoundError
 from app.interop.fhir import outbound, repository
 from app.interop.fhir.careplan import care_plan_resource
 from app.interop.fhir.inbound import parse_bundle, parse_token

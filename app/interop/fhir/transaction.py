@@ -23,8 +23,8 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import AppError
 from app.domain.patient_matching import TypedIdentifier
-from app.errors import AppError
 from app.interop.fhir.inbound import IdentifierToken, ParsedBundle, PatientUnit, ReportUnit
 from app.interop.fhir.outcome import (
     FhirError,

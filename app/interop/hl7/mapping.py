@@ -31,9 +31,9 @@ from app.interop.hl7.message import (
     OruMessage,
     PatientIdentification,
 )
+from app.kit.schemas_common import IdentifierIn
 from app.panels.schemas import LabRangeIn, PanelCreate, PatientRef, ResultIn
 from app.patients.schemas import HumanNameIn, PatientCreate
-from app.schemas_common import IdentifierIn
 
 LOINC_SYSTEMS = frozenset({"LN", "LNC", "LOINC", "HTTP://LOINC.ORG"})
 # HL7 tables 0070 / 0487 specimen codes (and the spellings labs use) → our specimens.

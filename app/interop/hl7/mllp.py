@@ -51,8 +51,8 @@ from app.audit import service as audit
 from app.audit.entries import build_entry
 from app.audit.service import AuditEntry, AuditOutcome
 from app.auth.principal import Principal, Rejection
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker, transaction
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, transaction
 from app.interop.hl7 import audit as hl7_audit
 from app.interop.hl7 import intake, service
 from app.interop.hl7.ack import answer_body, build_ack

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service as auth
 from app.auth.principal import Principal, Rejection, Scope
-from app.db import transaction, utcnow
-from app.errors import AppError
+from app.core.db import transaction, utcnow
+from app.core.errors import AppError
 from app.models.api_key import ApiKey
 
 # The listener's logger: a refused key is reported where the listener's other events are.

@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from app.errors import AppError
+from app.core.errors import AppError
 from app.interop.hl7.errors import ErrorCode, Issue, Location, MessageError
 from app.interop.hl7.locations import issue_location
 from app.interop.hl7.mapping import PanelDraft

@@ -9,16 +9,16 @@ from starlette.types import Receive, Scope, Send
 
 from app.audit.context import audited
 from app.auth.deps import AUTH_RESPONSES, CanWritePanels
-from app.deps import SettingsDep, WriteSession
-from app.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
+from app.core.deps import AuditedSession, SettingsDep
+from app.core.errors import DATABASE_RETRY_AFTER_SECONDS, AppError, is_database_unavailable
 from app.interop.hl7 import audit as hl7_audit
 from app.interop.hl7 import intake, service
 from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.errors import ErrorCode, Issue, ParseError
 from app.interop.hl7.parser import read_header, split_messages
+from app.kit.problems import problem_doc
+from app.kit.uploads import UnsupportedMediaTypeError
 from app.ops import metrics
-from app.problems import problem_doc
-from app.uploads import UnsupportedMediaTypeError
 
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 ACCEPTED_MEDIA_TYPES = (HL7_MEDIA_TYPE, "text/plain")
@@ -158,7 +158,7 @@ def _er7_body() -> dict[str, Any]:
     dependencies=[Depends(audited("create", "panel"))],
 )
 async def post_oru(
-    request: Request, session: WriteSession, principal: CanWritePanels, settings: SettingsDep
+    request: Request, session: AuditedSession, principal: CanWritePanels, settings: SettingsDep
 ) -> Response:
     """Stores lab results sent as HL7 v2 **ORU^R01** messages (versions 2.3 to 2.5.1, ER7
     encoding) and answers with HL7 acknowledgements, exactly as the JSON API would store them:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.code_maps.service import code_maps_for
-from app.db import utcnow
-from app.errors import AppError, is_database_unavailable
+from app.core.db import utcnow
+from app.core.errors import AppError, is_database_unavailable
 from app.interop.hl7 import repository
 from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps

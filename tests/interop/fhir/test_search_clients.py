@@ -20,7 +20,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound
 from sqlalchemy import text
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.builders import make_patient, post_panel, result
 from tests.conftest import DEFAULT_ORGANIZATION, Database

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 
 from app.auth.cli import create_api_key_command, revoke_api_key_command
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.interop.hl7 import parser as hl7_parser
 from app.interop.hl7 import service as hl7_service
 from app.interop.hl7.mllp import (

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from app.config import Settings
+from app.core.config import Settings
 from tests.audit.builders import rows_for
 from tests.builders import make_patient, post_panel, result, result_for
 from tests.conftest import DEFAULT_ORGANIZATION, Database

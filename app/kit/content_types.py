@@ -15,8 +15,8 @@ from fastapi import Request, params
 from fastapi.routing import APIRoute
 
 from app.audit.context import start_draft_for_route
-from app.errors import AppError
-from app.query_params import is_checked
+from app.core.errors import AppError
+from app.kit.query_params import is_checked
 
 JSON_MEDIA_TYPES = ("application/json",)
 

@@ -15,11 +15,11 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.concurrency import lock_for_update
-from app.db import utcnow
-from app.errors import ConflictError, NotFoundError
-from app.versioned_sets.model import VersionedSet
-from app.versioned_sets.repository import VersionedSetRepository
+from app.core.db import utcnow
+from app.core.errors import ConflictError, NotFoundError
+from app.kit.concurrency import lock_for_update
+from app.kit.versioned_sets.model import VersionedSet
+from app.kit.versioned_sets.repository import VersionedSetRepository
 
 S = TypeVar("S", bound=VersionedSet)
 

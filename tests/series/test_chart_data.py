@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.docs import PAGINATED_OPERATIONS
+from app.core.docs import PAGINATED_OPERATIONS
 from tests.audit.builders import rows_for
 from tests.builders import expect_problem, make_patient, post_panel, result, result_for
 from tests.conftest import Database

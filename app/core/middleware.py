@@ -13,7 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit.context import draft_of, record_unwritten
-from app.errors import (
+from app.core.errors import (
     JsonLimitError,
     PayloadTooLargeError,
     database_unavailable_response,
@@ -21,8 +21,8 @@ from app.errors import (
     is_database_unavailable,
     problem_response,
 )
-from app.json_guard import JsonLimits, check_json
-from app.security_headers import API_POLICY, html_policy
+from app.core.json_guard import JsonLimits, check_json
+from app.core.security_headers import API_POLICY, html_policy
 
 log = logging.getLogger("app.middleware")
 access_log = logging.getLogger("app.access")

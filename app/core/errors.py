@@ -73,7 +73,7 @@ class PayloadTooLargeError(StarletteHTTPException):
 
 
 class JsonLimitError(StarletteHTTPException):
-    """The body breaks a JSON bound (number size, nesting depth; see app.json_guard). Raised
+    """The body breaks a JSON bound (number size, nesting depth; see app.core.json_guard). Raised
     while the body is read, before it is parsed, so it is an HTTPException like the 413."""
 
     def __init__(self, status: int, *, type_slug: str, title: str, detail: str) -> None:

@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.audit.context import start_draft_for_route
-from app.errors import AppError
+from app.core.errors import AppError
 
 EXCLUDED_PREFIXES = ("/fhir/",)
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from app.db import Base
-from app.errors import ConflictError, NotFoundError
+from app.core.db import Base
+from app.core.errors import ConflictError, NotFoundError
+from app.kit.versioned_sets.cache import SetCache
 from app.models.organization import DEFAULT_ORGANIZATION_ID
 from app.plan_rules import service as rule_sets
 from app.ranges import service as ranges
-from app.versioned_sets.cache import SetCache
 from tests.conftest import OTHER_ORGANIZATION, Database
 
 ORG = uuid.uuid4()

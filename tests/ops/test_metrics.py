@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from app.ops.router import client_may_read
 from tests.builders import make_patient, post_panel, result

@@ -14,8 +14,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from app import uploads
-from app.errors import UnprocessableError, validation_errors
+from app.core.errors import UnprocessableError, validation_errors
+from app.kit import uploads
 
 D = TypeVar("D")
 M = TypeVar("M", bound=BaseModel)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from app.errors import AppError, UnprocessableError
+from app.core.errors import AppError, UnprocessableError
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AppError
+from app.core.errors import AppError
 
 
 class PreconditionFailedError(

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.context import append_success
 from app.auth.deps import CurrentOrganizationId, CurrentPrincipal
-from app.config import Settings
-from app.db import transaction
+from app.core.config import Settings
+from app.core.db import transaction
 
 
 # Sessions depend on the caller being authenticated: the credential lookup (its own short
@@ -40,7 +40,7 @@ async def _read_session(
 
 # scope="function": the commit happens when the endpoint returns, before the response is sent,
 # so a failed commit can never be reported to the caller as a success.
-WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
+AuditedSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 
 

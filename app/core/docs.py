@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from app.problems import PROBLEM_SCHEMA_REF
+from app.kit.problems import PROBLEM_SCHEMA_REF
 
 # fastapi-offline ships the Swagger UI bundle and the ReDoc standalone build as package data.
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -136,7 +136,7 @@ LINK = _header(
     'RFC 8288 `<url>; rel="next"`: the next page (the same query with `cursor` set), beside '
     "the body's `next_cursor`; absent on the last page."
 )
-# Every keyset-paginated list (app.pagination.link_next sets the header).
+# Every keyset-paginated list (app.kit.pagination.link_next sets the header).
 PAGINATED_OPERATIONS = (
     "searchPatients",
     "listPatientContextVersions",

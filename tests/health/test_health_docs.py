@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.errors import PROBLEM_BASE, PROBLEM_JSON
+from app.core.config import Settings
+from app.core.errors import PROBLEM_BASE, PROBLEM_JSON
 from app.main import create_app
 
 # --- health ---------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_documentation_audit_flags_a_route_added_without_docs(settings: Settings
     document = app.openapi()
     gaps = set(documentation_gaps(document)) - existing
 
-    # Error responses are made problem+json centrally (app.docs.shape_openapi), so a new route
+    # Error responses are made problem+json centrally (app.core.docs.shape_openapi), so a new route
     # can only miss what its author must write: the docstring and the examples.
     assert gaps == {
         "POST /api/v1/undocumented: no description (the route's docstring)",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from app.db import UTCDateTime, utcnow
+from app.core.db import UTCDateTime, utcnow
 from app.models.mixins import OrganizationScoped
 
 SET_STATUSES = ("draft", "active", "retired")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from app.config import Settings
+from app.core.config import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -104,7 +104,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # One connection per process: SQLite has a single writer, and queueing for the pool is
         # an asyncio wait, whereas several connections contend inside SQLite's busy handler,
         # which sleeps in growing steps (seconds of tail latency under load). Requests take it
-        # only after authentication (see app.deps), so none ever waits for a second one.
+        # only after authentication (see app.core.deps), so none ever waits for a second one.
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES
 from app.auth.principal import Principal
-from app.concurrency import activation_etag, require_if_match
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
-from app.pagination import Cursor, Keyset, Limit, decode_optional, keyset_page
-from app.problems import PROBLEM_RESPONSES, problem_doc
-from app.versioned_sets.model import VersionedSet
-from app.versioned_sets.repository import VersionedSetRepository
-from app.versioned_sets.service import SetLifecycle
+from app.kit.concurrency import activation_etag, require_if_match
+from app.kit.pagination import Cursor, Keyset, Limit, decode_optional, keyset_page
+from app.kit.problems import PROBLEM_RESPONSES, problem_doc
+from app.kit.versioned_sets.model import VersionedSet
+from app.kit.versioned_sets.repository import VersionedSetRepository
+from app.kit.versioned_sets.service import SetLifecycle
 
 S = TypeVar("S", bound=VersionedSet)
 

@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
-from app.versioned_sets.model import VersionedSet
+from app.kit.versioned_sets.model import VersionedSet
 
 S = TypeVar("S", bound=VersionedSet)
 

@@ -1,0 +1,1 @@
+"""Application setup: settings, database, dependencies, middleware, errors, docs, logging."""
