@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -16,6 +17,7 @@ from app.batches.schemas import BatchOut
 from app.core.deps import AuditedSession
 from app.core.errors import AppError
 from app.kit.problems import PROBLEM_RESPONSES, problem_doc
+from app.panels.schemas import PANEL_EXAMPLE
 
 router = APIRouter(tags=["panel batches"], responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES})
 
@@ -54,6 +56,13 @@ def _base_entry(request: Request, principal: Principal) -> AuditEntry:
     )
 
 
+# Two panels, one per line, each in the shape POST /api/v1/panels accepts.
+_NDJSON_EXAMPLE = "".join(
+    orjson.dumps(PANEL_EXAMPLE | {"accession": accession}).decode() + "\n"
+    for accession in ("ACC-2026-000123", "ACC-2026-000124")
+)
+
+
 @router.post(
     "/api/v1/panel-batches",
     summary="Post many panels as NDJSON",
@@ -67,7 +76,10 @@ def _base_entry(request: Request, principal: Principal) -> AuditEntry:
         415: problem_doc("The body is not `application/x-ndjson`."),
     },
     openapi_extra={
-        "requestBody": {"required": True, "content": {NDJSON: {"schema": {"type": "string"}}}}
+        "requestBody": {
+            "required": True,
+            "content": {NDJSON: {"schema": {"type": "string"}, "example": _NDJSON_EXAMPLE}},
+        }
     },
 )
 async def post_panel_batch(request: Request, principal: CanWritePanels) -> Response:
