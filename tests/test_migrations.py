@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
+from app.audit.chain import GENESIS_HASH
 from app.core.config import to_async_url
 from app.core.db import Base
 from tests.conftest import alembic_config
@@ -108,3 +109,23 @@ def test_each_revision_downgrades_to_its_predecessor(empty_database: str) -> Non
         assert current == revision.down_revision
 
     assert tables_in(empty_database) - {"alembic_version"} == set()
+
+
+def test_audit_append_works_after_downgrading_the_striped_chain(
+    scratch_database: Callable[[str], str],
+) -> None:
+    """Downgrading past the striped chain restores a two-argument append function that runs
+    (PL/pgSQL resolves column names only when it runs: a body naming the dropped `chain`
+    column would make every audited write fail after the downgrade)."""
+    url = scratch_database("postgresql")
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    command.downgrade(config, "50868c101b58")
+
+    # An empty trail's tail is the genesis hash: a wrong expected tail is answered with it.
+    tail = scalar(url, "SELECT audit_append_rows('[]'::jsonb, 'not the tail')")
+
+    assert tail == GENESIS_HASH
+    command.upgrade(config, "head")
+    striped = "SELECT audit_append_rows('[]'::jsonb, 'not the tail', 0::smallint)"
+    assert scalar(url, striped) == GENESIS_HASH

@@ -13,9 +13,14 @@ from app.core.db import make_engine, make_sessionmaker, transaction
 
 
 async def _verify(settings: Settings, checkpoint: dict[str, Any] | None) -> VerifyReport:
-    engine = make_engine(settings)
+    engine = reader = make_engine(settings)
+    if engine.dialect.name == "postgresql":
+        # One snapshot for the whole walk: the trail is read in batches, and under READ
+        # COMMITTED a row of one chain committed between two batches (behind a later seq of
+        # another chain) would look like a broken link. SQLite transactions are one snapshot.
+        reader = engine.execution_options(isolation_level="REPEATABLE READ")
     try:
-        async with transaction(make_sessionmaker(engine, read_only=True)) as session:
+        async with transaction(make_sessionmaker(reader, read_only=True)) as session:
             return await verify(session, checkpoint=checkpoint)
     finally:
         await engine.dispose()

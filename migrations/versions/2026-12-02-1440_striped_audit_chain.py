@@ -43,6 +43,10 @@ def _function(striped: bool) -> str:
     values = ", ".join(f"r.{name.strip()}" for name in _COLUMNS.split(","))
     signature = "p_rows jsonb, p_expected_prev text" + (", p_chain smallint" if striped else "")
     chain = "p_chain" if striped else "0"
+    # The unstriped body (the downgrade's) must not name the chain column: it is dropped.
+    of_chain = f"WHERE chain = {chain}" if striped else ""
+    columns = f"{_COLUMNS}, chain" if striped else _COLUMNS
+    row_values = f"{values}, {chain}" if striped else values
     # Lock keys CHAIN_LOCK_KEY - chain: below the historical single key, never above the
     # bigint range.
     return f"""
@@ -62,7 +66,7 @@ def _function(striped: bool) -> str:
                 RAISE EXCEPTION 'audit chain % does not exist', {chain};
             END IF;
             PERFORM pg_advisory_xact_lock({CHAIN_LOCK_KEY} - {chain});
-            SELECT hash INTO tail FROM audit_event WHERE chain = {chain}
+            SELECT hash INTO tail FROM audit_event {of_chain}
                 ORDER BY seq DESC LIMIT 1;
             tail := coalesce(tail, '{GENESIS_HASH}');
             IF tail IS DISTINCT FROM p_expected_prev THEN
@@ -74,8 +78,8 @@ def _function(striped: bool) -> str:
                 IF r.prev_hash IS DISTINCT FROM prev OR r.hash !~ '^[0-9a-f]{{64}}$' THEN
                     RAISE EXCEPTION 'audit row % does not link to the chain', i;
                 END IF;
-                INSERT INTO audit_event ({_COLUMNS}, chain, prev_hash, hash)
-                VALUES ({values}, {chain}, r.prev_hash, r.hash);
+                INSERT INTO audit_event ({columns}, prev_hash, hash)
+                VALUES ({row_values}, r.prev_hash, r.hash);
                 prev := r.hash;
             END LOOP;
             RETURN NULL;
