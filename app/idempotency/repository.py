@@ -56,6 +56,7 @@ async def get(session: AsyncSession, *, principal_id: str, key: str) -> Row[Any]
     result = await session.execute(
         select(
             record.id,
+            record.organization_id,
             record.fingerprint,
             record.status,
             record.response_status,

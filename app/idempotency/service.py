@@ -191,7 +191,9 @@ async def _claim_or_find(
             # replacement (a fresh record under the same id cannot exist) safe to race.
             await repository.delete_record(session, record_id=existing.id, expired_before=now)
             continue
-        if existing.fingerprint != fingerprint:
+        # A principal can act for more than one organization (an OIDC user's token names it):
+        # a key used in another organization is another request, never a replay there.
+        if existing.fingerprint != fingerprint or existing.organization_id != organization_id:
             raise IdempotencyKeyReusedError(
                 "This Idempotency-Key was already used with a different request; "
                 "use a new key for a new request."

@@ -39,6 +39,11 @@ def new_principal() -> str:
     return f"key:{uuid.uuid4()}"
 
 
+def organization_of(principal_id: str) -> uuid.UUID:
+    """The principal's own organization in these tests (one per principal id)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, principal_id)
+
+
 def idempotent(
     *,
     key: str | None,
@@ -48,15 +53,18 @@ def idempotent(
     path: str = PATH,
     wait_seconds: float = 5.0,
     retention: timedelta = RETENTION,
+    organization_id: uuid.UUID | None = None,
 ) -> Callable[[AsyncSession], Awaitable[tuple[StoredResponse, bool]]]:
-    """run_idempotent as a function of the session, for `db.in_session`."""
+    """run_idempotent as a function of the session, for `db.in_session`. The organization is
+    the principal's own (one per principal id) unless one is named."""
+    organization = organization_id or organization_of(principal_id)
 
     async def go(session: AsyncSession) -> tuple[StoredResponse, bool]:
         return await run_idempotent(
             session,
             key=key,
             principal_id=principal_id,
-            organization_id=uuid.uuid4(),
+            organization_id=organization,
             method="POST",
             path=path,
             body=body,
@@ -80,7 +88,7 @@ async def store_record(
     await session.execute(
         insert(IdempotencyRecord).values(
             id=uuid.uuid4(),
-            organization_id=uuid.uuid4(),
+            organization_id=organization_of(principal_id),
             principal_id=principal_id,
             key=key,
             method="POST",

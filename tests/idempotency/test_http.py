@@ -26,6 +26,7 @@ from app.idempotency.deps import (
     stored_response,
 )
 from app.idempotency.service import StoredResponse, run_idempotent
+from tests.idempotency.builders import organization_of
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -70,7 +71,7 @@ def _app(settings: Settings) -> FastAPI:
             session,
             key=idempotency_key,
             principal_id=principal_id,
-            organization_id=uuid.uuid4(),
+            organization_id=organization_of(principal_id),
             method=request.method,
             path=request_target(request),
             body=await request.body(),

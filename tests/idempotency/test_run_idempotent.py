@@ -58,6 +58,34 @@ def test_a_retry_with_the_same_body_replays_the_stored_bytes(db: Database) -> No
     assert again.body == first.body
 
 
+def test_a_key_reused_in_another_organization_is_refused_not_replayed(db: Database) -> None:
+    """An OIDC user can act for two organizations under one principal id: the response stored
+    for one organization must never be replayed in the other (it would disclose its data)."""
+    principal_id, produce = "oidc:https://idp.example|alice", Producer()
+    first_org, second_org = uuid.uuid4(), uuid.uuid4()
+    db.in_session(
+        idempotent(
+            key="k-1",
+            principal_id=principal_id,
+            body=BODY,
+            produce=produce,
+            organization_id=first_org,
+        )
+    )
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        db.in_session(
+            idempotent(
+                key="k-1",
+                principal_id=principal_id,
+                body=BODY,
+                produce=produce,
+                organization_id=second_org,
+            )
+        )
+    assert produce.calls == 1
+
+
 def test_the_same_key_with_a_different_body_or_path_is_refused(db: Database) -> None:
     principal_id, produce = new_principal(), Producer()
     db.in_session(idempotent(key="k-1", principal_id=principal_id, body=BODY, produce=produce))
