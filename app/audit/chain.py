@@ -1,5 +1,6 @@
 """The keyed hash chain over audit rows: a canonical serialization and the HMAC-SHA256 that
-links rows, and the signature of an exported head checkpoint.
+links rows; and checkpoints (the signed heads of every chain, exported) and what a walk of the
+trail must find for one to hold.
 
 Each row's `hash` is HMAC-SHA256, under a key derived from the settings' secret
 (``MINERAL_AUDIT_KEY``, never stored in the database), over the row's canonical bytes, which
@@ -14,11 +15,14 @@ as objects or text).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,21 +116,218 @@ def legacy_event_hash(values: Mapping[str, Any], prev_hash: str) -> str:
     ).hexdigest()
 
 
+# --- checkpoints ----------------------------------------------------------------------------------
+#
+# A checkpoint is a signed statement of the trail at one moment, kept outside the database.
+# Version 1 recorded only the trail's newest row and the row count up to it. With a striped
+# trail that pins one chain only: the newest rows of every other chain could be removed (and
+# the count made up with a later row moved under the checkpoint's seq: seq and chain are not
+# hashed) without it noticing. Version 2 also records every chain's head: its newest row and
+# how many rows the chain had, so each chain is pinned as tightly as a single chain was.
+
+CHECKPOINT_VERSION = 2
+
+# What a checkpoint states, all signed, by version.
+CHECKPOINT_FIELDS: dict[int, tuple[str, ...]] = {
+    1: ("version", "last_seq", "last_hash", "count", "created_at"),
+    2: ("version", "last_seq", "last_hash", "count", "created_at", "chains"),
+}
+_CHAIN_HEAD_FIELDS = ("chain", "last_seq", "last_hash", "count")
+_HASH_TEXT = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """One chain at a checkpoint: its newest row (seq and hash) and its number of rows."""
+
+    chain: int
+    last_seq: int
+    last_hash: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The trail's newest row (`last_seq`, `last_hash`), its row count and, from version 2,
+    the head of every chain that had rows, signed with the checkpoint key."""
+
+    last_seq: int
+    last_hash: str
+    count: int
+    created_at: str
+    signature: str
+    version: int = CHECKPOINT_VERSION
+    chains: tuple[ChainHead, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        document = dataclasses.asdict(self)
+        document["chains"] = [dataclasses.asdict(head) for head in self.chains]
+        if self.version == 1:
+            del document["chains"]
+        return document
+
+    @classmethod
+    def signed(cls, *, heads: Sequence[ChainHead], created_at: str, key: bytes) -> Checkpoint:
+        """A version 2 checkpoint of these chain heads (none: an empty trail)."""
+        newest = max(heads, key=lambda head: head.last_seq, default=None)
+        fields: dict[str, Any] = {
+            "version": CHECKPOINT_VERSION,
+            "last_seq": newest.last_seq if newest is not None else 0,
+            "last_hash": newest.last_hash if newest is not None else GENESIS_HASH,
+            "count": sum(head.count for head in heads),
+            "created_at": created_at,
+            "chains": tuple(sorted(heads, key=lambda head: head.chain)),
+        }
+        return cls(**fields, signature=sign_checkpoint(_plain(fields), key))
+
+    @classmethod
+    def load(cls, document: Any, key: bytes) -> Checkpoint:
+        """A checkpoint read back (from JSON), after checking its signature and shape; raises
+        CheckpointError saying why it cannot be trusted."""
+        problem = _document_problem(document, key)
+        if problem is not None:
+            raise CheckpointError(problem)
+        return cls(
+            last_seq=document["last_seq"],
+            last_hash=document["last_hash"],
+            count=document["count"],
+            created_at=document["created_at"],
+            signature=document["signature"],
+            version=document["version"],
+            chains=tuple(
+                ChainHead(**{name: head[name] for name in _CHAIN_HEAD_FIELDS})
+                for head in document.get("chains", ())
+            ),
+        )
+
+
+class CheckpointError(ValueError):
+    """A checkpoint document that cannot be trusted (edited, signed with another key, or not
+    a checkpoint)."""
+
+
+def _plain(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Checkpoint fields as the JSON they are signed as (chain heads as objects)."""
+    return {
+        name: [dataclasses.asdict(head) for head in value] if name == "chains" else value
+        for name, value in fields.items()
+    }
+
+
 def _checkpoint_bytes(head: Mapping[str, Any]) -> bytes:
-    fields = {name: head[name] for name in CHECKPOINT_FIELDS}
+    fields = {name: head[name] for name in CHECKPOINT_FIELDS[head["version"]]}
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-# What a checkpoint states about the chain's head, all signed.
-CHECKPOINT_FIELDS = ("version", "last_seq", "last_hash", "count", "created_at")
 
 
 def sign_checkpoint(head: Mapping[str, Any], key: bytes) -> str:
     return hmac.new(key, _checkpoint_bytes(head), hashlib.sha256).hexdigest()
 
 
+def _fields_of(version: Any) -> tuple[str, ...] | None:
+    # `type(...) is int`: JSON `true` is no version (True == 1 in Python).
+    return CHECKPOINT_FIELDS.get(version) if type(version) is int else None
+
+
 def checkpoint_signature_valid(checkpoint: Mapping[str, Any], key: bytes) -> bool:
     signature = checkpoint.get("signature")
-    if not isinstance(signature, str) or any(n not in checkpoint for n in CHECKPOINT_FIELDS):
+    fields = _fields_of(checkpoint.get("version"))
+    if not isinstance(signature, str) or fields is None or any(n not in checkpoint for n in fields):
         return False
     return hmac.compare_digest(sign_checkpoint(checkpoint, key), signature)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _document_problem(document: Any, key: bytes) -> str | None:
+    if not isinstance(document, dict) or _fields_of(document.get("version")) is None:
+        return "not a version 1 or 2 audit checkpoint"
+    if not checkpoint_signature_valid(document, key):
+        return "its signature does not match (edited, or signed with another key)"
+    if not (_count(document["last_seq"]) and _count(document["count"])):
+        return "last_seq and count must be integers"
+    if not isinstance(document["last_hash"], str) or not isinstance(document["created_at"], str):
+        return "last_hash and created_at must be text"
+    if document["version"] == 1:
+        return None
+    heads = document["chains"]
+    if not isinstance(heads, list) or not all(
+        isinstance(head, dict)
+        and set(head) == set(_CHAIN_HEAD_FIELDS)
+        and _count(head["chain"])
+        and _count(head["last_seq"])
+        and _count(head["count"])
+        and head["count"] > 0
+        and isinstance(head["last_hash"], str)
+        and _HASH_TEXT.match(head["last_hash"])
+        for head in heads
+    ):
+        return "chains must be a list of {chain, last_seq, last_hash, count} heads"
+    if len({head["chain"] for head in heads}) != len(heads):
+        return "a chain is listed twice"
+    newest = max((head["last_seq"] for head in heads), default=0)
+    if newest != document["last_seq"] or sum(h["count"] for h in heads) != document["count"]:
+        return "its chains do not add up to its last_seq and count"
+    return None
+
+
+class CheckpointTally:
+    """What a walk of the trail (every row, in seq order, after its link and hash checked)
+    must find for `checkpoint` to hold. `row` answers the problem with that row, `missing`
+    what was never found; both name the chain."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.heads = {head.chain: head for head in checkpoint.chains}
+        self.seen: dict[int, int] = {}
+        # Version 1: the trail's newest row and the rows up to it, whatever their chain.
+        self.through = 0
+        self.head_found = checkpoint.last_seq == 0
+
+    def row(self, seq: int, chain: int, digest: str) -> str | None:
+        checkpoint = self.checkpoint
+        position = self.seen[chain] = self.seen.get(chain, 0) + 1
+        if seq <= checkpoint.last_seq:
+            self.through += 1
+        if checkpoint.version == 1:
+            if seq == checkpoint.last_seq:
+                self.head_found = True
+                if digest != checkpoint.last_hash:
+                    return f"row {seq} is not the row the checkpoint recorded"
+            return None
+        head = self.heads.get(chain)
+        if head is not None and position == head.count:
+            if seq != head.last_seq or digest != head.last_hash:
+                return (
+                    f"chain {chain}: row {seq} is not the row the checkpoint recorded as the "
+                    f"chain's newest (seq {head.last_seq}, row {head.count} of the chain)"
+                )
+        elif seq <= checkpoint.last_seq and (head is None or position > head.count):
+            return (
+                f"chain {chain}: row {seq} is older than the checkpoint, which recorded "
+                + (f"{head.count} rows of the chain" if head else "no row of the chain")
+                + " (rows were moved or inserted)"
+            )
+        return None
+
+    def missing(self) -> tuple[int | None, str] | None:
+        """The chain (None for a version 1 checkpoint) and why rows are missing, or None."""
+        checkpoint = self.checkpoint
+        if checkpoint.version == 1:
+            if self.head_found and self.through == checkpoint.count:
+                return None
+            return None, (
+                f"rows are missing: the checkpoint of {checkpoint.created_at} recorded "
+                f"{checkpoint.count} rows through seq {checkpoint.last_seq}, the trail has "
+                f"{self.through} (the newest rows were deleted?)"
+            )
+        for chain, head in sorted(self.heads.items()):
+            found = self.seen.get(chain, 0)
+            if found < head.count:
+                return chain, (
+                    f"chain {chain} is missing rows: the checkpoint of {checkpoint.created_at} "
+                    f"recorded {head.count} rows through seq {head.last_seq}, the chain has "
+                    f"{found} (its newest rows were deleted?)"
+                )
+        return None

@@ -60,6 +60,12 @@ def _lock(database: str, chain: int) -> asyncio.Lock:
     return lock
 
 
+def turn_lock(database: str, chain: int) -> asyncio.Lock:
+    """The in-process lock of `chain`, for an append made outside a session's transaction (one
+    autocommit statement, app.audit.service.append_along): held only around that statement."""
+    return _lock(database, chain)
+
+
 async def take_turn(session: Session, database: str, *, chains: int, wait_seconds: float) -> int:
     """This process's chain, its turn held until `session`'s transaction ends.
 

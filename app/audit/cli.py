@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
-from app.audit.service import Checkpoint, VerifyReport, checkpoint_problem, make_checkpoint, verify
+from app.audit.chain import Checkpoint, CheckpointError, checkpoint_key
+from app.audit.service import VerifyReport, make_checkpoint, verify
 from app.core.config import Settings
 from app.core.db import make_engine, make_sessionmaker, transaction
 
 
-async def _verify(settings: Settings, checkpoint: dict[str, Any] | None) -> VerifyReport:
+async def _verify(settings: Settings, checkpoint: Checkpoint | None) -> VerifyReport:
     engine = reader = make_engine(settings)
     if engine.dialect.name == "postgresql":
         # One snapshot for the whole walk: the trail is read in batches, and under READ
@@ -26,31 +26,34 @@ async def _verify(settings: Settings, checkpoint: dict[str, Any] | None) -> Veri
         await engine.dispose()
 
 
+def _present(checkpoint: Checkpoint) -> str:
+    chains = f", {len(checkpoint.chains)} chain heads" if checkpoint.version >= 2 else ", one head"
+    return f"; checkpoint seq {checkpoint.last_seq} ({checkpoint.count} rows{chains}) present"
+
+
 def verify_audit_command(settings: Settings, *, checkpoint: Path | None = None) -> tuple[int, str]:
-    """Exit code and message: 0 when the chain is intact (and, given a checkpoint, still holds
-    every row it recorded), 1 naming the first bad seq or the missing rows."""
-    head: dict[str, Any] | None = None
+    """Exit code and message: 0 when the chain is intact (and, given a checkpoint, every chain
+    still holds every row it recorded), 1 naming the first bad seq and its chain, or the chain
+    missing rows."""
+    head: Checkpoint | None = None
     if checkpoint is not None:
         try:
-            head = json.loads(checkpoint.read_text("utf-8"))
+            document = json.loads(checkpoint.read_text("utf-8"))
         except (OSError, ValueError) as exc:
             return 1, f"audit checkpoint {checkpoint} cannot be read: {exc}"
-        problem = checkpoint_problem(head, secret=settings.audit_key.get_secret_value())
-        if problem is not None:
-            return 1, f"audit checkpoint {checkpoint} is not trustworthy: {problem}"
+        try:
+            head = Checkpoint.load(document, checkpoint_key(settings.audit_key.get_secret_value()))
+        except CheckpointError as exc:
+            return 1, f"audit checkpoint {checkpoint} is not trustworthy: {exc}"
     report = asyncio.run(_verify(settings, head))
     if report.ok:
-        against = (
-            f"; checkpoint seq {head['last_seq']} ({head['count']} rows) present"
-            if head is not None
-            else ""
-        )
+        against = _present(head) if head is not None else ""
         return 0, f"audit trail intact: {report.checked} events verified{against}"
     if report.first_bad_seq is None:
         return 1, f"audit trail BROKEN: {report.reason}"
     return 1, (
-        f"audit trail BROKEN at seq {report.first_bad_seq}: {report.reason} "
-        f"({report.checked} events verified before it)"
+        f"audit trail BROKEN at seq {report.first_bad_seq} (chain {report.chain}): "
+        f"{report.reason} ({report.checked} events verified before it)"
     )
 
 
@@ -64,11 +67,12 @@ async def _checkpoint(settings: Settings) -> Checkpoint:
 
 
 def export_checkpoint_command(settings: Settings, *, path: Path) -> str:
-    """Write the signed head of the chain to `path` (keep it outside the database: a WORM
+    """Write the signed heads of every chain to `path` (keep it outside the database: a WORM
     bucket, the SIEM, another host) and return a line describing it."""
     checkpoint = asyncio.run(_checkpoint(settings))
     path.write_text(json.dumps(checkpoint.as_dict(), indent=2) + "\n", "utf-8")
     return (
         f"audit checkpoint written to {path}: seq {checkpoint.last_seq}, "
-        f"{checkpoint.count} rows, hash {checkpoint.last_hash[:16]}..."
+        f"{checkpoint.count} rows in {len(checkpoint.chains)} chains, "
+        f"hash {checkpoint.last_hash[:16]}..."
     )

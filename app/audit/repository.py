@@ -8,11 +8,24 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Uuid, bindparam, func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Integer,
+    Row,
+    SmallInteger,
+    String,
+    Uuid,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.base import Executable
 
 from app.audit.chain import HASHED_FIELDS
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, as_cte, take_deferred
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c
@@ -34,6 +47,17 @@ _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 # tail. One round trip when the guess is right; the lock is held from this call to the commit.
 _PG_APPEND = text(
     "SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev, CAST(:chain AS smallint))"
+)
+_PG_APPEND_FN = func.audit_append_rows(
+    cast(bindparam("rows", type_=String()), JSONB),
+    bindparam("expected_prev", type_=String()),
+    cast(bindparam("chain", type_=Integer()), SmallInteger),
+)
+# The same call, for a statement that appends along with what it reads (append_along): the
+# SELECT's last column, evaluated once per row it returns (so never when nothing is found).
+PG_APPEND_CALL = (
+    "audit_append_rows(CAST(:audit_rows AS jsonb), :audit_expected_prev, "
+    "CAST(:audit_chain AS smallint))"
 )
 # Every chain's lock, in order (appenders hold one each and wait for no other: no deadlock).
 _PG_LOCK_ALL = text(
@@ -76,12 +100,40 @@ async def append_if_tail(
     """PostgreSQL: insert `rows` (already linked and hashed, the first to `expected_prev`) into
     `chain` if its tail is `expected_prev`, after taking its lock. None when inserted, else
     the actual tail (nothing inserted; the lock is now held, so it cannot move again)."""
-    payload = orjson.dumps(
+    payload = rows_payload(rows)
+    connection = await session.connection()
+    deferred = take_deferred(session.sync_session)
+    # The transaction's deferred writes (app.core.db) ride along as data-modifying CTEs: they
+    # run whatever the function answers (the transaction is the same either way).
+    statement: Executable = (
+        select(_PG_APPEND_FN).add_cte(
+            *(as_cte(write, f"deferred_{number}") for number, write in enumerate(deferred))
+        )
+        if deferred
+        else _PG_APPEND
+    )
+    result = await connection.execute(
+        statement, {"rows": payload, "expected_prev": expected_prev, "chain": chain}
+    )
+    tail: str | None = result.scalar()
+    return tail
+
+
+def rows_payload(rows: Sequence[dict[str, Any]]) -> str:
+    """The JSON array audit_append_rows() takes."""
+    return orjson.dumps(
         [{name: _json_value(row[name]) for name in _COLUMNS} for row in rows]
     ).decode()
-    connection = await session.connection()
+
+
+async def append_if_tail_on(
+    connection: AsyncConnection, rows: Sequence[dict[str, Any]], *, expected_prev: str, chain: int
+) -> str | None:
+    """``append_if_tail`` on a bare connection (autocommit: the statement is its own
+    transaction, the chain's database lock held only while it runs)."""
     result = await connection.execute(
-        _PG_APPEND, {"rows": payload, "expected_prev": expected_prev, "chain": chain}
+        _PG_APPEND,
+        {"rows": rows_payload(rows), "expected_prev": expected_prev, "chain": chain},
     )
     tail: str | None = result.scalar()
     return tail
@@ -108,23 +160,27 @@ async def hold_every_chain(session: AsyncSession) -> None:
         await (await session.connection()).execute(_PG_LOCK_ALL)
 
 
-async def head(session: AsyncSession) -> tuple[int, str] | None:
-    """The newest row's seq and hash."""
-    row = (
-        await session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+async def chain_heads(session: AsyncSession) -> list[tuple[int, int, str, int]]:
+    """Every chain that has rows: (chain, seq and hash of its newest row, its row count), by
+    chain. Counted from the (chain, seq) index."""
+    per_chain = (
+        select(
+            AuditEvent.chain,
+            func.max(AuditEvent.seq).label("last_seq"),
+            func.count().label("rows"),
         )
-    ).first()
-    return (row.seq, row.hash) if row is not None else None
-
-
-async def count_through(session: AsyncSession, seq: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(AuditEvent).where(AuditEvent.seq <= seq)
-        )
-        or 0
+        .group_by(AuditEvent.chain)
+        .subquery()
     )
+    query = (
+        select(per_chain.c.chain, AuditEvent.seq, AuditEvent.hash, per_chain.c.rows)
+        .join(per_chain, AuditEvent.seq == per_chain.c.last_seq)
+        .order_by(per_chain.c.chain)
+    )
+    return [
+        (int(chain), int(seq), str(digest), int(rows))
+        for chain, seq, digest, rows in (await session.execute(query)).all()
+    ]
 
 
 async def chain_batch(

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-import uuid
-from typing import Annotated
-
-from fastapi import Depends, Query, Request, Response
-from pydantic import AwareDatetime
+from fastapi import Depends
 
 from app.audit import repository
 from app.audit.context import audit_target, audited
+from app.audit.deps import AuditFilters
 from app.audit.schemas import AuditEventOut, AuditEventPage
-from app.audit.service import AuditOutcome
 from app.auth.deps import CanReadAudit
-from app.core.deps import AuditedSession
-from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
+from app.kit.listing import OrganizationListing
+from app.kit.pagination import decode_tagged, encode_tagged
 from app.kit.routing import api_router
 
 router = api_router("audit", "/api/v1/audit-events")
@@ -25,38 +21,7 @@ router = api_router("audit", "/api/v1/audit-events")
     dependencies=[Depends(audited("search", "audit_event"))],
 )
 async def list_audit_events(
-    request: Request,
-    session: AuditedSession,
-    principal: CanReadAudit,
-    patient_id: Annotated[
-        uuid.UUID | None, Query(description="Only accesses to this patient's data.")
-    ] = None,
-    principal_id: Annotated[
-        str | None, Query(max_length=300, description="Only this caller (`key:...`, `oidc:...`).")
-    ] = None,
-    action: Annotated[
-        str | None,
-        Query(
-            max_length=20,
-            pattern=r"^[a-z_-]+$",
-            description="Only this action: `read`, `search`, `create`, `update`, `delete`, "
-            "`reinterpret`, ...",
-        ),
-    ] = None,
-    outcome: Annotated[
-        AuditOutcome | None, Query(description="Only `success`, `denied` or `error`.")
-    ] = None,
-    occurred_from: Annotated[
-        AwareDatetime | None,
-        Query(description="Only events at or after this time (with UTC offset)."),
-    ] = None,
-    occurred_to: Annotated[
-        AwareDatetime | None, Query(description="Only events before this time.")
-    ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    *,
-    response: Response,
+    principal: CanReadAudit, filters: AuditFilters, query: OrganizationListing
 ) -> AuditEventPage:
     """Every recorded access to patient data in your organization, newest first: reads,
     searches, creates, updates, deletes and re-interpretations, and each denied or failed
@@ -69,20 +34,17 @@ async def list_audit_events(
     `patient_id` filter as the patient), as are key, range-set, rule-set and code-map
     changes."""
     # Who looked into whose trail: the patient filter, if any, is the patient of this row.
-    audit_target(request, patient_id=patient_id)
+    audit_target(query.request, patient_id=filters["patient_id"])
     events = await repository.list_events(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
-        principal_id=principal_id,
-        action=action,
-        outcome=outcome,
-        occurred_from=occurred_from,
-        occurred_to=occurred_to,
-        limit=limit + 1,
-        before_seq=decode_tagged(cursor, "audit") if cursor else None,
+        query.session,
+        organization_id=query.organization_id,
+        **filters,
+        limit=query.limit + 1,
+        before_seq=decode_tagged(query.cursor, "audit") if query.cursor else None,
     )
-    page = keyset_page(
-        request, response, events, limit, cursor_of=lambda e: encode_tagged("audit", e.seq)
+    return query.page(
+        AuditEventPage,
+        events,
+        item=AuditEventOut.model_validate,
+        cursor_of=lambda e: encode_tagged("audit", e.seq),
     )
-    return page.page(AuditEventPage, AuditEventOut.model_validate)

@@ -7,25 +7,28 @@ never patient values.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import String
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Engine, Row, String, TextClause
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.audit import chain_lock, repository
 from app.audit.chain import (
     GENESIS_HASH,
+    ChainHead,
+    Checkpoint,
+    CheckpointTally,
     checkpoint_key,
-    checkpoint_signature_valid,
     event_hash,
     row_key,
-    sign_checkpoint,
 )
 from app.core.config import get_settings
 from app.core.db import AUDIT_CHAINS, AUDIT_KEY, READ_ONLY, new_id, utcnow
@@ -98,6 +101,7 @@ class VerifyReport:
     checked: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    chain: int | None = None  # the chain of the bad row, or the one missing rows
 
 
 def _fit(name: str, value: Any) -> Any:
@@ -146,6 +150,18 @@ async def _allowed_chains(session: AsyncSession) -> int:
 _tail_guess: dict[tuple[str, int], str] = {}
 
 
+_database_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_name(engine: AsyncEngine) -> str:
+    """The engine's URL as text (password hidden), the per-database key of the tail guesses and
+    chain turns; rendered once per engine (it is on every request's path)."""
+    name = _database_names.get(engine.sync_engine)
+    if name is None:
+        name = _database_names[engine.sync_engine] = str(engine.url)
+    return name
+
+
 def _linked(values: Sequence[dict[str, Any]], prev: str, key: bytes) -> list[dict[str, Any]]:
     rows = []
     for row in values:
@@ -176,7 +192,7 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
             tail = await repository.sqlite_tail(session) or GENESIS_HASH
             await repository.sqlite_insert(session, _linked(values, tail, key))
             return
-        database = str((await session.connection()).engine.url)
+        database = database_name((await session.connection()).engine)
         chain = await chain_lock.take_turn(
             session.sync_session,
             database,
@@ -196,120 +212,148 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
         raise RuntimeError("the audit chain's tail kept moving while the chain lock was held")
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A signed statement of the chain's head at one moment, kept outside the database."""
+# Appends of one process that lost the race for a chain's tail to another process, in a row,
+# before append_along gives up (each retry is one autocommit statement).
+_ALONG_ATTEMPTS = 5
 
-    last_seq: int
-    last_hash: str
-    count: int
-    created_at: str
-    signature: str
-    version: int = 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+async def append_along(
+    connection: AsyncConnection,
+    entries: Sequence[AuditEntry],
+    statement: TextClause,
+    params: dict[str, Any],
+) -> Row[Any] | None:
+    """PostgreSQL, on an AUTOCOMMIT connection: run `statement`, a SELECT whose last column is
+    ``repository.PG_APPEND_CALL`` and which returns at most one row, so that what it reads
+    and the audit rows of that read commit together in ONE round trip (a GET's disclosure and
+    its audit row). Returns the row read (the entries were appended), or None (nothing found:
+    nothing appended, as no disclosure happened).
+
+    The same chain, lock and hashing as ``append``: this process's turn on its chain is held
+    around the statement (so the tail guess is right), and the database still checks every
+    link under the chain's lock. A wrong guess (another process appended to the chain) costs
+    one more statement: the rows hashed again against the tail it answered."""
+    sync = connection.sync_connection
+    options = sync.get_execution_options() if sync is not None else {}
+    key = options.get(AUDIT_KEY)
+    if not isinstance(key, bytes):
+        key = row_key(get_settings().audit_key.get_secret_value())
+    allowed = options.get(AUDIT_CHAINS)
+    chains = allowed if isinstance(allowed, int) else get_settings().audit_chains
+    values = [_row(entry) for entry in entries]
+    database = database_name(connection.engine)
+    chain = chain_lock.process_chain(chains)
+    lock = chain_lock.turn_lock(database, chain)
+    with metrics.time_audit_append():
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout=get_settings().idempotency_wait_seconds)
+            held = True
+        except TimeoutError:
+            held = False  # the database lock still orders the append
+        try:
+            guess = _tail_guess.get((database, chain), GENESIS_HASH)
+            rows = _linked(values, guess, key)
+            found = (
+                await connection.execute(
+                    statement,
+                    {
+                        **params,
+                        "audit_rows": repository.rows_payload(rows),
+                        "audit_expected_prev": guess,
+                        "audit_chain": chain,
+                    },
+                )
+            ).first()
+            if found is None:
+                return None
+            actual: str | None = found[-1]
+            attempts = 0
+            while actual is not None:
+                attempts += 1
+                if attempts > _ALONG_ATTEMPTS:
+                    raise RuntimeError("the audit chain's tail kept moving under another process")
+                guess = actual
+                rows = _linked(values, guess, key)
+                actual = await repository.append_if_tail_on(
+                    connection, rows, expected_prev=guess, chain=chain
+                )
+            _tail_guess[(database, chain)] = rows[-1]["hash"]
+            return found
+        finally:
+            if held:
+                lock.release()
 
 
 async def make_checkpoint(session: AsyncSession, *, secret: str) -> Checkpoint:
-    """The current head (seq and hash of the newest row, rows up to it), signed. Appends in
-    flight are waited for first: with striped chains a row with a lower seq could otherwise
-    commit after the head was read, and the count would not hold."""
+    """The head of every chain (seq and hash of its newest row, its row count), signed. Appends
+    in flight are waited for first: with striped chains a row with a lower seq could otherwise
+    commit after the heads were read, and the counts would not hold."""
     await repository.hold_every_chain(session)
-    head = await repository.head(session)
-    last_seq, last_hash = head if head is not None else (0, GENESIS_HASH)
-    fields: dict[str, Any] = {
-        "version": 1,
-        "last_seq": last_seq,
-        "last_hash": last_hash,
-        "count": await repository.count_through(session, last_seq) if head else 0,
-        "created_at": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    }
-    return Checkpoint(**fields, signature=sign_checkpoint(fields, checkpoint_key(secret)))
-
-
-def checkpoint_problem(checkpoint: Any, *, secret: str) -> str | None:
-    """Why a loaded checkpoint document cannot be trusted, or None."""
-    if not isinstance(checkpoint, dict) or checkpoint.get("version") != 1:
-        return "not a version 1 audit checkpoint"
-    if not checkpoint_signature_valid(checkpoint, checkpoint_key(secret)):
-        return "its signature does not match (edited, or signed with another key)"
-    if not all(
-        isinstance(checkpoint[name], int) and not isinstance(checkpoint[name], bool)
-        for name in ("last_seq", "count")
-    ):
-        return "last_seq and count must be integers"
-    return None
+    heads = [
+        ChainHead(chain=chain, last_seq=seq, last_hash=digest, count=count)
+        for chain, seq, digest, count in await repository.chain_heads(session)
+    ]
+    return Checkpoint.signed(
+        heads=heads,
+        created_at=utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        key=checkpoint_key(secret),
+    )
 
 
 async def verify(
     session: AsyncSession,
     *,
     batch_size: int = 1000,
-    checkpoint: Checkpoint | dict[str, Any] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> VerifyReport:
     """Walk the whole trail in seq order, batch by batch, recomputing every keyed hash and
     following each chain's links.
 
     Finds a modified row (its hash no longer matches its content, even if someone recomputed
-    hashes without the key), a deleted row or rows put in another order (the next row's
-    prev_hash no longer names the row before it). Rows removed from the very end leave a
-    valid, shorter chain: with a `checkpoint` (its signature checked by the caller), the row it
-    names must still be there, with its hash, and as many rows up to it as it counted.
+    hashes without the key), a deleted row or rows put in another order (the next row of its
+    chain no longer links to the row before it). Rows removed from the very end of a chain
+    leave a valid, shorter chain: with a `checkpoint` (loaded with `Checkpoint.load`, which
+    checks its signature), every chain it recorded must still hold as many rows, the last of
+    them the row it recorded, and no other row may be older than the checkpoint. A version 1
+    checkpoint (one head for the whole trail) is checked as it always was.
     """
     key = await chain_key(session)
-    head = checkpoint.as_dict() if isinstance(checkpoint, Checkpoint) else checkpoint
+    tally = CheckpointTally(checkpoint) if checkpoint is not None else None
     # The trail is striped: each row links to the previous row of its own chain.
     tails: dict[int, str] = {}
     checked = 0
-    through_checkpoint = 0
-    checkpoint_found = head is None or head["last_seq"] == 0
     after_seq: int | None = None
     while True:
         rows = await repository.chain_batch(session, after_seq=after_seq, limit=batch_size)
         for row in rows:
             values = row._asdict()
-            expected_prev = tails.get(values["chain"], GENESIS_HASH)
+            chain = values["chain"]
+            expected_prev = tails.get(chain, GENESIS_HASH)
+            problem: str | None = None
             if values["prev_hash"] != expected_prev:
-                where = f"row {row.seq}" if values["chain"] in tails else "the first row"
-                return VerifyReport(
-                    ok=False,
-                    checked=checked,
-                    first_bad_seq=row.seq,
-                    reason=f"{where} does not link to the row before it "
-                    "(a row was deleted or rows were reordered)",
+                where = f"row {row.seq}" if chain in tails else "the first row"
+                problem = (
+                    f"{where} of chain {chain} does not link to the row before it "
+                    "(a row was deleted or rows were reordered)"
                 )
-            if not hmac.compare_digest(event_hash(values, expected_prev, key), values["hash"]):
-                return VerifyReport(
-                    ok=False,
-                    checked=checked,
-                    first_bad_seq=row.seq,
-                    reason=f"row {row.seq} was modified after it was written "
-                    "(or the chain was written with another MINERAL_AUDIT_KEY)",
+            elif not hmac.compare_digest(event_hash(values, expected_prev, key), values["hash"]):
+                problem = (
+                    f"row {row.seq} was modified after it was written "
+                    "(or the chain was written with another MINERAL_AUDIT_KEY)"
                 )
-            if head is not None and row.seq <= head["last_seq"]:
-                through_checkpoint += 1
-                if row.seq == head["last_seq"]:
-                    checkpoint_found = True
-                    if values["hash"] != head["last_hash"]:
-                        return VerifyReport(
-                            ok=False,
-                            checked=checked,
-                            first_bad_seq=row.seq,
-                            reason=f"row {row.seq} is not the row the checkpoint recorded",
-                        )
-            tails[values["chain"]] = values["hash"]
+            elif tally is not None:
+                problem = tally.row(row.seq, chain, values["hash"])
+            if problem is not None:
+                return VerifyReport(
+                    ok=False, checked=checked, first_bad_seq=row.seq, chain=chain, reason=problem
+                )
+            tails[chain] = values["hash"]
             checked += 1
         if len(rows) < batch_size:
             break
         after_seq = rows[-1].seq
-    if head is not None and (not checkpoint_found or through_checkpoint != head["count"]):
-        return VerifyReport(
-            ok=False,
-            checked=checked,
-            first_bad_seq=None,
-            reason=f"rows are missing: the checkpoint of {head['created_at']} recorded "
-            f"{head['count']} rows through seq {head['last_seq']}, the trail has "
-            f"{through_checkpoint} (the newest rows were deleted?)",
-        )
+    missing = tally.missing() if tally is not None else None
+    if missing is not None:
+        chain_missing, reason = missing
+        return VerifyReport(ok=False, checked=checked, chain=chain_missing, reason=reason)
     return VerifyReport(ok=True, checked=checked)

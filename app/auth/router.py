@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import Depends, Request, Response, status
+from fastapi import Depends, Request, status
 
 from app.audit.context import audit_target, audited
 from app.auth import service
@@ -12,7 +12,7 @@ from app.auth.deps import CanAdminKeys, forget_api_key
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.core.db import utcnow
 from app.core.deps import AuditedSession, ReadSession
-from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.listing import Listing, by_creation
 from app.kit.routing import api_router
 
 router = api_router("api keys", "/api/v1/api-keys")
@@ -54,25 +54,15 @@ async def create_api_key(
 
 @router.get("", summary="List API keys", response_model=ApiKeyPage)
 async def list_api_keys(
-    principal: CanAdminKeys,
-    session: ReadSession,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    *,
-    request: Request,
-    response: Response,
+    principal: CanAdminKeys, session: ReadSession, query: Listing
 ) -> ApiKeyPage:
     """Your organization's keys, newest first, with their status (`active`, `revoked`,
     `expired`) and last use. A key's secret is never returned, only its `prefix`."""
     api_keys = await service.list_api_keys(
-        session,
-        organization_id=principal.organization_id,
-        limit=limit + 1,
-        after=decode_optional(cursor),
+        session, organization_id=principal.organization_id, **query.fetch
     )
-    page = keyset_page(request, response, api_keys, limit, lambda k: (k.created_at, k.id))
     now = utcnow()
-    return page.page(ApiKeyPage, lambda api_key: ApiKeyOut.from_key(api_key, now=now))
+    return query.page(ApiKeyPage, api_keys, by_creation, lambda k: ApiKeyOut.from_key(k, now=now))
 
 
 @router.post(

@@ -28,6 +28,9 @@ class PanelBatch(Base):
     stored: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     refused: Mapped[int] = mapped_column(Integer, default=0)
+    # Lines (stored or unchanged) whose panel has critical / possibly critical values.
+    critical: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    possibly_critical: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from app.audit.context import audit_target, audited
+from app.audit.context import audit_target, audited, draft_of
 from app.audit.service import AuditEntry
 from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanWritePanels
 from app.auth.principal import Principal
@@ -75,6 +75,9 @@ _NDJSON_EXAMPLE = "".join(
         },
         415: problem_doc("The body is not `application/x-ndjson`."),
     },
+    # Refusals before the batch starts (401, 403, 415) get their audit row from the
+    # middleware, as the single POST's do; once started, the batch writes its own rows.
+    dependencies=[Depends(audited("create", "panel-batch"))],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -84,10 +87,14 @@ _NDJSON_EXAMPLE = "".join(
 )
 async def post_panel_batch(request: Request, principal: CanWritePanels) -> Response:
     """Ingests one panel per line, each in the shape `POST /api/v1/panels` accepts, with the
-    same units, interpretation, criticals, dedupe and corrections.
+    same units, interpretation, criticals, dedupe and corrections. A refused line carries the
+    problem the single POST answers for the same body (JSON limits and field errors included).
+    A stored or unchanged line carries `has_critical` and `has_possible_critical` (a value
+    such as `<0.5` that may be critical); the batch counts both (`critical`,
+    `possibly_critical`).
 
-    Streamed in and out: outcomes are answered a chunk (500 lines) at a time, after that
-    chunk committed; a refused line never stops the others. Each line is at most the service's
+    Streamed in and out: outcomes are answered a chunk (500 lines or 8 MiB) at a time, after
+    that chunk committed; a refused line never stops the others. Each line is at most the service's
     body limit. **Safe to re-send**: an interrupted batch sent again answers `unchanged` for
     what was stored. The batch's counts are readable under `GET /api/v1/panel-batches/{id}`
     while it runs (its id is the `Location` header)."""
@@ -98,16 +105,15 @@ async def post_panel_batch(request: Request, principal: CanWritePanels) -> Respo
     sessionmaker = request.app.state.sessionmaker
     base = _base_entry(request, principal)
     batch = await service.start(sessionmaker, base)
-    lines = service.split_lines(request.stream(), settings.max_body_bytes)
+    draft = draft_of(request.state)
+    if draft is not None:
+        draft.written = True  # start() committed the batch's own row, in its transaction
+    outcomes = service.run_ndjson(
+        sessionmaker, batch_id=batch.id, base=base, chunks=request.stream(), settings=settings
+    )
 
     async def body() -> AsyncIterator[bytes]:
-        async for outcome in service.run(
-            sessionmaker,
-            batch_id=batch.id,
-            base=base,
-            lines=lines,
-            max_line_bytes=settings.max_body_bytes,
-        ):
+        async for outcome in outcomes:
             yield outcome.model_dump_json(exclude_none=True).encode() + b"\n"
         async with sessionmaker() as session:
             final = await service.get(

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LineOutcome(BaseModel):
@@ -16,6 +16,8 @@ class LineOutcome(BaseModel):
     status: int
     panel_id: uuid.UUID | None = None
     has_critical: bool | None = None
+    # A comparator value ("<0.5") that might be critical: surfaced like has_critical.
+    has_possible_critical: bool | None = None
     corrected: bool = False
     problem: dict[str, Any] | None = None
 
@@ -29,6 +31,14 @@ class BatchOut(BaseModel):
     stored: int
     unchanged: int
     refused: int
+    critical: int = Field(
+        description="Stored or unchanged lines whose panel has a critical value "
+        "(`has_critical`): review them."
+    )
+    possibly_critical: int = Field(
+        description="Stored or unchanged lines whose panel has a value that may be critical "
+        "(`has_possible_critical`: a comparator such as `<0.5` on the critical side)."
+    )
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None

@@ -1,110 +1,98 @@
-"""NDJSON panel batches: every line gets the outcome ``POST /api/v1/panels`` would give it.
+"""Panel batches: every line (or entry) gets the outcome ``POST /api/v1/panels`` would give it.
+
+Parsing is separate from running: ``run_parsed`` takes already parsed items
+(``app.batches.ndjson.ParsedLine``: a ``PanelCreate`` to ingest, or a ``LineOutcome`` the
+parser already refused) from any format; ``run`` feeds it NDJSON.
 
 Per chunk, the plain lines (a known patient, a new source + accession, accepted results) are
 built in memory and inserted together (``app.batches.fast``, ``app.panels.bulk``: the same rows
 and document as the single POST); every other line goes through the single POST's own path,
 ``corrections.ingest_or_correct``, one savepoint each.
 
-Streamed both ways: lines are cut from the incoming byte chunks as they arrive (a line over the
-cap is skipped without being buffered) and outcomes leave as soon as their chunk committed, so
-memory stays flat for any batch size.
+Streamed both ways: lines are parsed as they arrive (only the parsed panels are held, never
+the bytes) and outcomes leave as soon as their chunk committed. A chunk is cut at
+``CHUNK_LINES`` lines or ``CHUNK_BYTES`` bytes of input, whichever comes first, so memory is
+bounded by the byte budget, whatever the lines' sizes.
 
-One transaction per chunk of ``CHUNK_LINES`` lines: the chunk's panels, its audit rows and the
-batch's counts commit together, so after an interruption the batch record says exactly what
-was stored, and re-sending the whole file stores nothing twice (source + accession dedupe:
-each stored line answers ``unchanged``). A refused line rolls back only itself, never its
-chunk.
+One transaction per chunk: the chunk's panels, its audit rows and the batch's counts commit
+together, so after an interruption the batch record says exactly what was stored, and
+re-sending the whole file stores nothing twice (source + accession dedupe: each stored line
+answers ``unchanged``). A refused line rolls back only itself, never its chunk.
+
+Concurrent batches: a chunk takes its row locks in one order, whatever the order of its lines
+(new panels inserted sorted by source + accession, then the per-line lines in that order, the
+audit chain's lock last), so two batches sending the same panels in opposite orders wait for
+each other instead of deadlocking. A chunk the database still aborts as a deadlock or a
+serialization failure is one rolled-back transaction: it is run again (bounded, with jitter),
+and if it keeps failing its lines are refused with a 503 (re-send them), never a 500.
 
 Audit: one row per line (stored, unchanged or refused), not one per chunk: a row names one
 patient, and the per-patient audit trail ("who saw or changed this patient's results") must
-find a bulk-loaded panel exactly as it finds one posted alone. The rows are appended through
-``app.audit.service.append`` in the chunk's transaction, so the chain stays one valid chain.
+find a bulk-loaded panel exactly as it finds one posted alone. Each row carries the time its
+line was decided. The rows are appended through ``app.audit.service.append`` in the chunk's
+transaction, so the chain stays one valid chain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import random
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
-import orjson
-from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.audit.service import AuditEntry
 from app.batches import fast, repository
 from app.batches.models import PanelBatch
+from app.batches.ndjson import ParsedLine, json_limits_of, parse_lines, refused, split_lines
 from app.batches.schemas import BatchOut, LineOutcome
-from app.core.db import transaction
-from app.core.errors import PROBLEM_BASE, AppError, NotFoundError, validation_errors
+from app.core.config import Settings
+from app.core.db import transaction, utcnow
+from app.core.errors import (
+    AppError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UnprocessableError,
+    app_error_problem,
+)
+from app.core.json_guard import JsonLimits
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
 from app.panels import bulk, corrections
 from app.panels.schemas import PanelCreate
 
+__all__ = ["ParsedLine", "get", "run", "run_parsed", "split_lines", "start"]
+
+log = logging.getLogger("app.batches")
+
 CHUNK_LINES = 500
+CHUNK_BYTES = 8 * 1024 * 1024
+# A chunk aborted by the database as a deadlock or serialization failure is run again this
+# many times, after a random pause of up to RETRY_PAUSE_SECONDS x 2^attempt.
+CHUNK_RETRIES = 4
+RETRY_PAUSE_SECONDS = 0.05
+# deadlock_detected, serialization_failure: the transaction was rolled back, nothing written.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-def _problem(status: int, slug: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
-    return {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail} | (
-        extensions
-    )
-
-
-def _refused(line: int, problem: dict[str, Any]) -> LineOutcome:
-    return LineOutcome(line=line, outcome="refused", status=problem["status"], problem=problem)
-
-
-async def split_lines(
-    chunks: AsyncIterator[bytes], max_line_bytes: int
-) -> AsyncIterator[tuple[int, bytes | None]]:
-    """(line number, bytes) per non-empty line; ``None`` for a line over the cap, whose bytes
-    are dropped as they arrive (never held whole)."""
-    buffer = b""
-    number = 0
-    skipping = False
-    async for chunk in chunks:
-        buffer += chunk
-        start = 0  # cut lines by offset: re-slicing the rest per line would be quadratic
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line, start = buffer[start:end], end + 1
-            number += 1
-            if skipping or len(line) > max_line_bytes:
-                skipping = False
-                yield number, None
-            elif line.strip():
-                yield number, line
-        buffer = buffer[start:]
-        if len(buffer) > max_line_bytes:
-            skipping, buffer = True, b""
-    if skipping or buffer.strip():
-        yield number + 1, None if skipping else buffer
-
-
-def _parse(line: int, raw: bytes | None, max_line_bytes: int) -> PanelCreate | LineOutcome:
-    if raw is None:
-        return _refused(
-            line,
-            _problem(413, "payload-too-large", "Line too long", f"Over {max_line_bytes} bytes."),
-        )
-    try:
-        return PanelCreate.model_validate(orjson.loads(raw))
-    except orjson.JSONDecodeError:
-        detail = "The line is not one JSON object."
-        return _refused(line, _problem(400, "bad-request", "Bad request", detail))
-    except ValidationError as exc:
-        errors = validation_errors(exc.errors())
-        detail = "The panel is not valid."
-        return _refused(
-            line,
-            _problem(422, "validation-error", "The request is not valid", detail, errors=errors),
-        )
+def _retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 async def _ingest_line(
-    session: AsyncSession, organization_id: uuid.UUID, line: int, data: PanelCreate
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    line: int,
+    data: PanelCreate,
+    *,
+    source_format: str,
+    via: str,
 ) -> tuple[LineOutcome, uuid.UUID | None]:
     try:
         async with session.begin_nested():
@@ -112,15 +100,13 @@ async def _ingest_line(
                 session,
                 organization_id=organization_id,
                 data=data,
-                source_format="json",
-                via="a panel batch",
+                source_format=source_format,
+                via=via,
             )
     except AppError as exc:
-        return _refused(line, _problem(exc.status, exc.type_slug, exc.title, exc.detail)), None
+        return refused(line, app_error_problem(exc)), None
     except DomainError as exc:
-        slug = "unprocessable"
-        title = "The content cannot be processed"
-        return _refused(line, _problem(422, slug, title, str(exc))), None
+        return refused(line, app_error_problem(UnprocessableError(str(exc)))), None
     stored = outcome.created or outcome.corrected
     answer = LineOutcome(
         line=line,
@@ -128,6 +114,7 @@ async def _ingest_line(
         status=201 if outcome.created else 200,
         panel_id=outcome.panel.id,
         has_critical=outcome.panel.has_critical,
+        has_possible_critical=outcome.panel.has_possible_critical,
         corrected=outcome.corrected,
     )
     return answer, outcome.panel.patient_id
@@ -141,13 +128,17 @@ def _stored_fast(line: int, new: bulk.NewPanel) -> LineOutcome:
         status=201,
         panel_id=new.id,
         has_critical=new.values["has_critical"],
+        has_possible_critical=new.values["has_possible_critical"],
     )
 
 
-def _audit_row(base: AuditEntry, outcome: LineOutcome, patient_id: uuid.UUID | None) -> AuditEntry:
+def _audit_row(
+    base: AuditEntry, outcome: LineOutcome, patient_id: uuid.UUID | None, occurred_at: datetime
+) -> AuditEntry:
     action = "create" if outcome.status == 201 else "update" if outcome.corrected else "read"
     return dataclasses.replace(
         base,
+        occurred_at=occurred_at,
         action="create" if outcome.outcome == "refused" else action,
         resource_type="panel",
         resource_id=str(outcome.panel_id) if outcome.panel_id else f"line {outcome.line}",
@@ -157,42 +148,72 @@ def _audit_row(base: AuditEntry, outcome: LineOutcome, patient_id: uuid.UUID | N
     )
 
 
+def _natural_key(data: PanelCreate) -> tuple[str, str]:
+    return data.source, data.accession
+
+
+def _counts(outcomes: Sequence[LineOutcome]) -> dict[str, int]:
+    """The batch record's increments for a chunk's outcomes. ``critical`` and
+    ``possibly_critical`` count the stored or unchanged lines whose panel has such values, so
+    a clinician-facing view can surface them from the batch record alone."""
+    return {
+        "lines": len(outcomes),
+        **{
+            kind: sum(o.outcome == kind for o in outcomes)
+            for kind in ("stored", "unchanged", "refused")
+        },
+        "critical": sum(bool(o.has_critical) for o in outcomes),
+        "possibly_critical": sum(bool(o.has_possible_critical) for o in outcomes),
+    }
+
+
 async def _run_chunk(
     session: AsyncSession,
     *,
     batch_id: uuid.UUID,
     base: AuditEntry,
-    lines: list[tuple[int, bytes | None]],
-    max_line_bytes: int,
+    chunk: Sequence[ParsedLine],
+    source_format: str,
+    via: str,
 ) -> list[LineOutcome]:
     assert base.organization_id is not None
-    parsed = [(number, _parse(number, raw, max_line_bytes)) for number, raw in lines]
-    valid = [(number, data) for number, data in parsed if isinstance(data, PanelCreate)]
+    started = utcnow()
+    valid = [(parsed.line, parsed.item) for parsed in chunk if isinstance(parsed.item, PanelCreate)]
     planned = await fast.plan(
         session,
         organization_id=base.organization_id,
         lines=valid,
-        source_format="json",
+        source_format=source_format,
         catalog=default_catalog(),
     )
-    inserted = await bulk.insert_new(session, list(planned.values()), source_format="json")
+    # Sorted by natural key inside (bulk.insert_new), as the per-line lines below.
+    inserted = await bulk.insert_new(session, list(planned.values()), source_format=source_format)
+    decided: dict[int, tuple[LineOutcome, uuid.UUID | None, datetime]] = {}
+    fast_at = utcnow()
+    for number, new in planned.items():
+        if new.id in inserted:
+            decided[number] = (_stored_fast(number, new), new.values["patient_id"], fast_at)
+    # Stable: lines with the same key keep their order (the second is decided against the
+    # first, as two single POSTs would be).
+    per_line = sorted(
+        ((number, data) for number, data in valid if number not in decided),
+        key=lambda pair: _natural_key(pair[1]),
+    )
+    for number, data in per_line:
+        outcome, patient_id = await _ingest_line(
+            session, base.organization_id, number, data, source_format=source_format, via=via
+        )
+        decided[number] = (outcome, patient_id, utcnow())
     outcomes: list[LineOutcome] = []
     rows: list[AuditEntry] = []
-    for number, item in parsed:
-        patient_id = None
-        new = planned.get(number)
-        if new is not None and new.id in inserted:
-            item, patient_id = _stored_fast(number, new), new.values["patient_id"]
-        elif isinstance(item, PanelCreate):
-            item, patient_id = await _ingest_line(session, base.organization_id, number, item)
-        outcomes.append(item)
-        rows.append(_audit_row(base, item, patient_id))
-    counts = {
-        "lines": len(outcomes),
-        **{kind: sum(o.outcome == kind for o in outcomes) for kind in ("stored", "unchanged")},
-        "refused": sum(o.outcome == "refused" for o in outcomes),
-    }
-    await repository.add_counts(session, batch_id, counts, status=None)
+    for parsed in chunk:
+        if isinstance(parsed.item, LineOutcome):
+            outcome, patient_id, occurred_at = parsed.item, None, started
+        else:
+            outcome, patient_id, occurred_at = decided[parsed.line]
+        outcomes.append(outcome)
+        rows.append(_audit_row(base, outcome, patient_id, occurred_at))
+    await repository.add_counts(session, batch_id, _counts(outcomes), status=None)
     await audit.append(session, rows)  # last: it takes the chain's lock until the commit
     return outcomes
 
@@ -211,29 +232,49 @@ async def start(sessionmaker: async_sessionmaker[AsyncSession], base: AuditEntry
     return batch
 
 
-async def run(
+async def run_parsed(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     batch_id: uuid.UUID,
     base: AuditEntry,
-    lines: AsyncIterator[tuple[int, bytes | None]],
-    max_line_bytes: int,
-    chunk_lines: int = CHUNK_LINES,
+    items: AsyncIterator[ParsedLine],
+    source_format: str,
+    via: str,
+    chunk_lines: int | None = None,
+    chunk_bytes: int | None = None,
 ) -> AsyncIterator[LineOutcome]:
-    """Each line's outcome, a chunk at a time, once that chunk has committed."""
-    chunk: list[tuple[int, bytes | None]] = []
+    """Run parsed items through the batch ``batch_id`` (from ``start``): each item's outcome,
+    in input order, a chunk at a time once that chunk has committed.
+
+    ``items``: ``ParsedLine(line, item, size)`` in input order, ``line`` unique within the
+    batch (the number the outcome and the audit row name); ``item`` is a ``PanelCreate``
+    to ingest as ``POST /api/v1/panels`` would, or a ``LineOutcome`` the parser already refused
+    (passed through, audited and counted). ``base``: the audit row of the request or command
+    (its principal, organization, request id); each line's row is derived from it.
+    ``source_format`` / ``via``: stored with each panel and named in its history, as the
+    single ingestion of that format does (``"json"``, ``"a panel batch"``). A chunk is cut at
+    ``chunk_lines`` items (default ``CHUNK_LINES``) or once the items' ``size`` reaches
+    ``chunk_bytes`` (default ``CHUNK_BYTES``). The batch is marked completed at the end, or
+    failed if the iteration stops early (an error, a client gone)."""
+    max_lines = chunk_lines or CHUNK_LINES
+    max_bytes = chunk_bytes or CHUNK_BYTES
+    chunk: list[ParsedLine] = []
+    held = 0
     status = "failed"
     try:
-        async for item in lines:
-            chunk.append(item)
-            if len(chunk) >= chunk_lines:
+        async for parsed in items:
+            chunk.append(parsed)
+            held += parsed.size
+            if len(chunk) >= max_lines or held >= max_bytes:
                 for outcome in await _commit_chunk(
-                    sessionmaker, batch_id, base, chunk, max_line_bytes
+                    sessionmaker, batch_id, base, chunk, source_format, via
                 ):
                     yield outcome
-                chunk = []
+                chunk, held = [], 0
         if chunk:
-            for outcome in await _commit_chunk(sessionmaker, batch_id, base, chunk, max_line_bytes):
+            for outcome in await _commit_chunk(
+                sessionmaker, batch_id, base, chunk, source_format, via
+            ):
                 yield outcome
         status = "completed"
     finally:
@@ -241,17 +282,110 @@ async def run(
             await repository.add_counts(session, batch_id, {}, status=status)
 
 
+async def run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    lines: AsyncIterator[tuple[int, bytes | None]],
+    max_line_bytes: int,
+    json_limits: JsonLimits | None = None,
+    chunk_lines: int | None = None,
+    chunk_bytes: int | None = None,
+) -> AsyncIterator[LineOutcome]:
+    """``run_parsed`` over NDJSON lines (``split_lines`` output), parsed as they arrive."""
+    items = parse_lines(
+        lines, max_line_bytes=max_line_bytes, json_limits=json_limits or JsonLimits()
+    )
+    async for outcome in run_parsed(
+        sessionmaker,
+        batch_id=batch_id,
+        base=base,
+        items=items,
+        source_format="json",
+        via="a panel batch",
+        chunk_lines=chunk_lines,
+        chunk_bytes=chunk_bytes,
+    ):
+        yield outcome
+
+
+def run_ndjson(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    chunks: AsyncIterator[bytes],
+    settings: Settings,
+) -> AsyncIterator[LineOutcome]:
+    """``run`` over raw NDJSON bytes as they arrive, with the settings' line cap and JSON
+    limits: what the HTTP route and ``python -m app import`` both run."""
+    return run(
+        sessionmaker,
+        batch_id=batch_id,
+        base=base,
+        lines=split_lines(chunks, settings.max_body_bytes),
+        max_line_bytes=settings.max_body_bytes,
+        json_limits=json_limits_of(settings),
+    )
+
+
 async def _commit_chunk(
     sessionmaker: async_sessionmaker[AsyncSession],
     batch_id: uuid.UUID,
     base: AuditEntry,
-    chunk: list[tuple[int, bytes | None]],
-    max_line_bytes: int,
+    chunk: Sequence[ParsedLine],
+    source_format: str,
+    via: str,
 ) -> list[LineOutcome]:
-    async with transaction(sessionmaker) as session:
-        return await _run_chunk(
-            session, batch_id=batch_id, base=base, lines=chunk, max_line_bytes=max_line_bytes
+    """The chunk in one transaction, run again if the database aborted it as a deadlock or a
+    serialization failure (nothing of it was written); refused with a 503 if that persists."""
+    for attempt in range(CHUNK_RETRIES + 1):
+        try:
+            async with transaction(sessionmaker) as session:
+                return await _run_chunk(
+                    session,
+                    batch_id=batch_id,
+                    base=base,
+                    chunk=chunk,
+                    source_format=source_format,
+                    via=via,
+                )
+        except DBAPIError as exc:
+            if not _retryable(exc):
+                raise
+            log.warning(
+                "panel batch %s: chunk aborted by a concurrent transaction (attempt %d)",
+                batch_id,
+                attempt + 1,
+            )
+            if attempt < CHUNK_RETRIES:
+                await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2**attempt))
+    return await _refuse_chunk(sessionmaker, batch_id, base, chunk)
+
+
+async def _refuse_chunk(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    chunk: Sequence[ParsedLine],
+) -> list[LineOutcome]:
+    busy = app_error_problem(
+        ServiceUnavailableError(
+            "The database kept aborting this part of the batch because of concurrent writes "
+            "(deadlock or serialization failure); nothing of it was stored. Re-send these "
+            "lines: what another sender stored meanwhile answers unchanged."
         )
+    )
+    at = utcnow()
+    outcomes = [
+        parsed.item if isinstance(parsed.item, LineOutcome) else refused(parsed.line, busy)
+        for parsed in chunk
+    ]
+    async with transaction(sessionmaker) as session:
+        await repository.add_counts(session, batch_id, _counts(outcomes), status=None)
+        await audit.append(session, [_audit_row(base, o, None, at) for o in outcomes])
+    return outcomes
 
 
 async def get(

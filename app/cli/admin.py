@@ -99,11 +99,11 @@ def _register_audit(commands: Any) -> None:
     verify_cmd.add_argument(
         "--checkpoint",
         type=Path,
-        help="also check that every row of this signed checkpoint is still there",
+        help="also check that every chain still holds every row this signed checkpoint recorded",
     )
     verify_cmd.set_defaults(handler=_verify_audit)
     checkpoint_cmd = commands.add_parser(
-        "audit-checkpoint", help="export a signed checkpoint of the audit trail's head"
+        "audit-checkpoint", help="export a signed checkpoint of every audit chain's head"
     )
     checkpoint_cmd.add_argument("action", choices=["export"])
     checkpoint_cmd.add_argument("file", type=Path)

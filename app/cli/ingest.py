@@ -45,16 +45,12 @@ async def import_file(settings: Settings, path: Path, *, org_name: str | None) -
             status_code=200,
         )
         batch = await service.start(sessionmaker, base)
-        lines = service.split_lines(_file_chunks(path), settings.max_body_bytes)
+        outcomes = service.run_ndjson(
+            sessionmaker, batch_id=batch.id, base=base, chunks=_file_chunks(path), settings=settings
+        )
         with Progress(transient=True) as progress:  # rich writes to stderr here
             task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
-            async for outcome in service.run(
-                sessionmaker,
-                batch_id=batch.id,
-                base=base,
-                lines=lines,
-                max_line_bytes=settings.max_body_bytes,
-            ):
+            async for outcome in outcomes:
                 counts[outcome.outcome] += 1
                 progress.update(task, description=f"line {outcome.line}")
             progress.update(task, completed=path.stat().st_size)

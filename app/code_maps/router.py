@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Body, Depends, Path, Query, Request, Response, status
 
@@ -12,7 +13,7 @@ from app.code_maps import repository, service
 from app.code_maps.schemas import ENTRY_EXAMPLE, CodeMapEntryIn, CodeMapEntryOut, CodeMapPage
 from app.core.deps import AuditedSession, ReadSession
 from app.core.errors import NotFoundError
-from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.listing import Listing, by_creation
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 
@@ -21,25 +22,33 @@ router = api_router("HL7 code maps", "/api/v1/code-maps")
 # Printable ASCII, no surrounding spaces (a path segment never holds `/`).
 _TOKEN = r"^[!-~](?:[ -~]*[!-~])?$"
 
+
+def _token(where: Callable[..., Any], max_length: int, description: str, *examples: str) -> Any:
+    """A facility or code parameter (`Path` or `Query`): 1 to `max_length` printable ASCII."""
+    return where(
+        min_length=1,
+        max_length=max_length,
+        pattern=_TOKEN,
+        description=description,
+        examples=list(examples),
+    )
+
+
 SendingFacility = Annotated[
     str,
-    Path(
-        min_length=1,
-        max_length=100,
-        pattern=_TOKEN,
-        description="The sending facility as in MSH-4 (first component), or `*` for any "
-        "facility. Matched case-insensitively.",
-        examples=["ACME-LAB", "*"],
+    _token(
+        Path,
+        100,
+        "The sending facility as in MSH-4 (first component), or `*` for any facility. Matched "
+        "case-insensitively.",
+        "ACME-LAB",
+        "*",
     ),
 ]
 LocalCode = Annotated[
     str,
-    Path(
-        min_length=1,
-        max_length=50,
-        pattern=_TOKEN,
-        description="The sender's local test code as in OBX-3. Matched case-insensitively.",
-        examples=["MAGS"],
+    _token(
+        Path, 50, "The sender's local test code as in OBX-3. Matched case-insensitively.", "MAGS"
     ),
 ]
 
@@ -63,19 +72,15 @@ async def list_code_maps(
     principal: CanReadRanges,
     sending_facility: Annotated[
         str | None,
-        Query(
-            min_length=1,
-            max_length=100,
-            pattern=_TOKEN,
-            description="Only the entries of this facility (`*` for the any-facility entries).",
-            examples=["ACME-LAB"],
+        _token(
+            Query,
+            100,
+            "Only the entries of this facility (`*` for the any-facility entries).",
+            "ACME-LAB",
         ),
     ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
     *,
-    request: Request,
-    response: Response,
+    query: Listing,
 ) -> CodeMapPage:
     """Your organization's code-map entries, newest first.
 
@@ -88,11 +93,9 @@ async def list_code_maps(
         session,
         organization_id=principal.organization_id,
         sending_facility=service.normalize(sending_facility) if sending_facility else None,
-        limit=limit + 1,
-        after=decode_optional(cursor),
+        **query.fetch,
     )
-    page = keyset_page(request, response, entries, limit, lambda e: (e.created_at, e.id))
-    return page.page(CodeMapPage, CodeMapEntryOut.model_validate)
+    return query.page(CodeMapPage, entries, by_creation, CodeMapEntryOut.model_validate)
 
 
 @router.put(

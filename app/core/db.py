@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,8 +20,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from app.core.config import Settings
@@ -223,6 +226,75 @@ async def transaction(
         except BaseException:
             await session.rollback()
             raise
+
+
+async def flush_in_order(session: AsyncSession, *groups: Iterable[Base]) -> None:
+    """Add and flush each group of rows in turn, so a row is inserted before the rows of the
+    next group that reference it."""
+    for group in groups:
+        session.add_all(group)
+        await session.flush()
+
+
+# Deferred writes (issue 15, PostgreSQL hot path): a write whose outcome nothing in the
+# transaction reads again (a panel's results, an idempotency record's stored response) may be
+# sent WITH the transaction's next write instead of on its own round trip: the audit append
+# carries them as data-modifying CTEs (app.audit.service), and whatever is still pending when
+# the session commits is executed just before the COMMIT (the `before_commit` hook below), so
+# a deferred write is never lost and commits or rolls back with the rest. A session defers
+# only once its owner said nothing will read those rows in between (`allow_deferred_writes`):
+# the native POST /api/v1/panels route.
+_DEFER_OK = "mineral_defer_ok"
+_DEFERRED = "mineral_deferred_writes"
+
+
+def allow_deferred_writes(session: AsyncSession) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.sync_session.info[_DEFER_OK] = True
+
+
+def defers(session: AsyncSession) -> bool:
+    """Whether `session` sends deferrable writes with its next statement."""
+    return bool(session.sync_session.info.get(_DEFER_OK))
+
+
+def defer(session: AsyncSession, statement: UpdateBase | TextClause) -> None:
+    """Send `statement` with the session's next write (or just before its commit)."""
+    assert defers(session)
+    session.sync_session.info.setdefault(_DEFERRED, []).append(statement)
+
+
+async def execute_or_defer(session: AsyncSession, statement: UpdateBase | TextClause) -> None:
+    """Execute `statement` now, or (a session that allows it) with the next write."""
+    if defers(session):
+        defer(session, statement)
+        return
+    await (await session.connection()).execute(statement)
+
+
+def take_deferred(session: Session) -> list[UpdateBase | TextClause]:
+    """The writes waiting for the next statement; the caller sends them with it."""
+    deferred: list[UpdateBase | TextClause] = session.info.pop(_DEFERRED, [])
+    return deferred
+
+
+def as_cte(write: UpdateBase | TextClause, name: str) -> CTE:
+    """A deferred write as a data-modifying CTE of another statement."""
+    return write.cte(name) if isinstance(write, UpdateBase) else write.columns().cte(name)
+
+
+@event.listens_for(Session, "before_commit")
+def _flush_deferred(session: Session) -> None:
+    # Runs inside the async session's greenlet: a plain (sync) execute is awaited for us.
+    for statement in take_deferred(session):
+        session.connection().execute(statement)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_deferred(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_DEFERRED, None)
+        session.info.pop(_DEFER_OK, None)
 
 
 class DecimalType(TypeDecorator[Decimal]):

@@ -14,6 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.core.json_guard import JsonViolation
+
 log = logging.getLogger("app.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,6 +82,27 @@ class JsonLimitError(StarletteHTTPException):
         super().__init__(status_code=status, detail=detail)
         self.type_slug = type_slug
         self.title = title
+
+    @classmethod
+    def of(cls, violation: JsonViolation) -> JsonLimitError:
+        """The refusal of a body (or an NDJSON line) that breaks a bound."""
+        number = violation.kind == "number-out-of-range"
+        return cls(
+            422 if number else 400,
+            type_slug="json-number-out-of-range" if number else "json-too-deep",
+            title="JSON number out of range" if number else "JSON nested too deeply",
+            detail=violation.message,
+        )
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        detail = self.detail if isinstance(self.detail, str) else None
+        return problem_body(
+            self.status_code,
+            title=self.title,
+            detail=detail,
+            type_slug=self.type_slug,
+            instance=instance,
+        )
 
 
 class ServiceUnavailableError(
@@ -148,6 +171,25 @@ def database_unavailable_response(instance: str | None) -> JSONResponse:
     )
 
 
+def problem_body(
+    status: int,
+    *,
+    title: str,
+    detail: str | None,
+    type_slug: str,
+    instance: str | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The RFC 9457 object every problem response carries (also one NDJSON line's problem)."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + type_slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    return body
+
+
 def problem_response(
     status: int,
     *,
@@ -158,13 +200,22 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + type_slug, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    body.update(extensions)
+    body = problem_body(
+        status, title=title, detail=detail, type_slug=type_slug, instance=instance, **extensions
+    )
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def app_error_problem(exc: AppError, instance: str | None = None) -> dict[str, Any]:
+    """An AppError's problem object, extensions included."""
+    return problem_body(
+        exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_slug=exc.type_slug,
+        instance=instance,
+        **exc.extensions,
+    )
 
 
 _HTTP_TITLES = {
@@ -209,14 +260,11 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem_response(
-        exc.status,
-        title=exc.title,
-        detail=exc.detail,
-        type_slug=exc.type_slug,
-        instance=request.url.path,
+    return JSONResponse(
+        app_error_problem(exc, request.url.path),
+        status_code=exc.status,
+        media_type=PROBLEM_JSON,
         headers=exc.headers(),
-        **exc.extensions,
     )
 
 
@@ -260,6 +308,28 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def validation_problem(errors: Sequence[Any], instance: str | None = None) -> dict[str, Any]:
+    """The problem of a body that is not JSON (400) or fails validation (422); ``errors`` as
+    FastAPI reports them (locations under ``body``)."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return problem_body(
+            400,
+            title="Malformed JSON",
+            detail="The request body is not valid JSON.",
+            type_slug="malformed-json",
+            instance=instance,
+            errors=validation_errors(errors),
+        )
+    return problem_body(
+        422,
+        title="The request is not valid",
+        detail=f"{len(errors)} field(s) failed validation; see 'errors'.",
+        type_slug="validation-error",
+        instance=instance,
+        errors=validation_errors(errors),
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
@@ -267,22 +337,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         from app.audit.context import start_draft_for_route
 
         start_draft_for_route(request)
-        return problem_response(
-            400,
-            title="Malformed JSON",
-            detail="The request body is not valid JSON.",
-            type_slug="malformed-json",
-            instance=request.url.path,
-            errors=validation_errors(errors),
-        )
-    return problem_response(
-        422,
-        title="The request is not valid",
-        detail=f"{len(errors)} field(s) failed validation; see 'errors'.",
-        type_slug="validation-error",
-        instance=request.url.path,
-        errors=validation_errors(errors),
-    )
+    body = validation_problem(errors, request.url.path)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
 
 
 # PostgreSQL refuses NUL characters in text (22021) and in JSON strings (22P05); SQLite stores

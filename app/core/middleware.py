@@ -197,13 +197,7 @@ def _checked_json(receive: Receive, limits: JsonLimits) -> Receive:
         else:
             violation = check_json(body, limits)
         if violation is not None:
-            number = violation.kind == "number-out-of-range"
-            raise JsonLimitError(
-                422 if number else 400,
-                type_slug="json-number-out-of-range" if number else "json-too-deep",
-                title="JSON number out of range" if number else "JSON nested too deeply",
-                detail=violation.message,
-            )
+            raise JsonLimitError.of(violation)
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive_checked

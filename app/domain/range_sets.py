@@ -133,15 +133,7 @@ class RatioRangeDocument(BaseModel):
         return self
 
     def to_definition(self) -> RatioDefinition:
-        return RatioDefinition(
-            code=self.code,
-            display=self.display,
-            numerator=self.numerator,
-            denominator=self.denominator,
-            low=self.low,
-            high=self.high,
-            source=self.source,
-        )
+        return RatioDefinition.of(self)
 
 
 class RangeSetDocument(BaseModel):

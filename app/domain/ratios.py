@@ -7,7 +7,7 @@ and zinc and copper both in umol/L, so a molar ratio is the plain quotient of th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
@@ -25,6 +25,12 @@ class RatioDefinition:
     low: Decimal | None
     high: Decimal | None
     source: str
+
+    @classmethod
+    def of(cls, ratio: Any) -> RatioDefinition:
+        """The definition of a stored ratio range or a ratio document: both carry these
+        attribute names."""
+        return cls(**{field.name: getattr(ratio, field.name) for field in fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import execute_or_defer
 from app.models.idempotency import IdempotencyRecord
 
 _RECORD = cast(Table, IdempotencyRecord.__table__)
@@ -76,15 +77,18 @@ async def complete(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    connection = await session.connection()
-    await connection.execute(
-        _COMPLETE,
-        {
-            "record_id": record_id,
-            "response_status": status,
-            "response_headers": headers,
-            "response_body": body,
-        },
+    # Nothing reads the record again in this transaction: on the panel route it goes out with
+    # the audit append (app.core.db.execute_or_defer).
+    await execute_or_defer(
+        session,
+        update(_RECORD)
+        .where(_RECORD.c.id == record_id)
+        .values(
+            status="completed",
+            response_status=status,
+            response_headers=headers,
+            response_body=body,
+        ),
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, ForeignKey, Uuid, and_
+from sqlalchemy import ColumnElement, ForeignKey, Select, Uuid, and_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import new_id
@@ -56,3 +57,13 @@ def of_patient(
 ) -> ColumnElement[bool]:
     """The WHERE clause for `model`'s rows of one patient of one organization."""
     return and_(model.organization_id == organization_id, model.patient_id == patient_id)
+
+
+_Record = TypeVar("_Record", bound=PatientScoped)
+
+
+def patient_rows(
+    model: type[_Record], organization_id: uuid.UUID, patient_id: uuid.UUID
+) -> Select[_Record]:
+    """SELECT `model`'s rows of one patient of one organization (narrow or order it further)."""
+    return select(model).where(of_patient(model, organization_id, patient_id))

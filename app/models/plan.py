@@ -20,8 +20,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from app.core.db import Base, UTCDateTime, new_id, utcnow
+from app.core.db import Base, UTCDateTime, utcnow
 from app.domain.plans.document import PlanDocument
+from app.models.mixins import OrganizationScoped, PatientScoped
 from app.models.plan_rule_set import PlanRuleSet as PlanRuleSet  # it used to live here
 
 PLAN_STATUSES = ("draft", "active", "completed", "revoked", "entered-in-error")
@@ -46,7 +47,7 @@ class PlanDocumentType(TypeDecorator[PlanDocument]):
         return None if value is None else PlanDocument.model_validate(value)
 
 
-class TreatmentPlan(Base):
+class TreatmentPlan(PatientScoped, Base):
     """The current state of a treatment plan; every change also appends a `TreatmentPlanVersion`.
 
     `document` holds the items, safety findings, overrides, the rules that fired and the facts
@@ -63,13 +64,6 @@ class TreatmentPlan(Base):
         Index("ix_treatment_plan_org_retest", "organization_id", "status", "next_retest_date"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("patient.id", ondelete="RESTRICT")
-    )
     status: Mapped[str] = mapped_column(String(20))
     version: Mapped[int]
     rule_set_id: Mapped[uuid.UUID] = mapped_column(
@@ -91,16 +85,12 @@ class TreatmentPlan(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class TreatmentPlanVersion(Base):
+class TreatmentPlanVersion(OrganizationScoped, Base):
     """One version of a plan, as it was after a change. Append-only."""
 
     __tablename__ = "treatment_plan_version"
     __table_args__ = (UniqueConstraint("plan_id", "version"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("organization.id", ondelete="RESTRICT")
-    )
     plan_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("treatment_plan.id", ondelete="RESTRICT")
     )

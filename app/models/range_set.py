@@ -4,19 +4,12 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import (
-    Date,
-    ForeignKey,
-    Index,
-    String,
-    Text,
-    UniqueConstraint,
-    Uuid,
-)
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.db import Base, DecimalType, new_id
+from app.core.db import Base, DecimalType
 from app.kit.versioned_sets.model import VersionedSet
+from app.models.mixins import IdMixin
 
 
 class RangeSet(VersionedSet, Base):
@@ -34,17 +27,21 @@ class RangeSet(VersionedSet, Base):
     )
 
 
-class ReferenceRange(Base):
+class _InRangeSet(IdMixin):
+    """A row of a range set, at its position in the set; deleted with the set."""
+
+    range_set_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("range_set.id", ondelete="CASCADE")
+    )
+    position: Mapped[int]
+
+
+class ReferenceRange(_InRangeSet, Base):
     """One row of a range set, in the unit it was written in (converted when applied)."""
 
     __tablename__ = "reference_range"
     __table_args__ = (Index("ix_reference_range_set_analyte", "range_set_id", "analyte"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    range_set_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("range_set.id", ondelete="CASCADE")
-    )
-    position: Mapped[int]
     analyte: Mapped[str] = mapped_column(String(50))
     specimen: Mapped[str | None] = mapped_column(String(20))
     sex: Mapped[str | None] = mapped_column(String(16))
@@ -63,17 +60,12 @@ class ReferenceRange(Base):
     range_set: Mapped[RangeSet] = relationship(back_populates="rows", lazy="raise")
 
 
-class RatioRange(Base):
+class RatioRange(_InRangeSet, Base):
     """A configurable range for a derived molar ratio (e.g. Ca:Mg) within a range set."""
 
     __tablename__ = "ratio_range"
     __table_args__ = (UniqueConstraint("range_set_id", "code"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    range_set_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("range_set.id", ondelete="CASCADE")
-    )
-    position: Mapped[int]
     code: Mapped[str] = mapped_column(String(50))
     display: Mapped[str] = mapped_column(String(200))
     numerator: Mapped[str] = mapped_column(String(50))

@@ -69,7 +69,10 @@ async def insert_new(
 ) -> set[uuid.UUID]:
     """Insert the panels (those whose natural key is still free) and their results: the ids
     inserted. A panel left out (stored meanwhile by a concurrent sender) gets no results."""
-    inserted = await repository.insert_panels_if_new(session, [p.values for p in panels])
+    # Sorted by natural key: two senders inserting the same panels in opposite orders then
+    # take the unique index's locks in one order and wait for each other, never deadlock.
+    ordered = sorted(panels, key=lambda p: (p.values["source"], p.values["accession"]))
+    inserted = await repository.insert_panels_if_new(session, [p.values for p in ordered])
     rows = [row for panel in panels if panel.id in inserted for row in panel.results]
     if rows:
         await repository.insert_results(session, rows)

@@ -98,16 +98,21 @@ async def ingest_or_correct(
     panel's history and in the review reason of plans it flags (``"the native API"``)."""
 
     async def correct(stored: Panel, patient_id: uuid.UUID) -> IngestOutcome:
-        return await _correct_stored(
+        # Decided on the locked row: of two concurrent senders, the second sees the first's result.
+        panel, _, _ = await _locked(session, organization_id=organization_id, panel_id=stored.id)
+        if panel.payload_hash == payload_hash(data, source_format, patient_id):
+            return await stored_outcome(session, organization_id=organization_id, panel_id=panel.id)
+        kind = _correction_kind_or_conflict(panel, data, patient_id)
+        out = await _apply_correction(
             session,
-            organization_id=organization_id,
-            panel_id=stored.id,
-            patient_id=patient_id,
+            panel=panel,
             data=data,
+            reason=f"correction over {via} ({kind})",
             source_format=source_format,
-            via=via,
-            catalog=catalog,
+            catalog=catalog or default_catalog(),
         )
+        assert panel.document is not None
+        return IngestOutcome(panel=out, document=panel.document, created=False, corrected=True)
 
     return await ingest(
         session,
@@ -119,21 +124,9 @@ async def ingest_or_correct(
     )
 
 
-async def _correct_stored(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    panel_id: uuid.UUID,
-    patient_id: uuid.UUID,
-    data: PanelCreate,
-    source_format: str,
-    via: str,
-    catalog: Catalog | None,
-) -> IngestOutcome:
-    # Decided on the locked row: of two concurrent senders, the second sees the first's result.
-    panel, _, _ = await _locked(session, organization_id=organization_id, panel_id=panel_id)
-    if panel.payload_hash == payload_hash(data, source_format, patient_id):
-        return await stored_outcome(session, organization_id=organization_id, panel_id=panel.id)
+def _correction_kind_or_conflict(panel: Panel, data: PanelCreate, patient_id: uuid.UUID) -> str:
+    """What makes ``data`` a correction of the stored ``panel`` (``correction_kind``), or 409
+    ``accession-conflict`` saying why it is not one."""
     where = f"Accession {data.accession!r} from {data.source!r}"
     if panel.patient_id != patient_id:
         raise AccessionConflictError(
@@ -154,16 +147,7 @@ async def _correct_stored(
             f"panel ({data.status}) is not a correction of it.",
             panel_id=str(panel.id),
         )
-    out = await _apply_correction(
-        session,
-        panel=panel,
-        data=data,
-        reason=f"correction over {via} ({kind})",
-        source_format=source_format,
-        catalog=catalog or default_catalog(),
-    )
-    assert panel.document is not None
-    return IngestOutcome(panel=out, document=panel.document, created=False, corrected=True)
+    return kind
 
 
 async def correct_panel(
@@ -269,20 +253,28 @@ async def _apply_correction(
     panel.payload_hash = payload_hash(data, source_format, panel.patient_id)
     results.sort(key=lambda r: r.position)
     out = record_interpretation(panel, results, interpreted, range_set, now=now)
-    await session.flush()
     revised = [
         RevisedResult(r.id, panel.id, _revision(panel, r, before[r.id], reason))
         for r in results
         if r.id in before and before[r.id] != _as_sent(r) and _is_revision(before[r.id], r)
     ]
+    await _flush_and_flag_plans(session, panel=panel, revised=revised, reason=reason)
+    return out
+
+
+async def _flush_and_flag_plans(
+    session: AsyncSession, *, panel: Panel, revised: list[RevisedResult], reason: str
+) -> None:
+    """Write the revised panel, then mark the plans resting on a revised result as needing
+    review (``flag_plans_resting_on``)."""
+    await session.flush()
     await flag_plans_resting_on(
         session,
-        organization_id=organization_id,
+        organization_id=panel.organization_id,
         patient_id=panel.patient_id,
         revised=revised,
         changed_by=f"system: {reason}"[:200],
     )
-    return out
 
 
 def _status_after(stored_status: str, data: PanelCreate) -> str:
@@ -350,14 +342,7 @@ async def withdraw_results(
     )
     out = panel_out(panel, results, range_set_name, range_set_version)
     panel.document = out.model_dump_json()
-    await session.flush()
-    await flag_plans_resting_on(
-        session,
-        organization_id=organization_id,
-        patient_id=panel.patient_id,
-        revised=revised,
-        changed_by=f"system: {reason}"[:200],
-    )
+    await _flush_and_flag_plans(session, panel=panel, revised=revised, reason=reason)
     return WithdrawOutcome(panel=out, nothing_to_withdraw=missing)
 
 

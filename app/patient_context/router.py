@@ -9,9 +9,10 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPlans, CanWritePlans
 from app.core.deps import AuditedSession
 from app.kit.concurrency import PreconditionFailedError, require_if_match
-from app.kit.pagination import Cursor, Limit, decode_tagged, encode_tagged, keyset_page
+from app.kit.pagination import decode_tagged, encode_tagged
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
+from app.models.patient_context import PatientContext
 from app.patient_context import repository, service
 from app.patient_context.schemas import (
     CONTEXT_EXAMPLE,
@@ -19,7 +20,7 @@ from app.patient_context.schemas import (
     PatientContextPage,
     PatientContextWrite,
 )
-from app.patients.deps import KnownPatient
+from app.patients.deps import KnownPatient, PatientListing
 
 router = api_router("patient context", "/api/v1/patients/{patient_id}/context")
 
@@ -29,6 +30,11 @@ MAX_VERSION = 2_147_483_647  # the column is a 32-bit integer on PostgreSQL
 
 def _location(patient_id: uuid.UUID, version: int) -> str:
     return f"/api/v1/patients/{patient_id}/context/versions/{version}"
+
+
+def _with_etag(context: PatientContext, response: Response) -> PatientContextOut:
+    response.headers["ETag"] = service.context_etag(context)
+    return service.context_out(context)
 
 
 def _encode_cursor(version: int) -> str:
@@ -65,11 +71,11 @@ def _decode_cursor(cursor: str) -> int:
     },
 )
 async def put_context(
-    patient_id: uuid.UUID,
     request: Request,
     response: Response,
     session: AuditedSession,
     principal: CanWritePlans,
+    patient: KnownPatient,
     body: Annotated[
         PatientContextWrite, Body(openapi_examples={"context": {"value": CONTEXT_EXAMPLE}})
     ],
@@ -84,12 +90,8 @@ async def put_context(
     newer version since (nothing is stored); success answers **200** with the new ETag.
     Medication classes, conditions and diets come back with their display and standard codes
     (WHO ATC, SNOMED CT, LOINC for eGFR)."""
-    audit_target(request, patient_id=patient_id)
-    patient = await service.get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     current = await repository.current(
-        session, organization_id=principal.organization_id, patient_id=patient_id
+        session, organization_id=principal.organization_id, patient_id=patient.id
     )
     if current is None:
         if request.headers.get("if-match") is not None:
@@ -109,11 +111,10 @@ async def put_context(
         action="create" if created else None,
         status_code=201 if created else None,
     )
-    response.headers["ETag"] = service.context_etag(context)
     if created:
         response.status_code = 201
-        response.headers["Location"] = _location(patient_id, context.version)
-    return service.context_out(context)
+        response.headers["Location"] = _location(patient.id, context.version)
+    return _with_etag(context, response)
 
 
 @router.get(
@@ -144,8 +145,7 @@ async def get_context(
         session, organization_id=principal.organization_id, patient_id=patient_id
     )
     audit_target(request, resource_id=context.id)
-    response.headers["ETag"] = service.context_etag(context)
-    return service.context_out(context)
+    return _with_etag(context, response)
 
 
 @router.get(
@@ -155,34 +155,23 @@ async def get_context(
     dependencies=[Depends(audited("search", RESOURCE))],
 )
 async def list_context_versions(
-    patient_id: uuid.UUID,
-    request: Request,
-    session: AuditedSession,
-    principal: CanReadPlans,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    *,
-    response: Response,
+    principal: CanReadPlans, query: PatientListing
 ) -> PatientContextPage:
     """Every recorded version of the patient's clinical context, newest first. Pages are
     keyset-based: follow `next_cursor` until it is null. A patient without a context has an
     empty list."""
-    audit_target(request, patient_id=patient_id)
-    before = _decode_cursor(cursor) if cursor else None
-    await service.get_patient_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     rows = await service.versions(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
-        limit=limit + 1,
-        before_version=before,
+        query.session,
+        **await query.patient(),
+        limit=query.limit + 1,
+        before_version=_decode_cursor(query.cursor) if query.cursor else None,
     )
-    page = keyset_page(
-        request, response, rows, limit, cursor_of=lambda c: _encode_cursor(c.version)
+    return query.page(
+        PatientContextPage,
+        rows,
+        item=service.context_out,
+        cursor_of=lambda c: _encode_cursor(c.version),
     )
-    return page.page(PatientContextPage, service.context_out)
 
 
 @router.get(

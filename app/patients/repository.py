@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.core.db import flush_in_order
 from app.domain.person_names import GIVEN_SEPARATOR
 from app.kit.list_sql import newest_first
 from app.models.mixins import PatientKey
@@ -122,10 +123,7 @@ async def identifier_taken(
 async def add(
     session: AsyncSession, patient: Patient, identifiers: list[PatientIdentifier]
 ) -> None:
-    session.add(patient)
-    await session.flush()
-    session.add_all(identifiers)
-    await session.flush()
+    await flush_in_order(session, [patient], identifiers)
 
 
 async def search(

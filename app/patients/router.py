@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
 from app.identifier_systems import system_uri
 from app.kit.concurrency import require_if_match, version_etag
-from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.listing import OrganizationListing, by_creation
 from app.kit.problems import problem_doc
 from app.kit.query_params import InvalidQueryError
 from app.kit.routing import api_router
@@ -42,6 +41,11 @@ def _etag(patient: Patient) -> str:
 
 def _out_etag(out: PatientOut) -> str:
     return version_etag("patient", out.id, out.version)
+
+
+def _patient_response(patient: Patient, response: Response) -> PatientOut:
+    response.headers["ETag"] = _etag(patient)
+    return PatientOut.model_validate(patient)
 
 
 @router.post(
@@ -96,8 +100,7 @@ async def get_patient(
 ) -> PatientOut:
     """Returns the patient with its identifiers and an `ETag` for updates. An unknown id (or
     another organization's) answers **404**."""
-    response.headers["ETag"] = _etag(patient)
-    return PatientOut.model_validate(patient)
+    return _patient_response(patient, response)
 
 
 @router.patch(
@@ -111,11 +114,11 @@ async def get_patient(
     },
 )
 async def update_patient(
-    patient_id: uuid.UUID,
     request: Request,
     response: Response,
     session: AuditedSession,
     principal: CanWritePatients,
+    current: RegisteredPatient,
     body: Annotated[
         PatientUpdate, Body(openapi_examples={"correct sex": {"value": {"sex": "male"}}})
     ],
@@ -125,20 +128,15 @@ async def update_patient(
 
     Updates need `If-Match: <ETag>` from your last read: **428** without it, **412** when the
     patient changed since (nothing is modified)."""
-    audit_target(request, resource_id=patient_id, patient_id=patient_id)
-    current = await service.get_or_raise(
-        session, organization_id=principal.organization_id, patient_id=patient_id
-    )
     require_if_match(request, _etag(current))
     patient = await service.update(
         session,
         organization_id=principal.organization_id,
-        patient_id=patient_id,
+        patient_id=current.id,
         expected_version=current.version,
         data=body,
     )
-    response.headers["ETag"] = _etag(patient)
-    return PatientOut.model_validate(patient)
+    return _patient_response(patient, response)
 
 
 @router.get(
@@ -148,11 +146,8 @@ async def update_patient(
     dependencies=[Depends(audited("search", "patient"))],
 )
 async def search_patients(
-    request: Request,
-    session: AuditedSession,
     principal: CanReadPatients,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    query: OrganizationListing,
     identifier: Annotated[
         str | None,
         Query(
@@ -181,8 +176,6 @@ async def search_patients(
         str | None,
         Query(min_length=1, max_length=100, description="Case-insensitive given-name prefix."),
     ] = None,
-    *,
-    response: Response,
 ) -> PatientPage:
     """Lists the organization's patients, newest first, filtered by identifier, sex, birth
     date and name (prefixes, case-insensitive; filters combine). Pages are keyset-based:
@@ -195,17 +188,16 @@ async def search_patients(
             raise InvalidIdentifierQueryError("identifier must be written as system|value.")
         parsed = (system_uri(system), value or None)
     patients = await service.search(
-        session,
-        organization_id=principal.organization_id,
+        query.session,
+        organization_id=query.organization_id,
         identifier=parsed,
         sex=sex.value if sex else None,
         birth_date=birth_date,
         name=name.strip() or None if name else None,
         family=family.strip() or None if family else None,
         given=given.strip() or None if given else None,
-        limit=limit + 1,
-        after=decode_optional(cursor),
+        **query.fetch,
     )
-    page = keyset_page(request, response, patients, limit, lambda p: (p.created_at, p.id))
-    audit_target(request, patient_ids=[patient.id for patient in page.rows])
+    page = query.keyset(patients, by_creation)
+    audit_target(query.request, patient_ids=[patient.id for patient in page.rows])
     return page.page(PatientPage, PatientOut.model_validate)

@@ -113,7 +113,7 @@ async def list_rule_sets(
 ) -> RuleSetPage:
     """All plan rule sets of the organization, newest first, with status (`draft`, `active`,
     `retired`). Follow `next_cursor` until it is null."""
-    sets = await listing.page(session, RULE_SETS, principal)
+    sets = await listing.sets(session, RULE_SETS, principal)
     return sets.page(RuleSetPage, RuleSetOut.model_validate)
 
 

@@ -4,10 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from app.domain.plans.rules import RuleSetDocument
 from app.kit.pagination import PageMeta
 from app.kit.schemas_common import OutputModel
+from app.models.plan_rule_set import stored_json
 
 
 class RuleSetOut(OutputModel):
@@ -26,6 +28,11 @@ class RuleSetDetailOut(RuleSetOut):
         description="The rule set as stored: upper limits, item templates, generation rules "
         "and safety rules, every clinical number with its source."
     )
+
+    @field_validator("document", mode="before")
+    @classmethod
+    def _as_stored(cls, document: object) -> object:
+        return stored_json(document) if isinstance(document, RuleSetDocument) else document
 
 
 class RuleSetPage(PageMeta):

@@ -1,4 +1,5 @@
-"""Plan rule sets: import, validate, version, activate; parsed documents for the plan engine."""
+"""Plan rule sets: import, validate, version, activate. A loaded set's `document` is the typed
+`RuleSetDocument` the plan engine reads (app/models/plan_rule_set.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import AppError, UnprocessableError
 from app.domain.catalog import default_catalog
 from app.domain.plans.rules import RuleSetDocument, parse_rule_set_yaml
-from app.kit.versioned_sets.cache import SetCache
 from app.kit.versioned_sets.service import SetLifecycle
-from app.models.plan_rule_set import PlanRuleSet
+from app.models.plan_rule_set import PlanRuleSet, with_defaults_written
 from app.plan_rules import repository
 
 RATIO_CODES = frozenset({"ca_mg_molar", "zn_cu_molar"})
 RULE_SET_LIFECYCLE = SetLifecycle(repository.RULE_SETS, noun="rule set", title="plan rule set")
-
-# Parsed documents of this process, keyed by (organization_id, rule_set_id): a stored set never
-# changes, so an entry never goes stale (see app/kit/versioned_sets/cache.py).
-DOCUMENTS: SetCache[RuleSetDocument] = SetCache(size=32)
 
 
 class RuleSetInvalidError(
@@ -48,14 +44,6 @@ def check_document(document: RuleSetDocument) -> None:
         raise RuleSetInvalidError(
             f"{len(problems)} problem(s) in the rule set; see 'errors'.", errors=problems
         )
-
-
-def document_of(rule_set: PlanRuleSet) -> RuleSetDocument:
-    """The parsed document of a stored set (immutable, so cached)."""
-    return DOCUMENTS.get_or_build(
-        (rule_set.organization_id, rule_set.id),
-        lambda: RuleSetDocument.model_validate(rule_set.document),
-    )
 
 
 async def get_or_raise(
@@ -87,7 +75,7 @@ async def import_document(
         session,
         organization_id=organization_id,
         header=document,
-        document=document.model_dump(mode="json", by_alias=True),
+        document=with_defaults_written(document),
     )
     return await RULE_SET_LIFECYCLE.store(session, rule_set, activate=activate)
 

@@ -117,7 +117,7 @@ async def generate(
         session, organization_id=organization_id, patient_id=patient_id
     )
     rule_set = await rule_sets.active_or_raise(session, organization_id=organization_id)
-    rules = rule_sets.document_of(rule_set)
+    rules = rule_set.document
     now = utcnow()
     facts, context_version = await _facts(
         session, patient=patient, panel_ids=panel_ids, today=now.date()

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.core.db import utcnow
+from app.core.db import flush_in_order, utcnow
 from app.domain.plans.document import PlanBasis, PlanDocument
 from app.models.panel import Panel, Result
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
@@ -99,10 +99,7 @@ async def get(
 
 
 async def add(session: AsyncSession, plan: TreatmentPlan, version: TreatmentPlanVersion) -> None:
-    session.add(plan)
-    await session.flush()
-    session.add(version)
-    await session.flush()
+    await flush_in_order(session, [plan], [version])
 
 
 async def update_if_version(

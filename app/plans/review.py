@@ -18,7 +18,6 @@ from app.domain.plans.rules import RuleSetDocument
 from app.models.plan import TreatmentPlan
 from app.patients import service as patients
 from app.plan_rules import repository as rule_set_repository
-from app.plan_rules import service as rule_sets
 from app.plans.drafting import patient_facts
 from app.plans.errors import InvalidOverrideError
 from app.plans.schemas import OverrideIn
@@ -30,7 +29,7 @@ async def _rules_for(session: AsyncSession, plan: TreatmentPlan) -> RuleSetDocum
     )
     if rule_set is None:  # pragma: no cover - a foreign key keeps it
         raise NotFoundError("The plan's rule set is missing.")
-    return rule_sets.document_of(rule_set)
+    return rule_set.document
 
 
 async def _recheck(

@@ -12,9 +12,9 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import AUTH_RESPONSES, CanReadPlans
 from app.core.deps import AuditedSession, SettingsDep
 from app.domain.plans.diff import diff_versions
-from app.kit.pagination import Cursor, Limit, link_next
 from app.kit.problems import PROBLEM_RESPONSES, problem_doc
 from app.models.plan import TreatmentPlan
+from app.patients.deps import PatientListing
 from app.plans import activation, drafting, editing, openapi, service, views
 from app.plans import worklist as plan_worklist
 from app.plans.deps import PlanChangeDep, PlanDraftingDep, ReadablePlan, plan_etag
@@ -109,34 +109,23 @@ async def create_plan(
     response_model=PlanPage,
 )
 async def list_patient_plans(
-    patient_id: uuid.UUID,
-    request: Request,
-    session: AuditedSession,
     principal: CanReadPlans,
+    query: PatientListing,
     status_: Annotated[
         list[PlanStatus] | None,
         Query(alias="status", description="Only plans in these statuses (repeat to combine)."),
     ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    *,
-    response: Response,
 ) -> PlanPage:
     """The patient's plans, newest first, optionally by status. Pages are keyset-based: follow
     `next_cursor` until it is null. An unknown patient (or another organization's) is 404."""
-    audit_target(request, patient_id=patient_id)
     page = await service.patient_plans(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
+        query.session,
+        **await query.patient(),
         statuses=status_,
-        limit=limit,
-        cursor=cursor,
+        limit=query.limit,
+        cursor=query.cursor,
     )
-    link_next(request, response, page.next_cursor)
-    return PlanPage(
-        items=[views.plan_summary(p) for p in page.rows], limit=limit, next_cursor=page.next_cursor
-    )
+    return query.linked(page).page(PlanPage, views.plan_summary)
 
 
 @_plan_route(

@@ -19,6 +19,7 @@ from app.core.errors import NotFoundError
 from app.domain.plans.document import PlanDocument
 from app.domain.plans.items import PlanItem, SafetyFinding
 from app.kit.concurrency import PreconditionFailedError
+from app.kit.lookup import found
 from app.kit.pagination import Keyset, decode_optional, keyset
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
 from app.patients import service as patients
@@ -33,10 +34,10 @@ EDITABLE = frozenset({"draft", "active"})
 async def get_or_raise(
     session: AsyncSession, *, organization_id: uuid.UUID, plan_id: uuid.UUID
 ) -> TreatmentPlan:
-    plan = await repository.get(session, organization_id=organization_id, plan_id=plan_id)
-    if plan is None:
-        raise NotFoundError("No treatment plan with this id.")
-    return plan
+    return found(
+        await repository.get(session, organization_id=organization_id, plan_id=plan_id),
+        NotFoundError("No treatment plan with this id."),
+    )
 
 
 def dump_findings(findings: Sequence[SafetyFinding]) -> list[dict[str, object]]:

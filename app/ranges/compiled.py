@@ -84,18 +84,7 @@ def compile_rows(
 
 
 def ratio_definitions(ratios: Sequence[RatioRange | Any]) -> tuple[RatioDefinition, ...]:
-    return tuple(
-        RatioDefinition(
-            code=r.code,
-            display=r.display,
-            numerator=r.numerator,
-            denominator=r.denominator,
-            low=r.low,
-            high=r.high,
-            source=r.source,
-        )
-        for r in ratios
-    )
+    return tuple(RatioDefinition.of(ratio) for ratio in ratios)
 
 
 def compile_range_set(range_set: RangeSet, catalog: Catalog) -> CompiledRangeSet:

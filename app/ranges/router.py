@@ -160,7 +160,7 @@ async def list_range_sets(
 ) -> RangeSetPage:
     """All range sets of the organization, newest first, with status (`draft`, `active`,
     `retired`)."""
-    sets = await listing.page(session, RANGE_SETS, principal)
+    sets = await listing.sets(session, RANGE_SETS, principal)
     return sets.page(RangeSetPage, RangeSetOut.model_validate)
 
 

@@ -6,20 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query, Request, Response, Security
+from fastapi import Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import require
-from app.auth.principal import Principal, Scope
-from app.core.deps import AuditedSession
-from app.kit.pagination import Cursor, Limit, Page, decode_optional, keyset_page
+from app.kit.listing import OrganizationListing
+from app.kit.pagination import Page
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
 from app.models.refused_input import RefusedInput
 from app.refused_inputs import repository, service
+from app.refused_inputs.deps import CanManageRefused, RefusedTarget
 
-CanManageRefused = Annotated[Principal, Security(require(Scope.REFUSED_INPUTS))]
 Channel = Literal["hl7-http", "hl7-mllp", "fhir", "json"]
 Status = Literal["refused", "reprocessed", "discarded"]
 
@@ -67,29 +65,23 @@ def _out(row: RefusedInput) -> RefusedInputOut:
     dependencies=[Depends(audited("search", "refused_input"))],
 )
 async def list_refused_inputs(
-    request: Request,
-    response: Response,
-    session: AuditedSession,
     principal: CanManageRefused,
+    query: OrganizationListing,
     channel: Annotated[Channel | None, Query(description="Only this channel.")] = None,
     status: Annotated[Status | None, Query(description="Only this status.")] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
 ) -> RefusedInputPage:
     """Your organization's refused inputs, newest first (without payloads): every HL7 v2
     message answered `AE` / `AR` (HTTP and MLLP), every FHIR Bundle answered 4xx (or a batch
     with failed entries), every `POST /api/v1/panels` answered 4xx. PHI: for the `admin` and
     `integration` roles only, audited; kept `MINERAL_REFUSED_INPUT_RETENTION_DAYS` days."""
     rows = await repository.page(
-        session,
-        organization_id=principal.organization_id,
+        query.session,
+        organization_id=query.organization_id,
         channel=channel,
         status=status,
-        after=decode_optional(cursor),
-        limit=limit + 1,
+        **query.fetch,
     )
-    page = keyset_page(request, response, rows, limit, lambda r: (r.received_at, r.id))
-    return page.page(RefusedInputPage, _out)
+    return query.page(RefusedInputPage, rows, lambda r: (r.received_at, r.id), _out)
 
 
 @router.get(
@@ -98,14 +90,9 @@ async def list_refused_inputs(
     response_model=RefusedInputDetail,
     dependencies=[Depends(audited("read", "refused_input"))],
 )
-async def get_refused_input(
-    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
-) -> RefusedInputDetail:
+async def get_refused_input(target: RefusedTarget) -> RefusedInputDetail:
     """The refused input with its raw payload, reason and sender."""
-    audit_target(request, resource_id=refused_id)
-    row = await service.get(
-        session, organization_id=principal.organization_id, refused_id=refused_id
-    )
+    row = await service.get(target.session, **target.key)
     return RefusedInputDetail(
         **_out(row).model_dump(), payload=row.payload.decode("utf-8", "replace")
     )
@@ -126,24 +113,18 @@ async def get_refused_input(
     },
     dependencies=[Depends(audited("reprocess", "refused_input"))],
 )
-async def reprocess_refused_input(
-    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
-) -> Response:
+async def reprocess_refused_input(target: RefusedTarget) -> Response:
     """Runs the input again through the same ingestion as a fresh one (HL7 service, FHIR
     Bundle processing, panel ingest), with the same validation, dedupe and idempotency (an
     MSH-10, Bundle or source + accession already stored stores nothing new). Fix the cause
     first (`PUT /api/v1/code-maps/...`, a range set, the patient record). Accepted: the input
     is marked `reprocessed` with what was stored in `result`. Refused again: it stays
     `refused` with the new reason; nothing is stored and no second copy is kept."""
-    audit_target(request, resource_id=refused_id)
     row, done = await service.reprocess(
-        session,
-        organization_id=principal.organization_id,
-        refused_id=refused_id,
-        principal_id=principal.id,
+        target.session, **target.key, principal_id=target.principal.id
     )
     audit_target(
-        request,
+        target.request,
         patient_ids=done.patient_ids,
         status_code=done.status_code,
         outcome="success" if done.accepted else "error",
@@ -163,16 +144,8 @@ async def reprocess_refused_input(
     responses={409: problem_doc("The input is already re-processed or discarded.")},
     dependencies=[Depends(audited("discard", "refused_input"))],
 )
-async def discard_refused_input(
-    refused_id: uuid.UUID, request: Request, session: AuditedSession, principal: CanManageRefused
-) -> RefusedInputOut:
+async def discard_refused_input(target: RefusedTarget) -> RefusedInputOut:
     """Closes a refusal that cannot be fixed without changing the data (e.g. a unit the lab
     must correct and resend): nothing is run, the input stays readable until retention."""
-    audit_target(request, resource_id=refused_id)
-    row = await service.discard(
-        session,
-        organization_id=principal.organization_id,
-        refused_id=refused_id,
-        principal_id=principal.id,
-    )
+    row = await service.discard(target.session, **target.key, principal_id=target.principal.id)
     return _out(row)

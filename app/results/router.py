@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Query
 from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels
-from app.core.deps import AuditedSession
-from app.kit.pagination import Cursor, Limit, decode_optional, link_next
+from app.kit.listing import OrganizationListing
 from app.kit.routing import api_router
 from app.results import service
 from app.results.schemas import FlaggedResultPage, ResultFlag
@@ -23,10 +22,8 @@ router = api_router("results")
     dependencies=[Depends(audited("search", "result"))],
 )
 async def list_flagged_results(
-    request: Request,
-    response: Response,
-    session: AuditedSession,
     principal: CanReadPanels,
+    query: OrganizationListing,
     flag: Annotated[
         ResultFlag,
         Query(
@@ -46,8 +43,6 @@ async def list_flagged_results(
         AwareDatetime | None,
         Query(alias="to", description="Only results collected before this time."),
     ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
 ) -> FlaggedResultPage:
     """Every patient's current results carrying the flag, **newest collection first**, each
     with the patient's id, first MRN (and name where recorded), so a "results needing
@@ -57,15 +52,15 @@ async def list_flagged_results(
     cheap). The audit trail records every patient a page returned (one event each; one
     without a patient when the page is empty)."""
     page = await service.flagged_page(
-        session,
-        organization_id=principal.organization_id,
+        query.session,
+        organization_id=query.organization_id,
         flag=flag,
         analyte=analyte,
         collected_from=collected_from,
         collected_to=collected_to,
-        limit=limit,
-        after=decode_optional(cursor),
+        **query.paging,
     )
-    audit_target(request, patient_ids=list(dict.fromkeys(item.patient_id for item in page.items)))
-    link_next(request, response, page.next_cursor)
-    return page
+    audit_target(
+        query.request, patient_ids=list(dict.fromkeys(item.patient_id for item in page.items))
+    )
+    return query.linked(page)

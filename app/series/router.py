@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Query
 
 from app.audit.context import audited
 from app.auth.deps import CanReadPlans
-from app.core.deps import AuditedSession
-from app.kit.pagination import Cursor, Limit, decode_optional, link_next
+from app.kit.listing import Days
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
-from app.patients.deps import KnownPatient
+from app.patients.deps import PatientQuery, patient_query
 from app.series import service
 from app.series.schemas import SeriesPage
-from app.sleep.router import DateFrom, DateTo
 
 router = api_router("timeline")
 
@@ -31,12 +28,9 @@ router = api_router("timeline")
     },
 )
 async def get_patient_series(
-    patient_id: uuid.UUID,
-    request: Request,
-    response: Response,
-    session: AuditedSession,
     principal: CanReadPlans,
-    _patient: KnownPatient,
+    query: Annotated[PatientQuery, Depends(patient_query(default_limit=200))],
+    days: Days,
     analyte: Annotated[
         list[str],
         Query(
@@ -50,10 +44,6 @@ async def get_patient_series(
         list[Literal["isi"]],
         Query(description="Other series: `isi` (Insomnia Severity Index total, 0-28)."),
     ] = [],  # noqa: B006
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    limit: Limit = 200,
-    cursor: Cursor = None,
 ) -> SeriesPage:
     """One row per time point (a specimen's collection time, or an ISI assessment's day at
     00:00 UTC), **oldest first**, with one value per requested series in `series` order (null
@@ -62,15 +52,11 @@ async def get_patient_series(
     carry their comparator. Where two panels share a collection time, the later-stored one's
     value is shown. Keyset-paginated by time: follow `next_cursor` or the `Link` header."""
     page = await service.aligned(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
+        query.session,
+        **await query.patient(),
         analytes=analyte,
         include=list(include),
-        start=date_from,
-        end=date_to,
-        limit=limit,
-        after=decode_optional(cursor),
+        **days,
+        **query.paging,
     )
-    link_next(request, response, page.next_cursor)
-    return page
+    return query.linked(page)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.list_sql import Bounds, newest_first, within
-from app.models.mixins import PatientKey, of_patient
+from app.models.mixins import PatientKey, patient_rows
 from app.models.sleep_assessment import SleepAssessment
 
 
@@ -27,9 +27,8 @@ async def get(
     assessment_id: uuid.UUID,
 ) -> SleepAssessment | None:
     return await session.scalar(
-        select(SleepAssessment).where(
-            of_patient(SleepAssessment, organization_id, patient_id),
-            SleepAssessment.id == assessment_id,
+        patient_rows(SleepAssessment, organization_id, patient_id).where(
+            SleepAssessment.id == assessment_id
         )
     )
 
@@ -39,8 +38,7 @@ async def latest(
 ) -> SleepAssessment | None:
     """The most recent assessment (by the day it was answered), or None."""
     return await session.scalar(
-        select(SleepAssessment)
-        .where(of_patient(SleepAssessment, organization_id, patient_id))
+        patient_rows(SleepAssessment, organization_id, patient_id)
         .order_by(
             SleepAssessment.timeline_at.desc(),
             SleepAssessment.recorded_at.desc(),

@@ -1,22 +1,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
-from fastapi import Body, Depends, Query, Request, Response, status
+from fastapi import Body, Depends, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPlans, CanWritePlans
 from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem
-from app.kit.pagination import Cursor, Limit, decode_optional, keyset_page
+from app.kit.listing import Days
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
-from app.kit.schemas_common import EARLIEST_DATE
 from app.patient_context.service import get_patient_or_raise
-from app.patients.deps import KnownPatient
+from app.patients.deps import PatientListing
 from app.sleep import service
 from app.sleep.schemas import (
     ASSESSMENT_EXAMPLE,
@@ -28,27 +26,6 @@ from app.sleep.schemas import (
 router = api_router("sleep assessments", "/api/v1/patients/{patient_id}/sleep-assessments")
 
 RESOURCE = "sleep_assessment"
-LATEST_DATE = date(2999, 12, 31)
-
-# `from` / `to` filters (inclusive days), shared with the patient timeline.
-DateFrom = Annotated[
-    date | None,
-    Query(
-        alias="from",
-        ge=EARLIEST_DATE,
-        le=LATEST_DATE,
-        description="Only entries on or after this day (UTC).",
-    ),
-]
-DateTo = Annotated[
-    date | None,
-    Query(
-        alias="to",
-        ge=EARLIEST_DATE,
-        le=LATEST_DATE,
-        description="Only entries on or before this day (UTC).",
-    ),
-]
 
 
 def _location(patient_id: uuid.UUID, assessment_id: uuid.UUID) -> str:
@@ -109,32 +86,15 @@ async def create_sleep_assessment(
     responses={400: problem_doc("Bad cursor, or `from` after `to`.")},
 )
 async def list_sleep_assessments(
-    patient_id: uuid.UUID,
-    request: Request,
-    session: AuditedSession,
-    principal: CanReadPlans,
-    _patient: KnownPatient,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    *,
-    response: Response,
+    principal: CanReadPlans, query: PatientListing, days: Days
 ) -> SleepAssessmentPage:
     """The patient's sleep assessments, newest `assessed_on` first, optionally limited to the
     days `from`..`to` (both inclusive). Pages are keyset-based: follow `next_cursor` until it
     is null."""
-    rows = await service.search(
-        session,
-        organization_id=principal.organization_id,
-        patient_id=patient_id,
-        start=date_from,
-        end=date_to,
-        limit=limit + 1,
-        after=decode_optional(cursor),
+    rows = await service.search(query.session, **await query.patient(), **days, **query.fetch)
+    return query.page(
+        SleepAssessmentPage, rows, lambda a: (a.timeline_at, a.id), service.assessment_out
     )
-    page = keyset_page(request, response, rows, limit, lambda a: (a.timeline_at, a.id))
-    return page.page(SleepAssessmentPage, service.assessment_out)
 
 
 @router.get(

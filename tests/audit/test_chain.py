@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -14,6 +15,10 @@ from pydantic import ValidationError
 from app.audit.chain import (
     GENESIS_HASH,
     HASHED_FIELDS,
+    ChainHead,
+    Checkpoint,
+    CheckpointError,
+    CheckpointTally,
     canonical_bytes,
     checkpoint_key,
     checkpoint_signature_valid,
@@ -85,6 +90,118 @@ def test_row_and_checkpoint_keys_differ_and_checkpoints_verify_only_unchanged() 
     assert not checkpoint_signature_valid({**signed, "count": 4}, checkpoint_key(secret))
     assert not checkpoint_signature_valid(signed, row_key(secret))
     assert not checkpoint_signature_valid(head, checkpoint_key(secret))
+
+
+SECRET = "checkpoint unit-test secret 0123456789abcdef"
+HEADS = (
+    ChainHead(chain=0, last_seq=9, last_hash="a" * 64, count=5),
+    ChainHead(chain=3, last_seq=7, last_hash="b" * 64, count=4),
+)
+
+
+def _signed() -> Checkpoint:
+    return Checkpoint.signed(heads=HEADS, created_at="t", key=checkpoint_key(SECRET))
+
+
+def test_a_checkpoint_signs_every_chain_head_and_reads_back_equal() -> None:
+    checkpoint = _signed()
+    document = json.loads(json.dumps(checkpoint.as_dict()))
+
+    assert (checkpoint.version, checkpoint.last_seq, checkpoint.count) == (2, 9, 9)
+    assert checkpoint.last_hash == "a" * 64
+    assert Checkpoint.load(document, checkpoint_key(SECRET)) == checkpoint
+    edited = {**document, "chains": [{**document["chains"][1], "count": 3}, document["chains"][0]]}
+    for tampered in (
+        {**document, "chains": document["chains"][:1]},  # a chain left out
+        edited,
+        {**document, "version": True},
+    ):
+        with pytest.raises(CheckpointError):
+            Checkpoint.load(tampered, checkpoint_key(SECRET))
+    with pytest.raises(CheckpointError, match="signature"):
+        Checkpoint.load(document, checkpoint_key("another secret " + "y" * 32))
+
+
+def test_an_empty_trail_has_a_checkpoint_of_no_chains() -> None:
+    empty = Checkpoint.signed(heads=[], created_at="t", key=checkpoint_key(SECRET))
+
+    assert (empty.last_seq, empty.count, empty.chains) == (0, 0, ())
+    assert Checkpoint.load(empty.as_dict(), checkpoint_key(SECRET)) == empty
+
+
+def test_a_checkpoint_whose_chains_do_not_add_up_is_refused_even_when_signed() -> None:
+    key = checkpoint_key(SECRET)
+    fields = {**_signed().as_dict(), "count": 10}
+    del fields["signature"]
+
+    with pytest.raises(CheckpointError, match="add up"):
+        Checkpoint.load({**fields, "signature": sign_checkpoint(fields, key)}, key)
+
+
+def test_a_version_1_checkpoint_still_loads_with_one_head() -> None:
+    key = checkpoint_key(SECRET)
+    head = {"version": 1, "last_seq": 7, "last_hash": "a" * 64, "count": 5, "created_at": "t"}
+    checkpoint = Checkpoint.load({**head, "signature": sign_checkpoint(head, key)}, key)
+
+    assert (checkpoint.version, checkpoint.chains) == (1, ())
+    assert checkpoint.as_dict() == {**head, "signature": checkpoint.signature}
+
+
+def _walk(checkpoint: Checkpoint, rows: list[tuple[int, int, str]]) -> list[object]:
+    """The problems a walk over (seq, chain, hash) rows finds, then what it found missing."""
+    tally = CheckpointTally(checkpoint)
+    problems = [tally.row(seq, chain, digest) for seq, chain, digest in rows]
+    return [*[problem for problem in problems if problem is not None], tally.missing()]
+
+
+# The trail HEADS describes (chain 0: 5 rows up to seq 9; chain 3: 4 up to seq 7), then two
+# rows written after the checkpoint.
+TRAIL = sorted(
+    [(seq, 0, "x") for seq in (1, 2, 4, 8)]
+    + [(9, 0, "a" * 64)]
+    + [(seq, 3, "y") for seq in (3, 5, 6)]
+    + [(7, 3, "b" * 64), (10, 5, "z"), (11, 3, "w")]
+)
+
+
+def test_the_tally_finds_every_recorded_chain_whole() -> None:
+    assert _walk(_signed(), TRAIL) == [None]
+
+
+def test_the_tally_names_a_chain_cut_short() -> None:
+    truncated = [row for row in TRAIL if not (row[1] == 3 and row[0] >= 7)]
+
+    assert _walk(_signed(), truncated) == [
+        (
+            3,
+            "chain 3 is missing rows: the checkpoint of t recorded 4 rows through seq 7, "
+            "the chain has 3 (its newest rows were deleted?)",
+        )
+    ]
+
+
+def test_the_tally_names_a_chain_whose_recorded_head_is_another_row() -> None:
+    without_head = [row for row in TRAIL if row[0] != 7]
+
+    problem, missing = _walk(_signed(), without_head)
+
+    assert isinstance(problem, str)
+    assert problem.startswith("chain 3: row 11 is not the row the checkpoint recorded")
+    assert missing is None
+
+
+def test_the_tally_names_a_row_moved_under_the_checkpoint_from_another_chain() -> None:
+    moved = [(8, 5, "z") if row[0] == 8 else row for row in TRAIL]
+
+    problem, missing = _walk(_signed(), moved)
+
+    assert isinstance(problem, str)
+    assert problem.startswith("chain 5: row 8 is older than the checkpoint")
+    assert missing == (
+        0,
+        "chain 0 is missing rows: the checkpoint of t recorded 5 rows through seq 9, "
+        "the chain has 4 (its newest rows were deleted?)",
+    )
 
 
 def test_a_naive_datetime_is_refused() -> None:

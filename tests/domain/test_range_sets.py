@@ -23,6 +23,8 @@ from app.domain.types import (
     ResultValue,
     Sex,
 )
+from app.models.range_set import RatioRange
+from app.ranges.compiled import ratio_definitions
 
 DEFAULT_YAML = Path(__file__).parents[2] / "app" / "data" / "reference_ranges" / "default.yaml"
 
@@ -375,3 +377,19 @@ def test_csv_without_rows_is_refused() -> None:
     with pytest.raises(RangeSetFormatError) as caught:
         parse_range_set_csv(CSV_HEADER, name="c", source="s")
     assert "rows" in [error["path"] for error in caught.value.errors]
+
+
+def test_a_stored_ratio_range_and_its_document_give_the_same_definition(
+    default_set: RangeSetDocument,
+) -> None:
+    document = next(ratio for ratio in default_set.ratios if ratio.code == "ca_mg_molar")
+    stored = RatioRange(position=0, **document.model_dump())
+
+    definition = document.to_definition()
+
+    assert ratio_definitions([stored]) == (definition,)
+    assert (definition.low, definition.high, definition.source) == (
+        document.low,
+        document.high,
+        document.source,
+    )

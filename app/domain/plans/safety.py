@@ -186,11 +186,7 @@ def _upper_limit_findings(
     totals = daily_totals(items)
     for mineral in sorted(totals, key=_mineral_rank):
         total = totals[mineral]
-        item_ids = tuple(
-            item.id
-            for item in items
-            if item.supplement is not None and item.supplement.mineral == mineral
-        )
+        item_ids = _supplement_ids(items, mineral)
         limit = upper_limit(rules, mineral, patient)
         if limit is None:
             findings.append(
@@ -255,11 +251,7 @@ def _interaction_findings(
     findings: list[SafetyFinding] = []
     for interaction in rules.interactions:
         for mineral in interaction.minerals:
-            item_ids = tuple(
-                item.id
-                for item in items
-                if item.supplement is not None and item.supplement.mineral == mineral
-            )
+            item_ids = _supplement_ids(items, mineral)
             if not item_ids:
                 continue
             for medication in interaction.medications:
@@ -304,6 +296,15 @@ def _rule_findings(
             )
         )
     return findings
+
+
+def _supplement_ids(items: tuple[PlanItem, ...], mineral: str) -> tuple[str, ...]:
+    """The ids of the plan's supplement items of `mineral`, in plan order."""
+    return tuple(
+        item.id
+        for item in items
+        if item.supplement is not None and item.supplement.mineral == mineral
+    )
 
 
 def _mineral_rank(mineral: str) -> tuple[int, str]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Security
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.audit.context import audit_target, audited
-from app.auth.deps import CanReadPanels, CanReadPatients, CanReadPlans, CanReadRanges, require
+from app.auth.deps import CanReadRanges, CurrentPrincipal, require
 from app.auth.principal import Principal, Scope
 from app.core.deps import AuditedSession, ReadSession
 from app.interop.fhir import outbound, service
@@ -100,31 +101,8 @@ def _searchset(request: Request, search: Search, found: service.Found) -> Respon
     )
 
 
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
 Reader = Callable[[AsyncSession, uuid.UUID, str], Awaitable[service.Read]]
 Finder = Callable[[AsyncSession, uuid.UUID, Search, str], Awaitable[service.Found]]
-
-
-def _reads(path: str, summary: str, kind: str) -> Callable[[Endpoint], Endpoint]:
-    """Registers a read (GET by id), audited as a read of ``kind``."""
-    return router.get(path, summary=summary, dependencies=[Depends(audited("read", kind))])
-
-
-def _searches(path: str, summary: str, kind: str) -> Callable[[Endpoint], Endpoint]:
-    """Registers a search as FHIR defines it twice: GET with a query, and POST ``_search``
-    with a form body; both audited as a search of ``kind``."""
-
-    def register(endpoint: Endpoint) -> Endpoint:
-        router.post(
-            f"{path}/_search",
-            summary=f"{summary} (form body)",
-            dependencies=[Depends(audited("search", kind))],
-        )(endpoint)
-        return router.get(path, summary=summary, dependencies=[Depends(audited("search", kind))])(
-            endpoint
-        )
-
-    return register
 
 
 async def _read(
@@ -191,8 +169,11 @@ async def post_bundle(
       `issued`.
     * `transaction`: all or nothing; any problem answers one OperationOutcome and nothing is
       stored. `batch`: each Patient, and each report with its Observations, succeeds or fails
-      on its own; failures are answered in their entries' `response.outcome`. Every issue
-      names the element (FHIRPath) and says what would be accepted.
+      on its own; failures are answered in their entries' `response.outcome`. A batch is
+      committed 500 units (a Patient, or a report with its Observations) at a time, so a
+      failure of the request part-way keeps the chunks before it: re-send the batch (with
+      `ifNoneExist` and report identifiers nothing is stored twice). Every issue names the
+      element (FHIRPath) and says what would be accepted.
     """
     if _content_type(request) not in _ACCEPTED_BODY_TYPES:
         raise FhirError(415, [Issue("Send the Bundle as application/fhir+json.", "not-supported")])
@@ -202,88 +183,116 @@ async def post_bundle(
     return fhir_response(outcome.response)
 
 
-# --- Patient --------------------------------------------------------------------------------
+# --- Patient, Observation, DiagnosticReport, CarePlan: read and search ---------------------
 
 
-@_reads("/Patient/{patient_id}", "Read a Patient", "patient")
-async def read_patient(
-    patient_id: str, request: Request, session: AuditedSession, principal: CanReadPatients
-) -> Response:
-    """The patient with its identifiers, gender and birth date; 404 outside your organization."""
-    return await _read(request, session, principal, patient_id, service.read_patient)
+@dataclass(frozen=True)
+class _Served:
+    """A resource type with the interactions FHIR defines for it here: read (GET by id), and
+    search, twice: GET with a query and POST ``_search`` with a form body."""
+
+    resource_type: str
+    kind: str  # what the audit trail calls it
+    id_param: str  # the read's path parameter
+    scope: Scope  # what the caller's role must grant
+    read: Reader
+    find: Finder
+    read_summary: str
+    read_doc: str
+    search_doc: str  # the search parameters it takes
 
 
-@_searches("/Patient", "Search Patients", "patient")
-async def search_patients(
-    request: Request, session: AuditedSession, principal: CanReadPatients
-) -> Response:
-    """Patients by `_id`, `identifier` (`system|value`, `system|` or `value`), `gender` and
-    `birthdate`, newest first."""
-    return await _search(request, session, principal, "Patient", service.search_patients)
+def _serve(served: _Served) -> None:
+    """Registers the read and the two searches of ``served``; each audited (a read, a search
+    of ``kind``) and refused with 403 unless the caller's role grants ``scope``."""
+    allowed = Security(require(served.scope))
+
+    async def read(
+        request: Request, session: AuditedSession, principal: CurrentPrincipal
+    ) -> Response:
+        raw_id = request.path_params[served.id_param]
+        return await _read(request, session, principal, raw_id, served.read)
+
+    async def search(
+        request: Request, session: AuditedSession, principal: CurrentPrincipal
+    ) -> Response:
+        return await _search(request, session, principal, served.resource_type, served.find)
+
+    read.__doc__, search.__doc__ = served.read_doc, served.search_doc
+    path = f"/{served.resource_type}"
+    router.get(
+        f"{path}/{{{served.id_param}}}",
+        summary=served.read_summary,
+        name=f"read_{served.kind}",
+        dependencies=[Depends(audited("read", served.kind)), allowed],
+    )(read)
+    searched = [Depends(audited("search", served.kind)), allowed]
+    summary = f"Search {served.resource_type}s"
+    router.post(
+        f"{path}/_search",
+        summary=f"{summary} (form body)",
+        name=f"search_{served.kind}_form",
+        dependencies=searched,
+    )(search)
+    router.get(path, summary=summary, name=f"search_{served.kind}", dependencies=searched)(search)
 
 
-# --- Observation ----------------------------------------------------------------------------
-
-
-@_reads("/Observation/{observation_id}", "Read an Observation", "observation")
-async def read_observation(
-    observation_id: str, request: Request, session: AuditedSession, principal: CanReadPanels
-) -> Response:
-    """One result: canonical value, the value as sent, our and the lab's interpretation and
-    reference range."""
-    return await _read(request, session, principal, observation_id, service.read_observation)
-
-
-@_searches("/Observation", "Search Observations", "observation")
-async def search_observations(
-    request: Request, session: AuditedSession, principal: CanReadPanels
-) -> Response:
-    """Results by `_id`, `patient` / `subject` (any reference form) / `patient._id`, `code`
-    (LOINC, ours or the code the lab sent; comma-separated), `date` (collection time with
-    eq/ge/gt/le/lt prefixes; repeat to AND) and `status`; `_sort=date|-date` (default newest
-    first), `_include=Observation:patient`, `_count` (0: the total only) with a `next` link
-    (keyset paging: no result is skipped or repeated while new ones arrive)."""
-    return await _search(request, session, principal, "Observation", service.search_observations)
-
-
-# --- DiagnosticReport -----------------------------------------------------------------------
-
-
-@_reads("/DiagnosticReport/{report_id}", "Read a DiagnosticReport", "panel")
-async def read_report(
-    report_id: str, request: Request, session: AuditedSession, principal: CanReadPanels
-) -> Response:
-    """A panel, with `result` references to its Observations."""
-    return await _read(request, session, principal, report_id, service.read_report)
-
-
-@_searches("/DiagnosticReport", "Search DiagnosticReports", "panel")
-async def search_reports(
-    request: Request, session: AuditedSession, principal: CanReadPanels
-) -> Response:
-    """Panels by `_id`, `patient` / `subject` / `patient._id`, `date` and `status`;
-    `_sort=date|-date` (default newest first), `_include=DiagnosticReport:patient`, `_count`."""
-    return await _search(request, session, principal, "DiagnosticReport", service.search_reports)
-
-
-# --- CarePlan -------------------------------------------------------------------------------
-
-
-@_reads("/CarePlan/{plan_id}", "Read a CarePlan", "plan")
-async def read_care_plan(
-    plan_id: str, request: Request, session: AuditedSession, principal: CanReadPlans
-) -> Response:
-    """A treatment plan, one activity per plan item."""
-    return await _read(request, session, principal, plan_id, service.read_care_plan)
-
-
-@_searches("/CarePlan", "Search CarePlans", "plan")
-async def search_care_plans(
-    request: Request, session: AuditedSession, principal: CanReadPlans
-) -> Response:
-    """Plans by `_id`, `patient` / `subject` and `status` (comma-separated: any of), newest
-    first."""
-    return await _search(request, session, principal, "CarePlan", service.search_care_plans)
+for _served in (
+    _Served(
+        "Patient",
+        "patient",
+        "patient_id",
+        Scope.PATIENTS_READ,
+        service.read_patient,
+        service.search_patients,
+        "Read a Patient",
+        "The patient with its identifiers, gender and birth date; 404 outside your organization.",
+        "Patients by `_id`, `identifier` (`system|value`, `system|` or `value`), `gender` and "
+        "`birthdate`, newest first.",
+    ),
+    _Served(
+        "Observation",
+        "observation",
+        "observation_id",
+        Scope.PANELS_READ,
+        service.read_observation,
+        service.search_observations,
+        "Read an Observation",
+        "One result: canonical value, the value as sent, our and the lab's interpretation and "
+        "reference range.",
+        "Results by `_id`, `patient` / `subject` (any reference form) / `patient._id`, `code` "
+        "(LOINC, ours or the code the lab sent; comma-separated), `date` (collection time with "
+        "eq/ge/gt/le/lt prefixes; repeat to AND) and `status`; `_sort=date|-date` (default "
+        "newest first), `_include=Observation:patient`, `_count` (0: the total only) with a "
+        "`next` link (keyset paging: no result is skipped or repeated while new ones arrive).",
+    ),
+    _Served(
+        "DiagnosticReport",
+        "panel",
+        "report_id",
+        Scope.PANELS_READ,
+        service.read_report,
+        service.search_reports,
+        "Read a DiagnosticReport",
+        "A panel, with `result` references to its Observations.",
+        "Panels by `_id`, `patient` / `subject` / `patient._id`, `date` and `status`; "
+        "`_sort=date|-date` (default newest first), `_include=DiagnosticReport:patient`, "
+        "`_count`.",
+    ),
+    _Served(
+        "CarePlan",
+        "plan",
+        "plan_id",
+        Scope.PLANS_READ,
+        service.read_care_plan,
+        service.search_care_plans,
+        "Read a CarePlan",
+        "A treatment plan, one activity per plan item.",
+        "Plans by `_id`, `patient` / `subject` and `status` (comma-separated: any of), newest "
+        "first.",
+    ),
+):
+    _serve(_served)
 
 
 # --- ObservationDefinition ------------------------------------------------------------------

@@ -18,15 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.audit.entries import build_entry
+from app.audit.service import AuditEntry
 from app.auth.principal import Principal
 from app.core.errors import NotFoundError
 from app.domain.catalog import Catalog, default_catalog
+from app.interop.chunks import Chunks
 from app.interop.fhir import outbound, repository
 from app.interop.fhir.careplan import care_plan_resource
 from app.interop.fhir.inbound import parse_bundle, parse_token
 from app.interop.fhir.search import analyte_codes, bad_parameter, date_bounds
 from app.interop.fhir.search_params import Search, as_uuids, reference_ids
-from app.interop.fhir.transaction import BundleOutcome, process_bundle
+from app.interop.fhir.transaction import BundleOutcome, Touched, process_bundle
 from app.kit.pagination import decode_optional, keyset
 from app.models.plan import PLAN_STATUSES
 from app.patients import service as patients
@@ -348,25 +350,30 @@ async def post_bundle(
     session: AsyncSession, principal: Principal, raw: bytes, scope: Mapping[str, Any]
 ) -> BundleOutcome:
     """Parse, store and audit a transaction or batch Bundle: one audit row per record it
-    created or found, besides the request's own row, described from the same ASGI ``scope``."""
+    created or found, besides the request's own row, described from the same ASGI ``scope``.
+
+    A batch commits in chunks (``app.interop.chunks``), each with the rows of its records."""
     parsed = parse_bundle(raw, default_catalog())
+
+    async def keep(touched: Sequence[Touched]) -> None:
+        await audit.append(session, [_touched_entry(principal, t, scope) for t in touched])
+
+    chunks = Chunks(session, keep) if parsed.kind == "batch" else None
     outcome = await process_bundle(
-        session, organization_id=principal.organization_id, parsed=parsed
+        session, organization_id=principal.organization_id, parsed=parsed, chunks=chunks
     )
-    await audit.append(
-        session,
-        [
-            build_entry(
-                principal,
-                action="create" if t.created else "update" if t.updated else "read",
-                resource_type=t.resource_type,
-                resource_id=str(t.resource_id),
-                patient_id=t.patient_id,
-                outcome="success",
-                status_code=201 if t.created else 200,
-                scope=scope,
-            )
-            for t in outcome.touched
-        ],
-    )
+    await keep(outcome.touched if chunks is None else chunks.pending)
     return outcome
+
+
+def _touched_entry(principal: Principal, touched: Touched, scope: Mapping[str, Any]) -> AuditEntry:
+    return build_entry(
+        principal,
+        action="create" if touched.created else "update" if touched.updated else "read",
+        resource_type=touched.resource_type,
+        resource_id=str(touched.resource_id),
+        patient_id=touched.patient_id,
+        outcome="success",
+        status_code=201 if touched.created else 200,
+        scope=scope,
+    )

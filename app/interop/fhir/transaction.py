@@ -8,12 +8,14 @@ accession) dedupe, where a report re-sent as a correction corrects the stored pa
 * transaction: all or nothing. Any failing entry raises; the request's transaction rolls back
   and the caller gets one OperationOutcome naming every problem found.
 * batch: each unit of work (a Patient; a DiagnosticReport with its Observations) runs in its
-  own SAVEPOINT, so a failure undoes only that unit and is answered in its entries.
+  own SAVEPOINT, so a failure undoes only that unit and is answered in its entries; a large
+  batch commits in chunks of units (``app.interop.chunks``).
 """
 
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from itertools import zip_longest
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError
 from app.domain.patient_matching import TypedIdentifier
+from app.interop.chunks import Chunks, unchunked
 from app.interop.fhir.inbound import IdentifierToken, ParsedBundle, PatientUnit, ReportUnit
 from app.interop.fhir.outcome import (
     FhirError,
@@ -78,8 +81,17 @@ def _failure(exc: FhirError) -> _Entry:
 
 
 async def process_bundle(
-    session: AsyncSession, *, organization_id: uuid.UUID, parsed: ParsedBundle
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    parsed: ParsedBundle,
+    chunks: Chunks[Touched] | None = None,
 ) -> BundleOutcome:
+    """The Bundle's entries stored, unit by unit, and its response Bundle.
+
+    With ``chunks``, a batch commits every ``chunks.size`` units (``app.interop.chunks``),
+    each chunk with the audit rows ``chunks.keep`` writes for the records it touched; the
+    records of the last chunk are left in ``chunks.pending`` for the caller's commit."""
     transaction = parsed.kind == "transaction"
     if transaction and parsed.failures:
         first = min(parsed.failures)
@@ -88,14 +100,18 @@ async def process_bundle(
     entries: dict[int, _Entry] = {k: _failure(v) for k, v in parsed.failures.items()}
     touched: list[Touched] = []
     patient_ids: dict[str, uuid.UUID] = {}  # fullUrl -> stored patient
+    # A transaction is all or nothing: never committed in chunks.
+    units = chunks if chunks is not None and not transaction else unchunked(session)
+
+    def touch(record: Touched) -> None:
+        touched.append(record)
+        units.add(record)
 
     for unit in parsed.patients:
+        await units.start_unit()
         try:
-            if transaction:
+            async with _unit_scope(session, transaction):
                 status, patient_id = await _apply_patient(session, organization_id, unit)
-            else:
-                async with session.begin_nested():
-                    status, patient_id = await _apply_patient(session, organization_id, unit)
         except (AppError, DBAPIError) as exc:
             failure = _at_patient(exc, unit)
             if transaction:
@@ -105,17 +121,13 @@ async def process_bundle(
         if unit.full_url:
             patient_ids[unit.full_url] = patient_id
         entries[unit.index] = _Entry(status=status, location=f"Patient/{patient_id}")
-        touched.append(Touched("patient", patient_id, patient_id, status == 201))
+        touch(Touched("patient", patient_id, patient_id, status == 201))
 
     for report in parsed.reports:
+        await units.start_unit()
         try:
-            if transaction:
+            async with _unit_scope(session, transaction):
                 outcome, sent = await _apply_report(session, organization_id, report, patient_ids)
-            else:
-                async with session.begin_nested():
-                    outcome, sent = await _apply_report(
-                        session, organization_id, report, patient_ids
-                    )
         except (AppError, DBAPIError) as exc:
             failure = _at_report(exc, report)
             if transaction:
@@ -135,9 +147,7 @@ async def process_bundle(
             entries[index] = _observation_entry(
                 status, stored.get(index, []), report.notes.get(index, [])
             )
-        touched.append(
-            Touched("panel", panel.id, panel.patient_id, outcome.created, outcome.corrected)
-        )
+        touch(Touched("panel", panel.id, panel.patient_id, outcome.created, outcome.corrected))
 
     response = Bundle.model_validate(
         {
@@ -168,6 +178,12 @@ def _observation_entry(status: int, ids: list[uuid.UUID], notes: list[Issue]) ->
             ),
         )
     return _Entry(status=status, location=f"Observation/{ids[0]}", issues=issues)
+
+
+def _unit_scope(session: AsyncSession, transaction: bool) -> AbstractAsyncContextManager[object]:
+    """A batch unit runs in its own SAVEPOINT (a failure undoes only that unit); the units of
+    a transaction share the request's transaction."""
+    return nullcontext() if transaction else session.begin_nested()
 
 
 def _reraise(failure: FhirError, cause: Exception) -> NoReturn:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
 from app.audit.context import audit_also, audit_target
+from app.audit.entries import build_entry
 from app.audit.service import AuditEntry, AuditOutcome
+from app.auth.principal import Principal
 from app.interop.hl7.service import MessageOutcome
 
 
@@ -58,6 +61,29 @@ def audit_http(request: Request, outcomes: Sequence[MessageOutcome]) -> None:
         audit_also(
             request, patient_id=part.patient_id, outcome=part.outcome, resource_id=part.resource_id
         )
+
+
+def template(
+    principal: Principal,
+    *,
+    scope: Mapping[str, Any] | None = None,
+    method: str | None = None,
+    path: str | None = None,
+    client_address: str | None = None,
+) -> AuditEntry:
+    """The row of an HL7 request (an HTTP request's ASGI ``scope``, or an MLLP frame's method,
+    path and client address) before its messages' outcomes fill it in (``entries``)."""
+    return build_entry(
+        principal,
+        action="create",
+        resource_type="panel",
+        outcome="success",
+        status_code=200,
+        scope=scope,
+        method=method,
+        path=path,
+        client_address=client_address,
+    )
 
 
 def entries(template: AuditEntry, outcomes: Sequence[MessageOutcome]) -> list[AuditEntry]:

@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,8 @@ class _Connection:
 
 
 class MllpReceiver:
-    """Serves MLLP connections: one transaction per frame, one framed answer per frame."""
+    """Serves MLLP connections: one transaction per frame (a large batch file: one per chunk of
+    messages, ``app.interop.chunks``), one framed answer per frame."""
 
     def __init__(
         self,
@@ -342,16 +344,17 @@ class MllpReceiver:
             )
             return await self._refuse(text, issue, peer, outcome="error", status_code=413)
         async with transaction(self.sessionmaker) as session:
-            outcomes = await intake.receive_and_keep(
+            received = await intake.receive_and_keep(
                 session,
                 principal,
                 text=text,
                 channel="hl7-mllp",
                 offload_bytes=self.limits.offload_bytes,
+                audit_rows=lambda outcomes: self._audit_entries(principal, outcomes, peer),
             )
-            await audit.append(session, self._audit_entries(principal, outcomes, peer))
-        metrics.count_acks("mllp", (outcome.ack_code for outcome in outcomes))
-        return service.ack_of(outcomes, text)
+            await audit.append(session, self._audit_entries(principal, received.unaudited, peer))
+        metrics.count_acks("mllp", (outcome.ack_code for outcome in received.outcomes))
+        return service.ack_of(received.outcomes, text)
 
     async def _refuse(
         self,
@@ -386,19 +389,12 @@ class MllpReceiver:
         return answer_body(acks, text)
 
     def _audit_entries(
-        self, principal: Principal, outcomes: list[MessageOutcome], peer: object
+        self, principal: Principal, outcomes: Sequence[MessageOutcome], peer: object
     ) -> list[AuditEntry]:
         """One row per patient the frame touched, with each message's real outcome (a message
         refused with AE / AR is an `error`, against the patient it named when one is known)."""
-        template = build_entry(
-            principal,
-            action="create",
-            resource_type="panel",
-            outcome="success",
-            status_code=200,
-            method="MLLP",
-            path="mllp",
-            client_address=_address(peer),
+        template = hl7_audit.template(
+            principal, method="MLLP", path="mllp", client_address=_address(peer)
         )
         return hl7_audit.entries(template, outcomes)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -210,7 +211,8 @@ async def post_oru(
     a refusal: the accept acknowledgment (`CA` / `CE` / `CR`) is sent instead, since every
     message is always answered. A batch (`BHS`) is answered with a batch: `FHS` (when sent) /
     `BHS` ... `BTS` (count of ACKs) / `FTS`. A refused message stores **nothing**; in a batch
-    the other messages are still stored.
+    the other messages are still stored. A batch of more than 500 messages is committed 500
+    messages at a time, so a failure part-way keeps the messages of the chunks before it.
 
     **Safe to resend.** `MSH-3^MSH-4` + accession identify a panel: the same message sent again
     answers `AA` and stores nothing new.
@@ -220,8 +222,9 @@ async def post_oru(
     bodies are parsed off the event loop, so they never hold up other senders.
 
     **Database outage.** **503** with `Retry-After` and an `AR` ACK per message: nothing
-    was taken. A message whose storing was cut off by the outage may or may not be stored;
-    resend it unchanged: the same MSH-10 is acknowledged `AA` and never stored twice."""
+    was taken. A message whose storing was cut off by the outage may or may not be stored (in
+    a batch of more than 500 messages, the chunks committed before it are); resend the body
+    unchanged: the same MSH-10 is acknowledged `AA` and never stored twice."""
     content_type = request.headers.get("content-type", "")
     media_type, _, parameters = content_type.partition(";")
     if media_type.strip().lower() not in ACCEPTED_MEDIA_TYPES:
@@ -236,18 +239,21 @@ async def post_oru(
             f"The body has {segments} segments; at most {settings.hl7_max_segments} are "
             "accepted in one request. Send the messages in smaller batches; nothing was stored."
         )
-    outcomes = await intake.receive_and_keep(
+    received = await intake.receive_and_keep(
         session,
         principal,
         text=text,
         channel="hl7-http",
         offload_bytes=OFFLOAD_BYTES,
+        audit_rows=functools.partial(
+            hl7_audit.entries, hl7_audit.template(principal, scope=request.scope)
+        ),
         retention_days=settings.refused_input_retention_days,
     )
     # One row per patient touched, each with its message's real outcome (AE / AR: error).
-    hl7_audit.audit_http(request, outcomes)
-    metrics.count_acks("http", (outcome.ack_code for outcome in outcomes))
-    return Response(service.ack_of(outcomes, text), media_type=HL7_MEDIA_TYPE)
+    hl7_audit.audit_http(request, received.unaudited)
+    metrics.count_acks("http", (outcome.ack_code for outcome in received.outcomes))
+    return Response(service.ack_of(received.outcomes, text), media_type=HL7_MEDIA_TYPE)
 
 
 def _decode(body: bytes, parameters: str) -> str:

@@ -2,7 +2,8 @@
 
 Shared by the HTTP route and the MLLP listener. Each message runs in its own SAVEPOINT inside
 the caller's transaction: a refused message (AE / AR) leaves nothing stored, and in a batch it
-never undoes the messages before or after it.
+never undoes the messages before or after it. A large batch commits in chunks of messages
+(``app.interop.chunks``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.code_maps.service import code_maps_for
-from app.core.db import utcnow
 from app.core.errors import AppError, is_database_unavailable
+from app.interop.chunks import Chunks, unchunked
 from app.interop.hl7 import repository
 from app.interop.hl7.ack import answer_body, build_ack
 from app.interop.hl7.code_maps import CodeMaps, default_code_maps
@@ -99,25 +100,28 @@ async def receive(
     text: str,
     code_maps: CodeMaps | None = None,
     offload: Offload | None = None,
+    chunks: Chunks[MessageOutcome] | None = None,
 ) -> list[MessageOutcome]:
-    """Every message of ``text`` (one message, several MSH, or a FHS/BHS batch), in order."""
+    """Every message of ``text`` (one message, several MSH, or a FHS/BHS batch), in order.
+
+    With ``chunks``, a large batch commits every ``chunks.size`` messages
+    (``app.interop.chunks``), each chunk with what ``chunks.keep`` writes for its outcomes; the
+    outcomes of the last chunk are left in ``chunks.pending`` for the caller's commit."""
+    units = chunks if chunks is not None else unchunked(session)
     try:
         messages = split_messages(text)
     except ParseError as exc:
-        return [_refused(None, exc)]
-    return [
-        dataclasses.replace(
-            await receive_message(
-                session,
-                organization_id=organization_id,
-                text=message,
-                code_maps=code_maps,
-                offload=offload,
-            ),
-            text=message,
-        )
-        for message in messages
-    ]
+        refused = _refused(None, exc)
+        units.add(refused)
+        return [refused]
+    receiver = _Receiver(session, organization_id, code_maps, offload or _inline)
+    outcomes = []
+    for message in messages:
+        await units.start_unit()
+        outcome = dataclasses.replace(await receiver.receive(message), text=message)
+        outcomes.append(outcome)
+        units.add(outcome)
+    return outcomes
 
 
 def ack_of(outcomes: Sequence[MessageOutcome], text: str = "") -> str:
@@ -126,82 +130,73 @@ def ack_of(outcomes: Sequence[MessageOutcome], text: str = "") -> str:
     return answer_body([outcome.ack for outcome in outcomes], text)
 
 
-async def receive_message(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    text: str,
-    code_maps: CodeMaps | None = None,
-    offload: Offload | None = None,
-) -> MessageOutcome:
-    run = offload or _inline
-    try:
-        header = read_header(text)
-    except ParseError as exc:
-        return _refused(None, exc)
-    try:
-        message = await run(lambda: parse_oru(text))
-        digest = message_digest(text)
-        async with session.begin_nested():
+@dataclass(frozen=True, slots=True)
+class _Receiver:
+    """Receives one message at a time into ``session`` for ``organization_id``."""
+
+    session: AsyncSession
+    organization_id: uuid.UUID
+    code_maps: CodeMaps | None
+    run: Offload
+
+    async def receive(self, text: str) -> MessageOutcome:
+        try:
+            header = read_header(text)
+        except ParseError as exc:
+            return _refused(None, exc)
+        session = self.session
+        try:
+            message = await self.run(lambda: parse_oru(text))
+            digest = message_digest(text)
+            async with session.begin_nested():
+                seen = await repository.get_message(
+                    session, organization_id=self.organization_id, header=header
+                )
+                if seen is not None:
+                    return _resent(header, seen, digest)
+                # The organization's code-map entries for this facility: one query per message.
+                maps = await code_maps_for(
+                    session,
+                    organization_id=self.organization_id,
+                    sending_facility=header.sending_facility,
+                    base=self.code_maps or default_code_maps(),
+                )
+                drafts = await self.run(lambda: panel_drafts(message, code_maps=maps))
+                filing = _Filing(session, self.organization_id, header)
+                done = [await filing.store_draft(draft) for draft in drafts]
+                stored = [d.panel for d in done if d.panel is not None]
+                notes = tuple(note for d in done for note in d.notes)
+                await repository.add_message(
+                    session,
+                    organization_id=self.organization_id,
+                    header=header,
+                    payload_hash=digest,
+                    panels=[(p.panel_id, p.patient_id) for p in stored],
+                )
+        except MessageError as exc:
+            return _refused(header, exc)
+        except IntegrityError:
+            # The same control id was accepted concurrently (the other copy won the unique key).
             seen = await repository.get_message(
-                session, organization_id=organization_id, header=header
+                session, organization_id=self.organization_id, header=header
             )
             if seen is not None:
                 return _resent(header, seen, digest)
-            # The organization's code-map entries for this facility: one query per message.
-            maps = await code_maps_for(
-                session,
-                organization_id=organization_id,
-                sending_facility=header.sending_facility,
-                base=code_maps or default_code_maps(),
-            )
-            drafts = await run(lambda: panel_drafts(message, code_maps=maps))
-            done = [
-                await _store_draft(
-                    session, organization_id=organization_id, draft=draft, header=header
-                )
-                for draft in drafts
-            ]
-            stored = [d.panel for d in done if d.panel is not None]
-            notes = tuple(note for d in done for note in d.notes)
-            await repository.add_message(
-                session,
-                Hl7Message(
-                    id=uuid.uuid4(),
-                    organization_id=organization_id,
-                    sending_application=header.sending_application,
-                    sending_facility=header.sending_facility,
-                    control_id=header.control_id,
-                    payload_hash=digest,
-                    panel_ids=[
-                        {"panel_id": str(p.panel_id), "patient_id": str(p.patient_id)}
-                        for p in stored
-                    ],
-                    received_at=utcnow(),
-                ),
-            )
-    except MessageError as exc:
-        return _refused(header, exc)
-    except IntegrityError:
-        # The same control id was accepted concurrently (the other copy won the unique key).
-        seen = await repository.get_message(session, organization_id=organization_id, header=header)
-        if seen is not None:
-            return _resent(header, seen, digest)
-        return _internal_error(header)
-    except Exception as exc:
-        if is_database_unavailable(exc):
-            raise  # the whole request fails: 503 + AR over HTTP (app.interop.hl7.router)
-        # A defect: nothing of this message is kept (its savepoint rolled back). AR tells the
-        # sending interface to resend it later.
-        log.exception("HL7 message %s could not be stored", header.control_id)
-        return _internal_error(header)
-    return MessageOutcome(
-        header=header,
-        ack_code="AA",
-        issues=notes,
-        panels=tuple(stored),
-        ack=build_ack(header, "AA", notes),
-    )
+            return _internal_error(header)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise  # the whole request fails: 503 + AR over HTTP (app.interop.hl7.router)
+            # A defect: nothing of this message is kept (its savepoint rolled back). AR tells
+            # the sending interface to resend it later.
+            log.exception("HL7 message %s could not be stored", header.control_id)
+            return _internal_error(header)
+        return MessageOutcome(
+            header=header,
+            ack_code="AA",
+            issues=notes,
+            panels=tuple(stored),
+            ack=build_ack(header, "AA", notes),
+        )
 
 
 def message_digest(text: str) -> str:
@@ -259,157 +254,131 @@ def _refused(header: MessageHeader | None, error: MessageError) -> MessageOutcom
     )
 
 
-async def _store_draft(
-    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, header: MessageHeader
-) -> DraftOutcome:
-    try:
-        return await _store(session, organization_id=organization_id, draft=draft, header=header)
-    except matching.MatchError as exc:
-        raise match_refused(exc, draft) from exc
-    except AppError as exc:
-        raise message_error(exc, draft) from exc
+@dataclass(frozen=True, slots=True)
+class _Filing:
+    """Stores the OBR groups of one message (``header``) for ``organization_id``."""
 
+    session: AsyncSession
+    organization_id: uuid.UUID
+    header: MessageHeader
 
-async def _store(
-    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, header: MessageHeader
-) -> DraftOutcome:
-    patient_id = await _patient(
-        session, organization_id=organization_id, draft=draft, facility=header.sending_facility
-    )
-    stored = None
-    if draft.content is not None:
-        stored = await _store_panel(
-            session,
-            organization_id=organization_id,
-            draft=draft,
-            header=header,
-            patient_id=patient_id,
-        )
-    if not draft.withdrawals:
-        return DraftOutcome(stored, ())
-    return await _withdraw(
-        session,
-        organization_id=organization_id,
-        draft=draft,
-        header=header,
-        patient_id=patient_id,
-        stored=stored,
-    )
+    async def store_draft(self, draft: PanelDraft) -> DraftOutcome:
+        try:
+            return await self._store(draft)
+        except matching.MatchError as exc:
+            raise match_refused(exc, draft) from exc
+        except AppError as exc:
+            raise message_error(exc, draft) from exc
 
+    async def _store(self, draft: PanelDraft) -> DraftOutcome:
+        patient_id = await self._patient(draft)
+        stored = None
+        if draft.content is not None:
+            stored = await self._store_panel(draft, patient_id)
+        if not draft.withdrawals:
+            return DraftOutcome(stored, ())
+        return await self._withdraw(draft, patient_id, stored)
 
-async def _withdraw(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    draft: PanelDraft,
-    header: MessageHeader,
-    patient_id: uuid.UUID,
-    stored: StoredPanel | None,
-) -> DraftOutcome:
-    """OBX-11 W / D / X without a value: withdraw the stored result of that analyte in the
-    panel with this accession. Nothing stored to withdraw is a note in the ACK (still AA): the
-    message withdrew nothing, and there is nothing unsafe left to act on."""
-    panel_id = stored.panel_id if stored is not None else None
-    if panel_id is None:
-        found = await panels.get_by_natural_key(
-            session,
-            organization_id=organization_id,
-            source=draft.source,
-            accession=draft.accession,
-        )
-        if found is not None and found.patient_id != patient_id:
-            raise MessageError(
-                [
-                    Issue(
-                        ErrorCode.DUPLICATE_KEY,
-                        f"accession {draft.accession!r} is stored for another patient",
-                        draft.order_location,
-                    )
-                ]
+    async def _withdraw(
+        self, draft: PanelDraft, patient_id: uuid.UUID, stored: StoredPanel | None
+    ) -> DraftOutcome:
+        """OBX-11 W / D / X without a value: withdraw the stored result of that analyte in
+        the panel with this accession. Nothing stored to withdraw is a note in the ACK (still
+        AA): the message withdrew nothing, and there is nothing unsafe left to act on."""
+        panel_id = stored.panel_id if stored is not None else None
+        if panel_id is None:
+            found = await panels.get_by_natural_key(
+                self.session,
+                organization_id=self.organization_id,
+                source=draft.source,
+                accession=draft.accession,
             )
-        panel_id = found.id if found is not None else None
-    missing: tuple[str, ...] = tuple(w.analyte for w in draft.withdrawals)
-    if panel_id is not None:
-        outcome = await withdraw_results(
-            session,
-            organization_id=organization_id,
-            panel_id=panel_id,
-            withdrawals=[(w.analyte, w.status) for w in draft.withdrawals],
-            reason=f"HL7 v2 withdrawal (message {header.control_id})",
-        )
-        missing = outcome.nothing_to_withdraw
-        if stored is None and len(missing) < len(draft.withdrawals):
-            stored = StoredPanel(outcome.panel.id, outcome.panel.patient_id, "corrected")
-    notes = tuple(
-        Issue(
-            ErrorCode.UNKNOWN_KEY,
-            f"nothing to withdraw: no current {w.analyte} result is stored under accession "
-            f"{draft.accession!r}; nothing was changed for it",
-            Location("OBX", w.location.sequence, 11),
-            severity="I",
-        )
-        for w in draft.withdrawals
-        if w.analyte in missing
-    )
-    return DraftOutcome(stored, notes)
-
-
-async def _store_panel(
-    session: AsyncSession,
-    *,
-    organization_id: uuid.UUID,
-    draft: PanelDraft,
-    header: MessageHeader,
-    patient_id: uuid.UUID,
-) -> StoredPanel:
-    data = draft.with_patient(PatientRef(id=patient_id))
-    stored = await panels.get_by_natural_key(
-        session, organization_id=organization_id, source=data.source, accession=data.accession
-    )
-    if stored is not None and is_update(stored, data, patient_id):
-        if stored.patient_id != patient_id:
-            raise MessageError(
-                [
-                    Issue(
-                        ErrorCode.DUPLICATE_KEY,
-                        f"accession {data.accession!r} is stored for another patient",
-                        draft.order_location,
-                    )
-                ]
+            if found is not None and found.patient_id != patient_id:
+                raise _stored_for_another_patient(draft, draft.accession)
+            panel_id = found.id if found is not None else None
+        missing: tuple[str, ...] = tuple(w.analyte for w in draft.withdrawals)
+        if panel_id is not None:
+            outcome = await withdraw_results(
+                self.session,
+                organization_id=self.organization_id,
+                panel_id=panel_id,
+                withdrawals=[(w.analyte, w.status) for w in draft.withdrawals],
+                reason=f"HL7 v2 withdrawal (message {self.header.control_id})",
             )
-        panel = await correct_panel(
-            session,
-            organization_id=organization_id,
-            panel_id=stored.id,
+            missing = outcome.nothing_to_withdraw
+            if stored is None and len(missing) < len(draft.withdrawals):
+                stored = StoredPanel(outcome.panel.id, outcome.panel.patient_id, "corrected")
+        notes = tuple(
+            Issue(
+                ErrorCode.UNKNOWN_KEY,
+                f"nothing to withdraw: no current {w.analyte} result is stored under accession "
+                f"{draft.accession!r}; nothing was changed for it",
+                Location("OBX", w.location.sequence, 11),
+                severity="I",
+            )
+            for w in draft.withdrawals
+            if w.analyte in missing
+        )
+        return DraftOutcome(stored, notes)
+
+    async def _store_panel(self, draft: PanelDraft, patient_id: uuid.UUID) -> StoredPanel:
+        data = draft.with_patient(PatientRef(id=patient_id))
+        stored = await panels.get_by_natural_key(
+            self.session,
+            organization_id=self.organization_id,
+            source=data.source,
+            accession=data.accession,
+        )
+        if stored is not None and is_update(stored, data, patient_id):
+            if stored.patient_id != patient_id:
+                raise _stored_for_another_patient(draft, data.accession)
+            panel = await correct_panel(
+                self.session,
+                organization_id=self.organization_id,
+                panel_id=stored.id,
+                data=data,
+                reason=f"HL7 v2 {'correction' if draft.corrects else 'update'} "
+                f"(message {self.header.control_id})",
+                source_format=SOURCE_FORMAT,
+            )
+            return StoredPanel(panel.id, panel.patient_id, "corrected")
+        outcome = await panels_service.ingest(
+            self.session,
+            organization_id=self.organization_id,
             data=data,
-            reason=f"HL7 v2 {'correction' if draft.corrects else 'update'} "
-            f"(message {header.control_id})",
             source_format=SOURCE_FORMAT,
         )
-        return StoredPanel(panel.id, panel.patient_id, "corrected")
-    outcome = await panels_service.ingest(
-        session, organization_id=organization_id, data=data, source_format=SOURCE_FORMAT
-    )
-    return StoredPanel(
-        outcome.panel.id, outcome.panel.patient_id, "created" if outcome.created else "unchanged"
-    )
+        return StoredPanel(
+            outcome.panel.id,
+            outcome.panel.patient_id,
+            "created" if outcome.created else "unchanged",
+        )
+
+    async def _patient(self, draft: PanelDraft) -> uuid.UUID:
+        """The patient PID names by its matching keys (HL7 table 0203 types such as MR, see
+        ``app/data/patient_matching.yaml``); registered from PID when no key names one. Other
+        PID-3 identifiers (SS, placeholders, untyped) are neither matched on nor stored."""
+        claim = matching.claim_of(
+            draft.typed_identifiers,
+            sex=draft.patient.sex,
+            birth_date=draft.patient.birth_date,
+            channel="hl7v2",
+            facility=self.header.sending_facility,
+            name=draft.patient.name,
+        )
+        patient, _ = await matching.find_or_create(
+            self.session, organization_id=self.organization_id, claim=claim
+        )
+        return patient.id
 
 
-async def _patient(
-    session: AsyncSession, *, organization_id: uuid.UUID, draft: PanelDraft, facility: str
-) -> uuid.UUID:
-    """The patient PID names by its matching keys (HL7 table 0203 types such as MR, see
-    ``app/data/patient_matching.yaml``); registered from PID when no key names one. Other PID-3
-    identifiers (SS, placeholders, untyped) are neither matched on nor stored."""
-    claim = matching.claim_of(
-        draft.typed_identifiers,
-        sex=draft.patient.sex,
-        birth_date=draft.patient.birth_date,
-        channel="hl7v2",
-        facility=facility,
-        name=draft.patient.name,
+def _stored_for_another_patient(draft: PanelDraft, accession: str) -> MessageError:
+    return MessageError(
+        [
+            Issue(
+                ErrorCode.DUPLICATE_KEY,
+                f"accession {accession!r} is stored for another patient",
+                draft.order_location,
+            )
+        ]
     )
-    patient, _ = await matching.find_or_create(
-        session, organization_id=organization_id, claim=claim
-    )
-    return patient.id

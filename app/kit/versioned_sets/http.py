@@ -17,7 +17,8 @@ from app.auth.deps import AUTH_RESPONSES
 from app.auth.principal import Principal
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.kit.concurrency import activation_etag, require_if_match
-from app.kit.pagination import Cursor, Keyset, Limit, decode_optional, keyset_page
+from app.kit.listing import Listing, ListQuery, by_creation
+from app.kit.pagination import Keyset
 from app.kit.problems import PROBLEM_RESPONSES, problem_doc
 from app.kit.versioned_sets.model import VersionedSet
 from app.kit.versioned_sets.repository import VersionedSetRepository
@@ -107,33 +108,21 @@ def activate_responses(noun: str) -> dict[int | str, dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
-class ListRequest:
-    """A list route's page size, cursor and the request/response its `Link` header needs."""
+class ListRequest(ListQuery):
+    """A set list route's page size and cursor."""
 
-    request: Request
-    response: Response
-    limit: int
-    cursor: str | None
-
-    async def page(
+    async def sets(
         self, session: AsyncSession, repository: VersionedSetRepository[S], principal: Principal
     ) -> Keyset[S]:
         """One newest-first page of the principal's organization's sets, `Link` header set."""
         rows = await repository.list(
-            session,
-            organization_id=principal.organization_id,
-            limit=self.limit + 1,
-            after=decode_optional(self.cursor),
+            session, organization_id=principal.organization_id, **self.fetch
         )
-        return keyset_page(
-            self.request, self.response, rows, self.limit, lambda row: (row.created_at, row.id)
-        )
+        return self.keyset(rows, by_creation)
 
 
-def _list_request(
-    request: Request, response: Response, limit: Limit = 50, cursor: Cursor = None
-) -> ListRequest:
-    return ListRequest(request, response, limit, cursor)
+def _list_request(query: Listing) -> ListRequest:
+    return ListRequest(query.request, query.response, query.limit, query.cursor)
 
 
 SetList = Annotated[ListRequest, Depends(_list_request)]

@@ -104,7 +104,7 @@ def test_a_conflicting_import_rolls_back_to_its_savepoint(db: Database, kind: st
         active = await lifecycle.repository.get_active(
             session, organization_id=DEFAULT_ORGANIZATION_ID
         )
-        extra: dict[str, Any] = {"document": {}} if kind == "rules" else {}
+        extra: dict[str, Any] = {"document": document} if kind == "rules" else {}
         duplicate = await lifecycle.draft(
             session, organization_id=DEFAULT_ORGANIZATION_ID, header=document, **extra
         )

@@ -1,0 +1,142 @@
+"""NDJSON into parsed lines for ``app.batches.service.run_parsed``: each line is checked and
+parsed exactly as ``POST /api/v1/panels`` checks and parses its body (the JSON guard, the JSON
+decoder, the ``PanelCreate`` validation), and a refused line carries the very problem object
+the single POST answers (``instance`` aside), built by the same renderers
+(``app.core.errors``).
+
+Lines are cut from the incoming byte chunks as they arrive and parsed one by one: only the
+parsed panel is kept, never the line's bytes, so what a chunk holds is bounded by the chunk's
+byte budget rather than by lines x the line cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
+
+import orjson
+from pydantic import ValidationError
+
+from app.batches.schemas import LineOutcome
+from app.core.config import Settings
+from app.core.errors import JsonLimitError, problem_body, validation_problem
+from app.core.json_guard import JsonLimits, check_json
+from app.panels.schemas import PanelCreate
+
+# Lines this large are checked in a worker thread, as the middleware checks a single body.
+_OFFLOAD_CHECK_BYTES = 64 * 1024
+
+
+class ParsedLine(NamedTuple):
+    """One input item of a batch: its line (or entry) number, the panel to ingest or the
+    outcome it was already refused with, and the bytes of input it stands for (counted
+    against the chunk's byte budget; 0 when the caller does not know)."""
+
+    line: int
+    item: PanelCreate | LineOutcome
+    size: int = 0
+
+
+def json_limits_of(settings: Settings) -> JsonLimits:
+    """The bounds the middleware applies to a single JSON body (``app.main``)."""
+    return JsonLimits(
+        max_depth=settings.max_json_depth,
+        max_digits=settings.max_json_number_digits,
+        max_exponent=settings.max_json_number_exponent,
+    )
+
+
+def refused(line: int, problem: dict[str, Any]) -> LineOutcome:
+    return LineOutcome(line=line, outcome="refused", status=problem["status"], problem=problem)
+
+
+async def split_lines(
+    chunks: AsyncIterator[bytes], max_line_bytes: int
+) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per non-empty line; ``None`` for a line over the cap, whose bytes
+    are dropped as they arrive (never held whole)."""
+    buffer = b""
+    number = 0
+    skipping = False
+    async for chunk in chunks:
+        buffer += chunk
+        start = 0  # cut lines by offset: re-slicing the rest per line would be quadratic
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line, start = buffer[start:end], end + 1
+            number += 1
+            if skipping or len(line) > max_line_bytes:
+                skipping = False
+                yield number, None
+            elif line.strip():
+                yield number, line
+        buffer = buffer[start:]
+        if len(buffer) > max_line_bytes:
+            skipping, buffer = True, b""
+    if skipping or buffer.strip():
+        yield number + 1, None if skipping else buffer
+
+
+async def parse_lines(
+    lines: AsyncIterator[tuple[int, bytes | None]],
+    *,
+    max_line_bytes: int,
+    json_limits: JsonLimits,
+) -> AsyncIterator[ParsedLine]:
+    """Each line parsed as it arrives (``split_lines`` output in, ``ParsedLine`` out)."""
+    async for number, raw in lines:
+        if raw is None:
+            yield ParsedLine(number, refused(number, _too_large(max_line_bytes)))
+            continue
+        if len(raw) >= _OFFLOAD_CHECK_BYTES:
+            violation = await asyncio.to_thread(check_json, raw, json_limits)
+        else:
+            violation = check_json(raw, json_limits)
+        if violation is not None:
+            problem = JsonLimitError.of(violation).problem()
+            yield ParsedLine(number, refused(number, problem), len(raw))
+            continue
+        yield ParsedLine(number, parse_panel(number, raw), len(raw))
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    # The single POST's 413, for one line.
+    return problem_body(
+        413,
+        title="Request body too large",
+        detail=f"The line exceeds {limit} bytes.",
+        type_slug="payload-too-large",
+    )
+
+
+def parse_panel(line: int, raw: bytes) -> PanelCreate | LineOutcome:
+    """``raw`` decoded and validated as the single POST's body is: the stdlib decoder
+    FastAPI uses decides what is JSON (orjson first, only for speed: on any text orjson
+    refuses, the stdlib decoder has the last word, e.g. `NaN` or a lone surrogate), and
+    errors are located under ``body`` as FastAPI locates them."""
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return refused(line, _malformed(exc.pos, exc.msg))
+        except ValueError as exc:  # not UTF-8 (or UTF-16/32): not JSON text either
+            return refused(line, _malformed(0, str(exc)))
+    try:
+        # As FastAPI validates a body (from_attributes: the same error for a non-object).
+        return PanelCreate.model_validate(value, from_attributes=True)
+    except ValidationError as exc:
+        errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
+        return refused(line, validation_problem(errors))
+
+
+def _malformed(position: int, message: str) -> dict[str, Any]:
+    error = {
+        "type": "json_invalid",
+        "loc": ("body", position),
+        "msg": "JSON decode error",
+        "ctx": {"error": message},
+    }
+    return validation_problem([error])

@@ -1,0 +1,123 @@
+"""The panel routes' hot paths (issue 15): GET /api/v1/panels/{id} in one round trip.
+
+A GET answers the stored document, and its audit row must commit with the read. On PostgreSQL
+both are one autocommit statement (``app.audit.service.append_along``): the SELECT of the
+document also calls ``audit_append_rows``, so there is no BEGIN, no COMMIT and no second
+statement. The audit row's hash must be computed here before the statement (the HMAC key never
+reaches the database) and names the panel's patient, so the patient is known beforehand from
+a per-process map of panel -> patient. A panel's patient never changes (no route updates it,
+panels are never deleted), and the statement still checks it: the row is read, and the audit
+row appended, only where the panel has that id, that organization AND that patient; otherwise
+nothing is appended and the request takes the plain path (one transaction, as before). So a
+stale or wrong entry can cost a round trip, never a wrong audit row or another organization's
+panel. The map is filled by the plain path and by POST, and bounded.
+
+SQLite (one writer, in-process reads) keeps the plain path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.audit import repository as audit_repository
+from app.audit import service as audit_service
+from app.audit.context import append_success, audit_target, draft_of
+from app.audit.entries import build_entry
+from app.auth.principal import Principal
+from app.core.db import transaction
+from app.panels import service
+
+_PANEL_PATIENT_MAX = 100_000
+# (database, organization, panel) -> patient. The database is part of the key: tests (and the
+# CLI) run several apps on several databases in one process.
+_panel_patient: dict[tuple[str, uuid.UUID, uuid.UUID], uuid.UUID] = {}
+
+_DOCUMENT_AND_AUDIT = text(
+    "SELECT panel.document, "
+    + audit_repository.PG_APPEND_CALL
+    + " FROM panel WHERE panel.organization_id = :org AND panel.id = :panel_id"
+    " AND panel.patient_id = :patient_id AND panel.document IS NOT NULL"
+)
+
+_autocommit: dict[AsyncEngine, AsyncEngine] = {}
+
+
+def remember_patient(
+    engine: AsyncEngine, organization_id: uuid.UUID, panel_id: uuid.UUID, patient_id: uuid.UUID
+) -> None:
+    """Note a panel's patient (immutable) for the one-statement GET."""
+    if len(_panel_patient) >= _PANEL_PATIENT_MAX:
+        _panel_patient.clear()
+    _panel_patient[(audit_service.database_name(engine), organization_id, panel_id)] = patient_id
+
+
+def _autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    found = _autocommit.get(engine)
+    if found is None:
+        found = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+async def read_document(request: Request, principal: Principal, panel_id: uuid.UUID) -> bytes:
+    """The panel's JSON document; its audit row (the route's `audited` draft) committed with
+    the read. 404 (NotFoundError) for a panel this organization does not have."""
+    audit_target(request, resource_id=panel_id)
+    engine: AsyncEngine = request.app.state.engine
+    organization_id = principal.organization_id
+    patient_id = _panel_patient.get(
+        (audit_service.database_name(engine), organization_id, panel_id)
+    )
+    draft = draft_of(request.state)
+    if (
+        patient_id is not None
+        and draft is not None
+        and not draft.more
+        and engine.dialect.name == "postgresql"
+    ):
+        audit_target(request, patient_id=patient_id)
+        entry = build_entry(
+            principal,
+            action=draft.action,
+            resource_type=draft.resource_type,
+            resource_id=draft.resource_id,
+            patient_id=patient_id,
+            outcome="success",
+            status_code=200,
+            scope=request.scope,
+        )
+        async with _autocommit_engine(engine).connect() as connection:
+            document = await _read_along(connection, entry, organization_id, panel_id, patient_id)
+        if document is not None:
+            draft.written = True
+            return document.encode()
+    # The plain path: one transaction, the audit row its last statement.
+    async with transaction(request.app.state.sessionmaker) as session:
+        document = await service.get_document(
+            session, organization_id=organization_id, panel_id=panel_id
+        )
+        patient_id = service.patient_of(document)
+        audit_target(request, patient_id=patient_id)
+        await append_success(session, request, 200)
+    remember_patient(engine, organization_id, panel_id, patient_id)
+    return document.encode()
+
+
+async def _read_along(
+    connection: AsyncConnection,
+    entry: audit_service.AuditEntry,
+    organization_id: uuid.UUID,
+    panel_id: uuid.UUID,
+    patient_id: uuid.UUID,
+) -> str | None:
+    params: dict[str, Any] = {
+        "org": organization_id,
+        "panel_id": panel_id,
+        "patient_id": patient_id,
+    }
+    row = await audit_service.append_along(connection, [entry], _DOCUMENT_AND_AUDIT, params)
+    return None if row is None else str(row[0])
