@@ -17,7 +17,6 @@ router = api_router("audit", "/api/v1/audit-events")
 @router.get(
     "",
     summary="Search the PHI audit trail",
-    response_model=AuditEventPage,
     dependencies=[Depends(audited("search", "audit_event"))],
 )
 async def list_audit_events(

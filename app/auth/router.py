@@ -22,7 +22,6 @@ router = api_router("api keys", "/api/v1/api-keys")
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
-    response_model=ApiKeyCreated,
     dependencies=[Depends(audited("create", "api_key"))],
 )
 async def create_api_key(
@@ -52,7 +51,7 @@ async def create_api_key(
     return ApiKeyCreated.from_new_key(api_key, full_key, now=now)
 
 
-@router.get("", summary="List API keys", response_model=ApiKeyPage)
+@router.get("", summary="List API keys")
 async def list_api_keys(
     principal: CanAdminKeys, session: ReadSession, query: Listing
 ) -> ApiKeyPage:
@@ -68,7 +67,6 @@ async def list_api_keys(
 @router.post(
     "/{key_id}/revoke",
     summary="Revoke an API key",
-    response_model=ApiKeyOut,
     dependencies=[Depends(audited("revoke", "api_key"))],
 )
 async def revoke_api_key(

@@ -36,45 +36,13 @@ DEMO_PATIENTS: list[dict[str, Any]] = [
     {"mrn": "DEMO-003", "sex": "unknown", "birth_date": "1995-01-05"},
 ]
 
-# (mrn, days before DEMO_BASE_DATE, results): low magnesium improving, a critical
-# calcium, a zinc/copper imbalance.
-DEMO_PANELS: list[tuple[str, int, list[dict[str, str]]]] = [
-    (
-        "DEMO-001",
-        90,
-        [
-            {"analyte": "magnesium", "value": "0.62", "unit": "mmol/L"},
-            {"analyte": "calcium", "value": "9.2", "unit": "mg/dL"},
-            {"analyte": "iron", "value": "30", "unit": "ug/dL"},
-            {"analyte": "ferritin", "value": "12", "unit": "ng/mL"},
-        ],
-    ),
-    (
-        "DEMO-001",
-        10,
-        [
-            {"analyte": "magnesium", "value": "1.9", "unit": "mg/dL"},
-            {"analyte": "calcium", "value": "9.4", "unit": "mg/dL"},
-            {"analyte": "zinc", "value": "58", "unit": "ug/dL"},
-            {"analyte": "copper", "value": "120", "unit": "ug/dL"},
-        ],
-    ),
-    (
-        "DEMO-002",
-        5,
-        [
-            {"analyte": "calcium", "value": "13.5", "unit": "mg/dL"},
-            {"analyte": "magnesium", "value": "1.6", "unit": "meq/L"},
-        ],
-    ),
-    (
-        "DEMO-003",
-        20,
-        [
-            {"analyte": "iron", "value": "50", "unit": "ug/dL"},
-            {"analyte": "zinc", "value": "<5", "unit": "umol/L"},
-        ],
-    ),
+# (mrn, days before DEMO_BASE_DATE, "analyte value unit" results): low magnesium improving, a
+# critical calcium, a zinc/copper imbalance.
+DEMO_PANELS: list[tuple[str, int, str]] = [
+    ("DEMO-001", 90, "magnesium 0.62 mmol/L, calcium 9.2 mg/dL, iron 30 ug/dL, ferritin 12 ng/mL"),
+    ("DEMO-001", 10, "magnesium 1.9 mg/dL, calcium 9.4 mg/dL, zinc 58 ug/dL, copper 120 ug/dL"),
+    ("DEMO-002", 5, "calcium 13.5 mg/dL, magnesium 1.6 meq/L"),
+    ("DEMO-003", 20, "iron 50 ug/dL, zinc <5 umol/L"),
 ]
 
 
@@ -103,13 +71,18 @@ async def _demo_panels(session: AsyncSession, org: uuid.UUID) -> int:
             "source": "demo-lab",
             "accession": f"{mrn}-{days_ago}",
             "collected_at": collected.isoformat(),
-            "results": results,
+            "results": [_demo_result(result) for result in results.split(", ")],
         }
         outcome = await panels.ingest(
             session, organization_id=org, data=PanelCreate.model_validate(data)
         )
         created += int(outcome.created)
     return created
+
+
+def _demo_result(result: str) -> dict[str, str]:
+    analyte, value, unit = result.split()
+    return {"analyte": analyte, "value": value, "unit": unit}
 
 
 async def _demo_organization(session: AsyncSession, org_name: str | None) -> uuid.UUID:

@@ -56,7 +56,6 @@ LocalCode = Annotated[
 @router.get(
     "",
     summary="List HL7 code-map entries",
-    response_model=CodeMapPage,
     responses={
         200: {
             "content": {
@@ -101,7 +100,6 @@ async def list_code_maps(
 @router.put(
     "/{sending_facility}/{local_code}",
     summary="Map a sender's local code to an analyte",
-    response_model=CodeMapEntryOut,
     responses={
         200: {
             "description": "The entry was replaced.",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, event
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, Select, String, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
@@ -26,6 +27,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.util.typing import TupleAny
 
 from app.core.config import Settings
 
@@ -283,6 +285,47 @@ def as_cte(write: UpdateBase | TextClause, name: str) -> CTE:
     return write.cte(name) if isinstance(write, UpdateBase) else write.columns().cte(name)
 
 
+# Reads along (the same hot path): a read the request will need right after its first write
+# (the panel's patient, after the Idempotency-Key claim) may be sent WITH that write, as one
+# statement. The owner registers it (`read_along`); the carrier statement takes it
+# (`take_read_along`), runs it and stores the row (`keep_read`); the reader asks for it by
+# the same key (`read_kept`) and runs the query itself when nothing was kept (no carrier ran,
+# or it did not carry the read). Forgotten when the transaction ends.
+_READ_ALONG = "mineral_read_along"
+_READ_KEPT = "mineral_reads_kept"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAlong:
+    key: Hashable  # what was read, with its parameters: the reader asks by the same key
+    statement: Select[*TupleAny]
+    params: dict[str, Any]
+
+
+def read_along(session: AsyncSession, read: ReadAlong) -> None:
+    """PostgreSQL: send `read` with the session's next carrier statement, if one comes."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.sync_session.info[_READ_ALONG] = read
+
+
+def take_read_along(session: AsyncSession) -> ReadAlong | None:
+    read: ReadAlong | None = session.sync_session.info.pop(_READ_ALONG, None)
+    return read
+
+
+def keep_read(session: AsyncSession, key: Hashable, row: tuple[Any, ...] | None) -> None:
+    session.sync_session.info.setdefault(_READ_KEPT, {})[key] = row
+
+
+def read_kept(session: AsyncSession, key: Hashable) -> tuple[bool, tuple[Any, ...] | None]:
+    """(True, the row or None when the read found nothing) if `key` was read along; else
+    (False, None). A kept read is used once."""
+    kept: dict[Hashable, tuple[Any, ...] | None] = session.sync_session.info.get(_READ_KEPT, {})
+    if key not in kept:
+        return False, None
+    return True, kept.pop(key)
+
+
 @event.listens_for(Session, "before_commit")
 def _flush_deferred(session: Session) -> None:
     # Runs inside the async session's greenlet: a plain (sync) execute is awaited for us.
@@ -295,6 +338,8 @@ def _drop_deferred(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_DEFERRED, None)
         session.info.pop(_DEFER_OK, None)
+        session.info.pop(_READ_ALONG, None)
+        session.info.pop(_READ_KEPT, None)
 
 
 class DecimalType(TypeDecorator[Decimal]):

@@ -30,7 +30,7 @@ class ReadinessOut(BaseModel):
     database: Literal["ok"] = Field(description="`ok`: the database answered a trivial query.")
 
 
-@router.get("/live", summary="Liveness probe", response_model=LivenessOut)
+@router.get("/live", summary="Liveness probe")
 async def live() -> LivenessOut:
     """Answers 200 while the process is up. It never touches the database, so an orchestrator
     does not restart healthy replicas during a database outage."""
@@ -40,7 +40,6 @@ async def live() -> LivenessOut:
 @router.get(
     "/ready",
     summary="Readiness probe",
-    response_model=ReadinessOut,
     responses={503: problem_doc("The database cannot be reached; stop routing traffic here.")},
 )
 async def ready(request: Request) -> ReadinessOut:

@@ -6,12 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, Table, bindparam, delete, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util.typing import TupleAny
 
-from app.core.db import execute_or_defer
+from app.core.db import execute_or_defer, keep_read, take_read_along
 from app.models.idempotency import IdempotencyRecord
 
 _RECORD = cast(Table, IdempotencyRecord.__table__)
@@ -38,16 +50,64 @@ _SWAP_LOCK_TIMEOUT = select(
 )
 
 
+# PostgreSQL: the claim as a data-modifying CTE, so a read registered with
+# app.core.db.read_along goes out in the same statement (one round trip fewer on POST panel).
+_CLAIM_CTE = (
+    pg_insert(_RECORD)
+    .values(
+        {
+            column.key: bindparam(f"idem_{column.key}", type_=column.type)
+            for column in _RECORD.c
+            if not column.key.startswith("response_")  # stored by `complete`
+        }
+    )
+    .on_conflict_do_nothing(index_elements=["principal_id", "key"])
+    .returning(_RECORD.c.id)
+    .cte("claim")
+)
+_claims_with: dict[int, tuple[Select[*TupleAny], Select[*TupleAny]]] = {}
+
+
+def _claim_with(read: Select[*TupleAny]) -> Select[*TupleAny]:
+    """SELECT (the claimed id or NULL), the read's columns..., found: always one row (the
+    read's first row, or NULLs and found NULL). Built once per read statement."""
+    built = _claims_with.get(id(read))
+    if built is None or built[0] is not read:
+        along = read.add_columns(true().label("mineral_found")).limit(1).subquery("along")
+        claimed = select(select(_CLAIM_CTE.c.id).scalar_subquery().label("claim_id")).subquery(
+            "claimed"
+        )
+        combined = select(claimed.c.claim_id, *along.c).select_from(
+            claimed.outerjoin(along, true())
+        )
+        built = (read, combined)
+        _claims_with[id(read)] = built
+    return built[1]
+
+
 async def claim(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
     """Insert an in-flight record unless (principal, key) exists; its id when inserted.
 
     The unique constraint decides between concurrent claims. On PostgreSQL a claim that meets
     another transaction's uncommitted claim waits for it to end (bounded by lock_timeout), then
-    inserts (the other rolled back) or does nothing (it committed).
+    inserts (the other rolled back) or does nothing (it committed). A read registered with
+    ``read_along`` goes out with the claim; its row is kept only when the key was claimed (a
+    replay or refusal never gets to use it).
     """
     connection = await session.connection()
-    row = (await connection.execute(_CLAIM[connection.dialect.name], values)).first()
-    return None if row is None else cast(uuid.UUID, row[0])
+    along = take_read_along(session) if connection.dialect.name == "postgresql" else None
+    if along is None:
+        row = (await connection.execute(_CLAIM[connection.dialect.name], values)).first()
+        return None if row is None else cast(uuid.UUID, row[0])
+    params = {f"idem_{name}": value for name, value in values.items()}
+    combined = (
+        await connection.execute(_claim_with(along.statement), {**params, **along.params})
+    ).one()
+    claimed = cast(uuid.UUID | None, combined[0])
+    if claimed is not None:
+        found = combined[-1] is not None
+        keep_read(session, along.key, tuple(combined[1:-1]) if found else None)
+    return claimed
 
 
 async def get(session: AsyncSession, *, principal_id: str, key: str) -> Row[Any] | None:

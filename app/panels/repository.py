@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import TextClause
 
-from app.core.db import defer, defers
+from app.core.db import ReadAlong, defer, defers, read_along, read_kept
 from app.domain.result_status import WITHDRAWN
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
@@ -83,6 +83,31 @@ class PatientForPanel(NamedTuple):
     range_set_id: uuid.UUID | None
 
 
+def _patient_read(
+    organization_id: uuid.UUID, patient_id: uuid.UUID | None, identifier: tuple[str, str] | None
+) -> ReadAlong:
+    key = ("patient_for_panel", organization_id, patient_id, identifier)
+    if patient_id is not None:
+        return ReadAlong(key, _PATIENT_BY_ID, {"org": organization_id, "patient_id": patient_id})
+    assert identifier is not None
+    system, value = identifier
+    return ReadAlong(
+        key, _PATIENT_BY_IDENTIFIER, {"org": organization_id, "system": system, "value": value}
+    )
+
+
+def read_patient_along(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID | None,
+    identifier: tuple[str, str] | None,
+) -> None:
+    """PostgreSQL: look the panel's patient up with the Idempotency-Key claim, in the same
+    statement (app.core.db.read_along); ``patient_for_panel`` then uses that row."""
+    read_along(session, _patient_read(organization_id, patient_id, identifier))
+
+
 async def patient_for_panel(
     session: AsyncSession,
     *,
@@ -90,19 +115,13 @@ async def patient_for_panel(
     patient_id: uuid.UUID | None,
     identifier: tuple[str, str] | None,
 ) -> PatientForPanel | None:
-    """The patient a panel names, with the organization's active range set: one round trip."""
-    connection = await session.connection()
-    if patient_id is not None:
-        result = await connection.execute(
-            _PATIENT_BY_ID, {"org": organization_id, "patient_id": patient_id}
-        )
-    else:
-        assert identifier is not None
-        system, value = identifier
-        result = await connection.execute(
-            _PATIENT_BY_IDENTIFIER, {"org": organization_id, "system": system, "value": value}
-        )
-    row = result.first()
+    """The patient a panel names, with the organization's active range set: one round trip
+    (none when it was read along with the Idempotency-Key claim)."""
+    read = _patient_read(organization_id, patient_id, identifier)
+    kept, row = read_kept(session, read.key)
+    if not kept:
+        connection = await session.connection()
+        row = (await connection.execute(read.statement, read.params)).first()
     return None if row is None else PatientForPanel(row[0], row[1], row[2], row[3])
 
 

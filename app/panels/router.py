@@ -124,6 +124,8 @@ async def post_panel(
     # The stored response goes out with the audit append (one round trip fewer): nothing
     # reads it again before the commit (app.core.db).
     allow_deferred_writes(session)
+    # The patient lookup goes out with the Idempotency-Key claim (one statement).
+    service.read_patient_with_claim(session, organization_id=principal.organization_id, data=body)
     # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.
     return await idem.run(produce)
 
@@ -146,7 +148,6 @@ async def get_panel(panel_id: uuid.UUID, request: Request, principal: CanReadPan
 @router.get(
     "/api/v1/patients/{patient_id}/panels",
     summary="List a patient's panels",
-    response_model=PanelPage,
     dependencies=[Depends(audited("search", "panel"))],
 )
 async def list_patient_panels(
@@ -178,7 +179,6 @@ async def list_patient_panels(
 @router.get(
     "/api/v1/patients/{patient_id}/analytes/{analyte}/history",
     summary="An analyte's history for trends",
-    response_model=TrendOut,
     dependencies=[Depends(audited("read", "result"))],
 )
 async def analyte_history(
@@ -214,7 +214,6 @@ async def analyte_history(
 @router.get(
     "/api/v1/patients/{patient_id}/ratios/{code}/history",
     summary="A mineral ratio's history for trends",
-    response_model=RatioHistoryOut,
     dependencies=[Depends(audited("read", "panel"))],
     responses={404: problem_doc("No such patient, or a ratio code nothing defines.")},
 )
@@ -246,7 +245,6 @@ async def ratio_history(
 @router.post(
     "/api/v1/panels/{panel_id}/reinterpret",
     summary="Re-interpret a panel with the active ranges",
-    response_model=PanelOut,
     dependencies=[Depends(audited("reinterpret", "panel"))],
 )
 async def reinterpret_panel(
@@ -283,7 +281,6 @@ async def reinterpret_panel(
 @router.get(
     "/api/v1/panels/{panel_id}/interpretations",
     summary="A panel's interpretation history",
-    response_model=list[InterpretationVersionOut],
     dependencies=[Depends(audited("read", "panel"))],
 )
 async def panel_interpretations(

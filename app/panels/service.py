@@ -97,6 +97,18 @@ def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -
     return hashlib.sha256(canonical).hexdigest()
 
 
+def read_patient_with_claim(
+    session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate
+) -> None:
+    """PostgreSQL: have the Idempotency-Key claim look up the patient ``ingest`` resolves (one
+    statement instead of two); a request without a key, or a replay, runs it as before."""
+    ref = data.patient
+    identifier = (ref.identifier.system, ref.identifier.value) if ref.identifier else None
+    repository.read_patient_along(
+        session, organization_id=organization_id, patient_id=ref.id, identifier=identifier
+    )
+
+
 async def _resolve_patient(
     session: AsyncSession, *, organization_id: uuid.UUID, data: PanelCreate
 ) -> PatientForPanel:
@@ -148,8 +160,7 @@ async def ingest(
         range_set=range_set,
         source_format=source_format,
     )
-    panel_values = {c.key: getattr(panel, c.key) for c in Panel.__table__.columns}
-    if not await repository.insert_panel_if_new(session, panel_values):
+    if not await repository.insert_panel_if_new(session, dict(panel_values(panel))):
         return await _existing(
             session,
             organization_id=organization_id,
@@ -162,6 +173,15 @@ async def ingest(
     metrics.count_ingested(session, source_format=source_format, results=len(rows))
     assert panel.document is not None  # new_panel always renders it
     return IngestOutcome(panel=out, document=panel.document, created=True)
+
+
+_PANEL_COLUMNS = tuple(column.key for column in Panel.__table__.columns)
+
+
+def panel_values(panel: Panel) -> dict[str, object]:
+    """The column values of a panel ``new_panel`` built (its namespace's own dict)."""
+    values: dict[str, object] = vars(panel)
+    return values
 
 
 def new_panel(
@@ -184,7 +204,11 @@ def new_panel(
         refuse_impossible=True,
     )
     now = utcnow()
-    panel = Panel(
+    # A plain namespace of the row's values, not an ORM instance (~0.1 ms a panel, measured):
+    # nothing adds it to a session, the callers insert its values with Core and read its
+    # attributes. Every column is present (None when not set, as on an unflushed instance).
+    panel = cast(Panel, SimpleNamespace(**dict.fromkeys(_PANEL_COLUMNS)))
+    panel_values(panel).update(
         id=uuid.uuid4(),
         organization_id=organization_id,
         patient_id=patient.id,

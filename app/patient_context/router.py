@@ -48,7 +48,6 @@ def _decode_cursor(cursor: str) -> int:
 @router.put(
     "",
     summary="Record the patient's clinical context (a new version)",
-    response_model=PatientContextOut,
     dependencies=[Depends(audited("update", RESOURCE))],
     responses={
         201: {
@@ -120,7 +119,6 @@ async def put_context(
 @router.get(
     "",
     summary="Read the patient's current clinical context",
-    response_model=PatientContextOut,
     dependencies=[Depends(audited("read", RESOURCE))],
     responses={
         404: problem_doc(
@@ -151,7 +149,6 @@ async def get_context(
 @router.get(
     "/versions",
     summary="List the versions of the patient's clinical context",
-    response_model=PatientContextPage,
     dependencies=[Depends(audited("search", RESOURCE))],
 )
 async def list_context_versions(
@@ -177,7 +174,6 @@ async def list_context_versions(
 @router.get(
     "/versions/{version}",
     summary="Read one version of the patient's clinical context",
-    response_model=PatientContextOut,
     dependencies=[Depends(audited("read", RESOURCE))],
 )
 async def get_context_version(

@@ -90,10 +90,7 @@ async def create_patient(
 
 
 @router.get(
-    "/{patient_id}",
-    summary="Read a patient",
-    response_model=PatientOut,
-    dependencies=[Depends(audited("read", "patient"))],
+    "/{patient_id}", summary="Read a patient", dependencies=[Depends(audited("read", "patient"))]
 )
 async def get_patient(
     response: Response, principal: CanReadPatients, patient: RegisteredPatient
@@ -106,7 +103,6 @@ async def get_patient(
 @router.patch(
     "/{patient_id}",
     summary="Correct a patient's sex, birth date or name",
-    response_model=PatientOut,
     dependencies=[Depends(audited("update", "patient"))],
     responses={
         412: problem_doc("The patient changed since your If-Match ETag was read."),
@@ -139,12 +135,7 @@ async def update_patient(
     return _patient_response(patient, response)
 
 
-@router.get(
-    "",
-    summary="Search patients",
-    response_model=PatientPage,
-    dependencies=[Depends(audited("search", "patient"))],
-)
+@router.get("", summary="Search patients", dependencies=[Depends(audited("search", "patient"))])
 async def search_patients(
     principal: CanReadPatients,
     query: OrganizationListing,

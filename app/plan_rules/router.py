@@ -107,7 +107,7 @@ async def import_rule_set(
     )
 
 
-@router.get("", summary="List plan rule sets", response_model=RuleSetPage)
+@router.get("", summary="List plan rule sets")
 async def list_rule_sets(
     session: ReadSession, principal: CanReadRules, listing: sets_http.SetList
 ) -> RuleSetPage:
@@ -117,7 +117,7 @@ async def list_rule_sets(
     return sets.page(RuleSetPage, RuleSetOut.model_validate)
 
 
-@router.get("/active", summary="The active plan rule set", response_model=RuleSetDetailOut)
+@router.get("/active", summary="The active plan rule set")
 async def active_rule_set(
     response: Response, session: ReadSession, principal: CanReadRules
 ) -> RuleSetDetailOut:
@@ -127,7 +127,7 @@ async def active_rule_set(
     return RuleSetDetailOut.model_validate(rule_set)
 
 
-@router.get("/{rule_set_id}", summary="Read a plan rule set", response_model=RuleSetDetailOut)
+@router.get("/{rule_set_id}", summary="Read a plan rule set")
 async def get_rule_set(
     rule_set_id: uuid.UUID, response: Response, session: ReadSession, principal: CanReadRules
 ) -> RuleSetDetailOut:

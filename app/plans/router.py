@@ -55,15 +55,14 @@ def _plan_route(
     *,
     action: str,
     summary: str,
-    response_model: Any = PlanOut,
     **extra: Any,
 ) -> Callable[[DecoratedCallable], DecoratedCallable]:
-    """Every plan route is audited as `action` on a plan; `extra` goes to `api_route` as is."""
+    """Every plan route is audited as `action` on a plan; `extra` goes to `api_route` as is
+    (the response model is the function's return annotation unless `extra` names one)."""
     return router.api_route(
         path,
         methods=[method],
         summary=summary,
-        response_model=response_model,
         dependencies=[Depends(audited(action, "plan"))],
         **extra,
     )
@@ -76,6 +75,7 @@ def _draft_route(path: str, *, summary: str) -> Callable[[DecoratedCallable], De
         path,
         action="create",
         summary=summary,
+        response_model=PlanOut,
         status_code=status.HTTP_201_CREATED,
         responses=openapi.CREATE_RESPONSES,
     )
@@ -102,11 +102,7 @@ async def create_plan(
 
 
 @_plan_route(
-    "GET",
-    "/patients/{patient_id}/plans",
-    action="search",
-    summary="A patient's treatment plans",
-    response_model=PlanPage,
+    "GET", "/patients/{patient_id}/plans", action="search", summary="A patient's treatment plans"
 )
 async def list_patient_plans(
     principal: CanReadPlans,
@@ -128,13 +124,7 @@ async def list_patient_plans(
     return query.linked(page).page(PlanPage, views.plan_summary)
 
 
-@_plan_route(
-    "GET",
-    "/plans/worklist",
-    action="search",
-    summary="Clinician worklist",
-    response_model=WorklistOut,
-)
+@_plan_route("GET", "/plans/worklist", action="search", summary="Clinician worklist")
 async def worklist(
     request: Request,
     session: AuditedSession,
@@ -175,6 +165,7 @@ async def worklist(
     "/plans/{plan_id}",
     action="read",
     summary="Read a treatment plan (JSON, or the printable page)",
+    response_model=PlanOut,
     responses={
         200: {
             "description": "The plan as JSON, or with `Accept: text/html` the patient's "
@@ -303,13 +294,7 @@ async def regenerate_plan(
     return await draft.created(drafting.regenerate, body, plan_id=plan_id)
 
 
-@_plan_route(
-    "GET",
-    "/plans/{plan_id}/versions",
-    action="read",
-    summary="A plan's version history",
-    response_model=PlanVersionList,
-)
+@_plan_route("GET", "/plans/{plan_id}/versions", action="read", summary="A plan's version history")
 async def list_versions(
     session: AuditedSession, principal: CanReadPlans, plan: ReadablePlan
 ) -> PlanVersionList:
@@ -326,7 +311,6 @@ async def list_versions(
     "/plans/{plan_id}/versions/{version}",
     action="read",
     summary="Read one version of a plan",
-    response_model=PlanVersionDetailOut,
 )
 async def get_version(
     # Declared (though `plan` loads it) so the OpenAPI path parameters keep URL order:
@@ -345,11 +329,7 @@ async def get_version(
 
 
 @_plan_route(
-    "GET",
-    "/plans/{plan_id}/diff",
-    action="read",
-    summary="What changed between two versions",
-    response_model=PlanDiffOut,
+    "GET", "/plans/{plan_id}/diff", action="read", summary="What changed between two versions"
 )
 async def diff(
     session: AuditedSession,

@@ -154,7 +154,7 @@ async def _detail(
     return RangeSetDetailOut.model_validate(range_set)
 
 
-@router.get("", summary="List reference-range sets", response_model=RangeSetPage)
+@router.get("", summary="List reference-range sets")
 async def list_range_sets(
     session: ReadSession, principal: CanReadRanges, listing: sets_http.SetList
 ) -> RangeSetPage:
@@ -164,7 +164,7 @@ async def list_range_sets(
     return sets.page(RangeSetPage, RangeSetOut.model_validate)
 
 
-@router.get("/active", summary="The active reference-range set", response_model=RangeSetDetailOut)
+@router.get("/active", summary="The active reference-range set")
 async def active_range_set(
     response: Response, session: ReadSession, principal: CanReadRanges
 ) -> RangeSetDetailOut:
@@ -178,9 +178,7 @@ async def active_range_set(
     return detail
 
 
-@router.get(
-    "/{range_set_id}", summary="Read a reference-range set", response_model=RangeSetDetailOut
-)
+@router.get("/{range_set_id}", summary="Read a reference-range set")
 async def get_range_set(
     range_set_id: uuid.UUID, response: Response, session: ReadSession, principal: CanReadRanges
 ) -> RangeSetDetailOut:

@@ -59,10 +59,7 @@ def _out(row: RefusedInput) -> RefusedInputOut:
 
 
 @router.get(
-    "",
-    summary="List refused inputs",
-    response_model=RefusedInputPage,
-    dependencies=[Depends(audited("search", "refused_input"))],
+    "", summary="List refused inputs", dependencies=[Depends(audited("search", "refused_input"))]
 )
 async def list_refused_inputs(
     principal: CanManageRefused,
@@ -87,7 +84,6 @@ async def list_refused_inputs(
 @router.get(
     "/{refused_id}",
     summary="Read a refused input with its payload",
-    response_model=RefusedInputDetail,
     dependencies=[Depends(audited("read", "refused_input"))],
 )
 async def get_refused_input(target: RefusedTarget) -> RefusedInputDetail:
@@ -140,7 +136,6 @@ async def reprocess_refused_input(target: RefusedTarget) -> Response:
 @router.post(
     "/{refused_id}/discard",
     summary="Discard a refused input",
-    response_model=RefusedInputOut,
     responses={409: problem_doc("The input is already re-processed or discarded.")},
     dependencies=[Depends(audited("discard", "refused_input"))],
 )

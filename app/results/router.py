@@ -18,7 +18,6 @@ router = api_router("results")
 @router.get(
     "/api/v1/results",
     summary="List the organization's abnormal or critical results",
-    response_model=FlaggedResultPage,
     dependencies=[Depends(audited("search", "result"))],
 )
 async def list_flagged_results(

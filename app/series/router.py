@@ -19,7 +19,6 @@ router = api_router("timeline")
 @router.get(
     "/api/v1/patients/{patient_id}/series",
     summary="Minerals and ISI scores aligned on one time axis",
-    response_model=SeriesPage,
     dependencies=[Depends(audited("read", "timeline"))],
     responses={
         400: problem_doc(

@@ -81,7 +81,6 @@ async def create_sleep_assessment(
 @router.get(
     "",
     summary="List a patient's sleep assessments",
-    response_model=SleepAssessmentPage,
     dependencies=[Depends(audited("search", RESOURCE))],
     responses={400: problem_doc("Bad cursor, or `from` after `to`.")},
 )
@@ -100,7 +99,6 @@ async def list_sleep_assessments(
 @router.get(
     "/{assessment_id}",
     summary="Read one sleep assessment",
-    response_model=SleepAssessmentOut,
     dependencies=[Depends(audited("read", RESOURCE))],
 )
 async def get_sleep_assessment(

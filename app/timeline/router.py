@@ -18,7 +18,6 @@ router = api_router("timeline", "/api/v1/patients/{patient_id}/timeline")
 @router.get(
     "",
     summary="A patient's mineral panels and sleep scores over time",
-    response_model=TimelinePage,
     dependencies=[Depends(audited("read", "timeline"))],
     responses={400: problem_doc("Bad cursor, or `from` after `to`.")},
 )
