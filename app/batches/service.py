@@ -43,6 +43,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
+import anyio
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -278,8 +279,11 @@ async def run_parsed(
                 yield outcome
         status = "completed"
     finally:
-        async with transaction(sessionmaker) as session:
-            await repository.add_counts(session, batch_id, {}, status=status)
+        # Shielded: a client that hangs up cancels this task, and the cancellation would
+        # otherwise cancel this last write too, leaving the batch `running` forever.
+        with anyio.CancelScope(shield=True):
+            async with transaction(sessionmaker) as session:
+                await repository.add_counts(session, batch_id, {}, status=status)
 
 
 async def run(

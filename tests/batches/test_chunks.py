@@ -260,3 +260,66 @@ def test_a_chunk_that_keeps_deadlocking_is_refused_with_a_503_never_a_500(
     monkeypatch.undo()
     again = _post(client, *two_panels)
     assert [o["outcome"] for o in again[:-1]] == ["stored", "stored"]
+
+
+def test_a_batch_cancelled_mid_stream_ends_failed_never_running(
+    client: TestClient, db: Database
+) -> None:
+    """A client that hangs up cancels the response task (anyio cancel scope): the chunk that
+    committed stays stored, and the batch record still ends `failed`, so progress polling
+    never shows a batch `running` forever."""
+    import anyio
+
+    from app.audit.service import AuditEntry
+    from app.batches import repository
+    from app.models.organization import DEFAULT_ORGANIZATION_ID
+    from app.panels.schemas import PanelCreate
+
+    patient = make_patient(client)
+    base = AuditEntry(
+        organization_id=DEFAULT_ORGANIZATION_ID,
+        principal_id="test:cancelled",
+        action="create",
+        resource_type="panel",
+        outcome="success",
+    )
+
+    async def go() -> tuple[list[str], str, int]:
+        sessionmaker = db.app.state.sessionmaker
+        batch = await service.start(sessionmaker, base)
+        seen: list[str] = []
+
+        async def items() -> Any:
+            for number in range(1, 5):
+                body = panel_body(
+                    patient, [result("zinc", "80", "ug/dL")], accession=f"CX-{number}"
+                )
+                yield ParsedLine(number, PanelCreate.model_validate(body), 0)
+            await anyio.sleep(3600)  # the client stops sending and then goes away
+
+        with anyio.move_on_after(2):
+            outcomes = service.run_parsed(
+                sessionmaker,
+                batch_id=batch.id,
+                base=base,
+                items=items(),
+                source_format="json",
+                via="a test",
+                chunk_lines=2,
+            )
+            try:
+                async for outcome in outcomes:
+                    seen.append(outcome.outcome)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await outcomes.aclose()
+        async with sessionmaker() as session:
+            record = await repository.get(
+                session, organization_id=DEFAULT_ORGANIZATION_ID, batch_id=batch.id
+            )
+        assert record is not None
+        return seen, record.status, record.stored
+
+    seen, status, stored = db.run(go)
+    assert seen == ["stored"] * 4
+    assert (status, stored) == ("failed", 4)
