@@ -40,7 +40,7 @@ import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 
 import anyio
@@ -243,7 +243,7 @@ async def run_parsed(
     via: str,
     chunk_lines: int | None = None,
     chunk_bytes: int | None = None,
-) -> AsyncIterator[LineOutcome]:
+) -> AsyncGenerator[LineOutcome, None]:
     """Run parsed items through the batch ``batch_id`` (from ``start``): each item's outcome,
     in input order, a chunk at a time once that chunk has committed.
 
