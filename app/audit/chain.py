@@ -249,10 +249,12 @@ def _document_problem(document: Any, key: bytes) -> str | None:
         return "last_seq and count must be integers"
     if not isinstance(document["last_hash"], str) or not isinstance(document["created_at"], str):
         return "last_hash and created_at must be text"
-    if document["version"] == 1:
-        return None
-    heads = document["chains"]
-    if not isinstance(heads, list) or not all(
+    return None if document["version"] == 1 else _heads_problem(document)
+
+
+def _head_valid(head: Any) -> bool:
+    """One {chain, last_seq, last_hash, count} entry of a version 2 checkpoint."""
+    return (
         isinstance(head, dict)
         and set(head) == set(_CHAIN_HEAD_FIELDS)
         and _count(head["chain"])
@@ -260,9 +262,14 @@ def _document_problem(document: Any, key: bytes) -> str | None:
         and _count(head["count"])
         and head["count"] > 0
         and isinstance(head["last_hash"], str)
-        and _HASH_TEXT.match(head["last_hash"])
-        for head in heads
-    ):
+        and _HASH_TEXT.match(head["last_hash"]) is not None
+    )
+
+
+def _heads_problem(document: dict[str, Any]) -> str | None:
+    """Why a version 2 checkpoint's chain heads cannot hold, or None."""
+    heads = document["chains"]
+    if not isinstance(heads, list) or not all(_head_valid(head) for head in heads):
         return "chains must be a list of {chain, last_seq, last_hash, count} heads"
     if len({head["chain"] for head in heads}) != len(heads):
         return "a chain is listed twice"
