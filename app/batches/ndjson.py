@@ -4,9 +4,9 @@ decoder, the ``PanelCreate`` validation), and a refused line carries the very pr
 the single POST answers (``instance`` aside), built by the same renderers
 (``app.core.errors``).
 
-Lines are cut from the incoming byte chunks as they arrive and parsed one by one: only the
-parsed panel is kept, never the line's bytes, so what a chunk holds is bounded by the chunk's
-byte budget rather than by lines x the line cap.
+Lines are cut from the incoming byte chunks as they arrive and parsed one by one: the parsed
+panel and the line's bytes are kept with the line (its bytes for the refused-input store), so
+what a chunk holds is bounded by the chunk's byte budget rather than by lines x the line cap.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ _OFFLOAD_CHECK_BYTES = 64 * 1024
 class ParsedLine(NamedTuple):
     """One input item of a batch: its line (or entry) number, the panel to ingest or the
     outcome it was already refused with, and the bytes of input it stands for (counted
-    against the chunk's byte budget; 0 when the caller does not know)."""
+    against the chunk's byte budget; 0 when the caller does not know), and those bytes (kept
+    with a refused line; ``None`` when not held, e.g. a line over the cap)."""
 
     line: int
     item: PanelCreate | LineOutcome
     size: int = 0
+    raw: bytes | None = None
 
 
 def json_limits_of(settings: Settings) -> JsonLimits:
@@ -95,9 +97,9 @@ async def parse_lines(
             violation = check_json(raw, json_limits)
         if violation is not None:
             problem = JsonLimitError.of(violation).problem()
-            yield ParsedLine(number, refused(number, problem), len(raw))
+            yield ParsedLine(number, refused(number, problem), len(raw), raw)
             continue
-        yield ParsedLine(number, parse_panel(number, raw), len(raw))
+        yield ParsedLine(number, parse_panel(number, raw), len(raw), raw)
 
 
 def _too_large(limit: int) -> dict[str, Any]:

@@ -9,8 +9,9 @@ built in memory and inserted together (``app.batches.fast``, ``app.panels.bulk``
 and document as the single POST); every other line goes through the single POST's own path,
 ``corrections.ingest_or_correct``, one savepoint each.
 
-Streamed both ways: lines are parsed as they arrive (only the parsed panels are held, never
-the bytes) and outcomes leave as soon as their chunk committed. A chunk is cut at
+Streamed both ways: lines are parsed as they arrive (the parsed panels are held, and a
+chunk's own lines' bytes, to keep its refused lines in the refused-input store: bounded by the
+chunk's byte budget) and outcomes leave as soon as their chunk committed. A chunk is cut at
 ``CHUNK_LINES`` lines or ``CHUNK_BYTES`` bytes of input, whichever comes first, so memory is
 bounded by the byte budget, whatever the lines' sizes.
 
@@ -44,6 +45,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 
 import anyio
+import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -67,6 +69,7 @@ from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
 from app.panels import bulk, corrections
 from app.panels.schemas import PanelCreate
+from app.refused_inputs import service as refused_inputs
 
 __all__ = ["ParsedLine", "get", "run", "run_parsed", "split_lines", "start"]
 
@@ -168,6 +171,39 @@ def _counts(outcomes: Sequence[LineOutcome]) -> dict[str, int]:
     }
 
 
+async def _keep_refused(
+    session: AsyncSession,
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    chunk: Sequence[ParsedLine],
+    outcomes: Sequence[LineOutcome],
+) -> None:
+    """Each refused line kept in the refused-input store as a refused single
+    ``POST /api/v1/panels`` is (``app.refused_inputs.capture``): its bytes, the problem, the
+    status, with the batch and line in ``details``; in the chunk's transaction, so a retried
+    chunk keeps nothing twice. A line whose bytes were not held (over the cap) is not kept."""
+    assert base.organization_id is not None
+    for parsed, outcome in zip(chunk, outcomes, strict=True):
+        if outcome.outcome != "refused" or parsed.raw is None or outcome.problem is None:
+            continue
+        await refused_inputs.record(
+            session,
+            refused_inputs.Refusal(
+                organization_id=base.organization_id,
+                channel="json",
+                content_type="application/json",
+                payload=parsed.raw,
+                reason=refused_inputs.reason_from_body(
+                    orjson.dumps(outcome.problem), "application/problem+json"
+                )
+                or f"answered {outcome.status}",
+                response_status=outcome.status,
+                principal_id=base.principal_id,
+                details={"batch_id": str(batch_id), "line": outcome.line},
+            ),
+        )
+
+
 async def _run_chunk(
     session: AsyncSession,
     *,
@@ -214,6 +250,7 @@ async def _run_chunk(
             outcome, patient_id, occurred_at = decided[parsed.line]
         outcomes.append(outcome)
         rows.append(_audit_row(base, outcome, patient_id, occurred_at))
+    await _keep_refused(session, batch_id, base, chunk, outcomes)
     await repository.add_counts(session, batch_id, _counts(outcomes), status=None)
     await audit.append(session, rows)  # last: it takes the chain's lock until the commit
     return outcomes
@@ -387,6 +424,7 @@ async def _refuse_chunk(
         for parsed in chunk
     ]
     async with transaction(sessionmaker) as session:
+        await _keep_refused(session, batch_id, base, chunk, outcomes)
         await repository.add_counts(session, batch_id, _counts(outcomes), status=None)
         await audit.append(session, [_audit_row(base, o, None, at) for o in outcomes])
     return outcomes
