@@ -45,7 +45,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 
 import anyio
-import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -193,9 +192,7 @@ async def _keep_refused(
                 channel="json",
                 content_type="application/json",
                 payload=parsed.raw,
-                reason=refused_inputs.reason_from_body(
-                    orjson.dumps(outcome.problem), "application/problem+json"
-                )
+                reason=refused_inputs.reason_from_document(outcome.problem)
                 or f"answered {outcome.status}",
                 response_status=outcome.status,
                 principal_id=base.principal_id,

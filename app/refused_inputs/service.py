@@ -429,6 +429,11 @@ def reason_from_body(body: bytes, media_type: str) -> str:
         return body[:_REASON_MAX].decode("utf-8", "replace")
     if not isinstance(document, dict):
         return str(document)[:_REASON_MAX]
+    return reason_from_document(document)
+
+
+def reason_from_document(document: dict[str, Any]) -> str:
+    """``reason_from_body`` for a refusal already parsed (a batch line's problem)."""
     if document.get("resourceType") == "OperationOutcome":
         return _diagnostics(document)
     if document.get("resourceType") == "Bundle":

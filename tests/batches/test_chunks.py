@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import DBAPIError
 
-from app.audit.service import verify
+from app.audit.service import AuditEntry, verify
 from app.batches import service
 from app.batches.ndjson import ParsedLine
 from app.core.db import utcnow
+from app.models.organization import DEFAULT_ORGANIZATION_ID
 from tests.audit.builders import rows_for
 from tests.builders import make_patient, panel_body, result
 from tests.conftest import Database
@@ -32,6 +33,17 @@ def _post(client: TestClient, *lines: Any, request_id: str | None = None) -> lis
     response = client.post("/api/v1/panel-batches", content=body, headers=headers)
     assert response.status_code == 200, response.text
     return [json.loads(line) for line in response.text.splitlines()]
+
+
+def _base(principal_id: str) -> AuditEntry:
+    """The audit entry a batch's rows are built from, as the route builds it."""
+    return AuditEntry(
+        organization_id=DEFAULT_ORGANIZATION_ID,
+        principal_id=principal_id,
+        action="create",
+        resource_type="panel",
+        outcome="success",
+    )
 
 
 def _chunk_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -95,8 +107,6 @@ def test_run_parsed_cuts_chunks_at_the_byte_budget(
     client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The service entry point other formats feed: the items' sizes cut the chunks."""
-    from app.audit.service import AuditEntry
-    from app.models.organization import DEFAULT_ORGANIZATION_ID
     from app.panels.schemas import PanelCreate
 
     patient = make_patient(client)
@@ -107,13 +117,7 @@ def test_run_parsed_cuts_chunks_at_the_byte_budget(
         )
         for n in range(7)
     ]
-    base = AuditEntry(
-        organization_id=DEFAULT_ORGANIZATION_ID,
-        principal_id="test:run-parsed",
-        action="create",
-        resource_type="panel",
-        outcome="success",
-    )
+    base = _base("test:run-parsed")
 
     async def go() -> list[str]:
         sessionmaker = db.app.state.sessionmaker
@@ -270,19 +274,11 @@ def test_a_batch_cancelled_mid_stream_ends_failed_never_running(
     never shows a batch `running` forever."""
     import anyio
 
-    from app.audit.service import AuditEntry
     from app.batches import repository
-    from app.models.organization import DEFAULT_ORGANIZATION_ID
     from app.panels.schemas import PanelCreate
 
     patient = make_patient(client)
-    base = AuditEntry(
-        organization_id=DEFAULT_ORGANIZATION_ID,
-        principal_id="test:cancelled",
-        action="create",
-        resource_type="panel",
-        outcome="success",
-    )
+    base = _base("test:cancelled")
 
     async def go() -> tuple[list[str], str, int]:
         sessionmaker = db.app.state.sessionmaker
