@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
@@ -30,6 +30,7 @@ from app.interop.hl7.router import router as hl7_router
 from app.kit.content_types import require_json_content_type
 from app.kit.problems import Problem
 from app.kit.query_params import reject_unknown_query_parameters
+from app.kit.routing import solve_repeated_dependencies_once
 from app.ops import metrics
 from app.ops.draining import Drain, DrainMiddleware, chain_signal_handlers
 from app.ops.router import install_metrics_route
@@ -105,8 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         separate_input_output_schemas=False,
         generate_unique_id_function=operation_id,
         dependencies=[
-            Depends(reject_unknown_query_parameters),
-            Depends(require_json_content_type),
+            Depends(_strict_request),
         ],
     )
     app.state.settings = settings
@@ -177,7 +177,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hl7_router)
     install_docs(app)
     _document_extra_schemas(app)
+    solve_repeated_dependencies_once(app.routes)
     return app
+
+
+async def _strict_request(request: Request) -> None:
+    """The app-wide checks, as one dependency (one node fewer to solve on every request):
+    unknown query parameters (400), then a JSON body without a JSON Content-Type (415)."""
+    await reject_unknown_query_parameters(request)
+    await require_json_content_type(request)
 
 
 def _document_extra_schemas(app: FastAPI) -> None:

@@ -9,26 +9,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from app.audit.service import AuditEntry, AuditOutcome
 from app.auth.principal import Principal
 
 
+class EntryFacts(TypedDict):
+    """What was done, and how it ended: put into the entry as given."""
+
+    action: str
+    resource_type: str
+    outcome: AuditOutcome
+    resource_id: NotRequired[str | None]
+    patient_id: NotRequired[uuid.UUID | None]
+    status_code: NotRequired[int | None]
+
+
 def build_entry(
     principal: Principal | None,
     *,
-    action: str,
-    resource_type: str,
-    outcome: AuditOutcome,
     scope: Mapping[str, Any] | None = None,
-    resource_id: str | None = None,
-    patient_id: uuid.UUID | None = None,
-    status_code: int | None = None,
     method: str | None = None,
     path: str | None = None,
     client_address: str | None = None,
     principal_kind: str | None = None,
+    **facts: Unpack[EntryFacts],
 ) -> AuditEntry:
     """An entry for `principal` (None: the caller is not known, e.g. a refused credential).
 
@@ -43,14 +49,9 @@ def build_entry(
         principal_id=principal.id if principal else None,
         principal_kind=principal.kind if principal else principal_kind,
         role=str(principal.role) if principal else None,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        patient_id=patient_id,
-        outcome=outcome,
-        status_code=status_code,
         method=method or scope.get("method"),
         path=path or scope.get("path"),
         request_id=state.get("request_id") if isinstance(state, dict) else None,
         client_address=client_address or (client[0] if client else None),
+        **facts,
     )

@@ -9,23 +9,17 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    Integer,
     Row,
-    SmallInteger,
-    String,
     Uuid,
     bindparam,
-    cast,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.sql.base import Executable
 
 from app.audit.chain import HASHED_FIELDS
-from app.core.db import UTCDateTime, as_cte, take_deferred
+from app.core.db import UTCDateTime
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c
@@ -47,11 +41,6 @@ _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 # tail. One round trip when the guess is right; the lock is held from this call to the commit.
 _PG_APPEND = text(
     "SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev, CAST(:chain AS smallint))"
-)
-_PG_APPEND_FN = func.audit_append_rows(
-    cast(bindparam("rows", type_=String()), JSONB),
-    bindparam("expected_prev", type_=String()),
-    cast(bindparam("chain", type_=Integer()), SmallInteger),
 )
 # The same call, for a statement that appends along with what it reads (append_along): the
 # SELECT's last column, evaluated once per row it returns (so never when nothing is found).
@@ -100,20 +89,9 @@ async def append_if_tail(
     """PostgreSQL: insert `rows` (already linked and hashed, the first to `expected_prev`) into
     `chain` if its tail is `expected_prev`, after taking its lock. None when inserted, else
     the actual tail (nothing inserted; the lock is now held, so it cannot move again)."""
-    payload = rows_payload(rows)
     connection = await session.connection()
-    deferred = take_deferred(session.sync_session)
-    # The transaction's deferred writes (app.core.db) ride along as data-modifying CTEs: they
-    # run whatever the function answers (the transaction is the same either way).
-    statement: Executable = (
-        select(_PG_APPEND_FN).add_cte(
-            *(as_cte(write, f"deferred_{number}") for number, write in enumerate(deferred))
-        )
-        if deferred
-        else _PG_APPEND
-    )
     result = await connection.execute(
-        statement, {"rows": payload, "expected_prev": expected_prev, "chain": chain}
+        _PG_APPEND, {"rows": rows_payload(rows), "expected_prev": expected_prev, "chain": chain}
     )
     tail: str | None = result.scalar()
     return tail

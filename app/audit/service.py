@@ -8,11 +8,11 @@ never patient values.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -115,7 +115,8 @@ def _fit(name: str, value: Any) -> Any:
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:
-    values = {name: _fit(name, value) for name, value in dataclasses.asdict(entry).items()}
+    # Not dataclasses.asdict: it deep-copies every value (ids, times: all immutable).
+    values = {name: _fit(name, getattr(entry, name)) for name in AuditEntry.__dataclass_fields__}
     values["id"] = new_id()
     return values
 
@@ -213,8 +214,61 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
 
 
 # Appends of one process that lost the race for a chain's tail to another process, in a row,
-# before append_along gives up (each retry is one autocommit statement).
+# before append_along / append_with give up (each retry is one autocommit statement).
 _ALONG_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """This process's chain on an autocommit connection, with what hashing its rows needs."""
+
+    key: bytes
+    database: str
+    chain: int
+
+    def linked(self, values: Sequence[dict[str, Any]], prev: str) -> list[dict[str, Any]]:
+        return _linked(values, prev, self.key)
+
+    def guess(self) -> str:
+        return _tail_guess.get((self.database, self.chain), GENESIS_HASH)
+
+    def appended(self, rows: Sequence[dict[str, Any]]) -> None:
+        _tail_guess[(self.database, self.chain)] = rows[-1]["hash"]
+
+    def params(self, rows: Sequence[dict[str, Any]], prev: str) -> dict[str, Any]:
+        """The parameters of ``repository.PG_APPEND_CALL``."""
+        return {
+            "audit_rows": repository.rows_payload(rows),
+            "audit_expected_prev": prev,
+            "audit_chain": self.chain,
+        }
+
+
+@asynccontextmanager
+async def _turn_on(connection: AsyncConnection) -> AsyncIterator[_Turn]:
+    """This process's turn on its chain, held around one autocommit statement (so the tail
+    guess is right); not granted within the wait, the database lock still orders the append."""
+    sync = connection.sync_connection
+    options = sync.get_execution_options() if sync is not None else {}
+    key = options.get(AUDIT_KEY)
+    if not isinstance(key, bytes):
+        key = row_key(get_settings().audit_key.get_secret_value())
+    allowed = options.get(AUDIT_CHAINS)
+    chains = allowed if isinstance(allowed, int) else get_settings().audit_chains
+    database = database_name(connection.engine)
+    chain = chain_lock.process_chain(chains)
+    lock = chain_lock.turn_lock(database, chain)
+    with metrics.time_audit_append():
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout=get_settings().idempotency_wait_seconds)
+            held = True
+        except TimeoutError:
+            held = False
+        try:
+            yield _Turn(key, database, chain)
+        finally:
+            if held:
+                lock.release()
 
 
 async def append_along(
@@ -233,55 +287,58 @@ async def append_along(
     around the statement (so the tail guess is right), and the database still checks every
     link under the chain's lock. A wrong guess (another process appended to the chain) costs
     one more statement: the rows hashed again against the tail it answered."""
-    sync = connection.sync_connection
-    options = sync.get_execution_options() if sync is not None else {}
-    key = options.get(AUDIT_KEY)
-    if not isinstance(key, bytes):
-        key = row_key(get_settings().audit_key.get_secret_value())
-    allowed = options.get(AUDIT_CHAINS)
-    chains = allowed if isinstance(allowed, int) else get_settings().audit_chains
     values = [_row(entry) for entry in entries]
-    database = database_name(connection.engine)
-    chain = chain_lock.process_chain(chains)
-    lock = chain_lock.turn_lock(database, chain)
-    with metrics.time_audit_append():
-        try:
-            await asyncio.wait_for(lock.acquire(), timeout=get_settings().idempotency_wait_seconds)
-            held = True
-        except TimeoutError:
-            held = False  # the database lock still orders the append
-        try:
-            guess = _tail_guess.get((database, chain), GENESIS_HASH)
-            rows = _linked(values, guess, key)
-            found = (
-                await connection.execute(
-                    statement,
-                    {
-                        **params,
-                        "audit_rows": repository.rows_payload(rows),
-                        "audit_expected_prev": guess,
-                        "audit_chain": chain,
-                    },
-                )
-            ).first()
-            if found is None:
-                return None
-            actual: str | None = found[-1]
-            attempts = 0
-            while actual is not None:
-                attempts += 1
-                if attempts > _ALONG_ATTEMPTS:
-                    raise RuntimeError("the audit chain's tail kept moving under another process")
-                guess = actual
-                rows = _linked(values, guess, key)
-                actual = await repository.append_if_tail_on(
-                    connection, rows, expected_prev=guess, chain=chain
-                )
-            _tail_guess[(database, chain)] = rows[-1]["hash"]
-            return found
-        finally:
-            if held:
-                lock.release()
+    async with _turn_on(connection) as turn:
+        guess = turn.guess()
+        rows = turn.linked(values, guess)
+        found = (
+            await connection.execute(statement, {**params, **turn.params(rows, guess)})
+        ).first()
+        if found is None:
+            return None
+        actual: str | None = found[-1]
+        attempts = 0
+        while actual is not None:
+            attempts += 1
+            if attempts > _ALONG_ATTEMPTS:
+                raise RuntimeError("the audit chain's tail kept moving under another process")
+            guess = actual
+            rows = turn.linked(values, guess)
+            actual = await repository.append_if_tail_on(
+                connection, rows, expected_prev=guess, chain=turn.chain
+            )
+        turn.appended(rows)
+        return found
+
+
+class TailKeptMovingError(RuntimeError):
+    """Another process kept appending to this process's chain: ``append_with`` gave up."""
+
+
+# Runs one autocommit statement that writes its own rows and appends the audit rows given
+# as ``repository.PG_APPEND_CALL``'s parameters, all or nothing; answers None when written,
+# or the chain's real tail when the rows were hashed against another (nothing written).
+AppendingWrite = Callable[[dict[str, Any]], Awaitable[str | None]]
+
+
+async def append_with(
+    connection: AsyncConnection, entries: Sequence[AuditEntry], write: AppendingWrite
+) -> None:
+    """PostgreSQL, on an AUTOCOMMIT connection: `write` the request's rows and its audit rows
+    in ONE statement (a POST's creation and its audit row). The same chain, turn and hashing
+    as ``append_along``; a wrong tail guess re-runs the whole statement (it wrote nothing),
+    hashed against the tail it answered. Whatever else `write` raises is the caller's."""
+    values = [_row(entry) for entry in entries]
+    async with _turn_on(connection) as turn:
+        guess = turn.guess()
+        for _attempt in range(_ALONG_ATTEMPTS):
+            rows = turn.linked(values, guess)
+            actual = await write(turn.params(rows, guess))
+            if actual is None:
+                turn.appended(rows)
+                return
+            guess = actual
+        raise TailKeptMovingError("the audit chain's tail kept moving under another process")
 
 
 async def make_checkpoint(session: AsyncSession, *, secret: str) -> Checkpoint:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import NamedTuple
 
 KEY_MARKER = "mlk"
 PREFIX_LENGTH = 12
@@ -46,12 +47,19 @@ def generate_prefix() -> str:
     return "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
 
 
-def generate_key() -> tuple[str, str, str]:
-    """A new key: ``(full_key, prefix, secret_hash)``. The full key is shown to its owner once
-    and never stored."""
+class NewKey(NamedTuple):
+    """A new key. The full key is shown to its owner once and never stored."""
+
+    full_key: str
+    prefix: str
+    secret_hash: str
+
+
+def generate_key() -> NewKey:
+    """A new key: ``(full_key, prefix, secret_hash)``."""
     prefix = generate_prefix()
     secret = secrets.token_urlsafe(_SECRET_BYTES)
-    return f"{KEY_MARKER}_{prefix}_{secret}", prefix, hash_secret(secret)
+    return NewKey(f"{KEY_MARKER}_{prefix}_{secret}", prefix, hash_secret(secret))
 
 
 def parse_key(text: str) -> tuple[str, str] | None:

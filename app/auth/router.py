@@ -40,12 +40,9 @@ async def create_api_key(
     api_key, full_key = await service.create_api_key(
         session,
         organization_id=principal.organization_id,
-        role=body.role,
-        name=body.name,
-        display_name=body.display_name,
-        expires_at=body.expires_at,
         created_by=principal.id,
         now=now,
+        **body.model_dump(),  # name, display_name, role, expires_at as asked for
     )
     audit_target(request, resource_id=api_key.id)
     return ApiKeyCreated.from_new_key(api_key, full_key, now=now)

@@ -55,21 +55,21 @@ async def create_api_key(
     now = now or utcnow()
     if expires_at is not None and expires_at <= now:
         raise UnprocessableError("`expires_at` must be in the future.")
-    full_key, prefix, secret_hash = keys.generate_key()
+    new_key = keys.generate_key()
     api_key = ApiKey(
         id=uuid.uuid4(),
         organization_id=organization_id,
         name=name,
         display_name=display_name or name,
         role=Role(role).value,
-        prefix=prefix,
-        secret_hash=secret_hash,
+        prefix=new_key.prefix,
+        secret_hash=new_key.secret_hash,
         created_at=now,
         created_by=created_by,
         expires_at=expires_at,
     )
     await repository.add_api_key(session, api_key)
-    return api_key, full_key
+    return api_key, new_key.full_key
 
 
 async def revoke_api_key(

@@ -9,22 +9,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.cli.options import options
 from app.core.config import Settings
 
 
 def _create_api_key(args: argparse.Namespace, settings: Settings) -> int:
     from app.auth.cli import create_api_key_command
 
-    print(
-        create_api_key_command(
-            settings,
-            org=args.org,
-            role=args.role,
-            name=args.name,
-            display_name=args.display_name,
-            expires_at=args.expires_at,
-        )
-    )
+    given = options(args, "org", "role", "name", "display_name", "expires_at")
+    print(create_api_key_command(settings, **given))
     return 0
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from app.cli.database import migrate
+from app.cli.options import options
 from app.core.config import Settings
 
 
@@ -53,13 +54,7 @@ def _mllp(args: argparse.Namespace, settings: Settings) -> int:
     if not args.api_key:
         print("error: give --api-key or set MINERAL_MLLP_API_KEY", file=sys.stderr)
         return 2
-    run_mllp(
-        settings,
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        metrics_port=args.metrics_port,
-    )
+    run_mllp(settings, **options(args, "host", "port", "api_key", "metrics_port"))
     return 0
 
 

@@ -17,10 +17,10 @@ async def get(
     session: AsyncSession, *, organization_id: uuid.UUID, sending_facility: str, local_code: str
 ) -> CodeMapEntry | None:
     return await session.scalar(
-        select(CodeMapEntry).where(
-            CodeMapEntry.organization_id == organization_id,
-            CodeMapEntry.sending_facility == sending_facility,
-            CodeMapEntry.local_code == local_code,
+        select(CodeMapEntry).filter_by(
+            organization_id=organization_id,
+            sending_facility=sending_facility,
+            local_code=local_code,
         )
     )
 

@@ -23,9 +23,6 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlalchemy.util.typing import TupleAny
 
@@ -79,7 +76,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # SQLite's busy handler would sleep the event loop (statements run on it): a statement
+    # refused with SQLITE_BUSY is retried after an asyncio sleep instead (app.core.sqlite_inline).
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
 
 
@@ -110,9 +109,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # an asyncio wait, whereas several connections contend inside SQLite's busy handler,
         # which sleeps in growing steps (seconds of tail latency under load). Requests take it
         # only after authentication (see app.core.deps), so none ever waits for a second one.
+        # Statements run inline on the event loop, with no thread hop (issue 15, ADR 0008).
+        from app.core.sqlite_inline import inline_url
+
         engine = create_async_engine(
-            url,
-            connect_args={"timeout": 30},
+            inline_url(url),
             execution_options=_audit_key_option(settings),
             hide_parameters=True,
             pool_size=1,
@@ -238,53 +239,6 @@ async def flush_in_order(session: AsyncSession, *groups: Iterable[Base]) -> None
         await session.flush()
 
 
-# Deferred writes (issue 15, PostgreSQL hot path): a write whose outcome nothing in the
-# transaction reads again (a panel's results, an idempotency record's stored response) may be
-# sent WITH the transaction's next write instead of on its own round trip: the audit append
-# carries them as data-modifying CTEs (app.audit.service), and whatever is still pending when
-# the session commits is executed just before the COMMIT (the `before_commit` hook below), so
-# a deferred write is never lost and commits or rolls back with the rest. A session defers
-# only once its owner said nothing will read those rows in between (`allow_deferred_writes`):
-# the native POST /api/v1/panels route.
-_DEFER_OK = "mineral_defer_ok"
-_DEFERRED = "mineral_deferred_writes"
-
-
-def allow_deferred_writes(session: AsyncSession) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.sync_session.info[_DEFER_OK] = True
-
-
-def defers(session: AsyncSession) -> bool:
-    """Whether `session` sends deferrable writes with its next statement."""
-    return bool(session.sync_session.info.get(_DEFER_OK))
-
-
-def defer(session: AsyncSession, statement: UpdateBase | TextClause) -> None:
-    """Send `statement` with the session's next write (or just before its commit)."""
-    assert defers(session)
-    session.sync_session.info.setdefault(_DEFERRED, []).append(statement)
-
-
-async def execute_or_defer(session: AsyncSession, statement: UpdateBase | TextClause) -> None:
-    """Execute `statement` now, or (a session that allows it) with the next write."""
-    if defers(session):
-        defer(session, statement)
-        return
-    await (await session.connection()).execute(statement)
-
-
-def take_deferred(session: Session) -> list[UpdateBase | TextClause]:
-    """The writes waiting for the next statement; the caller sends them with it."""
-    deferred: list[UpdateBase | TextClause] = session.info.pop(_DEFERRED, [])
-    return deferred
-
-
-def as_cte(write: UpdateBase | TextClause, name: str) -> CTE:
-    """A deferred write as a data-modifying CTE of another statement."""
-    return write.cte(name) if isinstance(write, UpdateBase) else write.columns().cte(name)
-
-
 # Reads along (the same hot path): a read the request will need right after its first write
 # (the panel's patient, after the Idempotency-Key claim) may be sent WITH that write, as one
 # statement. The owner registers it (`read_along`); the carrier statement takes it
@@ -326,18 +280,9 @@ def read_kept(session: AsyncSession, key: Hashable) -> tuple[bool, tuple[Any, ..
     return True, kept.pop(key)
 
 
-@event.listens_for(Session, "before_commit")
-def _flush_deferred(session: Session) -> None:
-    # Runs inside the async session's greenlet: a plain (sync) execute is awaited for us.
-    for statement in take_deferred(session):
-        session.connection().execute(statement)
-
-
 @event.listens_for(Session, "after_transaction_end")
-def _drop_deferred(session: Session, transaction: SessionTransaction) -> None:
+def _drop_reads_along(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
-        session.info.pop(_DEFERRED, None)
-        session.info.pop(_DEFER_OK, None)
         session.info.pop(_READ_ALONG, None)
         session.info.pop(_READ_KEPT, None)
 

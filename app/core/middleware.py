@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit.context import draft_of, record_unwritten
@@ -28,6 +27,7 @@ log = logging.getLogger("app.middleware")
 access_log = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -86,27 +86,28 @@ class RequestContextMiddleware:
                         request_id,
                     )
                 await _audit_unwritten(scope, message["status"])
-                headers = MutableHeaders(scope=message)
-                headers.append(REQUEST_ID_HEADER, request_id)
-                for name, value in _SECURITY_HEADERS:
-                    if name.decode() not in headers:
-                        headers.raw.append((name, value))
-                if headers.get("content-type", "").startswith("text/html"):
+                # The raw list, read once: ASGI header names are lowercase bytes.
+                headers = message["headers"] = list(message.get("headers", ()))
+                present = {name for name, _ in headers}
+                content_type = next((v for name, v in headers if name == b"content-type"), b"")
+                html = content_type.startswith(b"text/html")
+                headers.append((_REQUEST_ID_RAW, request_id.encode("latin-1")))
+                headers.extend(header for header in _SECURITY_HEADERS if header[0] not in present)
+                if html:
                     # The page's policy names its inline scripts and styles: wait for the body.
                     html_start.append(message)
                     return
-                headers.raw.append((b"content-security-policy", API_POLICY))
+                headers.append((b"content-security-policy", API_POLICY))
             elif message["type"] == "http.response.body" and html_start:
                 html_body.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
                 body = b"".join(html_body)
                 start = html_start.pop()
-                start_headers = MutableHeaders(scope=start)
-                start_headers.raw.append(
+                start["headers"].append(
                     (b"content-security-policy", html_policy(scope.get("path", ""), body))
                 )
-                start_headers.raw.append((b"x-frame-options", b"DENY"))
+                start["headers"].append((b"x-frame-options", b"DENY"))
                 await send(start)
                 message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)

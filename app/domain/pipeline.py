@@ -166,7 +166,7 @@ def normalize_results(
             field_name = "unit" if "unit" in type(exc).__name__.lower() else "value"
             problems.append({"field": f"{where}.{field_name}", "message": str(exc)})
             continue
-        lab_text, lab_low, lab_high = _lab_range(item.reference_range)
+        lab = _lab_range(item.reference_range)
         normalized.append(
             NormalizedResult(
                 position=position,
@@ -176,9 +176,9 @@ def normalize_results(
                 reported=reported,
                 unit=unit,
                 canonical=canonical,
-                lab_range_text=lab_text,
-                lab_low=lab_low,
-                lab_high=lab_high,
+                lab_range_text=lab.text,
+                lab_low=lab.low,
+                lab_high=lab.high,
                 lab_flag=item.flag or None,
                 status=status_of(position) if status_of is not None else "final",
                 lab_comment=item.lab_comment or None,
@@ -247,14 +247,22 @@ def _check_storable(value: Decimal) -> None:
         raise _StorageLimitError("value is too large to be a concentration")
 
 
-def _lab_range(lab: SentRange | None) -> tuple[str | None, Decimal | None, Decimal | None]:
+@dataclass(frozen=True, slots=True)
+class _LabRange:
+    """The lab's range as stored: its limits as sent, else as read from its text."""
+
+    text: str | None = None
+    low: Decimal | None = None
+    high: Decimal | None = None
+
+
+def _lab_range(lab: SentRange | None) -> _LabRange:
     if lab is None:
-        return None, None, None
-    low, high = lab.low, lab.high
-    if lab.text and low is None and high is None:
+        return _LabRange()
+    if lab.text and lab.low is None and lab.high is None:
         parsed = parse_range_text(lab.text)
-        low, high = parsed.low, parsed.high
-    return lab.text, low, high
+        return _LabRange(lab.text, parsed.low, parsed.high)
+    return _LabRange(lab.text, lab.low, lab.high)
 
 
 # --- stage 2: comparable values -> verdicts, ratios, criticals -----------------------------

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util.typing import TupleAny
 
-from app.core.db import execute_or_defer, keep_read, take_read_along
+from app.core.db import keep_read, take_read_along
 from app.models.idempotency import IdempotencyRecord
 
 _RECORD = cast(Table, IdempotencyRecord.__table__)
@@ -137,18 +137,15 @@ async def complete(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    # Nothing reads the record again in this transaction: on the panel route it goes out with
-    # the audit append (app.core.db.execute_or_defer).
-    await execute_or_defer(
-        session,
-        update(_RECORD)
-        .where(_RECORD.c.id == record_id)
-        .values(
-            status="completed",
-            response_status=status,
-            response_headers=headers,
-            response_body=body,
-        ),
+    connection = await session.connection()
+    await connection.execute(
+        _COMPLETE,
+        {
+            "record_id": record_id,
+            "response_status": status,
+            "response_headers": headers,
+            "response_body": body,
+        },
     )
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.exc import DBAPIError
@@ -152,6 +153,44 @@ def _in_flight(wait_seconds: float) -> IdempotencyKeyInFlightError:
     )
 
 
+def claim_values(
+    *,
+    key: str,
+    principal_id: str,
+    organization_id: uuid.UUID,
+    method: str,
+    path: str,
+    fingerprint: str,
+    now: datetime,
+    retention: timedelta,
+) -> dict[str, Any]:
+    """The columns of a new in-flight record (a fresh id each call)."""
+    return {
+        "id": uuid.uuid4(),
+        "organization_id": organization_id,
+        "principal_id": principal_id,
+        "key": key,
+        "method": method.upper()[:10],
+        "path": path[:_PATH_LENGTH],
+        "fingerprint": fingerprint,
+        "status": "in_flight",
+        "created_at": now,
+        "expires_at": now + retention,
+    }
+
+
+def completed_values(claim: dict[str, Any], response: StoredResponse) -> dict[str, Any]:
+    """The record ``claim_values`` describes once ``complete`` stored `response` on it: what a
+    one-statement writer inserts directly (app.panels.fast_post)."""
+    return {
+        **claim,
+        "status": "completed",
+        "response_status": response.status,
+        "response_headers": response.headers,
+        "response_body": response.body,
+    }
+
+
 async def _claim_or_find(
     session: AsyncSession,
     *,
@@ -168,18 +207,16 @@ async def _claim_or_find(
     for _attempt in range(_CLAIM_ATTEMPTS):
         record_id = await repository.claim(
             session,
-            {
-                "id": uuid.uuid4(),
-                "organization_id": organization_id,
-                "principal_id": principal_id,
-                "key": key,
-                "method": method.upper()[:10],
-                "path": path[:_PATH_LENGTH],
-                "fingerprint": fingerprint,
-                "status": "in_flight",
-                "created_at": now,
-                "expires_at": now + retention,
-            },
+            claim_values(
+                key=key,
+                principal_id=principal_id,
+                organization_id=organization_id,
+                method=method,
+                path=path,
+                fingerprint=fingerprint,
+                now=now,
+                retention=retention,
+            ),
         )
         if record_id is not None:
             return record_id, None

@@ -231,6 +231,22 @@ class MetricsMiddleware:
             HTTP_IN_FLIGHT.dec()
             method = str(scope.get("method", ""))
             method = method if method in _METHODS else "other"
-            route = route_label(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            counted, timed = _http_children(method, route_label(scope), status)
+            counted.inc()
+            timed.observe(time.perf_counter() - started)
+
+
+# The labelled children by (method, route template, status): `labels()` takes a lock and builds
+# its key on every call. Bounded: methods, route templates and statuses are all few.
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def _http_children(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    key = (method, route, status)
+    children = _HTTP_CHILDREN.get(key)
+    if children is None:
+        children = _HTTP_CHILDREN[key] = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_LATENCY.labels(method, route),
+        )
+    return children

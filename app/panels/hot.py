@@ -56,7 +56,7 @@ def remember_patient(
     _panel_patient[(audit_service.database_name(engine), organization_id, panel_id)] = patient_id
 
 
-def _autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     found = _autocommit.get(engine)
     if found is None:
         found = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -90,7 +90,7 @@ async def read_document(request: Request, principal: Principal, panel_id: uuid.U
             status_code=200,
             scope=request.scope,
         )
-        async with _autocommit_engine(engine).connect() as connection:
+        async with autocommit_engine(engine).connect() as connection:
             document = await _read_along(connection, entry, organization_id, panel_id, patient_id)
         if document is not None:
             draft.written = True

@@ -131,21 +131,19 @@ def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict
     }
 
 
+# The fields of a NormalizedResult that a stored result keeps under the same name.
+_SAME_NAME = ("position", "loinc", "unit", "lab_range_text", "lab_flag", "status", "lab_comment")
+
+
 def stored_as_normalized(result: StoredResult, catalog: Catalog) -> NormalizedResult:
     """A stored result as the interpretation pipeline takes it (for re-interpretation)."""
     comparator = Comparator(result.comparator) if result.comparator else None
     return NormalizedResult(
-        position=result.position,
+        **{name: getattr(result, name) for name in _SAME_NAME},
         analyte=catalog.get(result.analyte),
         code_sent=result.code_sent or result.analyte,
-        loinc=result.loinc,
         reported=ResultValue(value=result.value, comparator=comparator, text=result.value_text),
-        unit=result.unit,
         canonical=ResultValue(value=result.canonical_value, comparator=comparator),
-        lab_range_text=result.lab_range_text,
         lab_low=result.lab_range_low,
         lab_high=result.lab_range_high,
-        lab_flag=result.lab_flag,
-        status=result.status,
-        lab_comment=result.lab_comment,
     )

@@ -21,6 +21,9 @@ from app.panels.views import panel_out, result_snapshot
 from app.ranges import service as ranges
 from app.ranges.compiled import CompiledRangeSet
 
+# The superseded interpretation's columns that are the panel's own, as they were.
+_KEPT_FROM_PANEL = ("organization_id", "range_set_id", "interpreted_at")
+
 
 def keep_superseded(
     session: AsyncSession,
@@ -44,11 +47,9 @@ def keep_superseded(
     repository.add_superseded(
         session,
         PanelInterpretation(
-            organization_id=panel.organization_id,
+            **{name: getattr(panel, name) for name in _KEPT_FROM_PANEL},
             panel_id=panel.id,
             version=panel.interpretation_version,
-            range_set_id=panel.range_set_id,
-            interpreted_at=panel.interpreted_at,
             superseded_at=now,
             reason=reason,
             results=[snapshot(r) for r in results],

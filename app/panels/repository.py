@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any, NamedTuple, cast
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -21,16 +19,14 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql.elements import TextClause
 
-from app.core.db import ReadAlong, defer, defers, read_along, read_kept
+from app.core.db import ReadAlong, read_along, read_kept
 from app.domain.result_status import WITHDRAWN
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
@@ -136,25 +132,8 @@ async def insert_panel_if_new(session: AsyncSession, values: dict[str, Any]) -> 
     return (await connection.execute(statement, values)).first() is not None
 
 
-# PostgreSQL, for a deferred insert (app.core.db.defer): every result row in one JSON array,
-# typed by the table's own row type. Cheaper to build than a multi-row VALUES, which SQLAlchemy
-# coerces value by value (~ms per panel, measured). `reference_range` is taken as the JSON it
-# is (a JSON null stays a JSON null, as the executemany path stores Python None). Only the
-# columns the rows carry are named, so the others keep their defaults.
-@cache
-def _insert_results_json(columns: tuple[str, ...]) -> TextClause:
-    plain = [name for name in columns if name != "reference_range"]
-    json_columns = [name for name in columns if name == "reference_range"]
-    selected = [f"r.{name}" for name in plain] + [f"j.value -> '{n}'" for n in json_columns]
-    return text(
-        f"INSERT INTO result ({', '.join([*plain, *json_columns])}) "
-        f"SELECT {', '.join(selected)} "
-        "FROM jsonb_array_elements(CAST(:deferred_results AS jsonb)) AS j, "
-        "LATERAL jsonb_populate_record(NULL::result, j.value) AS r"
-    )
-
-
-def _json_default(value: object) -> str:
+# Panel rows as JSON (app.panels.fast_post): ids read from the database and decimals as text.
+def json_default(value: object) -> str:
     # asyncpg's UUID (ids read from the database) subclasses uuid.UUID, which orjson only
     # encodes exactly.
     if isinstance(value, Decimal | uuid.UUID):
@@ -163,17 +142,10 @@ def _json_default(value: object) -> str:
 
 
 async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """The new panel's results. On the native POST route (PostgreSQL) they go out with the
-    transaction's next statement (app.core.db.defer): nothing reads them before the commit."""
-    if not rows:
-        return
-    columns = tuple(rows[0])
-    if defers(session) and all(tuple(row) == columns for row in rows):
-        payload = orjson.dumps(list(rows), default=_json_default).decode()
-        defer(session, _insert_results_json(columns).bindparams(deferred_results=payload))
-        return
-    connection = await session.connection()
-    await connection.execute(_INSERT_RESULTS, list(rows))
+    """The new panel's results."""
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_INSERT_RESULTS, list(rows))
 
 
 async def get_document(

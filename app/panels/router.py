@@ -7,14 +7,13 @@ from fastapi import Body, Depends, Path, Query, Request, Response, status
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels, CanReinterpretPanels, CanWritePanels
-from app.core.db import allow_deferred_writes
 from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
 from app.idempotency.http import Idem, json_response
 from app.idempotency.service import StoredResponse
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
-from app.panels import corrections, hot, reinterpretation, service, trends
+from app.panels import corrections, fast_post, hot, reinterpretation, service, trends
 from app.panels.deps import Collected, PatientTrend
 from app.panels.schemas import (
     PANEL_EXAMPLE,
@@ -96,6 +95,11 @@ async def post_panel(
     An `Idempotency-Key` additionally makes any retry return the first response byte for byte
     (marked `Idempotent-Replayed: true`)."""
 
+    # PostgreSQL, a patient this process has seen: one statement, or None (nothing written).
+    fast = await fast_post.try_post(request, principal, body, key=idem.key, settings=idem.settings)
+    if fast is not None:
+        return fast
+
     async def produce() -> StoredResponse:
         outcome = await corrections.ingest_or_correct(
             session,
@@ -121,9 +125,6 @@ async def post_panel(
             location=f"/api/v1/panels/{panel.id}",
         )
 
-    # The stored response goes out with the audit append (one round trip fewer): nothing
-    # reads it again before the commit (app.core.db).
-    allow_deferred_writes(session)
     # The patient lookup goes out with the Idempotency-Key claim (one statement).
     service.read_patient_with_claim(session, organization_id=principal.organization_id, data=body)
     # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import utcnow
 from app.core.errors import ConflictError, NotFoundError, UnprocessableError
@@ -22,7 +22,7 @@ from app.domain.pipeline import InterpretedResult, NormalizedResult
 from app.kit import query_params
 from app.models.panel import Panel, Result
 from app.ops import metrics
-from app.panels import repository
+from app.panels import known_patients, repository
 from app.panels.interpretation import (
     interpret,
     normalize,
@@ -124,6 +124,10 @@ async def _resolve_patient(
         raise UnknownPatientError(
             "No patient matches body.patient; register the patient first.",
             errors=[{"field": "body.patient", "message": "no such patient"}],
+        )
+    if isinstance(session.bind, AsyncEngine):  # for the one-statement POST (fast_post)
+        known_patients.remember(
+            known_patients.key_of(session.bind, organization_id, ref.id, identifier), patient
         )
     return patient
 

@@ -15,7 +15,7 @@ from app.domain.catalog import Analyte, default_catalog
 from app.domain.errors import DomainError
 from app.domain.result_status import ResultStatus
 from app.domain.units import convert
-from app.kit.pagination import encode_cursor
+from app.kit.pagination import keyset
 from app.models.panel import Result
 from app.panels import repository
 from app.panels.schemas import RatioHistoryOut, RatioPointOut, TrendOut, TrendPointOut
@@ -65,18 +65,14 @@ async def analyte_history(
     )
     # Cheap: one count on the (patient, analyte, collected_at) index.
     total = await repository.count_history_for_analyte(session, window, analyte=spec.code)
-    page = list(results[:limit])
-    points = [_trend_point(r, spec, target) for r in page]
-    next_cursor = (
-        encode_cursor(page[-1].collected_at, page[-1].id) if len(results) > limit else None
-    )
+    page = keyset(results, limit, lambda r: (r.collected_at, r.id))
     return TrendOut(
         analyte=spec.code,
         unit=target,
         total=total,
-        items=points,
+        items=[_trend_point(r, spec, target) for r in page.rows],
         limit=limit,
-        next_cursor=next_cursor,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -154,8 +150,7 @@ async def ratio_history(
     if after is not None:
         moment, last_id = after
         found = [f for f in found if f[1] < moment or (f[1] == moment and f[0] < last_id)]
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(found) > limit else None
+    page = keyset(found, limit, lambda f: (f[1], f[0]))
     return RatioHistoryOut(
         code=code,
         display=display,
@@ -170,10 +165,10 @@ async def ratio_history(
                 high=_dec(ratio.get("high")),
                 note=ratio.get("note"),
             )
-            for panel_id, collected_at, ratio in page
+            for panel_id, collected_at, ratio in page.rows
         ],
         limit=limit,
-        next_cursor=next_cursor,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -112,6 +112,12 @@ def ratio_out(ratio: dict[str, Any]) -> RatioOut:
     )
 
 
+# PanelOut's fields that are the stored panel's columns as they are (the rest are built here).
+_PANEL_COLUMNS = tuple(
+    name for name in PanelOut.model_fields if name not in {"range_set", "results", "ratios"}
+)
+
+
 def panel_out(
     panel: Panel,
     results: list[Result],
@@ -126,22 +132,8 @@ def panel_out(
             "version": range_set_version or 0,
         }
     return PanelOut(
-        id=panel.id,
-        patient_id=panel.patient_id,
-        source=panel.source,
-        accession=panel.accession,
-        specimen=panel.specimen,
-        status=panel.status,
-        source_format=panel.source_format,
-        collected_at=panel.collected_at,
-        received_at=panel.received_at,
-        performing_lab=panel.performing_lab,
-        created_at=panel.created_at,
-        interpretation_version=panel.interpretation_version,
-        interpreted_at=panel.interpreted_at,
+        **{name: getattr(panel, name) for name in _PANEL_COLUMNS},
         range_set=range_set,
-        has_critical=panel.has_critical,
-        has_possible_critical=panel.has_possible_critical,
         results=[result_out(r) for r in results],
         ratios=[ratio_out(r) for r in panel.ratios or []],
     )

@@ -3,27 +3,33 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Query, Request, Response
+from fastapi import Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.context import audit_target
 from app.auth.deps import CanReadRules, CanWriteRules
-from app.core.deps import AuditedSession, ReadSession
+from app.core.deps import ReadSession
 from app.domain.plans.rules import (
     RuleSetDocument,
     RuleSetFormatError,
     format_error,
     parse_rule_set_yaml,
 )
-from app.idempotency.http import Idem
 from app.kit import uploads
 from app.kit.versioned_sets import http as sets_http
-from app.kit.versioned_sets.http import Activatable
 from app.kit.versioned_sets.upload import UploadReader, json_and_yaml
+from app.models.plan_rule_set import PlanRuleSet
 from app.plan_rules import service
 from app.plan_rules.repository import RULE_SETS
 from app.plan_rules.schemas import RuleSetDetailOut, RuleSetOut, RuleSetPage
 
-router = sets_http.set_router("/api/v1/plan-rule-sets", "plan rule sets")
+ROUTES = sets_http.SetRoutes(
+    "/api/v1/plan-rule-sets",
+    "plan rule sets",
+    kind="rule-set",
+    resource_type="plan_rule_set",
+    noun="rule set",
+)
+router = ROUTES.router
 
 _EXAMPLE_YAML = """name: clinic-rules
 source: Clinic protocol 2027, reviewed by the medical director
@@ -51,10 +57,6 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-def _etag(rule_set: Activatable) -> str:
-    return sets_http.set_etag("rule-set", rule_set)
-
-
 _UPLOAD = UploadReader[RuleSetDocument](
     noun="rule set",
     invalid=service.RuleSetInvalidError,
@@ -68,19 +70,12 @@ _UPLOAD = UploadReader[RuleSetDocument](
 )
 
 
-@sets_http.import_route(
-    router,
-    summary="Import a plan rule set",
-    response_model=RuleSetDetailOut,
-    body=_IMPORT_BODY,
-    accepted="YAML or JSON",
-    resource_type="plan_rule_set",
+@ROUTES.import_route(
+    _IMPORT_BODY, summary="Import a plan rule set", response_model=RuleSetDetailOut
 )
 async def import_rule_set(
-    request: Request,
-    session: AuditedSession,
     principal: CanWriteRules,
-    idem: Idem,
+    importing: sets_http.SetImport,
     activate: Annotated[
         bool, Query(description="Make it the set new plans are drafted from right away.")
     ] = False,
@@ -92,19 +87,13 @@ async def import_rule_set(
     number lacks its source, or no rule refers critical results urgently. Versions number
     from 1 per name; a stored set never changes, and plans drafted from an earlier version
     keep it."""
-    organization_id = principal.organization_id
-
-    async def produce() -> RuleSetDetailOut:
-        document = await _UPLOAD.read(request)
-        rule_set = await service.import_document(
-            session, organization_id=organization_id, document=document, activate=activate
-        )
-        audit_target(request, resource_id=rule_set.id, action="activate" if activate else None)
-        return RuleSetDetailOut.model_validate(rule_set)
-
-    return await idem.created(
-        produce, location=lambda detail: f"/api/v1/plan-rule-sets/{detail.id}", etag=_etag
+    return await importing.created(
+        ROUTES, principal, _UPLOAD.read, service.import_document, _detail, activate=activate
     )
+
+
+async def _detail(_: AsyncSession, rule_set: PlanRuleSet) -> RuleSetDetailOut:
+    return RuleSetDetailOut.model_validate(rule_set)
 
 
 @router.get("", summary="List plan rule sets")
@@ -113,8 +102,7 @@ async def list_rule_sets(
 ) -> RuleSetPage:
     """All plan rule sets of the organization, newest first, with status (`draft`, `active`,
     `retired`). Follow `next_cursor` until it is null."""
-    sets = await listing.sets(session, RULE_SETS, principal)
-    return sets.page(RuleSetPage, RuleSetOut.model_validate)
+    return await listing.sets_page(session, RULE_SETS, principal, RuleSetPage)
 
 
 @router.get("/active", summary="The active plan rule set")
@@ -123,7 +111,7 @@ async def active_rule_set(
 ) -> RuleSetDetailOut:
     """The set new treatment plans are drafted from, with its whole document."""
     rule_set = await service.active_or_raise(session, organization_id=principal.organization_id)
-    response.headers["ETag"] = _etag(rule_set)
+    response.headers["ETag"] = ROUTES.etag(rule_set)
     return RuleSetDetailOut.model_validate(rule_set)
 
 
@@ -136,23 +124,15 @@ async def get_rule_set(
     rule_set = await service.get_or_raise(
         session, organization_id=principal.organization_id, rule_set_id=rule_set_id
     )
-    response.headers["ETag"] = _etag(rule_set)
+    response.headers["ETag"] = ROUTES.etag(rule_set)
     return RuleSetDetailOut.model_validate(rule_set)
 
 
-@sets_http.activate_route(
-    router,
-    "/{rule_set_id}/activate",
-    summary="Activate a plan rule set",
-    response_model=RuleSetOut,
-    noun="rule set",
-    resource_type="plan_rule_set",
+@ROUTES.activate_route(
+    "/{rule_set_id}/activate", summary="Activate a plan rule set", response_model=RuleSetOut
 )
 async def activate_rule_set(
-    rule_set_id: uuid.UUID,
-    session: AuditedSession,
-    principal: CanWriteRules,
-    activation: sets_http.SetActivation,
+    rule_set_id: uuid.UUID, principal: CanWriteRules, activation: sets_http.SetActivation
 ) -> RuleSetOut:
     """Makes this set the one new plans are drafted from; the previously active set is
     retired. Existing plans keep the version they were drafted from; regenerating a plan uses
@@ -161,6 +141,6 @@ async def activate_rule_set(
     Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
     changed since (nothing is modified)."""
     rule_set = await activation.run(
-        session, service.RULE_SET_LIFECYCLE, principal, rule_set_id, etag=_etag
+        service.RULE_SET_LIFECYCLE, principal, rule_set_id, etag=ROUTES.etag
     )
     return RuleSetOut.model_validate(rule_set)

@@ -7,7 +7,6 @@ while a blocking finding is unresolved, and records who approved.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +30,7 @@ from app.plans.errors import (
 )
 from app.plans.repository import PlanChanges
 from app.plans.review import review
-from app.plans.schemas import OverrideIn
+from app.plans.schemas import StatusChange
 from app.plans.service import apply_change, article, dump_findings
 
 # Allowed status changes (FHIR CarePlan request statuses). Anything else is a 409.
@@ -45,14 +44,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 NEEDS_REASON = frozenset({"revoked", "entered-in-error"})
 
 
-def _check_request(
-    plan: TreatmentPlan,
-    *,
-    status: str,
-    reason: str | None,
-    overrides: Sequence[OverrideIn],
-    acknowledging: bool,
-) -> None:
+def _check_request(plan: TreatmentPlan, request: StatusChange) -> None:
+    status, reason = request.status, request.reason
     if status not in TRANSITIONS[plan.status]:
         allowed = sorted(TRANSITIONS[plan.status]) or ["none"]
         raise IllegalTransitionError(
@@ -64,9 +57,9 @@ def _check_request(
             f"Say why the plan is {status}.",
             errors=[{"field": "reason", "message": f"required for {status}"}],
         )
-    if overrides and status != "active":
+    if request.overrides and status != "active":
         raise InvalidOverrideError("Overrides are given when activating a plan.")
-    if acknowledging and status != "active":
+    if (request.acknowledge_results or request.acknowledge_review) and status != "active":
         raise CannotAcknowledgeError("Results and reviews are acknowledged when activating.")
 
 
@@ -76,31 +69,16 @@ async def change_status(
     principal: Principal,
     plan: TreatmentPlan,
     expected_version: int,
-    status: str,
-    reason: str | None,
-    overrides: Sequence[OverrideIn],
-    acknowledge_results: Sequence[uuid.UUID] = (),
-    acknowledge_review: bool = False,
+    request: StatusChange,
 ) -> TreatmentPlan:
-    _check_request(
-        plan,
-        status=status,
-        reason=reason,
-        overrides=overrides,
-        acknowledging=bool(acknowledge_results) or acknowledge_review,
-    )
+    _check_request(plan, request)
+    status = request.status
     now = utcnow()
     document = plan.document
     values: PlanChanges = {"ended_at": now}
     if status == "active":
         document, values = await _activate(
-            session,
-            plan=plan,
-            principal=principal,
-            overrides=overrides,
-            acknowledge_results=acknowledge_results,
-            acknowledge_review=acknowledge_review,
-            now=now,
+            session, plan=plan, principal=principal, request=request, now=now
         )
     return await apply_change(
         session,
@@ -109,7 +87,7 @@ async def change_status(
         principal=principal,
         status=status,
         change=f"status:{status}",
-        reason=reason,
+        reason=request.reason,
         document=document,
         values=values,
     )
@@ -138,26 +116,17 @@ async def _activate(
     *,
     plan: TreatmentPlan,
     principal: Principal,
-    overrides: Sequence[OverrideIn],
-    acknowledge_results: Sequence[uuid.UUID],
-    acknowledge_review: bool,
+    request: StatusChange,
     now: datetime,
 ) -> tuple[PlanDocument, PlanChanges]:
     """The activated document and column changes, or 409 while anything blocks."""
     items = plan.document.items
-    present = await _present(
-        session,
-        plan=plan,
-        items=items,
-        acknowledge_results=acknowledge_results,
-        acknowledge_review=acknowledge_review,
-        principal=principal,
-    )
+    present = await _present(session, plan=plan, items=items, request=request, principal=principal)
     verdict = await review(
         session,
         plan=plan,
         items=items,
-        new_overrides=overrides,
+        new_overrides=request.overrides,
         principal=principal,
         extra=present.findings,
     )
@@ -240,8 +209,7 @@ async def _present(
     *,
     plan: TreatmentPlan,
     items: Sequence[PlanItem],
-    acknowledge_results: Sequence[uuid.UUID],
-    acknowledge_review: bool,
+    request: StatusChange,
     principal: Principal,
 ) -> PresentCheck:
     """Re-check the plan against the present: new critical results (only a new draft
@@ -255,7 +223,7 @@ async def _present(
     before = freshness.check(facts, items, arrived, acknowledged=earlier_ids)
     allowed = freshness.acknowledgeable(before)
     by_id = {result.result_id: result for result in arrived}
-    wanted = [str(result_id) for result_id in dict.fromkeys(acknowledge_results)]
+    wanted = [str(result_id) for result_id in dict.fromkeys(request.acknowledge_results)]
     refused = [rid for rid in wanted if rid not in allowed and rid not in earlier_ids]
     if refused:
         raise CannotAcknowledgeError(
@@ -278,7 +246,7 @@ async def _present(
         if rid not in earlier_ids
     )
     review_acknowledged = None
-    if acknowledge_review and review_reason:
+    if request.acknowledge_review and review_reason:
         review_acknowledged = ReviewAcknowledged(
             reason=review_reason, by=principal.id, by_display=principal.label, at=at
         )

@@ -17,18 +17,19 @@ from app.models.panel import Panel, Result
 WITHDRAWN_RESULT_STATUSES = frozenset({"cancelled", "entered-in-error"})
 
 
+# The fields of a ResultFact that a stored result keeps under the same name.
+_SAME_NAME = ("analyte", "interpretation", "critical", "comparator")
+
+
 def result_fact(result: Result, panel: Panel) -> ResultFact:
     """A stored result as the plan rules see it."""
     return ResultFact(
-        analyte=result.analyte,
+        **{name: getattr(result, name) for name in _SAME_NAME},
         value=result.canonical_value,
         unit=result.canonical_unit,
-        interpretation=result.interpretation,
-        critical=result.critical,
         panel_id=str(panel.id),
         result_id=str(result.id),
         collected_at=panel.collected_at,
-        comparator=result.comparator,
         reported=f"{result.value_text} {result.unit}",
         possibly_critical=bool(getattr(result, "possibly_critical", False)),
         status=getattr(result, "status", None) or "final",

@@ -81,11 +81,23 @@ def _draft_route(path: str, *, summary: str) -> Callable[[DecoratedCallable], De
     )
 
 
+# The drafting routes' bodies, with their documented examples.
+_PlanCreateBody = Annotated[PlanCreate, Body(openapi_examples=openapi.CREATE_EXAMPLES)]
+_RegenerateBody = Annotated[RegenerateIn, Body(openapi_examples=openapi.REGENERATE_EXAMPLES)]
+
+
+def _change_route(
+    method: str, path: str, *, summary: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A route that changes a plan under `If-Match`, audited as an update."""
+    return _plan_route(
+        method, path, action="update", summary=summary, responses=openapi.CHANGE_RESPONSES
+    )
+
+
 @_draft_route("/patients/{patient_id}/plans", summary="Draft a treatment plan")
 async def create_plan(
-    patient_id: uuid.UUID,
-    draft: PlanDraftingDep,
-    body: Annotated[PlanCreate, Body(openapi_examples=openapi.CREATE_EXAMPLES)],
+    patient_id: uuid.UUID, draft: PlanDraftingDep, body: _PlanCreateBody
 ) -> Response:
     """Drafts a plan from the organization's **active rule set**: the latest result of each
     analyte in the chosen panels (default: the patient's panels of the last 365 days), their
@@ -209,13 +221,7 @@ async def get_plan(
     return await _plan_response_checked(session, plan, response)
 
 
-@_plan_route(
-    "PUT",
-    "/plans/{plan_id}/items",
-    action="update",
-    summary="Edit a plan's items",
-    responses=openapi.CHANGE_RESPONSES,
-)
+@_change_route("PUT", "/plans/{plan_id}/items", summary="Edit a plan's items")
 async def edit_items(
     change: PlanChangeDep,
     body: Annotated[ItemsUpdate, Body(openapi_examples=openapi.ITEMS_EXAMPLES)],
@@ -234,12 +240,8 @@ async def edit_items(
     )
 
 
-@_plan_route(
-    "POST",
-    "/plans/{plan_id}/status",
-    action="update",
-    summary="Activate, complete, revoke or retract a plan",
-    responses=openapi.CHANGE_RESPONSES,
+@_change_route(
+    "POST", "/plans/{plan_id}/status", summary="Activate, complete, revoke or retract a plan"
 )
 async def change_status(
     change: PlanChangeDep,
@@ -269,21 +271,12 @@ async def change_status(
     approver.
 
     Needs `If-Match: <ETag>`: **428** without it, **412** when the plan changed since."""
-    return await change.apply(
-        activation.change_status,
-        status=body.status,
-        reason=body.reason,
-        overrides=body.overrides,
-        acknowledge_results=body.acknowledge_results,
-        acknowledge_review=body.acknowledge_review,
-    )
+    return await change.apply(activation.change_status, request=body)
 
 
 @_draft_route("/plans/{plan_id}/regenerate", summary="Draft a new plan from the current rules")
 async def regenerate_plan(
-    plan_id: uuid.UUID,
-    draft: PlanDraftingDep,
-    body: Annotated[RegenerateIn, Body(openapi_examples=openapi.REGENERATE_EXAMPLES)],
+    plan_id: uuid.UUID, draft: PlanDraftingDep, body: _RegenerateBody
 ) -> Response:
     """Drafts a **new** plan for the same patient from the **currently active** rule set
     (default: the patient's latest results, as for a new plan, so it sees what arrived

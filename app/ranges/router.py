@@ -4,10 +4,10 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.context import audit_target
 from app.auth.deps import CanReadRanges, CanWriteRanges
-from app.core.deps import AuditedSession, ReadSession
+from app.core.deps import ReadSession
 from app.core.errors import NotFoundError
 from app.domain.range_errors import RangeSetFormatError
 from app.domain.range_sets import (
@@ -15,15 +15,21 @@ from app.domain.range_sets import (
     parse_range_set_csv,
     parse_range_set_yaml,
 )
-from app.idempotency.http import Idem
 from app.kit.versioned_sets import http as sets_http
-from app.kit.versioned_sets.http import Activatable
 from app.kit.versioned_sets.upload import Parser, UploadReader, json_and_yaml
+from app.models.range_set import RangeSet
 from app.ranges import service
 from app.ranges.repository import RANGE_SETS
 from app.ranges.schemas import RangeSetDetailOut, RangeSetOut, RangeSetPage
 
-router = sets_http.set_router("/api/v1/range-sets", "reference ranges")
+ROUTES = sets_http.SetRoutes(
+    "/api/v1/range-sets",
+    "reference ranges",
+    kind="range-set",
+    resource_type="range_set",
+    noun="set",
+)
+router = ROUTES.router
 
 
 _IMPORT_BODY: dict[str, Any] = {
@@ -75,6 +81,15 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
+_UPLOAD = UploadReader[RangeSetDocument](
+    noun="range set",
+    invalid=service.RangeSetInvalidError,
+    parsers=json_and_yaml(RangeSetDocument, parse_range_set_yaml),
+    accepted="application/json, application/yaml or text/csv",
+    format_errors=(RangeSetFormatError,),
+)
+
+
 def _csv(name: str | None, source: str | None) -> Parser[RangeSetDocument]:
     """The CSV parser for this request: a CSV carries rows only, the query names the set."""
 
@@ -93,28 +108,12 @@ def _csv(name: str | None, source: str | None) -> Parser[RangeSetDocument]:
     return parse
 
 
-_UPLOAD = UploadReader[RangeSetDocument](
-    noun="range set",
-    invalid=service.RangeSetInvalidError,
-    parsers=json_and_yaml(RangeSetDocument, parse_range_set_yaml),
-    accepted="application/json, application/yaml or text/csv",
-    format_errors=(RangeSetFormatError,),
-)
-
-
-@sets_http.import_route(
-    router,
-    summary="Import a reference-range set",
-    response_model=RangeSetDetailOut,
-    body=_IMPORT_BODY,
-    accepted="JSON, YAML or CSV",
-    resource_type="range_set",
+@ROUTES.import_route(
+    _IMPORT_BODY, summary="Import a reference-range set", response_model=RangeSetDetailOut
 )
 async def import_range_set(
-    request: Request,
-    session: AuditedSession,
     principal: CanWriteRanges,
-    idem: Idem,
+    importing: sets_http.SetImport,
     activate: Annotated[bool, Query(description="Make it the active set right away.")] = False,
     name: Annotated[str | None, Query(max_length=100, description="CSV only: set name.")] = None,
     source: Annotated[
@@ -126,27 +125,20 @@ async def import_range_set(
     is refused (422) when an analyte or unit is unknown, limits are out of order, or two rows
     of the same specificity overlap. Versions number from 1 per name. A stored set never
     changes; activating it does not alter stored interpretations."""
-    organization_id = principal.organization_id
 
-    async def produce() -> RangeSetDetailOut:
-        document = await _UPLOAD.read(request, {"text/csv": _csv(name, source)})
-        range_set = await service.import_document(
-            session, organization_id=organization_id, document=document, activate=activate
-        )
-        audit_target(request, resource_id=range_set.id, action="activate" if activate else None)
-        return await _detail(session, organization_id, range_set.id)
+    async def read(request: Request) -> RangeSetDocument:
+        return await _UPLOAD.read(request, {"text/csv": _csv(name, source)})
 
-    return await idem.created(
-        produce, location=lambda detail: f"/api/v1/range-sets/{detail.id}", etag=_etag
+    async def shown(session: AsyncSession, range_set: RangeSet) -> RangeSetDetailOut:
+        return await _detail(session, range_set.organization_id, range_set.id)
+
+    return await importing.created(
+        ROUTES, principal, read, service.import_document, shown, activate=activate
     )
 
 
-def _etag(range_set: Activatable) -> str:
-    return sets_http.set_etag("range-set", range_set)
-
-
 async def _detail(
-    session: ReadSession | AuditedSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
+    session: AsyncSession, organization_id: uuid.UUID, range_set_id: uuid.UUID
 ) -> RangeSetDetailOut:
     range_set = await service.RANGE_SET_LIFECYCLE.loaded_or_raise(
         session, organization_id=organization_id, set_id=range_set_id
@@ -160,8 +152,7 @@ async def list_range_sets(
 ) -> RangeSetPage:
     """All range sets of the organization, newest first, with status (`draft`, `active`,
     `retired`)."""
-    sets = await listing.sets(session, RANGE_SETS, principal)
-    return sets.page(RangeSetPage, RangeSetOut.model_validate)
+    return await listing.sets_page(session, RANGE_SETS, principal, RangeSetPage)
 
 
 @router.get("/active", summary="The active reference-range set")
@@ -174,7 +165,7 @@ async def active_range_set(
     if range_set_id is None:
         raise NotFoundError("No reference-range set is active.")
     detail = await _detail(session, organization_id, range_set_id)
-    response.headers["ETag"] = _etag(detail)
+    response.headers["ETag"] = ROUTES.etag(detail)
     return detail
 
 
@@ -185,23 +176,15 @@ async def get_range_set(
     """One range set with all its rows (in the units they were written in) and ratio ranges,
     with an `ETag` to send as `If-Match` when activating it."""
     detail = await _detail(session, principal.organization_id, range_set_id)
-    response.headers["ETag"] = _etag(detail)
+    response.headers["ETag"] = ROUTES.etag(detail)
     return detail
 
 
-@sets_http.activate_route(
-    router,
-    "/{range_set_id}/activate",
-    summary="Activate a reference-range set",
-    response_model=RangeSetOut,
-    noun="set",
-    resource_type="range_set",
+@ROUTES.activate_route(
+    "/{range_set_id}/activate", summary="Activate a reference-range set", response_model=RangeSetOut
 )
 async def activate_range_set(
-    range_set_id: uuid.UUID,
-    session: AuditedSession,
-    principal: CanWriteRanges,
-    activation: sets_http.SetActivation,
+    range_set_id: uuid.UUID, principal: CanWriteRanges, activation: sets_http.SetActivation
 ) -> RangeSetOut:
     """Makes this set the one new panels are interpreted against; the previously active set is
     retired. Stored interpretations are not changed (re-interpret a panel explicitly).
@@ -209,6 +192,6 @@ async def activate_range_set(
     Needs `If-Match: <ETag>` from a read of this set: **428** without it, **412** when the set
     changed since (nothing is modified)."""
     range_set = await activation.run(
-        session, service.RANGE_SET_LIFECYCLE, principal, range_set_id, etag=_etag
+        service.RANGE_SET_LIFECYCLE, principal, range_set_id, etag=ROUTES.etag
     )
     return RangeSetOut.model_validate(range_set)

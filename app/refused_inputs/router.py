@@ -32,7 +32,8 @@ class RefusedInputOut(BaseModel):
     reason: str = Field(description="Why it was refused (ERR / OperationOutcome / problem text).")
     response_status: int = Field(description="The HTTP status of the refusal (HL7: 200 + AE/AR).")
     details: dict[str, Any] = Field(
-        description="HL7: `ack_code`; FHIR batch: `failed_entries` (entry indexes)."
+        description="HL7: `ack_code`; FHIR batch: `failed_entries` (entry indexes); a line of "
+        "a panel batch (`POST /api/v1/panel-batches`): `batch_id` and `line` (1-based)."
     )
     principal_id: str | None = Field(description="The credential that sent it.")
     sending_application: str | None = Field(description="HL7 MSH-3.")

@@ -1,6 +1,6 @@
 """The panel hot paths (issue 15): a GET answered in one statement with its audit row, a POST
-whose results and stored response ride along with the audit append. Same answers, same audit
-rows, a chain that verifies, and tenancy unchanged."""
+written in one statement once its patient is known (tests/panels/test_fast_post.py has the
+details). Same answers, same audit rows, a chain that verifies, and tenancy unchanged."""
 
 from __future__ import annotations
 
