@@ -6,6 +6,8 @@ out, so the growth reported is the service's, over the whole batch.
 
     python bench/bulk.py                  # 250,000 panels = 1M results
     python bench/bulk.py --panels 5000    # a quick look
+    python bench/bulk.py --panels 20000 --statements          # + database time per statement
+    python bench/bulk.py --panels 5000 --profile /tmp/bulk.prof  # + cProfile (top 30 on stderr)
 
 ``run(args) -> dict`` is what bench/run.py calls.
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import time
@@ -69,7 +73,59 @@ async def ndjson(patient_id: uuid.UUID, panels: int, block: int = 200) -> AsyncI
         yield ("\n".join(lines) + "\n").encode()
 
 
-async def _measure(panels: int) -> dict[str, Any]:
+class _Statements:
+    """Time spent in each SQL statement (from the driver call to its answer: the database's
+    time and the round trip), keyed by the statement's first 100 characters."""
+
+    def __init__(self) -> None:
+        self.by_statement: dict[str, list[float]] = {}
+
+    def listen(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def before(*args: Any) -> None:
+            args[4]._bench_started = time.perf_counter()
+
+        @event.listens_for(engine.sync_engine, "after_cursor_execute")
+        def after(
+            _conn: Any, _cursor: Any, statement: str, params: Any, context: Any, many: bool
+        ) -> None:
+            key = " ".join(statement.split())[:100]
+            entry = self.by_statement.setdefault(key, [0, 0.0, 0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - context._bench_started
+            entry[2] += len(params) if many else 1
+
+    def copies(self) -> None:
+        """COPY runs on the driver's connection, outside SQLAlchemy's events: timed here."""
+        import asyncpg
+
+        original = asyncpg.Connection.copy_records_to_table
+
+        async def timed(connection: Any, table: str, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(connection, table, **kwargs)
+            finally:
+                entry = self.by_statement.setdefault(f"COPY {table}", [0, 0.0, 0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+                entry[2] += len(kwargs.get("records") or ())
+
+        asyncpg.Connection.copy_records_to_table = timed
+
+    def report(self) -> list[dict[str, Any]]:
+        ordered = sorted(self.by_statement.items(), key=lambda item: -item[1][1])
+        return [
+            {"statement": key, "calls": int(n), "seconds": round(seconds, 2), "rows": int(rows)}
+            for key, (n, seconds, rows) in ordered[:12]
+        ]
+
+
+async def _measure(
+    panels: int, statements: _Statements | None = None, profile: str | None = None
+) -> dict[str, Any]:
     from app.audit.service import AuditEntry
     from app.batches import service
     from app.core.config import get_settings
@@ -80,6 +136,9 @@ async def _measure(panels: int) -> dict[str, Any]:
 
     settings = get_settings()
     engine = make_engine(settings)
+    if statements is not None:
+        statements.listen(engine)
+        statements.copies()
     sessionmaker = make_sessionmaker(engine)
     org = DEFAULT_ORGANIZATION_ID
     try:
@@ -103,17 +162,25 @@ async def _measure(panels: int) -> dict[str, Any]:
         rss_start = rss_mb()
         rss_peak = rss_start
         counts: dict[str, int] = {}
+        profiler = cProfile.Profile() if profile else None
         started, cpu_started = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
         async for outcome in service.run(
             sessionmaker, batch_id=batch.id, base=base, lines=lines, max_line_bytes=1 << 20
         ):
             counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
             if outcome.line % 5000 == 0:
                 rss_peak = max(rss_peak, rss_mb())
+        if profiler is not None:
+            profiler.disable()
         seconds = time.perf_counter() - started
         # This process's CPU alone: on a shared machine the wall clock also counts waiting for
         # a core, and the database server's own work.
         cpu_seconds = time.process_time() - cpu_started
+        if profiler is not None and profile:
+            profiler.dump_stats(profile)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
     finally:
         await engine.dispose()
     rss_peak = max(rss_peak, rss_mb())
@@ -129,6 +196,7 @@ async def _measure(panels: int) -> dict[str, Any]:
         "outcomes": counts,
         "target_results_per_second": 20000,
         "target_rss_growth_mb": 50,
+        **({"statements": statements.report()} if statements is not None else {}),
     }
 
 
@@ -146,7 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             capture_output=True,
         )
         os.environ.update({"DATABASE_URL": env["DATABASE_URL"]})
-        return asyncio.run(_measure(args.panels))
+        statements = _Statements() if getattr(args, "statements", False) else None
+        return asyncio.run(_measure(args.panels, statements, getattr(args, "profile", None)))
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -154,6 +223,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--panels", type=int, default=250_000, help="4 results each")
+    p.add_argument(
+        "--statements",
+        action="store_true",
+        help="also report the time in each SQL statement (the database-time split)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="cProfile the batch (not the setup) into PATH; the top 30 go to stderr",
+    )
     return p
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import AppError
 from app.domain.catalog import Catalog
 from app.domain.errors import DomainError
-from app.panels import bulk
+from app.panels import bulk, bulk_repository
 from app.panels import repository as panels_repository
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate
@@ -78,7 +78,7 @@ async def plan(
 ) -> dict[int, bulk.NewPanel]:
     """The lines that are plain new panels, by line number, each built as ``ingest`` would."""
     keys = Counter((data.source, data.accession) for _, data in lines)
-    existing = await panels_repository.existing_natural_keys(
+    existing = await bulk_repository.existing_natural_keys(
         session, organization_id=organization_id, keys=list(keys)
     )
     patients = await panels_repository.patients_for_panels(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.catalog import Catalog
 from app.models.panel import Panel
 from app.ops import metrics
-from app.panels import repository
+from app.panels import bulk_repository
 from app.panels.interpretation import normalize
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate
@@ -72,10 +72,10 @@ async def insert_new(
     # Sorted by natural key: two senders inserting the same panels in opposite orders then
     # take the unique index's locks in one order and wait for each other, never deadlock.
     ordered = sorted(panels, key=lambda p: (p.values["source"], p.values["accession"]))
-    inserted = await repository.insert_panels_if_new(session, [p.values for p in ordered])
+    inserted = await bulk_repository.insert_panels_if_new(session, [p.values for p in ordered])
     rows = [row for panel in panels if panel.id in inserted for row in panel.results]
     if rows:
-        await repository.insert_results(session, rows)
+        await bulk_repository.insert_results(session, rows)
     for panel in panels:
         if panel.id in inserted:
             metrics.count_ingested(session, source_format=source_format, results=len(panel.results))

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.audit.service import verify
-from app.panels import corrections
-from app.panels import repository as panels_repository
+from app.panels import bulk_repository, corrections
 from tests.builders import by_identifier, make_patient, panel_body, result
 from tests.conftest import Database
 
@@ -219,7 +218,7 @@ def test_a_panel_stored_meanwhile_by_another_sender_is_left_to_the_per_line_path
     async def nothing_stored(*_args: Any, **_kwargs: Any) -> set[tuple[str, str]]:
         return set()  # as if the other sender committed just after the chunk looked
 
-    monkeypatch.setattr(panels_repository, "existing_natural_keys", nothing_stored)
+    monkeypatch.setattr(bulk_repository, "existing_natural_keys", nothing_stored)
     calls = _per_line_calls(monkeypatch)
     changed = {**body, "results": [result("zinc", "81", "ug/dL")]}
 
