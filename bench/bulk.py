@@ -200,6 +200,14 @@ async def _measure(
     }
 
 
+def _fresh_settings() -> None:
+    """Forget settings cached by an earlier suite of the same run (bench/run.py --suite all runs
+    bulk, then history, in one process): they name that suite's dropped database."""
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"bench_bulk_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
@@ -214,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             capture_output=True,
         )
         os.environ.update({"DATABASE_URL": env["DATABASE_URL"]})
+        _fresh_settings()
         statements = _Statements() if getattr(args, "statements", False) else None
         return asyncio.run(_measure(args.panels, statements, getattr(args, "profile", None)))
     finally:

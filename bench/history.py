@@ -139,6 +139,14 @@ async def _measure(url: str, key: str, levels: Sequence[int], requests: int) -> 
     }
 
 
+def _fresh_settings() -> None:
+    """Forget settings cached by an earlier suite of the same run (bench/run.py --suite all runs
+    bulk, then history, in one process): they name that suite's dropped database."""
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"bench_history_{uuid.uuid4().hex[:8]}"
     asyncio.run(_sql(f"{PG}/postgres", f'CREATE DATABASE "{name}"'))
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _cli(env, "migrate")
         key = _cli(env, "create-api-key", "--org", "Bench", "--role", "integration")
         os.environ["DATABASE_URL"] = url
+        _fresh_settings()
         # The integration role both posts and reads history back (reconciliation).
         return asyncio.run(_measure(url, key, args.levels, args.requests))
     finally:
