@@ -37,8 +37,9 @@ def _statements(db: Database) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # The credential's own lookup (cached, refreshed now and then) is authentication's.
-        if "FROM api_key" not in statement:
+        # The credential's own lookup (cached, refreshed now and then) and its throttled
+        # last-used touch are authentication's, not the POST's.
+        if "FROM api_key" not in statement and not statement.startswith("UPDATE api_key"):
             seen.append(" ".join(statement.split()))
 
     event.listen(engine, "before_cursor_execute", before)
