@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +31,7 @@ from app.interop.hl7.router import router as hl7_router
 from app.kit.content_types import require_json_content_type
 from app.kit.problems import Problem
 from app.kit.query_params import reject_unknown_query_parameters
-from app.kit.routing import solve_repeated_dependencies_once
+from app.kit.routing import dispatch_hot_routes_first, solve_repeated_dependencies_once
 from app.ops import metrics
 from app.ops.draining import Drain, DrainMiddleware, chain_signal_handlers
 from app.ops.router import install_metrics_route
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         default_catalog()  # load and validate the catalog before the first request
         current_matching_policy(settings)  # and the patient-matching file
+        _freeze_startup_objects()
         drain.draining = False  # a restarted lifespan (tests reuse one app) serves again
         chain_signal_handlers(drain)  # SIGTERM: answer 503 while in-flight requests finish
         yield
@@ -178,7 +180,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     _document_extra_schemas(app)
     solve_repeated_dependencies_once(app.routes)
+    dispatch_hot_routes_first(app, *HOT_ROUTES)
     return app
+
+
+# Found without asking every router before them (app.kit.routing.HotRouteDispatch).
+HOT_ROUTES = (("POST", "/api/v1/panels"), ("GET", "/api/v1/panels/{panel_id}"))
+
+
+_frozen: list[bool] = []
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, after startup: what is alive now (modules, the catalog, schemas and
+    validators, SQLAlchemy's metadata) lives as long as the process, so the collector stops
+    scanning it. A full collection otherwise walks all of it, a pause of ~0.2 s in the middle
+    of the requests in flight every few thousand requests."""
+    if not _frozen:
+        _frozen.append(True)
+        gc.collect()
+        gc.freeze()
 
 
 async def _strict_request(request: Request) -> None:

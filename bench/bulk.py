@@ -73,6 +73,31 @@ async def ndjson(patient_id: uuid.UUID, panels: int, block: int = 200) -> AsyncI
         yield ("\n".join(lines) + "\n").encode()
 
 
+class _LoopWait:
+    """Wall time the event loop spends blocked in its selector (no task ready to run)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.seconds = 0.0
+        self._selector: Any = getattr(loop, "_selector", None)
+        if self._selector is None:
+            return
+        self._select = self._selector.select
+
+        def select(timeout: float | None = None) -> Any:
+            started = time.perf_counter()
+            try:
+                return self._select(timeout)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        self._selector.select = select
+
+    def stop(self) -> float:
+        if self._selector is not None:
+            self._selector.select = self._select
+        return self.seconds
+
+
 class _Statements:
     """Time spent in each SQL statement (from the driver call to its answer: the database's
     time and the round trip), keyed by the statement's first 100 characters."""
@@ -128,6 +153,7 @@ async def _measure(
 ) -> dict[str, Any]:
     from app.audit.service import AuditEntry
     from app.batches import service
+    from app.batches.schemas import outcome_lines
     from app.core.config import get_settings
     from app.core.db import make_engine, make_sessionmaker, transaction
     from app.models.organization import DEFAULT_ORGANIZATION_ID
@@ -158,26 +184,36 @@ async def _measure(
             outcome="success",
         )
         batch = await service.start(sessionmaker, base)
-        lines = service.split_lines(ndjson(patient.id, panels), settings.max_body_bytes)
+        # What the route runs (app.batches.router), the HTTP server aside: the chunks of
+        # outcomes, each written as NDJSON.
+        chunks = service.run_ndjson_chunks(
+            sessionmaker,
+            batch_id=batch.id,
+            base=base,
+            chunks=ndjson(patient.id, panels),
+            settings=settings,
+        )
         rss_start = rss_mb()
         rss_peak = rss_start
         counts: dict[str, int] = {}
         profiler = cProfile.Profile() if profile else None
+        waiting = _LoopWait(asyncio.get_running_loop())
         started, cpu_started = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
-        async for outcome in service.run(
-            sessionmaker, batch_id=batch.id, base=base, lines=lines, max_line_bytes=1 << 20
-        ):
-            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-            if outcome.line % 5000 == 0:
-                rss_peak = max(rss_peak, rss_mb())
+        answered = 0
+        async for outcomes in chunks:
+            answered += len(outcome_lines(outcomes))
+            for outcome in outcomes:
+                counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+            rss_peak = max(rss_peak, rss_mb())
         if profiler is not None:
             profiler.disable()
         seconds = time.perf_counter() - started
         # This process's CPU alone: on a shared machine the wall clock also counts waiting for
         # a core, and the database server's own work.
         cpu_seconds = time.process_time() - cpu_started
+        wait_seconds = waiting.stop()
         if profiler is not None and profile:
             profiler.dump_stats(profile)
             pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
@@ -190,7 +226,11 @@ async def _measure(
         "seconds": round(seconds, 2),
         "results_per_second": round(panels * len(RESULTS) / seconds),
         "cpu_seconds": round(cpu_seconds, 2),
+        # The event loop blocked with nothing to run (every task waiting for the database):
+        # what pipelining the chunks overlaps.
+        "loop_wait_seconds": round(wait_seconds, 2),
         "results_per_cpu_second": round(panels * len(RESULTS) / cpu_seconds),
+        "response_mb": round(answered / 2**20, 1),
         "rss_start_mb": round(rss_start, 1),
         "rss_growth_mb": round(rss_peak - rss_start, 1),
         "outcomes": counts,
@@ -224,7 +264,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         os.environ.update({"DATABASE_URL": env["DATABASE_URL"]})
         _fresh_settings()
         statements = _Statements() if getattr(args, "statements", False) else None
-        return asyncio.run(_measure(args.panels, statements, getattr(args, "profile", None)))
+        from app.batches import service
+
+        if getattr(args, "chunk_lines", None):
+            service.CHUNK_LINES = args.chunk_lines
+        if getattr(args, "depth", None):
+            service.PIPELINE_DEPTH = args.depth
+        figures = asyncio.run(_measure(args.panels, statements, getattr(args, "profile", None)))
+        return {
+            **figures,
+            "chunk_lines": service.CHUNK_LINES,
+            "pipeline_depth": service.PIPELINE_DEPTH,
+        }
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -236,6 +287,16 @@ def parser() -> argparse.ArgumentParser:
         "--statements",
         action="store_true",
         help="also report the time in each SQL statement (the database-time split)",
+    )
+    p.add_argument(
+        "--chunk-lines",
+        type=int,
+        help="lines per chunk (default: the service's CHUNK_LINES)",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        help="chunks in flight on PostgreSQL (default: the service's PIPELINE_DEPTH; 1: none)",
     )
     p.add_argument(
         "--profile",

@@ -11,7 +11,14 @@ a unique accession per request, GET of one panel) and the same total connections
 
 Per load it records req/s, latency, the CPU-seconds the service processes used (utime + stime
 from /proc of the server's process group, workers included, wrk and PostgreSQL excluded) per
-request, and the largest RSS of any one worker sampled during the load.
+request, and the largest RSS of any one worker sampled during the load. To tell the causes of a
+miss apart it also records the CPU-seconds per request of the scratch database's PostgreSQL
+backends, how many of the machine's cores were busy (/proc/stat, everything on the machine),
+the largest worker's share of the workers' CPU (0.5 = an even split between two; 1.0 = one
+worker served every connection) and the capacity those figures leave: cores / (service +
+PostgreSQL CPU per request), the req/s the machine could give with every core doing only this
+(wrk not counted). On a 2-core machine whose one worker already keeps both cores busy with
+itself and PostgreSQL, no layout can add throughput; only less CPU per request can.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class ScaleRun:
     cpu_ms_per_request: float
     max_worker_rss_mb: float
     workers_seen: int
+    pg_cpu_ms_per_request: float = 0.0
+    machine_busy_cores: float = 0.0
+    top_worker_share: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -75,6 +85,28 @@ def _ticks(pid: int) -> int:
     return 0
 
 
+def _backend_ticks(database: str) -> dict[int, int]:
+    """utime + stime of the PostgreSQL backends connected to `database` (by their titles,
+    ``postgres: ... user database host(port) state``), per pid."""
+    found: dict[int, int] = {}
+    marker = f" {database} ".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if title.startswith(b"postgres: ") and marker in title:
+                found[int(entry.name)] = _ticks(int(entry.name))
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot (/proc/stat; iowait counts as idle)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def _rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/status").read_text("utf-8").splitlines():
@@ -87,8 +119,15 @@ class _Sampler:
     """CPU ticks of the given process groups over a load, and the largest RSS of any worker
     (a group's leader is uvicorn's supervisor when it has workers: not counted for RSS)."""
 
-    def __init__(self, leaders: list[int]) -> None:
+    def __init__(self, leaders: list[int], database: str) -> None:
         self.leaders = leaders
+        self.database = database
+        self.pg_cpu_seconds = 0.0
+        self.busy_cores = 0.0
+        self.top_worker_share = 0.0
+        self._start_pids: dict[int, int] = {}
+        self._start_backends: dict[int, int] = {}
+        self._start_machine = (0, 0)
         self.max_rss = 0.0
         self.workers: set[int] = set()
         self._stop = threading.Event()
@@ -107,16 +146,39 @@ class _Sampler:
                 self.workers.update(workers)
                 self.max_rss = max([self.max_rss, *(_rss_mb(p) for p in workers)])
 
+    def _worker_pids(self) -> list[int]:
+        pids = []
+        for leader in self.leaders:
+            group = _group_pids(leader)
+            pids += [p for p in group if p != leader] if len(group) > 1 else group
+        return pids
+
     def __enter__(self) -> _Sampler:
-        self._start_ticks = sum(_ticks(p) for p in self._pids())
+        self._start_pids = {p: _ticks(p) for p in self._pids()}
+        self._start_ticks = sum(self._start_pids.values())
+        self._start_backends = _backend_ticks(self.database)
+        self._start_machine = _machine_ticks()
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        hz = float(os.sysconf("SC_CLK_TCK"))
         ticks = sum(_ticks(p) for p in self._pids()) - self._start_ticks
-        self.cpu_seconds = ticks / float(os.sysconf("SC_CLK_TCK"))
+        self.cpu_seconds = ticks / hz
+        backends = _backend_ticks(self.database)
+        used = sum(t - self._start_backends.get(p, 0) for p, t in backends.items())
+        self.pg_cpu_seconds = used / hz
+        busy, total = _machine_ticks()
+        start_busy, start_total = self._start_machine
+        if total > start_total:
+            cores = os.cpu_count() or 1
+            self.busy_cores = cores * (busy - start_busy) / (total - start_total)
+        # A worker that started during the load (a restart) counts from zero.
+        per_worker = [_ticks(p) - self._start_pids.get(p, 0) for p in self._worker_pids()]
+        if sum(per_worker) > 0:
+            self.top_worker_share = max(per_worker) / sum(per_worker)
 
 
 def _copy(args: argparse.Namespace, **changes: Any) -> argparse.Namespace:
@@ -180,6 +242,11 @@ def _combine(
         cpu_ms_per_request=round(1000 * sampler.cpu_seconds / requests, 2) if requests else 0.0,
         max_worker_rss_mb=round(sampler.max_rss, 1),
         workers_seen=len(sampler.workers),
+        pg_cpu_ms_per_request=(
+            round(1000 * sampler.pg_cpu_seconds / requests, 2) if requests else 0.0
+        ),
+        machine_busy_cores=round(sampler.busy_cores, 2),
+        top_worker_share=round(sampler.top_worker_share, 2),
         statuses=statuses,
     )
 
@@ -225,11 +292,12 @@ def bench_scale(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                 )
                 get_path = f"/api/v1/panels/{panel_id}"
                 leaders = [p.popen.pid for p in procs]
+                database = scratch.ours_url.rsplit("/", 1)[-1].split("?")[0]
                 for endpoint in common.ENDPOINTS:
                     if args.warmup > 0:
                         _load(wrk, bases, scripts, get_path, endpoint, "warmup", args, args.warmup)
                     time.sleep(args.pause)
-                    with _Sampler(leaders) as sampler:
+                    with _Sampler(leaders, database) as sampler:
                         results = _load(
                             wrk, bases, scripts, get_path, endpoint, "scale", args, args.duration
                         )
@@ -238,6 +306,9 @@ def bench_scale(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                     common.log(
                         f"scale {layout:<10} {endpoint:<4} {run.rps:8.1f} req/s  "
                         f"p99 {run.p99_ms:.1f} ms  CPU {run.cpu_ms_per_request:.2f} ms/req  "
+                        f"PG CPU {run.pg_cpu_ms_per_request:.2f} ms/req  "
+                        f"busy cores {run.machine_busy_cores:.2f}  "
+                        f"top worker {run.top_worker_share:.2f}  "
                         f"RSS/worker {run.max_worker_rss_mb:.0f} MB  statuses {run.statuses}"
                     )
                     bad = {
@@ -276,10 +347,21 @@ def summarize(runs: list[ScaleRun]) -> list[dict[str, Any]]:
                 "cpu_vs_one": round(cpu, 2),
                 "p99_ms": r.p99_ms,
                 "max_worker_rss_mb": r.max_worker_rss_mb,
+                "pg_cpu_ms_per_request": r.pg_cpu_ms_per_request,
+                "machine_busy_cores": r.machine_busy_cores,
+                "top_worker_share": r.top_worker_share,
+                "capacity_rps": capacity(r),
                 "passed": all(checks),
             }
         )
     return rows
+
+
+def capacity(run: ScaleRun) -> float:
+    """The req/s the machine's cores could give if they did nothing but this layout's service
+    and PostgreSQL work (wrk, the rest of the machine not counted): an upper bound."""
+    per_request = run.cpu_ms_per_request + run.pg_cpu_ms_per_request
+    return round(1000 * (os.cpu_count() or 1) / per_request, 1) if per_request else 0.0
 
 
 def format_scale(result: dict[str, Any]) -> str:
@@ -288,13 +370,16 @@ def format_scale(result: dict[str, Any]) -> str:
         f"{SPEEDUP_TARGET}x one worker, CPU/request within {CPU_TOLERANCE:.0%}, "
         f"RSS <= {RSS_LIMIT_MB:.0f} MB per worker",
         f"{'layout':<11} {'endpoint':<8} {'req/s':>8} {'vs 1':>6} {'CPU ms/req':>10} "
-        f"{'CPU vs 1':>8} {'p99 ms':>7} {'RSS MB':>7}  result",
+        f"{'CPU vs 1':>8} {'p99 ms':>7} {'RSS MB':>7} {'PG ms/req':>9} {'busy':>5} "
+        f"{'top wkr':>7} {'cap req/s':>9}  result",
     ]
     for row in result["rows"]:
         lines.append(
             f"{row['layout']:<11} {row['endpoint']:<8} {row['rps']:>8.1f} {row['speedup']:>5.2f}x "
             f"{row['cpu_ms_per_request']:>10.2f} {row['cpu_vs_one']:>7.2f}x {row['p99_ms']:>7.1f} "
-            f"{row['max_worker_rss_mb']:>7.0f}  {'PASS' if row['passed'] else 'MISS'}"
+            f"{row['max_worker_rss_mb']:>7.0f} {row.get('pg_cpu_ms_per_request', 0.0):>9.2f} "
+            f"{row.get('machine_busy_cores', 0.0):>5.2f} {row.get('top_worker_share', 0.0):>7.2f} "
+            f"{row.get('capacity_rps', 0.0):>9.0f}  {'PASS' if row['passed'] else 'MISS'}"
         )
     lines.append(f"anomalies: {'; '.join(result['anomalies']) or 'none'}")
     return "\n".join(lines)
@@ -303,13 +388,16 @@ def format_scale(result: dict[str, Any]) -> str:
 def markdown_scale(result: dict[str, Any]) -> list[str]:
     lines = [
         "| layout | endpoint | req/s | vs 1 worker | CPU ms/request | CPU vs 1 | p99 ms | "
-        "RSS/worker MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "RSS/worker MB | PostgreSQL CPU ms/request | busy cores | top worker share | "
+        "capacity req/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['layout']} | {row['endpoint']} | {row['rps']:.0f} | {row['speedup']:.2f}x | "
             f"{row['cpu_ms_per_request']:.2f} | {row['cpu_vs_one']:.2f}x | {row['p99_ms']:.0f} | "
-            f"{row['max_worker_rss_mb']:.0f} |"
+            f"{row['max_worker_rss_mb']:.0f} | {row.get('pg_cpu_ms_per_request', 0.0):.2f} | "
+            f"{row.get('machine_busy_cores', 0.0):.2f} | {row.get('top_worker_share', 0.0):.2f} | "
+            f"{row.get('capacity_rps', 0.0):.0f} |"
         )
     return lines

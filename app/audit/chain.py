@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 # prev_hash of the first row ever written.
@@ -63,7 +64,10 @@ def _canonical_value(name: str, value: Any) -> str | int | None:
         if value.tzinfo is None:
             raise ValueError(f"audit field {name!r} is a naive datetime")
         # Microseconds always present: both backends store exactly microsecond precision.
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        utc = value.astimezone(UTC)
+        if utc.year < 1000:  # strftime's %Y does not pad years to four digits, isoformat does
+            return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bool):  # bool is an int subclass; no audit column is boolean
@@ -73,18 +77,57 @@ def _canonical_value(name: str, value: Any) -> str | int | None:
     raise TypeError(f"audit field {name!r} has an unsupported type {type(value).__name__}")
 
 
+# The canonical document's keys in json.dumps(sort_keys=True) order, each with its rendered
+# '"key":' prefix: canonical_bytes writes the same bytes as json.dumps without building and
+# sorting a dict per row (it is on every audited request's path). tests/audit/test_chain.py
+# compares the two over many varied rows.
+_SORTED_KEYS = tuple(sorted((*HASHED_FIELDS, "prev_hash", "v")))
+_PREFIXES = tuple((name, ("," if i else "{") + f'"{name}":') for i, name in enumerate(_SORTED_KEYS))
+
+
+def _json(value: str | int | None) -> str:
+    """``json.dumps(value, ensure_ascii=True)`` for the three kinds a canonical value takes."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    return int.__repr__(value)  # as json.dumps renders ints (an IntEnum too)
+
+
+def _uuid_json(value: uuid.UUID) -> str:
+    return f'"{value}"'
+
+
+# The JSON of a canonical value by its exact type, for the common ones (anything else, a
+# subclass included, goes through _canonical_value's checks).
+_FAST_JSON: dict[type, Any] = {
+    str: encode_basestring_ascii,
+    type(None): lambda _value: "null",
+    uuid.UUID: _uuid_json,
+    int: int.__repr__,
+}
+
+
 def canonical_bytes(
     values: Mapping[str, Any], prev_hash: str, *, version: int = CHAIN_VERSION
 ) -> bytes:
-    """Sorted-key, whitespace-free JSON (ASCII-escaped) of the hashed fields and prev_hash."""
-    document: dict[str, Any] = {
-        name: _canonical_value(name, values[name]) for name in HASHED_FIELDS
-    }
-    document["prev_hash"] = prev_hash
-    document["v"] = version
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
-        "ascii"
-    )
+    """Sorted-key, whitespace-free JSON (ASCII-escaped) of the hashed fields and prev_hash:
+    byte for byte ``json.dumps(document, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True)``."""
+    parts = []
+    fast = _FAST_JSON.get
+    for name, prefix in _PREFIXES:
+        if name == "prev_hash":
+            text = _json(prev_hash)
+        elif name == "v":
+            text = _json(version)
+        else:
+            value = values[name]
+            render = fast(type(value))
+            text = render(value) if render is not None else _json(_canonical_value(name, value))
+        parts.append(prefix + text)
+    parts.append("}")
+    return "".join(parts).encode("ascii")
 
 
 def _derive(secret: str, purpose: bytes) -> bytes:
@@ -106,7 +149,7 @@ def checkpoint_key(secret: str) -> bytes:
 
 def event_hash(values: Mapping[str, Any], prev_hash: str, key: bytes) -> str:
     """HMAC-SHA256 of the row's canonical bytes (which include prev_hash) under `key`."""
-    return hmac.new(key, canonical_bytes(values, prev_hash), hashlib.sha256).hexdigest()
+    return hmac.digest(key, canonical_bytes(values, prev_hash), "sha256").hex()
 
 
 def legacy_event_hash(values: Mapping[str, Any], prev_hash: str) -> str:

@@ -52,6 +52,24 @@ def process_chain(allowed: int) -> int:
     return _picked[key]
 
 
+def move_away(allowed: int, chain: int) -> int:
+    """Another process appends to `chain` too: this process's next appends go to another of
+    the first `allowed`, picked at random (with 64 chains two processes share one on 1 start
+    in 64; sharing, nearly every append of both misses its tail guess: one more statement, and
+    an autocommit append can lose the race five times in a row). The chain now picked; one
+    chain allowed: 0, nowhere to go.
+
+    Call it only on a miss against a tail this process learned (its own last append there):
+    a first append to a chain misses by design, and moving then would never settle."""
+    if allowed <= 1:
+        return 0
+    key = (os.getpid(), min(allowed, CHAIN_STRIPES))
+    if _picked.get(key, chain) == chain:
+        step = random.Random(f"{key[0]}-{time.time_ns()}").randrange(1, key[1])
+        _picked[key] = (chain + step) % key[1]
+    return _picked[key]
+
+
 def _lock(database: str, chain: int) -> asyncio.Lock:
     per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
     lock = per_loop.get((database, chain))

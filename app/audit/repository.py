@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.audit.chain import HASHED_FIELDS
 from app.core.db import UTCDateTime
+from app.core.driver import Driver
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c
@@ -42,12 +43,12 @@ _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 _PG_APPEND = text(
     "SELECT audit_append_rows(CAST(:rows AS jsonb), :expected_prev, CAST(:chain AS smallint))"
 )
-# The same call, for a statement that appends along with what it reads (append_along): the
-# SELECT's last column, evaluated once per row it returns (so never when nothing is found).
-PG_APPEND_CALL = (
-    "audit_append_rows(CAST(:audit_rows AS jsonb), :audit_expected_prev, "
-    "CAST(:audit_chain AS smallint))"
-)
+# The same call for statements sent through the driver (app.core.driver): its parameters are
+# the statement's first three, ``append_args``. As the last column of a SELECT that appends
+# along with what it reads (append_along), it is evaluated once per row that SELECT returns
+# (so never when nothing is found).
+PG_APPEND_CALL = "audit_append_rows(CAST($1 AS jsonb), $2, CAST($3 AS smallint))"
+_PG_APPEND_DRIVER = "SELECT " + PG_APPEND_CALL
 # Every chain's lock, in order (appenders hold one each and wait for no other: no deadlock).
 _PG_LOCK_ALL = text(
     f"SELECT count(pg_advisory_xact_lock({CHAIN_LOCK_KEY} - c)) "
@@ -104,16 +105,22 @@ def rows_payload(rows: Sequence[dict[str, Any]]) -> str:
     ).decode()
 
 
+def append_args(
+    rows: Sequence[dict[str, Any]], *, expected_prev: str, chain: int
+) -> tuple[str, str, int]:
+    """The parameters of ``PG_APPEND_CALL`` ($1, $2, $3)."""
+    return rows_payload(rows), expected_prev, chain
+
+
 async def append_if_tail_on(
-    connection: AsyncConnection, rows: Sequence[dict[str, Any]], *, expected_prev: str, chain: int
+    driver: Driver, rows: Sequence[dict[str, Any]], *, expected_prev: str, chain: int
 ) -> str | None:
-    """``append_if_tail`` on a bare connection (autocommit: the statement is its own
-    transaction, the chain's database lock held only while it runs)."""
-    result = await connection.execute(
-        _PG_APPEND,
-        {"rows": rows_payload(rows), "expected_prev": expected_prev, "chain": chain},
+    """``append_if_tail`` as one statement of its own (autocommit: the chain's database lock
+    held only while it runs)."""
+    row = await driver.fetchrow(
+        _PG_APPEND_DRIVER, *append_args(rows, expected_prev=expected_prev, chain=chain)
     )
-    tail: str | None = result.scalar()
+    tail: str | None = row[0] if row is not None else None
     return tail
 
 
@@ -124,10 +131,7 @@ async def sqlite_tail(session: AsyncSession) -> str | None:
 
 
 async def sqlite_insert(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    connection = await session.connection()
-    await connection.execute(
-        _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
-    )
+    await sqlite_insert_on(await session.connection(), rows)
 
 
 async def hold_every_chain(session: AsyncSession) -> None:
@@ -207,3 +211,10 @@ async def list_events(
         query = query.where(AuditEvent.seq < before_seq)
     query = query.order_by(AuditEvent.seq.desc()).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def sqlite_insert_on(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """``sqlite_insert`` on a bare connection in its write transaction."""
+    await connection.execute(
+        _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
+    )

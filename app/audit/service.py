@@ -11,13 +11,13 @@ import asyncio
 import hmac
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Row, String, TextClause
+from asyncpg import Record
+from sqlalchemy import Engine, String
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.audit import chain_lock, repository
@@ -32,6 +32,7 @@ from app.audit.chain import (
 )
 from app.core.config import get_settings
 from app.core.db import AUDIT_CHAINS, AUDIT_KEY, READ_ONLY, new_id, utcnow
+from app.core.driver import Driver
 from app.models.audit import AuditEvent
 from app.ops import metrics
 
@@ -201,7 +202,7 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
             wait_seconds=get_settings().idempotency_wait_seconds,
         )
         guess = _tail_guess.get((database, chain), GENESIS_HASH)
-        for _attempt in range(3):
+        for attempt in range(3):
             rows = _linked(values, guess, key)
             actual = await repository.append_if_tail(
                 session, rows, expected_prev=guess, chain=chain
@@ -209,25 +210,42 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
             if actual is None:
                 _tail_guess[(database, chain)] = rows[-1]["hash"]
                 return
+            if attempt == 0:
+                _missed(database, chain, await _allowed_chains(session))
             guess = actual  # the lock is held now: the tail cannot move before the commit
         raise RuntimeError("the audit chain's tail kept moving while the chain lock was held")
 
 
 # Appends of one process that lost the race for a chain's tail to another process, in a row,
-# before append_along / append_with give up (each retry is one autocommit statement).
+# before append_with gives up (each retry re-runs its whole autocommit statement).
 _ALONG_ATTEMPTS = 5
+
+
+def _missed(database: str, chain: int, chains: int) -> None:
+    """A tail guess was wrong. When it was this process's own last append to the chain,
+    another process appends to that chain too (two processes picked the same one of the
+    striped chains, or only one chain is allowed): this process's next appends go to another
+    chain, so the two stop costing each other a statement per append. A first append to a
+    chain (nothing learned yet) misses by design and moves nothing."""
+    if (database, chain) in _tail_guess:
+        chain_lock.move_away(chains, chain)
 
 
 @dataclass(frozen=True, slots=True)
 class _Turn:
-    """This process's chain on an autocommit connection, with what hashing its rows needs."""
+    """This process's chain for one autocommit statement, with what hashing its rows needs."""
 
     key: bytes
     database: str
     chain: int
+    chains: int  # how many this process may pick from
 
     def linked(self, values: Sequence[dict[str, Any]], prev: str) -> list[dict[str, Any]]:
         return _linked(values, prev, self.key)
+
+    def missed(self) -> None:
+        """The tail guess was wrong: see ``_missed``."""
+        _missed(self.database, self.chain, self.chains)
 
     def guess(self) -> str:
         return _tail_guess.get((self.database, self.chain), GENESIS_HASH)
@@ -235,80 +253,110 @@ class _Turn:
     def appended(self, rows: Sequence[dict[str, Any]]) -> None:
         _tail_guess[(self.database, self.chain)] = rows[-1]["hash"]
 
-    def params(self, rows: Sequence[dict[str, Any]], prev: str) -> dict[str, Any]:
-        """The parameters of ``repository.PG_APPEND_CALL``."""
-        return {
-            "audit_rows": repository.rows_payload(rows),
-            "audit_expected_prev": prev,
-            "audit_chain": self.chain,
-        }
+    def args(self, rows: Sequence[dict[str, Any]], prev: str) -> tuple[str, str, int]:
+        """The parameters of ``repository.PG_APPEND_CALL`` ($1, $2, $3)."""
+        return repository.append_args(rows, expected_prev=prev, chain=self.chain)
 
 
-@asynccontextmanager
-async def _turn_on(connection: AsyncConnection) -> AsyncIterator[_Turn]:
+# What an engine's turns need, found once per engine (its options never change): the HMAC
+# key, the database's name, how many chains this process may pick from.
+_TurnFacts = tuple[bytes, str, int]
+_turn_facts: weakref.WeakKeyDictionary[Engine, _TurnFacts] = weakref.WeakKeyDictionary()
+
+
+def _facts(engine: AsyncEngine) -> _TurnFacts:
+    """(HMAC key, database name, chains allowed) of `engine`: its options (app.core.db), else
+    the process settings'."""
+    found = _turn_facts.get(engine.sync_engine)
+    if found is None:
+        options = engine.sync_engine.get_execution_options()
+        key = options.get(AUDIT_KEY)
+        if not isinstance(key, bytes):
+            key = row_key(get_settings().audit_key.get_secret_value())
+        allowed = options.get(AUDIT_CHAINS)
+        chains = allowed if isinstance(allowed, int) else get_settings().audit_chains
+        found = _turn_facts[engine.sync_engine] = (key, database_name(engine), chains)
+    return found
+
+
+class _TurnOn:
     """This process's turn on its chain, held around one autocommit statement (so the tail
-    guess is right); not granted within the wait, the database lock still orders the append."""
-    sync = connection.sync_connection
-    options = sync.get_execution_options() if sync is not None else {}
-    key = options.get(AUDIT_KEY)
-    if not isinstance(key, bytes):
-        key = row_key(get_settings().audit_key.get_secret_value())
-    allowed = options.get(AUDIT_CHAINS)
-    chains = allowed if isinstance(allowed, int) else get_settings().audit_chains
-    database = database_name(connection.engine)
-    chain = chain_lock.process_chain(chains)
-    lock = chain_lock.turn_lock(database, chain)
-    with metrics.time_audit_append():
+    guess is right); not granted within the wait, the database lock still orders the append.
+    (A class, not an asynccontextmanager: it is on every hot request's path.)"""
+
+    __slots__ = ("_engine", "_lock", "_timer")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lock: asyncio.Lock | None = None
+        self._timer = metrics.time_audit_append()
+
+    async def __aenter__(self) -> _Turn:
+        key, database, chains = _facts(self._engine)
+        chain = chain_lock.process_chain(chains)
+        lock = chain_lock.turn_lock(database, chain)
+        self._timer.__enter__()
         try:
-            await asyncio.wait_for(lock.acquire(), timeout=get_settings().idempotency_wait_seconds)
-            held = True
+            async with asyncio.timeout(get_settings().idempotency_wait_seconds):
+                await lock.acquire()
+            self._lock = lock
         except TimeoutError:
-            held = False
-        try:
-            yield _Turn(key, database, chain)
-        finally:
-            if held:
-                lock.release()
+            pass
+        return _Turn(key, database, chain, chains)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self._timer.__exit__(None, None, None)
 
 
 async def append_along(
-    connection: AsyncConnection,
-    entries: Sequence[AuditEntry],
-    statement: TextClause,
-    params: dict[str, Any],
-) -> Row[Any] | None:
-    """PostgreSQL, on an AUTOCOMMIT connection: run `statement`, a SELECT whose last column is
-    ``repository.PG_APPEND_CALL`` and which returns at most one row, so that what it reads
-    and the audit rows of that read commit together in ONE round trip (a GET's disclosure and
-    its audit row). Returns the row read (the entries were appended), or None (nothing found:
-    nothing appended, as no disclosure happened).
+    driver: Driver, entries: Sequence[AuditEntry], sql: str, *args: Any
+) -> Record | None:
+    """PostgreSQL, through the driver (each statement its own transaction): run `sql`, a
+    SELECT whose last column is ``repository.PG_APPEND_CALL`` (its $1-$3; `args` are $4 on)
+    and which returns at most one row, so that what it reads and the audit rows of that read
+    commit together in ONE round trip (a GET's disclosure and its audit row). Returns the row
+    read (the entries were appended), or None (nothing found: nothing appended, as no
+    disclosure happened).
 
     The same chain, lock and hashing as ``append``: this process's turn on its chain is held
     around the statement (so the tail guess is right), and the database still checks every
     link under the chain's lock. A wrong guess (another process appended to the chain) costs
-    one more statement: the rows hashed again against the tail it answered."""
+    few more statements: the rows appended in a transaction that holds the chain's lock from
+    its first statement on (so another process cannot move the tail again)."""
     values = [_row(entry) for entry in entries]
-    async with _turn_on(connection) as turn:
+    async with _TurnOn(driver.engine) as turn:
         guess = turn.guess()
         rows = turn.linked(values, guess)
-        found = (
-            await connection.execute(statement, {**params, **turn.params(rows, guess)})
-        ).first()
+        found = await driver.fetchrow(sql, *turn.args(rows, guess), *args)
         if found is None:
             return None
         actual: str | None = found[-1]
-        attempts = 0
-        while actual is not None:
-            attempts += 1
-            if attempts > _ALONG_ATTEMPTS:
-                raise RuntimeError("the audit chain's tail kept moving under another process")
-            guess = actual
-            rows = turn.linked(values, guess)
-            actual = await repository.append_if_tail_on(
-                connection, rows, expected_prev=guess, chain=turn.chain
-            )
+        if actual is not None:
+            turn.missed()
+            rows = await _append_holding_the_lock(driver, turn, values, actual)
         turn.appended(rows)
         return found
+
+
+async def _append_holding_the_lock(
+    driver: Driver, turn: _Turn, values: Sequence[dict[str, Any]], tail: str
+) -> list[dict[str, Any]]:
+    """Append `values` after a lost race, in one transaction: its first statement takes the
+    chain's lock and appends if `tail` still is the tail, else answers the real one, which
+    cannot move again before the commit, so the second statement appends. The rows linked."""
+    async with driver.transaction():
+        for _attempt in range(2):
+            rows = turn.linked(values, tail)
+            actual = await repository.append_if_tail_on(
+                driver, rows, expected_prev=tail, chain=turn.chain
+            )
+            if actual is None:
+                return rows
+            tail = actual
+    raise RuntimeError("the audit chain's tail moved while its lock was held")
 
 
 class TailKeptMovingError(RuntimeError):
@@ -316,27 +364,30 @@ class TailKeptMovingError(RuntimeError):
 
 
 # Runs one autocommit statement that writes its own rows and appends the audit rows given
-# as ``repository.PG_APPEND_CALL``'s parameters, all or nothing; answers None when written,
-# or the chain's real tail when the rows were hashed against another (nothing written).
-AppendingWrite = Callable[[dict[str, Any]], Awaitable[str | None]]
+# as ``repository.PG_APPEND_CALL``'s parameters ($1-$3), all or nothing; answers None when
+# written, or the chain's real tail when the rows were hashed against another (nothing
+# written).
+AppendingWrite = Callable[[tuple[str, str, int]], Awaitable[str | None]]
 
 
 async def append_with(
-    connection: AsyncConnection, entries: Sequence[AuditEntry], write: AppendingWrite
+    engine: AsyncEngine, entries: Sequence[AuditEntry], write: AppendingWrite
 ) -> None:
-    """PostgreSQL, on an AUTOCOMMIT connection: `write` the request's rows and its audit rows
-    in ONE statement (a POST's creation and its audit row). The same chain, turn and hashing
-    as ``append_along``; a wrong tail guess re-runs the whole statement (it wrote nothing),
+    """PostgreSQL, one autocommit statement: `write` the request's rows and its audit rows in
+    ONE statement (a POST's creation and its audit row). The same chain, turn and hashing as
+    ``append_along``; a wrong tail guess re-runs the whole statement (it wrote nothing),
     hashed against the tail it answered. Whatever else `write` raises is the caller's."""
     values = [_row(entry) for entry in entries]
-    async with _turn_on(connection) as turn:
+    async with _TurnOn(engine) as turn:
         guess = turn.guess()
-        for _attempt in range(_ALONG_ATTEMPTS):
+        for attempt in range(_ALONG_ATTEMPTS):
             rows = turn.linked(values, guess)
-            actual = await write(turn.params(rows, guess))
+            actual = await write(turn.args(rows, guess))
             if actual is None:
                 turn.appended(rows)
                 return
+            if attempt == 0:
+                turn.missed()
             guess = actual
         raise TailKeptMovingError("the audit chain's tail kept moving under another process")
 
@@ -414,3 +465,21 @@ async def verify(
         chain_missing, reason = missing
         return VerifyReport(ok=False, checked=checked, chain=chain_missing, reason=reason)
     return VerifyReport(ok=True, checked=checked)
+
+
+async def append_sqlite_on(
+    connection: AsyncConnection, entries: Sequence[AuditEntry], *, tail: str | None
+) -> None:
+    """SQLite, in the connection's write transaction (BEGIN IMMEDIATE): insert `entries`
+    linked to `tail`, the chain's tail the caller read in that same transaction (None: the
+    trail is empty). The one-transaction POST (app.panels.sqlite_once) reads it along with its
+    other checks, so the append costs one statement."""
+    if not entries:
+        return
+    sync = connection.sync_connection
+    key = sync.get_execution_options().get(AUDIT_KEY) if sync is not None else None
+    if not isinstance(key, bytes):
+        key = row_key(get_settings().audit_key.get_secret_value())
+    values = [_row(entry) for entry in entries]
+    with metrics.time_audit_append():
+        await repository.sqlite_insert_on(connection, _linked(values, tail or GENESIS_HASH, key))

@@ -12,6 +12,7 @@ fast line's, so the order in which the two paths write does not change any outco
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ from app.panels.schemas import PanelCreate
 from app.patients import matching as patient_matching
 from app.ranges import service as ranges
 from app.ranges.compiled import CompiledRangeSet
+
+# Panels built between two turns of the event loop.
+_BUILDS_PER_TURN = 25
 
 Patients = tuple[dict[uuid.UUID, PatientForPanel], dict[tuple[str, str], PatientForPanel]]
 
@@ -93,7 +97,11 @@ async def plan(
     )
     range_sets = await _range_sets(session, organization_id, patients, catalog)
     planned: dict[int, bulk.NewPanel] = {}
-    for number, data in lines:
+    for position, (number, data) in enumerate(lines, start=1):
+        if position % _BUILDS_PER_TURN == 0:
+            # Let the chunk before this one (pipelined, app.batches.service) take its next
+            # round trip instead of waiting for the whole chunk's build.
+            await asyncio.sleep(0)
         key = (data.source, data.accession)
         patient = _patient_of(data, patients)
         if keys[key] > 1 or key in existing or patient is None:

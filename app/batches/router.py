@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from app.audit.service import AuditEntry
 from app.auth.deps import AUTH_RESPONSES, CanReadPanels, CanWritePanels
 from app.auth.principal import Principal
 from app.batches import service
-from app.batches.schemas import BatchOut
+from app.batches.schemas import BatchOut, outcome_lines
 from app.core.deps import AuditedSession
 from app.core.errors import AppError
 from app.kit.problems import PROBLEM_RESPONSES, problem_doc
@@ -108,13 +109,16 @@ async def post_panel_batch(request: Request, principal: CanWritePanels) -> Respo
     draft = draft_of(request.state)
     if draft is not None:
         draft.written = True  # start() committed the batch's own row, in its transaction
-    outcomes = service.run_ndjson(
+    chunks = service.run_ndjson_chunks(
         sessionmaker, batch_id=batch.id, base=base, chunks=request.stream(), settings=settings
     )
 
     async def body() -> AsyncIterator[bytes]:
-        async for outcome in outcomes:
-            yield outcome.model_dump_json(exclude_none=True).encode() + b"\n"
+        # One write per committed chunk, not per line: each write is a trip through the
+        # middleware and the server's send.
+        async with contextlib.aclosing(chunks):
+            async for outcomes in chunks:
+                yield outcome_lines(outcomes)
         async with sessionmaker() as session:
             final = await service.get(
                 session, organization_id=principal.organization_id, batch_id=batch.id

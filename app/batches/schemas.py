@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,6 +21,13 @@ class LineOutcome(BaseModel):
     has_possible_critical: bool | None = None
     corrected: bool = False
     problem: dict[str, Any] | None = None
+
+
+def outcome_lines(outcomes: Sequence[LineOutcome]) -> bytes:
+    """The outcomes as NDJSON, one line each, as the batch route answers them."""
+    return b"".join(
+        outcome.model_dump_json(exclude_none=True).encode() + b"\n" for outcome in outcomes
+    )
 
 
 class BatchOut(BaseModel):

@@ -15,6 +15,12 @@ chunk's byte budget) and outcomes leave as soon as their chunk committed. A chun
 ``CHUNK_LINES`` lines or ``CHUNK_BYTES`` bytes of input, whichever comes first, so memory is
 bounded by the byte budget, whatever the lines' sizes.
 
+Pipelined on PostgreSQL (``run_parsed_chunks``): while a chunk writes, the next one is read
+and built on a second connection, and the input after it is parsed; chunks still write and
+commit one at a time, in input order (a chunk's writes wait for the one before it to commit),
+and at most ``PIPELINE_DEPTH`` chunks are in flight, so memory stays bounded. SQLite (one
+writer, one connection) runs one chunk at a time.
+
 One transaction per chunk: the chunk's panels, its audit rows and the batch's counts commit
 together, so after an interruption the batch record says exactly what was stored, and
 re-sending the whole file stores nothing twice (source + accession dedupe: each stored line
@@ -37,6 +43,7 @@ transaction, so the chain stays one valid chain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -70,12 +77,24 @@ from app.panels import bulk, corrections
 from app.panels.schemas import PanelCreate
 from app.refused_inputs import service as refused_inputs
 
-__all__ = ["ParsedLine", "get", "run", "run_parsed", "split_lines", "start"]
+__all__ = [
+    "ParsedLine",
+    "get",
+    "run",
+    "run_ndjson",
+    "run_ndjson_chunks",
+    "run_parsed",
+    "run_parsed_chunks",
+    "split_lines",
+    "start",
+]
 
 log = logging.getLogger("app.batches")
 
 CHUNK_LINES = 500
 CHUNK_BYTES = 8 * 1024 * 1024
+# Chunks in flight on PostgreSQL: the next one reads and builds while the one before writes.
+PIPELINE_DEPTH = 2
 # A chunk aborted by the database as a deadlock or serialization failure is run again this
 # many times, after a random pause of up to RETRY_PAUSE_SECONDS x 2^attempt.
 CHUNK_RETRIES = 4
@@ -201,6 +220,20 @@ async def _keep_refused(
         )
 
 
+class _EarlierChunkFailedError(Exception):
+    """The chunk before this one did not commit: this one must not write (its outcomes would
+    follow lines that have none); the batch stops with the earlier chunk's error."""
+
+
+async def _committed(earlier: asyncio.Task[list[LineOutcome]] | None) -> None:
+    """Wait until the chunk before this one committed (``asyncio.wait``: never cancels it)."""
+    if earlier is None:
+        return
+    await asyncio.wait({earlier})
+    if earlier.cancelled() or earlier.exception() is not None:
+        raise _EarlierChunkFailedError
+
+
 async def _run_chunk(
     session: AsyncSession,
     *,
@@ -209,7 +242,14 @@ async def _run_chunk(
     chunk: Sequence[ParsedLine],
     source_format: str,
     via: str,
+    after: asyncio.Task[list[LineOutcome]] | None = None,
 ) -> list[LineOutcome]:
+    """The chunk in ``session``'s transaction. Its reads and the in-memory build of its new
+    panels run at once (while the chunk before, ``after``, is still writing); its writes wait
+    until that chunk committed, so chunks write (and take the audit chain's turn) one at a
+    time, in order. The reads may miss what the earlier chunk stores: harmless, the writes
+    re-check (a planned panel whose natural key was taken meanwhile is not inserted, and goes
+    through the per-line path like any stored key)."""
     assert base.organization_id is not None
     started = utcnow()
     valid = [(parsed.line, parsed.item) for parsed in chunk if isinstance(parsed.item, PanelCreate)]
@@ -220,6 +260,7 @@ async def _run_chunk(
         source_format=source_format,
         catalog=default_catalog(),
     )
+    await _committed(after)
     # Sorted by natural key inside (bulk.insert_new), as the per-line lines below.
     inserted = await bulk.insert_new(session, list(planned.values()), source_format=source_format)
     decided: dict[int, tuple[LineOutcome, uuid.UUID | None, datetime]] = {}
@@ -227,6 +268,9 @@ async def _run_chunk(
     for number, new in planned.items():
         if new.id in inserted:
             decided[number] = (_stored_fast(number, new), new.values["patient_id"], fast_at)
+    # The built rows and documents are written: let them go before the per-line lines and
+    # the audit rows (a pipelined chunk is being built meanwhile: this is what RSS peaks on).
+    planned.clear()
     # Stable: lines with the same key keep their order (the second is decided against the
     # first, as two single POSTs would be).
     per_line = sorted(
@@ -267,6 +311,100 @@ async def start(sessionmaker: async_sessionmaker[AsyncSession], base: AuditEntry
     return batch
 
 
+def _pipeline_depth(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Chunks started and not yet answered: two on PostgreSQL (one writing, the next reading
+    and building meanwhile on a second connection); one on SQLite (one writer, one pooled
+    connection)."""
+    bind = sessionmaker.kw.get("bind")
+    dialect = getattr(bind, "dialect", None)
+    return PIPELINE_DEPTH if getattr(dialect, "name", None) == "postgresql" else 1
+
+
+_END = object()
+
+
+async def run_parsed_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    items: AsyncIterator[ParsedLine],
+    source_format: str,
+    via: str,
+    chunk_lines: int | None = None,
+    chunk_bytes: int | None = None,
+) -> AsyncGenerator[list[LineOutcome], None]:
+    """``run_parsed``, a committed chunk's outcomes at a time (a list, in input order).
+
+    Pipelined: a producer task reads and parses the items and starts each chunk's task as
+    soon as the chunk is cut; at most ``_pipeline_depth`` chunk tasks are started and not yet
+    answered, plus the chunk being read, so memory stays bounded by a few chunks' byte
+    budgets. Each chunk commits in its own transaction, after the one before it
+    (``_run_chunk``), and its outcomes are answered as soon as it committed, even while the
+    next input has not arrived."""
+    max_lines = chunk_lines or CHUNK_LINES
+    max_bytes = chunk_bytes or CHUNK_BYTES
+    depth = _pipeline_depth(sessionmaker)
+    slots = asyncio.Semaphore(depth)
+    # Chunk tasks in input order, then _END, or the exception that stopped the input.
+    started: asyncio.Queue[asyncio.Task[list[LineOutcome]] | BaseException | object] = (
+        asyncio.Queue()
+    )
+    tasks: list[asyncio.Task[list[LineOutcome]]] = []
+
+    async def cut(chunk: list[ParsedLine]) -> None:
+        await slots.acquire()
+        earlier = tasks[-1] if tasks else None
+        task = asyncio.create_task(
+            _commit_chunk(sessionmaker, batch_id, base, chunk, source_format, via, earlier)
+        )
+        tasks.append(task)
+        started.put_nowait(task)
+
+    async def produce() -> None:
+        chunk: list[ParsedLine] = []
+        held = 0
+        try:
+            async for parsed in items:
+                chunk.append(parsed)
+                held += parsed.size
+                if len(chunk) >= max_lines or held >= max_bytes:
+                    await cut(chunk)
+                    chunk, held = [], 0
+            if chunk:
+                await cut(chunk)
+        except BaseException as exc:  # answered after the chunks cut before it
+            started.put_nowait(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            started.put_nowait(_END)
+
+    producer = asyncio.create_task(produce())
+    status = "failed"
+    try:
+        while (entry := await started.get()) is not _END:
+            if isinstance(entry, BaseException):
+                raise entry
+            assert isinstance(entry, asyncio.Task)
+            outcomes: list[LineOutcome] = await entry
+            tasks.remove(entry)
+            slots.release()
+            yield outcomes
+        status = "completed"
+    finally:
+        # Shielded: a client that hangs up cancels this task, and the cancellation would
+        # otherwise cancel this last write too, leaving the batch `running` forever. The
+        # chunks still running are cancelled and waited for first (their transactions roll
+        # back), so nothing of the batch is written after its final status.
+        with anyio.CancelScope(shield=True):
+            for task in (producer, *tasks):
+                task.cancel()
+            await asyncio.gather(producer, *tasks, return_exceptions=True)
+            async with transaction(sessionmaker) as session:
+                await repository.add_counts(session, batch_id, {}, status=status)
+
+
 async def run_parsed(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
@@ -291,33 +429,20 @@ async def run_parsed(
     ``chunk_lines`` items (default ``CHUNK_LINES``) or once the items' ``size`` reaches
     ``chunk_bytes`` (default ``CHUNK_BYTES``). The batch is marked completed at the end, or
     failed if the iteration stops early (an error, a client gone)."""
-    max_lines = chunk_lines or CHUNK_LINES
-    max_bytes = chunk_bytes or CHUNK_BYTES
-    chunk: list[ParsedLine] = []
-    held = 0
-    status = "failed"
-    try:
-        async for parsed in items:
-            chunk.append(parsed)
-            held += parsed.size
-            if len(chunk) >= max_lines or held >= max_bytes:
-                for outcome in await _commit_chunk(
-                    sessionmaker, batch_id, base, chunk, source_format, via
-                ):
-                    yield outcome
-                chunk, held = [], 0
-        if chunk:
-            for outcome in await _commit_chunk(
-                sessionmaker, batch_id, base, chunk, source_format, via
-            ):
+    chunks = run_parsed_chunks(
+        sessionmaker,
+        batch_id=batch_id,
+        base=base,
+        items=items,
+        source_format=source_format,
+        via=via,
+        chunk_lines=chunk_lines,
+        chunk_bytes=chunk_bytes,
+    )
+    async with contextlib.aclosing(chunks):
+        async for outcomes in chunks:
+            for outcome in outcomes:
                 yield outcome
-        status = "completed"
-    finally:
-        # Shielded: a client that hangs up cancels this task, and the cancellation would
-        # otherwise cancel this last write too, leaving the batch `running` forever.
-        with anyio.CancelScope(shield=True):
-            async with transaction(sessionmaker) as session:
-                await repository.add_counts(session, batch_id, {}, status=status)
 
 
 async def run(
@@ -357,7 +482,7 @@ def run_ndjson(
     settings: Settings,
 ) -> AsyncIterator[LineOutcome]:
     """``run`` over raw NDJSON bytes as they arrive, with the settings' line cap and JSON
-    limits: what the HTTP route and ``python -m app import`` both run."""
+    limits: what ``python -m app import`` runs."""
     return run(
         sessionmaker,
         batch_id=batch_id,
@@ -368,6 +493,31 @@ def run_ndjson(
     )
 
 
+def run_ndjson_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    batch_id: uuid.UUID,
+    base: AuditEntry,
+    chunks: AsyncIterator[bytes],
+    settings: Settings,
+) -> AsyncGenerator[list[LineOutcome], None]:
+    """``run_ndjson``, a committed chunk's outcomes at a time: what the HTTP route runs (one
+    write of the response per chunk, not per line)."""
+    items = parse_lines(
+        split_lines(chunks, settings.max_body_bytes),
+        max_line_bytes=settings.max_body_bytes,
+        json_limits=json_limits_of(settings),
+    )
+    return run_parsed_chunks(
+        sessionmaker,
+        batch_id=batch_id,
+        base=base,
+        items=items,
+        source_format="json",
+        via="a panel batch",
+    )
+
+
 async def _commit_chunk(
     sessionmaker: async_sessionmaker[AsyncSession],
     batch_id: uuid.UUID,
@@ -375,9 +525,11 @@ async def _commit_chunk(
     chunk: Sequence[ParsedLine],
     source_format: str,
     via: str,
+    after: asyncio.Task[list[LineOutcome]] | None = None,
 ) -> list[LineOutcome]:
-    """The chunk in one transaction, run again if the database aborted it as a deadlock or a
-    serialization failure (nothing of it was written); refused with a 503 if that persists."""
+    """The chunk in one transaction (written once ``after``, the chunk before, committed), run
+    again if the database aborted it as a deadlock or a serialization failure (nothing of it
+    was written); refused with a 503 if that persists."""
     for attempt in range(CHUNK_RETRIES + 1):
         try:
             async with transaction(sessionmaker) as session:
@@ -388,6 +540,7 @@ async def _commit_chunk(
                     chunk=chunk,
                     source_format=source_format,
                     via=via,
+                    after=after,
                 )
         except DBAPIError as exc:
             if not _retryable(exc):
@@ -399,6 +552,7 @@ async def _commit_chunk(
             )
             if attempt < CHUNK_RETRIES:
                 await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2**attempt))
+    await _committed(after)
     return await _refuse_chunk(sessionmaker, batch_id, base, chunk)
 
 

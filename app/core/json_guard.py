@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
+from functools import cache
 from itertools import accumulate, count
 from typing import Literal
 
@@ -60,21 +61,33 @@ def check_json(text: bytes, limits: JsonLimits) -> JsonViolation | None:
 
 
 def _number_violation(text: bytes, limits: JsonLimits) -> JsonViolation | None:
-    out_of_range = JsonViolation(
+    long_run, exponent, width = _number_patterns(limits.max_digits, limits.max_exponent)
+    for match in long_run.finditer(text):
+        run = match.group()
+        if len(run) - run.count(b".") > limits.max_digits:
+            return _out_of_range(limits)
+    for match in exponent.finditer(text):
+        digits = match.group(1)
+        if len(digits) > width or int(digits) > limits.max_exponent:
+            return _out_of_range(limits)
+    return None
+
+
+@cache
+def _number_patterns(
+    max_digits: int, max_exponent: int
+) -> tuple[re.Pattern[bytes], re.Pattern[bytes], int]:
+    """Compiled once per bound (every request is checked against the same two)."""
+    long_run = re.compile(rb"[\d.]{%d,}" % (max_digits + 1))
+    # Only exponents with as many significant digits as the bound can break it (e30 vs 30).
+    width = len(str(max_exponent))
+    exponent = re.compile(rb"[eE][+-]?0*([1-9]\d{%d,})" % (width - 1))
+    return long_run, exponent, width
+
+
+def _out_of_range(limits: JsonLimits) -> JsonViolation:
+    return JsonViolation(
         "number-out-of-range",
         f"A JSON number is out of range: at most {limits.max_digits} digits and a power of "
         f"ten within ±{limits.max_exponent} are accepted (nothing was stored).",
     )
-    long_run = re.compile(rb"[\d.]{%d,}" % (limits.max_digits + 1))
-    for match in long_run.finditer(text):
-        run = match.group()
-        if len(run) - run.count(b".") > limits.max_digits:
-            return out_of_range
-    # Only exponents with as many significant digits as the bound can break it (e30 vs 30).
-    width = len(str(limits.max_exponent))
-    exponent = re.compile(rb"[eE][+-]?0*([1-9]\d{%d,})" % (width - 1))
-    for match in exponent.finditer(text):
-        digits = match.group(1)
-        if len(digits) > width or int(digits) > limits.max_exponent:
-            return out_of_range
-    return None

@@ -93,16 +93,17 @@ def _possible_values(value: ResultValue) -> _Interval:
 def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
     """Raise ``ImpossibleValueError`` when no possible value lies within the absolute limits."""
     possible = _possible_values(value)
-    shown = describe_value(value)
     if possible.is_empty():
         raise ImpossibleValueError(
-            f"{shown} is not a possible concentration (a concentration cannot be negative)",
+            f"{describe_value(value)} is not a possible concentration (a concentration cannot "
+            "be negative)",
             value,
             limits,
         )
     plausible = _Interval(limits.absolute_low, True, limits.absolute_high, True)
     if possible.intersects(plausible):
         return
+    shown = describe_value(value)
     if limits.absolute_high is not None and not _Interval(
         None, False, limits.absolute_high, True
     ).intersects(possible):
@@ -114,6 +115,51 @@ def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
 
 def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
     """Classify ``value`` against ``limits`` (both in the same unit)."""
+    if value.comparator is None:  # most values: one number, in exactly one category
+        code = _only_category_of(value.value, limits)
+        if code is not None:
+            return Interpretation(code, code in (_LL, _HH))
+    return _interpret_possible(value, limits)
+
+
+def _only_category_of(number: Decimal, limits: RangeLimits) -> InterpretationCode | None:
+    """The one category of ``_regions(limits)`` holding ``number``; None when it lies in none
+    or several (limits out of order), left to ``_interpret_possible``. Each test is the
+    region's own interval for a single point: the same answer, without building intervals."""
+    low, high = limits.low, limits.high
+    critical_low, critical_high = limits.critical_low, limits.critical_high
+    normal_low = low if low is not None else critical_low
+    normal_high = high if high is not None else critical_high
+    found = [
+        code
+        for code, holds in (
+            (_LL, critical_low is not None and number < critical_low),
+            (
+                _L,
+                low is not None
+                and (critical_low is None or critical_low <= number)
+                and number < low,
+            ),
+            (
+                _N,
+                (normal_low is None or normal_low <= number)
+                and (normal_high is None or number <= normal_high),
+            ),
+            (
+                _H,
+                high is not None
+                and high < number
+                and (critical_high is None or number <= critical_high),
+            ),
+            (_HH, critical_high is not None and critical_high < number),
+        )
+        if holds
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _interpret_possible(value: ResultValue, limits: RangeLimits) -> Interpretation:
+    """``interpret`` over the interval of values ``value`` stands for."""
     possible = _possible_values(value)
     if possible.is_empty():
         return Interpretation(

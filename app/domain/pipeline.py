@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol
 
 from app.domain.catalog import Analyte, Catalog
@@ -31,7 +32,7 @@ from app.domain.interpretation import (
 from app.domain.range_errors import ImpossibleValueError
 from app.domain.range_text import parse_range_text
 from app.domain.ratios import RatioDefinition, ratio_documents
-from app.domain.reference_ranges import AppliedRange, applicable_range
+from app.domain.reference_ranges import AnalyteRanges, AppliedRange
 from app.domain.result_status import is_withdrawn, withdrawn_note
 from app.domain.types import InterpretationCode, PatientFacts, RangeLimits, RangeRow, ResultValue
 from app.domain.units import convert
@@ -72,6 +73,10 @@ class RangeSetView(Protocol):
     @property
     def original_units(self) -> Mapping[str, str]: ...
     def rows_for(self, analyte: str) -> tuple[RangeRow, ...]: ...
+    def ranges_for(self, analyte: str) -> AnalyteRanges:
+        """``rows_for`` prepared for ``applicable_range`` (kept by the set)."""
+        ...
+
     def reference(self) -> dict[str, Any]: ...
 
 
@@ -152,19 +157,18 @@ def normalize_results(
     normalized: list[NormalizedResult] = []
     seen: dict[str, int] = {}
     for position, item in enumerate(results):
-        where = f"{field}[{position}]"
         try:
             analyte = _analyte_of(
                 item, catalog, position=position, specimen=specimen, seen=seen, field=field
             )
         except DomainError as exc:
-            problems.append({"field": f"{where}.analyte", "message": str(exc)})
+            problems.append({"field": f"{field}[{position}].analyte", "message": str(exc)})
             continue
         try:
             unit, reported, canonical = _measured(item, analyte, catalog)
         except DomainError as exc:
             field_name = "unit" if "unit" in type(exc).__name__.lower() else "value"
-            problems.append({"field": f"{where}.{field_name}", "message": str(exc)})
+            problems.append({"field": f"{field}[{position}].{field_name}", "message": str(exc)})
             continue
         lab = _lab_range(item.reference_range)
         normalized.append(
@@ -172,7 +176,7 @@ def normalize_results(
                 position=position,
                 analyte=analyte,
                 code_sent=item.analyte,
-                loinc=catalog.loinc_for(analyte, unit, specimen=specimen, prefer=item.analyte),
+                loinc=_loinc_of(catalog, analyte.code, unit, specimen, item.analyte),
                 reported=reported,
                 unit=unit,
                 canonical=canonical,
@@ -189,6 +193,24 @@ def normalize_results(
             f"{len(problems)} result problem(s); see 'errors'. Nothing was stored.", problems
         )
     return normalized
+
+
+# A catalog is immutable and every panel asks it the same few questions (which analyte a sent
+# name is, which UCUM code a sent unit is, which LOINC code fits): the answers are kept, keyed
+# by the catalog itself (bounded; a refusal is not kept, it is raised again).
+@lru_cache(maxsize=4096)
+def _resolved(catalog: Catalog, name: str) -> Analyte:
+    return catalog.resolve(name)
+
+
+@lru_cache(maxsize=4096)
+def _unit_of(catalog: Catalog, analyte: str, unit: str) -> str:
+    return catalog.normalize_unit_for(catalog.get(analyte), unit)
+
+
+@lru_cache(maxsize=4096)
+def _loinc_of(catalog: Catalog, analyte: str, unit: str, specimen: str, sent: str) -> str | None:
+    return catalog.loinc_for(catalog.get(analyte), unit, specimen=specimen, prefer=sent)
 
 
 class _AnalyteRefusedError(DomainError):
@@ -210,7 +232,7 @@ def _analyte_of(
 ) -> Analyte:
     """The catalog's analyte, recorded in ``seen`` (code -> position) once it is not a repeat
     (recorded before the specimen check, so a repeat of a refused one is named a repeat)."""
-    analyte = catalog.resolve(item.analyte)
+    analyte = _resolved(catalog, item.analyte)
     if analyte.code in seen:
         raise _AnalyteRefusedError(
             f"{analyte.code} is already reported at {field}[{seen[analyte.code]}]"
@@ -228,7 +250,7 @@ def _measured(
     item: SentResult, analyte: Analyte, catalog: Catalog
 ) -> tuple[str, ResultValue, ResultValue]:
     """The unit as normalized, the value as reported and the value in the canonical unit."""
-    unit = catalog.normalize_unit_for(analyte, item.unit)
+    unit = _unit_of(catalog, analyte.code, item.unit)
     reported = parse_result_value(item.value)
     _check_storable(reported.value)
     canonical = convert(
@@ -256,9 +278,12 @@ class _LabRange:
     high: Decimal | None = None
 
 
+_NO_LAB_RANGE = _LabRange()
+
+
 def _lab_range(lab: SentRange | None) -> _LabRange:
     if lab is None:
-        return _LabRange()
+        return _NO_LAB_RANGE
     if lab.text and lab.low is None and lab.high is None:
         parsed = parse_range_text(lab.text)
         return _LabRange(lab.text, parsed.low, parsed.high)
@@ -329,12 +354,8 @@ def _verdict(
     """Raises ``ImpossibleValueError`` for a value outside the absolute bounds."""
     if range_set is None:
         return _lab_only(result, "no-reference-range: no reference-range set is active")
-    applied = applicable_range(
-        range_set.rows_for(result.analyte.code),
-        analyte=result.analyte.code,
-        specimen=specimen,
-        patient=patient,
-    )
+    # applicable_range over the set's rows of the analyte, prepared once per set.
+    applied = range_set.ranges_for(result.analyte.code).applicable(specimen, patient)
     check_absolute(result.canonical, applied.limits)
     return _assess(result, applied, range_set)
 
@@ -365,16 +386,36 @@ def _assess(
             critical=verdict.critical,
             note="; ".join(notes) or None,
             lab_disagreement=_lab_disagreement(result, code),
-            reference_range=range_snapshot(
-                applied.row,
-                range_set,
-                limits=applied.limits,
-                unit=result.analyte.canonical_unit,
-            ),
+            reference_range=_snapshot_of(applied, range_set, result.analyte.canonical_unit),
             possibly_critical=verdict.possibly_critical,
             status="interpreted" if applied.reference_applied else "no-reference-range",
         ),
     )
+
+
+# Range snapshots by applied range: a set's index keeps its applied ranges (one per row, sex
+# and age), so the same few recur and each snapshot is built once. Keyed by identity, each entry
+# holding its range and set (so no id is reused while it is kept); bounded by clearing.
+_SNAPSHOTS: dict[int, tuple[AppliedRange, RangeSetView, str, dict[str, Any] | None]] = {}
+_SNAPSHOTS_LIMIT = 4096
+
+
+def _snapshot_of(
+    applied: AppliedRange, range_set: RangeSetView, unit: str
+) -> dict[str, Any] | None:
+    """``range_snapshot`` of ``applied``: a new dict each time (each result stores its own)."""
+    kept = _SNAPSHOTS.get(id(applied))
+    if kept is not None and kept[0] is applied and kept[1] is range_set and kept[2] == unit:
+        snapshot = kept[3]
+    else:
+        snapshot = range_snapshot(applied.row, range_set, limits=applied.limits, unit=unit)
+        if applied.row is not None:  # without a row the range was made for this patient only
+            if len(_SNAPSHOTS) >= _SNAPSHOTS_LIMIT:
+                _SNAPSHOTS.clear()
+            _SNAPSHOTS[id(applied)] = (applied, range_set, unit, snapshot)
+    if snapshot is None:
+        return None
+    return {**snapshot, "range_set": dict(snapshot["range_set"])}
 
 
 def _lab_only(result: NormalizedResult, note: str) -> InterpretedResult:

@@ -73,6 +73,10 @@ def as_reported(value_text: str | None, stored: Decimal) -> Decimal:
     """The reported value with the digits the lab wrote (``"9.20"`` keeps its zero, which the
     stored, normalized decimal drops); the stored value when the text does not parse."""
     if value_text:
+        if value_text == str(stored) and not stored.is_signed():
+            # Text that is the stored decimal's own spelling parses back to that very decimal
+            # (digits and exponent): the common case of a value sent without a comparator.
+            return stored
         try:
             parsed = parse_result_value(value_text).value
         except DomainError:

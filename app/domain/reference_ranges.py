@@ -5,6 +5,10 @@ the patient's age on the collection date lies inside the row's half-open age ban
 rows the most specific wins: exact specimen over interchangeable specimen over "any specimen",
 then sex-specific over sex-independent, then the band nested inside the others. Anything left
 tied is a data error: a range set must never silently pick one of two equally good rows.
+
+A compiled range set keeps one ``AnalyteRanges`` per analyte: what selection needs that does not
+depend on the patient (the rows that can apply in a specimen, their age bands in whole months,
+the most cautious critical limits) is worked out once per set, not once per result.
 """
 
 from __future__ import annotations
@@ -42,25 +46,62 @@ class RangeConflict:
     message: str
 
 
+def months_of(years: Decimal) -> int:
+    """An age in years as whole months, a fractional month rounded half up (0.5 y: 6)."""
+    return int((years * 12).to_integral_value(rounding=ROUND_HALF_UP))
+
+
 def add_years(start: date, years: Decimal) -> date:
     """``start`` plus ``years``; a fractional part counts as whole months (rounded half up).
 
     A day that does not exist in the target month is clamped to its last day, so a Feb 29
     birthday reaches an age on Feb 28 in common years.
     """
-    total_months = int((years * 12).to_integral_value(rounding=ROUND_HALF_UP))
-    month_index = start.month - 1 + total_months
+    month_index = start.month - 1 + months_of(years)
     year = start.year + month_index // 12
     month = month_index % 12 + 1
     day = min(start.day, calendar.monthrange(year, month)[1])
     return date(year, month, day)
 
 
+def completed_months(birth_date: date, on_date: date) -> int:
+    """The largest whole number of months ``m`` with ``add_years(birth_date, m / 12) <=
+    on_date`` (negative before the birth date). ``add_years`` grows with the months added, so
+    ``birth + years <= on_date`` exactly when ``months_of(years) <= completed_months``: an age
+    band is checked with two integer comparisons."""
+    months = (on_date.year - birth_date.year) * 12 + on_date.month - birth_date.month
+    # That many months after the birth date is in on_date's month, on the birth day clamped
+    # to the month's last day: past on_date only when both lie after on_date's day.
+    if birth_date.day > on_date.day and calendar.monthrange(on_date.year, on_date.month)[1] > (
+        on_date.day
+    ):
+        months -= 1
+    return months
+
+
 def age_band_contains(row: RangeRow, *, birth_date: date, on_date: date) -> bool:
     """True when ``birth + min <= on_date < birth + max`` (each side unbounded when None)."""
-    if row.age_min_years is not None and add_years(birth_date, row.age_min_years) > on_date:
-        return False
-    return row.age_max_years is None or on_date < add_years(birth_date, row.age_max_years)
+    return _Band.of(row).holds(completed_months(birth_date, on_date))
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    """A row's half-open age band ``[min, max)`` in whole months (None: unbounded)."""
+
+    min_months: int | None
+    max_months: int | None
+
+    @classmethod
+    def of(cls, row: RangeRow) -> _Band:
+        low, high = row.age_min_years, row.age_max_years
+        return cls(
+            None if low is None else months_of(low), None if high is None else months_of(high)
+        )
+
+    def holds(self, age_months: int) -> bool:
+        return (self.min_months is None or self.min_months <= age_months) and (
+            self.max_months is None or age_months < self.max_months
+        )
 
 
 def specimen_rank(row_specimen: str | None, specimen: str) -> int | None:
@@ -82,35 +123,7 @@ def select_range(
 
     Raises ``AmbiguousRangeError`` when two equally specific rows both match.
     """
-    analyte_rows = [row for row in rows if row.analyte == analyte]
-    candidates: list[tuple[tuple[int, int], RangeRow]] = []
-    for row in analyte_rows:
-        rank = specimen_rank(row.specimen, specimen)
-        if rank is None or not _sex_matches(row, patient.sex) or not _age_matches(row, patient):
-            continue
-        candidates.append(((rank, 0 if row.sex is None else 1), row))
-    if not candidates:
-        return RangeSelection(
-            row=None, note=_no_match_note(analyte_rows, analyte, specimen, patient)
-        )
-
-    best_rank = max(rank for rank, _ in candidates)
-    best = [row for rank, row in candidates if rank == best_rank]
-    chosen = _narrowest(best)
-    if chosen is None:
-        raise AmbiguousRangeError(
-            f"{len(best)} equally specific reference ranges match {analyte} in {specimen} for "
-            f"{_describe_patient(patient)}: {'; '.join(describe_row(row) for row in best)}",
-            best,
-        )
-    note = None
-    if (
-        patient.sex in _SEX_INDEPENDENT_ONLY
-        and chosen.sex is None
-        and any(row.sex is not None for row in analyte_rows)
-    ):
-        note = f"sex '{patient.sex.value}': the sex-independent range was applied"
-    return RangeSelection(row=chosen, note=note)
+    return AnalyteRanges(rows, analyte).select(specimen, patient)
 
 
 def validate_rows(rows: Sequence[RangeRow]) -> list[RangeConflict]:
@@ -151,16 +164,6 @@ def describe_row(row: RangeRow) -> str:
     specimen = row.specimen or "any specimen"
     sex = row.sex.value if row.sex is not None else "any sex"
     return f"{row.analyte} in {specimen}, {sex}, age {_describe_band(row)}"
-
-
-def _sex_matches(row: RangeRow, sex: Sex) -> bool:
-    return row.sex is None or row.sex == sex
-
-
-def _age_matches(row: RangeRow, patient: PatientFacts) -> bool:
-    if patient.birth_date is None:
-        return _age_unbounded(row)
-    return age_band_contains(row, birth_date=patient.birth_date, on_date=patient.on_date)
 
 
 def _age_unbounded(row: RangeRow) -> bool:
@@ -286,32 +289,115 @@ def applicable_range(
       apply (highest critical low, lowest critical high), as do the widest absolute limits.
     - A row without critical limits borrows them the same way.
     """
-    specimen_rows = [
-        row
-        for row in rows
-        if row.analyte == analyte and specimen_rank(row.specimen, specimen) is not None
-    ]
-    fallback = _cautious_limits(specimen_rows)
-    if patient.sex in _SEX_INDEPENDENT_ONLY:
-        composite = _either_sex_row(specimen_rows, patient, specimen)
-        if composite is not None:
-            return _with_critical_fallback(
-                composite,
-                fallback,
-                f"sex '{patient.sex.value}': checked against every sex's range (normal only "
-                "inside all of them, the cautious choice)",
-            )
-    selection = select_range(rows, analyte=analyte, specimen=specimen, patient=patient)
-    if selection.row is None:
-        reason = selection.note or f"no reference range for {analyte} in {specimen}"
-        if fallback is None:
+    return AnalyteRanges(rows, analyte).applicable(specimen, patient)
+
+
+# Bounds each memo of applied ranges (keyed by rows and notes of the set, or by sex and age in
+# months: a few thousand at most); past it ranges are still worked out, just not kept.
+_MEMO_LIMIT = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A row that can apply in the specimen, with what selection compares of it."""
+
+    position: int  # among the analyte's rows
+    row: RangeRow
+    rank: tuple[int, int]  # specimen rank, then 1 for a sex-specific row
+    band: _Band
+    age_unbounded: bool
+
+
+class _SpecimenRows:
+    """An analyte's rows that can apply in one specimen, their most cautious limits, and the
+    ranges applied so far per patient sex and age (those never depend on more of a patient)."""
+
+    __slots__ = ("_applied", "by_patient", "candidates", "fallback", "rows")
+
+    def __init__(self, analyte_rows: Sequence[RangeRow], specimen: str) -> None:
+        candidates = []
+        for position, row in enumerate(analyte_rows):
+            rank = specimen_rank(row.specimen, specimen)
+            if rank is not None:
+                rank_key = (rank, 0 if row.sex is None else 1)
+                unbounded = _age_unbounded(row)
+                candidates.append(_Candidate(position, row, rank_key, _Band.of(row), unbounded))
+        self.candidates = tuple(candidates)
+        self.rows = tuple(c.row for c in candidates)
+        self.fallback = _cautious_limits(self.rows)
+        self._applied: dict[tuple[int, str | None], AppliedRange] = {}
+        self.by_patient: dict[tuple[Sex, int | None], AppliedRange] = {}
+
+    def applied(self, candidate: _Candidate, note: str | None) -> AppliedRange:
+        """``_with_critical_fallback`` of a row of the set, once per row and note."""
+        key = (candidate.position, note)
+        found = self._applied.get(key)
+        if found is None:
+            found = _with_critical_fallback(candidate.row, self.fallback, note)
+            if len(self._applied) < _MEMO_LIMIT:
+                self._applied[key] = found
+        return found
+
+
+class AnalyteRanges:
+    """One analyte's rows of a range set, prepared for selection: per specimen the rows that
+    can apply, their age bands in months and the most cautious critical limits, worked out on
+    first use and kept (a compiled range set holds one per analyte, ``ranges_for``)."""
+
+    __slots__ = ("_by_specimen", "_sex_specific", "analyte", "rows")
+
+    def __init__(self, rows: Iterable[RangeRow], analyte: str) -> None:
+        self.analyte = analyte
+        self.rows = tuple(row for row in rows if row.analyte == analyte)
+        self._sex_specific = any(row.sex is not None for row in self.rows)
+        self._by_specimen: dict[str, _SpecimenRows] = {}
+
+    def select(self, specimen: str, patient: PatientFacts) -> RangeSelection:
+        """``select_range`` over these rows."""
+        candidate, note = self._select(self._in(specimen), specimen, patient, _age_of(patient))
+        return RangeSelection(row=candidate.row if candidate else None, note=note)
+
+    def applicable(self, specimen: str, patient: PatientFacts) -> AppliedRange:
+        """``applicable_range`` over these rows."""
+        rows = self._in(specimen)
+        age = _age_of(patient)
+        # A row that applies depends on the patient's sex and age in months only (its note
+        # too), so it is kept per both; "no row covers the patient" describes the patient.
+        key = (patient.sex, age)
+        applied = rows.by_patient.get(key)
+        if applied is not None:
+            return applied
+        if patient.sex in _SEX_INDEPENDENT_ONLY:
+            composite = _either_sex_row(rows.candidates, age)
+            if composite is not None:
+                applied = _with_critical_fallback(
+                    composite,
+                    rows.fallback,
+                    f"sex '{patient.sex.value}': checked against every sex's range (normal "
+                    "only inside all of them, the cautious choice)",
+                )
+        if applied is None:
+            candidate, note = self._select(rows, specimen, patient, age)
+            if candidate is None:
+                return self._critical_limits_only(rows, specimen, note)
+            applied = rows.applied(candidate, note)
+        if len(rows.by_patient) < _MEMO_LIMIT:
+            rows.by_patient[key] = applied
+        return applied
+
+    def _critical_limits_only(
+        self, rows: _SpecimenRows, specimen: str, reason: str | None
+    ) -> AppliedRange:
+        """No row covers the patient (``reason`` says why): the cautious critical limits."""
+        reason = reason or f"no reference range for {self.analyte} in {specimen}"
+        if rows.fallback is None:
             return AppliedRange(
                 row=None,
                 limits=RangeLimits(),
                 reference_applied=False,
                 note=f"no-reference-range: {reason}",
             )
-        limits, scope = fallback
+        limits, scope = rows.fallback
         critical_text = _describe_critical(limits)
         note = f"no-reference-range: {reason}"
         if critical_text:
@@ -319,7 +405,51 @@ def applicable_range(
                 f"; critical limits still applied ({critical_text}, the most cautious of {scope})"
             )
         return AppliedRange(row=None, limits=limits, reference_applied=False, note=note)
-    return _with_critical_fallback(selection.row, fallback, selection.note)
+
+    def _in(self, specimen: str) -> _SpecimenRows:
+        found = self._by_specimen.get(specimen)
+        if found is None:
+            found = self._by_specimen[specimen] = _SpecimenRows(self.rows, specimen)
+        return found
+
+    def _select(
+        self, rows: _SpecimenRows, specimen: str, patient: PatientFacts, age: int | None
+    ) -> tuple[_Candidate | None, str | None]:
+        """The most specific candidate and the note for the reader (the reason when none)."""
+        sex = patient.sex
+        matching = [
+            c
+            for c in rows.candidates
+            if (c.row.sex is None or c.row.sex == sex)
+            and (c.age_unbounded if age is None else c.band.holds(age))
+        ]
+        if not matching:
+            return None, _no_match_note(list(self.rows), self.analyte, specimen, patient)
+        best_rank = max(c.rank for c in matching)
+        best = [c for c in matching if c.rank == best_rank]
+        if len(best) == 1:
+            chosen = best[0]
+        else:
+            row = _narrowest([c.row for c in best])
+            if row is None:
+                raise AmbiguousRangeError(
+                    f"{len(best)} equally specific reference ranges match {self.analyte} in "
+                    f"{specimen} for {_describe_patient(patient)}: "
+                    f"{'; '.join(describe_row(c.row) for c in best)}",
+                    [c.row for c in best],
+                )
+            chosen = next(c for c in best if c.row is row)
+        note = None
+        if sex in _SEX_INDEPENDENT_ONLY and chosen.row.sex is None and self._sex_specific:
+            note = f"sex '{sex.value}': the sex-independent range was applied"
+        return chosen, note
+
+
+def _age_of(patient: PatientFacts) -> int | None:
+    """The patient's age in completed months on the collection date; None: no birth date."""
+    if patient.birth_date is None:
+        return None
+    return completed_months(patient.birth_date, patient.on_date)
 
 
 def _with_critical_fallback(
@@ -400,13 +530,13 @@ def _cautious_limits(rows: Sequence[RangeRow]) -> tuple[RangeLimits, str] | None
     return limits, scope
 
 
-def _either_sex_row(
-    rows: Sequence[RangeRow], patient: PatientFacts, specimen: str
-) -> RangeRow | None:
+def _either_sex_row(candidates: Sequence[_Candidate], age: int | None) -> RangeRow | None:
     """For sex other/unknown: one row that is normal only inside every reference interval of
     the patient's age and specimen (each sex's and a sex-independent one, often their union);
-    None when no sex-specific row covers the patient."""
-    matching = _rows_of_age(rows, patient)
+    None when no sex-specific row covers the patient (or the patient has no birth date)."""
+    if age is None:
+        return None
+    matching = [c.row for c in candidates if c.band.holds(age)]
     if not any(row.sex is not None for row in matching):
         return None
     best = max(_own_specimen_rank(row) for row in matching)
@@ -428,18 +558,6 @@ def _either_sex_row(
         source="; ".join(sorted({r.source for r in matching})),
         row_id="+".join(r.row_id or "?" for r in matching),
     )
-
-
-def _rows_of_age(rows: Sequence[RangeRow], patient: PatientFacts) -> list[RangeRow]:
-    """The rows whose age band holds the patient; none without a birth date."""
-    birth_date = patient.birth_date
-    if birth_date is None:
-        return []
-    return [
-        row
-        for row in rows
-        if age_band_contains(row, birth_date=birth_date, on_date=patient.on_date)
-    ]
 
 
 def _own_specimen_rank(row: RangeRow) -> int:

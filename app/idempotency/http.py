@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
@@ -17,7 +18,7 @@ from app.audit.context import audit_target, draft_of
 from app.auth.deps import CurrentPrincipal
 from app.auth.principal import Principal
 from app.core.config import Settings
-from app.core.deps import AuditedSession, SettingsDep
+from app.core.deps import AuditedSession, SettingsDep, audited_transaction
 from app.idempotency.deps import IdempotencyKey, request_target, stored_response
 from app.idempotency.service import StoredResponse, run_idempotent
 
@@ -132,3 +133,41 @@ async def _idempotency(
 
 
 Idem = Annotated[Idempotency, Depends(_idempotency)]
+
+
+@dataclass(slots=True)
+class DeferredIdempotency:
+    """A creating route's Idempotency-Key for a route with a hot path that answers without
+    the request's session (inject it as `idem: DeferredIdem`): the key and the settings now,
+    the audited transaction only when the plain path runs, opened once:
+
+        async with idem.transaction(principal) as bound:
+            return await bound.run(produce)  # bound.session is the request's session
+
+    The block is the `AuditedSession` transaction: the audit row is its last statement, it
+    commits when the block ends (before the answer leaves) and rolls back on any error."""
+
+    request: Request
+    settings: Settings
+    key: str | None
+    _opened: bool = field(default=False, repr=False)
+
+    @asynccontextmanager
+    async def transaction(self, principal: Principal) -> AsyncIterator[Idempotency]:
+        if self._opened:
+            raise RuntimeError("one transaction per request")
+        self._opened = True
+        async with audited_transaction(self.request) as session:
+            yield Idempotency(self.request, session, principal, self.settings, self.key)
+
+
+# One dependency node, the header its only input. The transaction opens in the route's body,
+# after every dependency (authentication included): no credential lookup ever waits while
+# this request holds a pool connection.
+async def _deferred_idempotency(
+    request: Request, idempotency_key: IdempotencyKey = None
+) -> DeferredIdempotency:
+    return DeferredIdempotency(request, request.app.state.settings, idempotency_key)
+
+
+DeferredIdem = Annotated[DeferredIdempotency, Depends(_deferred_idempotency)]

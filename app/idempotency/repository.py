@@ -14,13 +14,14 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     select,
     true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.util.typing import TupleAny
 
 from app.core.db import keep_read, take_read_along
@@ -33,6 +34,7 @@ _CLAIM = {
     .returning(_RECORD.c.id)
     for name, insert_fn in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
+_INSERT_RECORD = insert(_RECORD)
 _COMPLETE = (
     update(_RECORD)
     .where(_RECORD.c.id == bindparam("record_id"))
@@ -108,6 +110,12 @@ async def claim(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | No
         found = combined[-1] is not None
         keep_read(session, along.key, tuple(combined[1:-1]) if found else None)
     return claimed
+
+
+async def insert_record_on(connection: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert a completed record as it is (the SQLite one-transaction POST, which checked under
+    the write lock that (principal, key) is not stored: no claim can be in flight)."""
+    await connection.execute(_INSERT_RECORD, values)
 
 
 async def get(session: AsyncSession, *, principal_id: str, key: str) -> Row[Any] | None:

@@ -22,7 +22,7 @@ from app.panels import bulk_repository
 from app.panels.interpretation import normalize
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate
-from app.panels.service import new_panel
+from app.panels.service import new_panel_rows
 from app.ranges.compiled import CompiledRangeSet
 
 _PANEL_COLUMNS = [column.key for column in Panel.__table__.columns]
@@ -53,7 +53,7 @@ def build(
     """The panel ``ingest`` would insert for ``data``. Pure (no I/O); raises what ``ingest``
     raises for refused results, so a caller can leave such a panel to ``ingest``."""
     normalized = normalize(data, specimen=data.specimen.value, catalog=catalog)
-    panel, rows, _ = new_panel(
+    panel, rows = new_panel_rows(
         data,
         normalized,
         organization_id=organization_id,

@@ -73,6 +73,21 @@ class _Unnest:
     def covers(self, row: dict[str, Any]) -> bool:
         return all(name in row for name in self.names)
 
+    def records(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """The rows as tuples in column order, converted (for COPY): built row by row, as
+        ``columns`` then transposed back would give them."""
+        getter = itemgetter(*self.names)
+        converted = [(i, convert) for i, convert in enumerate(self.convert) if convert]
+        if not converted:
+            return [getter(row) for row in rows]
+        records: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(getter(row))
+            for i, convert in converted:
+                values[i] = convert(values[i])
+            records.append(tuple(values))
+        return records
+
     def columns(self, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         """The rows as one list per column (every row carries every column)."""
         transposed = zip(*map(itemgetter(*self.names), rows), strict=True)
@@ -186,11 +201,10 @@ async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
         await repository.insert_results(session, rows)
         return
     connection = await session.connection()
-    columns = _RESULTS.columns(rows)
     driver = (await connection.get_raw_connection()).driver_connection
     if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
         await driver.copy_records_to_table(
-            _RESULT.name, records=list(zip(*columns, strict=True)), columns=_RESULTS.names
+            _RESULT.name, records=_RESULTS.records(rows), columns=_RESULTS.names
         )
         return
-    await connection.exec_driver_sql(_INSERT_RESULTS_SQL, tuple(columns))
+    await connection.exec_driver_sql(_INSERT_RESULTS_SQL, tuple(_RESULTS.columns(rows)))

@@ -14,7 +14,8 @@ would wait for) makes it RAISE, so nothing is written, and the request takes the
 a fresh transaction (replays, 409s, unchanged re-sends, corrections and conflicts all live
 there only). A stale entry costs a round trip, never a wrong write.
 
-SQLite (one writer, in-process) keeps the plain path.
+SQLite (one writer, in-process) writes the same prepared panel in one short BEGIN IMMEDIATE
+transaction instead (``app.panels.sqlite_once``), with the same checks and the same fallback.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import Any, cast
 
 import orjson
 from fastapi import Request, Response
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit import service as audit_service
 from app.audit.context import AuditDraft, audit_target, draft_of
@@ -36,6 +37,7 @@ from app.audit.entries import build_entry
 from app.auth.principal import Principal
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.core.driver import Driver
 from app.core.errors import AppError
 from app.domain.catalog import default_catalog
 from app.domain.errors import DomainError
@@ -51,16 +53,16 @@ from app.idempotency.service import (
 )
 from app.models.panel import Result
 from app.ops import metrics
-from app.panels import hot, known_patients, service
+from app.panels import hot, known_patients, service, sqlite_once
 from app.panels.interpretation import normalize
 from app.panels.repository import PatientForPanel, json_default
 from app.panels.schemas import PanelCreate
 from app.patients import matching as patient_matching
 from app.ranges import service as ranges
 
-_INGEST_ONCE = text(
-    "SELECT ingest_panel_once(CAST(:payload AS jsonb), CAST(:audit_rows AS jsonb), "
-    ":audit_expected_prev, CAST(:audit_chain AS smallint))"
+# Sent through the driver (app.core.driver): $1 the payload, $2-$4 the audit rows' parameters.
+_INGEST_ONCE = (
+    "SELECT ingest_panel_once(CAST($1 AS jsonb), CAST($2 AS jsonb), $3, CAST($4 AS smallint))"
 )
 # The function's refusals (see the migration): the plain path answers those requests.
 _STALE_PATIENT = "MP001"
@@ -89,7 +91,10 @@ class _PlainPath(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    payload: str
+    payload: str  # PostgreSQL: ingest_panel_once's argument ("" on SQLite)
+    record: dict[str, Any] | None
+    panel: dict[str, Any]
+    rows: list[dict[str, object]]
     response: StoredResponse
     entry: audit_service.AuditEntry
     panel_id: uuid.UUID
@@ -109,7 +114,8 @@ async def try_post(
     path, which answers exactly as if this had never been tried (nothing was written)."""
     engine: AsyncEngine = request.app.state.engine
     draft = draft_of(request.state)
-    if engine.dialect.name != "postgresql" or draft is None or draft.more or draft.written:
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "sqlite") or draft is None or draft.more or draft.written:
         return None
     ref = data.patient
     identifier = (ref.identifier.system, ref.identifier.value) if ref.identifier else None
@@ -117,13 +123,32 @@ async def try_post(
     patient = known_patients.get(patient_key)
     if patient is None:
         return None
-    prepared = await _prepare(request, principal, data, draft, patient, identifier, key, settings)
+    prepared = await _prepare(
+        request, principal, data, draft, patient, identifier, key, settings, dialect=dialect
+    )
     if prepared is None:
         return None
-    async with hot.autocommit_engine(engine).connect() as connection:
+    if dialect == "sqlite":
+        written = await sqlite_once.write(
+            engine,
+            organization_id=principal.organization_id,
+            patient=patient,
+            identifier=identifier,
+            principal_id=principal.id,
+            record=prepared.record,
+            panel=prepared.panel,
+            rows=prepared.rows,
+            entries=[prepared.entry],
+        )
+        if written is not sqlite_once.Written.WRITTEN:
+            if written is sqlite_once.Written.STALE:
+                known_patients.forget(patient_key)
+            return None
+        return _written(request, principal, prepared, engine)
+    async with Driver(engine) as driver:
         try:
             await audit_service.append_with(
-                connection, [prepared.entry], _writer(connection, prepared.payload)
+                engine, [prepared.entry], _writer(driver, prepared.payload)
             )
         except _PlainPath as refused:
             if refused.stale:  # the plain path reads the patient again and refills it
@@ -131,7 +156,15 @@ async def try_post(
             return None
         except audit_service.TailKeptMovingError:
             return None
-    # Exactly what the plain path leaves behind once its transaction committed.
+    return _written(request, principal, prepared, engine)
+
+
+def _written(
+    request: Request, principal: Principal, prepared: _Prepared, engine: AsyncEngine
+) -> Response:
+    """The 201, and exactly what the plain path leaves behind once its transaction committed."""
+    draft = draft_of(request.state)
+    assert draft is not None
     draft.written = True
     audit_target(
         request,
@@ -140,7 +173,7 @@ async def try_post(
         action="create",
         status_code=201,
     )
-    hot.remember_patient(engine, principal.organization_id, prepared.panel_id, patient.id)
+    hot.remember_patient(engine, principal.organization_id, prepared.panel_id, prepared.patient_id)
     metrics.PANELS_INGESTED.labels("json").inc()
     metrics.RESULTS_INGESTED.labels("json").inc(prepared.results)
     return stored_response(prepared.response, replayed=False)
@@ -155,6 +188,8 @@ async def _prepare(
     identifier: tuple[str, str] | None,
     key: str | None,
     settings: Settings,
+    *,
+    dialect: str,
 ) -> _Prepared | None:
     """Everything the plain path would write for a new panel, or None when it would refuse
     (the plain path then refuses with its own words)."""
@@ -170,7 +205,7 @@ async def _prepare(
         if identifier is not None:
             patient_matching.check_reference(*identifier)
         normalized = normalize(data, specimen=data.specimen.value, catalog=default_catalog())
-        panel, rows, _out = service.new_panel(
+        panel, rows = service.new_panel_rows(
             data,
             normalized,
             organization_id=organization_id,
@@ -200,8 +235,47 @@ async def _prepare(
             ),
             response,
         )
+    panel_row = service.panel_values(panel)
+    entry = build_entry(
+        principal,
+        action="create",
+        resource_type=draft.resource_type,
+        resource_id=str(panel.id),
+        patient_id=patient.id,
+        outcome=draft.outcome or "success",
+        status_code=201,
+        scope=request.scope,
+    )
+    payload = (
+        ""
+        if dialect != "postgresql"
+        else _payload(organization_id, patient, identifier, record, panel_row, rows)
+    )
+    return _Prepared(
+        payload=payload,
+        record=record,
+        panel=panel_row,
+        rows=rows,
+        response=response,
+        entry=entry,
+        panel_id=panel.id,
+        patient_id=patient.id,
+        results=len(rows),
+    )
+
+
+def _payload(
+    organization_id: uuid.UUID,
+    patient: PatientForPanel,
+    identifier: tuple[str, str] | None,
+    record: dict[str, Any] | None,
+    panel: dict[str, Any],
+    rows: list[dict[str, object]],
+) -> str:
+    """ingest_panel_once's JSON argument."""
+    if record is not None:
         # bytea's text form, which jsonb_populate_record reads.
-        record["response_body"] = "\\x" + response.body.hex()
+        record = {**record, "response_body": "\\x" + record["response_body"].hex()}
     payload = {
         "organization_id": organization_id,
         "patient": {
@@ -213,38 +287,21 @@ async def _prepare(
         "range_set_id": patient.range_set_id,
         "lock_timeout": _LOCK_WAIT,
         "idempotency": record,
-        "panel": service.panel_values(panel),
+        "panel": panel,
         "results": rows,
     }
-    entry = build_entry(
-        principal,
-        action="create",
-        resource_type=draft.resource_type,
-        resource_id=str(panel.id),
-        patient_id=patient.id,
-        outcome=draft.outcome or "success",
-        status_code=201,
-        scope=request.scope,
-    )
-    return _Prepared(
-        payload=orjson.dumps(payload, default=json_default).decode(),
-        response=response,
-        entry=entry,
-        panel_id=panel.id,
-        patient_id=patient.id,
-        results=len(rows),
-    )
+    return orjson.dumps(payload, default=json_default).decode()
 
 
-def _writer(connection: AsyncConnection, payload: str) -> audit_service.AppendingWrite:
-    async def write(audit: dict[str, Any]) -> str | None:
+def _writer(driver: Driver, payload: str) -> audit_service.AppendingWrite:
+    async def write(audit: tuple[str, str, int]) -> str | None:
         try:
-            await connection.execute(_INGEST_ONCE, {"payload": payload, **audit})
+            await driver.fetchrow(_INGEST_ONCE, payload, *audit)
         except DBAPIError as exc:
-            await connection.rollback()
+            # Autocommit: the refused statement wrote nothing, and there is nothing to undo.
             sqlstate = getattr(exc.orig, "sqlstate", None)
             if sqlstate == _TAIL_MOVED:
-                tail = getattr(exc.orig.__cause__ if exc.orig else None, "detail", None)
+                tail = getattr(exc.orig, "detail", None)
                 if isinstance(tail, str):
                     return tail  # nothing written: hashed again against the real tail
             if sqlstate in _PLAIN_PATH:

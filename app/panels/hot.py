@@ -1,28 +1,30 @@
 """The panel routes' hot paths (issue 15): GET /api/v1/panels/{id} in one round trip.
 
 A GET answers the stored document, and its audit row must commit with the read. On PostgreSQL
-both are one autocommit statement (``app.audit.service.append_along``): the SELECT of the
-document also calls ``audit_append_rows``, so there is no BEGIN, no COMMIT and no second
-statement. The audit row's hash must be computed here before the statement (the HMAC key never
-reaches the database) and names the panel's patient, so the patient is known beforehand from
-a per-process map of panel -> patient. A panel's patient never changes (no route updates it,
-panels are never deleted), and the statement still checks it: the row is read, and the audit
-row appended, only where the panel has that id, that organization AND that patient; otherwise
-nothing is appended and the request takes the plain path (one transaction, as before). So a
-stale or wrong entry can cost a round trip, never a wrong audit row or another organization's
-panel. The map is filled by the plain path and by POST, and bounded.
+both are one autocommit statement (``app.audit.service.append_along``), sent straight through
+asyncpg (``app.core.driver``): the SELECT of the document also calls ``audit_append_rows``, so
+there is no BEGIN, no COMMIT and no second statement. The audit row's hash must be computed
+here before the statement (the HMAC key never reaches the database) and names the panel's
+patient, so the patient is known beforehand from a per-process map of panel -> patient. A
+panel's patient never changes (no route updates it, panels are never deleted), and the
+statement still checks it: the row is read, and the audit row appended, only where the panel
+has that id, that organization AND that patient; otherwise nothing is appended and the request
+takes the plain path (one transaction, as before). So a stale or wrong entry can cost a round
+trip, never a wrong audit row or another organization's panel. The map is filled by the plain
+path and by POST, and bounded.
 
-SQLite (one writer, in-process reads) keeps the plain path.
+SQLite has no such statement, but its one writer holds the write lock from BEGIN IMMEDIATE to
+COMMIT: the same remembered patient makes the GET one short transaction on a bare connection
+(the document and the audit tail in one SELECT, then the audit row), with the same checks and
+the same fallback.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import Request
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit import repository as audit_repository
 from app.audit import service as audit_service
@@ -30,21 +32,21 @@ from app.audit.context import append_success, audit_target, draft_of
 from app.audit.entries import build_entry
 from app.auth.principal import Principal
 from app.core.db import transaction
-from app.panels import service
+from app.core.driver import Driver
+from app.panels import repository, service
 
 _PANEL_PATIENT_MAX = 100_000
 # (database, organization, panel) -> patient. The database is part of the key: tests (and the
 # CLI) run several apps on several databases in one process.
 _panel_patient: dict[tuple[str, uuid.UUID, uuid.UUID], uuid.UUID] = {}
 
-_DOCUMENT_AND_AUDIT = text(
+# $1-$3: the audit rows (repository.PG_APPEND_CALL); sent through the driver (app.core.driver).
+_DOCUMENT_AND_AUDIT = (
     "SELECT panel.document, "
     + audit_repository.PG_APPEND_CALL
-    + " FROM panel WHERE panel.organization_id = :org AND panel.id = :panel_id"
-    " AND panel.patient_id = :patient_id AND panel.document IS NOT NULL"
+    + " FROM panel WHERE panel.organization_id = $4 AND panel.id = $5"
+    " AND panel.patient_id = $6 AND panel.document IS NOT NULL"
 )
-
-_autocommit: dict[AsyncEngine, AsyncEngine] = {}
 
 
 def remember_patient(
@@ -54,13 +56,6 @@ def remember_patient(
     if len(_panel_patient) >= _PANEL_PATIENT_MAX:
         _panel_patient.clear()
     _panel_patient[(audit_service.database_name(engine), organization_id, panel_id)] = patient_id
-
-
-def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
-    found = _autocommit.get(engine)
-    if found is None:
-        found = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return found
 
 
 async def read_document(request: Request, principal: Principal, panel_id: uuid.UUID) -> bytes:
@@ -73,12 +68,7 @@ async def read_document(request: Request, principal: Principal, panel_id: uuid.U
         (audit_service.database_name(engine), organization_id, panel_id)
     )
     draft = draft_of(request.state)
-    if (
-        patient_id is not None
-        and draft is not None
-        and not draft.more
-        and engine.dialect.name == "postgresql"
-    ):
+    if patient_id is not None and draft is not None and not draft.more:
         audit_target(request, patient_id=patient_id)
         entry = build_entry(
             principal,
@@ -90,8 +80,8 @@ async def read_document(request: Request, principal: Principal, panel_id: uuid.U
             status_code=200,
             scope=request.scope,
         )
-        async with autocommit_engine(engine).connect() as connection:
-            document = await _read_along(connection, entry, organization_id, panel_id, patient_id)
+        read = read_along if engine.dialect.name == "postgresql" else read_along_sqlite
+        document = await read(engine, entry, organization_id, panel_id, patient_id)
         if document is not None:
             draft.written = True
             return document.encode()
@@ -107,17 +97,39 @@ async def read_document(request: Request, principal: Principal, panel_id: uuid.U
     return document.encode()
 
 
-async def _read_along(
-    connection: AsyncConnection,
+async def read_along(
+    engine: AsyncEngine,
     entry: audit_service.AuditEntry,
     organization_id: uuid.UUID,
     panel_id: uuid.UUID,
     patient_id: uuid.UUID,
 ) -> str | None:
-    params: dict[str, Any] = {
-        "org": organization_id,
-        "panel_id": panel_id,
-        "patient_id": patient_id,
-    }
-    row = await audit_service.append_along(connection, [entry], _DOCUMENT_AND_AUDIT, params)
+    """The panel's document, its audit row appended by the same statement; None (nothing
+    appended) when the panel is not that organization's and that patient's."""
+    async with Driver(engine) as driver:
+        row = await audit_service.append_along(
+            driver, [entry], _DOCUMENT_AND_AUDIT, organization_id, panel_id, patient_id
+        )
     return None if row is None else str(row[0])
+
+
+async def read_along_sqlite(
+    engine: AsyncEngine,
+    entry: audit_service.AuditEntry,
+    organization_id: uuid.UUID,
+    panel_id: uuid.UUID,
+    patient_id: uuid.UUID,
+) -> str | None:
+    """``read_along`` on SQLite: one short write transaction (BEGIN IMMEDIATE) on a bare
+    connection, no ORM session: the document and the audit tail in one SELECT, then the
+    audit row. None (rolled back, nothing appended) as ``read_along``."""
+    async with engine.connect() as connection, connection.begin() as transaction:
+        found = await repository.document_and_audit_tail(
+            connection, organization_id=organization_id, panel_id=panel_id, patient_id=patient_id
+        )
+        if found is None:
+            await transaction.rollback()
+            return None
+        document, tail = found
+        await audit_service.append_sqlite_on(connection, [entry], tail=tail)
+    return document

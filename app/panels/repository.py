@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
     bindparam,
@@ -23,11 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.util.typing import TupleAny
 
 from app.core.db import ReadAlong, read_along, read_kept
 from app.domain.result_status import WITHDRAWN
+from app.models.audit import AuditEvent
+from app.models.idempotency import IdempotencyRecord
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
 from app.models.range_set import RangeSet
@@ -119,6 +123,118 @@ async def patient_for_panel(
         connection = await session.connection()
         row = (await connection.execute(read.statement, read.params)).first()
     return None if row is None else PatientForPanel(row[0], row[1], row[2], row[3])
+
+
+class NewPanelCheck(NamedTuple):
+    """What the SQLite one-transaction POST (app.panels.sqlite_once) re-reads under the write
+    lock before writing a panel it prepared: the patient as the plain path would read it."""
+
+    patient: PatientForPanel | None
+    key_exists: bool
+    accession_exists: bool
+    audit_tail: str | None
+
+
+# SQLite appends to chain 0 only (app.audit.repository).
+_SQLITE_AUDIT_TAIL = (
+    select(AuditEvent.hash)
+    .where(AuditEvent.chain == 0)
+    .order_by(AuditEvent.seq.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_DOCUMENT_AND_AUDIT_TAIL = select(Panel.document, _SQLITE_AUDIT_TAIL.label("audit_tail")).where(
+    Panel.organization_id == bindparam("org"),
+    Panel.id == bindparam("panel_id"),
+    Panel.patient_id == bindparam("patient_id"),
+    Panel.document.is_not(None),
+)
+
+
+async def document_and_audit_tail(
+    connection: AsyncConnection,
+    *,
+    organization_id: uuid.UUID,
+    panel_id: uuid.UUID,
+    patient_id: uuid.UUID,
+) -> tuple[str, str | None] | None:
+    """SQLite, in a write transaction: the panel's stored document, if it is that
+    organization's and that patient's, and the audit chain's tail; one SELECT."""
+    row = (
+        await connection.execute(
+            _DOCUMENT_AND_AUDIT_TAIL,
+            {"org": organization_id, "panel_id": panel_id, "patient_id": patient_id},
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def _with_new_panel_facts(patient_read: Select[*TupleAny]) -> Select[*TupleAny]:
+    key_exists = exists().where(
+        IdempotencyRecord.principal_id == bindparam("principal_id"),
+        IdempotencyRecord.key == bindparam("key"),
+    )
+    accession_exists = exists().where(
+        Panel.organization_id == bindparam("org"),
+        Panel.source == bindparam("source"),
+        Panel.accession == bindparam("accession"),
+    )
+    return patient_read.add_columns(
+        key_exists.label("key_exists"),
+        accession_exists.label("accession_exists"),
+        _SQLITE_AUDIT_TAIL.label("audit_tail"),
+    )
+
+
+_CHECK_BY_ID = _with_new_panel_facts(_PATIENT_BY_ID)
+_CHECK_BY_IDENTIFIER = _with_new_panel_facts(_PATIENT_BY_IDENTIFIER)
+
+
+async def new_panel_check(
+    connection: AsyncConnection,
+    *,
+    organization_id: uuid.UUID,
+    patient_id: uuid.UUID | None,
+    identifier: tuple[str, str] | None,
+    principal_id: str,
+    key: str | None,
+    source: str,
+    accession: str,
+) -> NewPanelCheck:
+    """The patient the panel names (None: no such patient now), whether the Idempotency-Key
+    (None: no key, never found) and the natural key are stored, and the audit chain's tail:
+    one SELECT."""
+    params: dict[str, Any] = {
+        "org": organization_id,
+        "principal_id": principal_id,
+        "key": key,
+        "source": source,
+        "accession": accession,
+    }
+    if identifier is not None:
+        statement = _CHECK_BY_IDENTIFIER
+        params.update(system=identifier[0], value=identifier[1])
+    else:
+        statement = _CHECK_BY_ID
+        params["patient_id"] = patient_id
+    row = (await connection.execute(statement, params)).first()
+    if row is None:
+        return NewPanelCheck(None, False, False, None)
+    return NewPanelCheck(
+        PatientForPanel(row[0], row[1], row[2], row[3]), bool(row[4]), bool(row[5]), row[6]
+    )
+
+
+async def insert_new_panel_on(
+    connection: AsyncConnection, panel: dict[str, Any], rows: Sequence[dict[str, Any]]
+) -> None:
+    """A new panel and its results (SQLite one-transaction POST: the natural key was checked
+    under the write lock, so the insert cannot meet a stored panel)."""
+    inserted = (await connection.execute(_INSERT_PANEL[connection.dialect.name], panel)).first()
+    if inserted is None:
+        raise RuntimeError("the panel's natural key was stored under the write lock")
+    if rows:
+        await connection.execute(_INSERT_RESULTS, list(rows))
 
 
 async def insert_panel_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:

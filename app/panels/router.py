@@ -9,7 +9,7 @@ from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels, CanReinterpretPanels, CanWritePanels
 from app.core.deps import AuditedSession
 from app.idempotency.deps import IDEMPOTENCY_RESPONSES
-from app.idempotency.http import Idem, json_response
+from app.idempotency.http import DeferredIdem, json_response
 from app.idempotency.service import StoredResponse
 from app.kit.problems import problem_doc
 from app.kit.routing import api_router
@@ -54,9 +54,8 @@ router = api_router("panels")
 )
 async def post_panel(
     request: Request,
-    session: AuditedSession,
     principal: CanWritePanels,
-    idem: Idem,
+    idem: DeferredIdem,
     body: Annotated[
         PanelCreate, Body(openapi_examples={"mineral panel": {"value": PANEL_EXAMPLE}})
     ],
@@ -100,35 +99,42 @@ async def post_panel(
     if fast is not None:
         return fast
 
-    async def produce() -> StoredResponse:
-        outcome = await corrections.ingest_or_correct(
-            session,
-            organization_id=principal.organization_id,
-            data=body,
-            source_format="json",
-            via="the native API",
-        )
-        panel = outcome.panel
-        hot.remember_patient(
-            request.app.state.engine, principal.organization_id, panel.id, panel.patient_id
-        )
-        audit_target(
-            request,
-            resource_id=panel.id,
-            patient_id=panel.patient_id,
-            action="create" if outcome.created else "update" if outcome.corrected else "read",
-            status_code=201 if outcome.created else 200,
-        )
-        return json_response(
-            outcome.document.encode(),
-            201 if outcome.created else 200,
-            location=f"/api/v1/panels/{panel.id}",
-        )
+    # The plain path, in the request's audited transaction (opened only now: the hot path
+    # above needs none); it commits, audit row last, when the block ends.
+    async with idem.transaction(principal) as plain:
+        session = plain.session
 
-    # The patient lookup goes out with the Idempotency-Key claim (one statement).
-    service.read_patient_with_claim(session, organization_id=principal.organization_id, data=body)
-    # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.
-    return await idem.run(produce)
+        async def produce() -> StoredResponse:
+            outcome = await corrections.ingest_or_correct(
+                session,
+                organization_id=principal.organization_id,
+                data=body,
+                source_format="json",
+                via="the native API",
+            )
+            panel = outcome.panel
+            hot.remember_patient(
+                request.app.state.engine, principal.organization_id, panel.id, panel.patient_id
+            )
+            audit_target(
+                request,
+                resource_id=panel.id,
+                patient_id=panel.patient_id,
+                action="create" if outcome.created else "update" if outcome.corrected else "read",
+                status_code=201 if outcome.created else 200,
+            )
+            return json_response(
+                outcome.document.encode(),
+                201 if outcome.created else 200,
+                location=f"/api/v1/panels/{panel.id}",
+            )
+
+        # The patient lookup goes out with the Idempotency-Key claim (one statement).
+        service.read_patient_with_claim(
+            session, organization_id=principal.organization_id, data=body
+        )
+        # Not idem.created: a panel posted again answers 200 (stored or corrected), not 201.
+        return await plain.run(produce)
 
 
 @router.get(

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -31,7 +31,7 @@ from app.panels.interpretation import (
 )
 from app.panels.repository import PatientForPanel
 from app.panels.schemas import PanelCreate, PanelOut
-from app.panels.views import panel_out
+from app.panels.views import panel_fields, panel_out, render
 from app.patients import matching as patient_matching
 from app.patients import service as patients_service
 from app.ranges import service as ranges
@@ -200,6 +200,49 @@ def new_panel(
     """The panel ``ingest`` inserts for ``data`` (document set), its results' rows and its
     view. Pure (no I/O), so ``app.panels.bulk`` builds a chunk's panels with it; raises what
     ``interpret`` raises for refused results."""
+    panel, rows, fields = _built(
+        data,
+        normalized,
+        organization_id=organization_id,
+        patient=patient,
+        range_set=range_set,
+        source_format=source_format,
+    )
+    return panel, rows, PanelOut.model_validate(fields)
+
+
+def new_panel_rows(
+    data: PanelCreate,
+    normalized: list[NormalizedResult],
+    *,
+    organization_id: uuid.UUID,
+    patient: PatientForPanel,
+    range_set: CompiledRangeSet | None,
+    source_format: str,
+) -> tuple[Panel, list[dict[str, object]]]:
+    """``new_panel`` without the view, for a caller that answers with the panel's document:
+    validating the view is ~10% of building a panel (bench/panel_cpu.py)."""
+    panel, rows, _ = _built(
+        data,
+        normalized,
+        organization_id=organization_id,
+        patient=patient,
+        range_set=range_set,
+        source_format=source_format,
+    )
+    return panel, rows
+
+
+def _built(
+    data: PanelCreate,
+    normalized: list[NormalizedResult],
+    *,
+    organization_id: uuid.UUID,
+    patient: PatientForPanel,
+    range_set: CompiledRangeSet | None,
+    source_format: str,
+) -> tuple[Panel, list[dict[str, object]], dict[str, Any]]:
+    """The panel, its results' rows and the view's fields (``views.panel_fields``)."""
     interpreted = interpret(
         normalized,
         range_set=range_set,
@@ -237,7 +280,7 @@ def new_panel(
         _result_values(panel, patient.id, result, verdict)
         for result, verdict in interpreted.pairs()
     ]
-    out = panel_out(
+    fields = panel_fields(
         panel,
         # The view reads attributes only: plain namespaces of the very row values inserted, not
         # ORM instances (whose instrumented construction was ~15% of a POST's CPU, measured).
@@ -245,8 +288,9 @@ def new_panel(
         range_set.name if range_set else None,
         range_set.version if range_set else None,
     )
-    panel.document = out.model_dump_json()
-    return panel, rows, out
+    # The document is written from the fields directly: the bytes the view model would write.
+    panel.document = render(fields)
+    return panel, rows, fields
 
 
 async def _existing(

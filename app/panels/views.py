@@ -2,114 +2,141 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
+
+import orjson
 
 from app.domain.precision import as_reported, display_value, plain
-from app.domain.result_status import ResultStatus
 from app.models.panel import Panel, Result
 from app.panels.interpretation import INTERPRETATION_DISPLAY
 from app.panels.schemas import (
     AppliedRangeOut,
-    CanonicalValueOut,
-    InterpretationOut,
-    LabReportedOut,
     PanelOut,
     RatioOut,
-    ReportedValueOut,
     ResultOut,
 )
 
 
 def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+    if value is None:
+        return None
+    return Decimal(value if isinstance(value, str) else str(value))
+
+
+# Each output model below is first built as a plain dict of its fields, in the model's field
+# order: ``panel_out`` validates the tree into the models, and a new panel's stored document
+# is the same tree serialized directly (``render``), byte for byte what ``PanelOut``'s
+# ``model_dump_json()`` writes (tests/panels/test_panel_document.py compares them).
+
+
+def applied_range_fields(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``AppliedRangeOut``'s fields of a stored range snapshot."""
+    if not snapshot:
+        return None
+    return {
+        "range_set": snapshot.get("range_set"),
+        "basis": snapshot.get("basis", "reference"),
+        "row_id": snapshot.get("row_id"),
+        "unit": snapshot["unit"],
+        "specimen": snapshot.get("specimen"),
+        "sex": snapshot.get("sex"),
+        "age_min_years": _dec(snapshot.get("age_min_years")),
+        "age_max_years": _dec(snapshot.get("age_max_years")),
+        "low": _dec(snapshot.get("low")),
+        "high": _dec(snapshot.get("high")),
+        "critical_low": _dec(snapshot.get("critical_low")),
+        "critical_high": _dec(snapshot.get("critical_high")),
+        "source": snapshot.get("source"),
+    }
 
 
 def applied_range(snapshot: dict[str, Any] | None) -> AppliedRangeOut | None:
-    if not snapshot:
-        return None
-    return AppliedRangeOut(
-        range_set=snapshot.get("range_set"),
-        basis=snapshot.get("basis", "reference"),
-        row_id=snapshot.get("row_id"),
-        unit=snapshot["unit"],
-        specimen=snapshot.get("specimen"),
-        sex=snapshot.get("sex"),
-        age_min_years=_dec(snapshot.get("age_min_years")),
-        age_max_years=_dec(snapshot.get("age_max_years")),
-        low=_dec(snapshot.get("low")),
-        high=_dec(snapshot.get("high")),
-        critical_low=_dec(snapshot.get("critical_low")),
-        critical_high=_dec(snapshot.get("critical_high")),
-        source=snapshot.get("source"),
-    )
+    fields = applied_range_fields(snapshot)
+    return None if fields is None else AppliedRangeOut.model_validate(fields)
 
 
-def result_out(result: Result) -> ResultOut:
+def result_fields(result: Result) -> dict[str, Any]:
+    """``ResultOut``'s fields (nested models as dicts) of a stored result."""
+    lab_range_text = result.lab_range_text
+    lab_flag = result.lab_flag
+    lab_low = result.lab_range_low
+    lab_high = result.lab_range_high
+    lab_comment = result.lab_comment
     has_lab = (
-        result.lab_range_text
-        or result.lab_flag
-        or result.lab_range_low is not None
-        or (result.lab_range_high is not None)
-        or result.lab_comment
+        lab_range_text or lab_flag or lab_low is not None or lab_high is not None or lab_comment
     )
-    return ResultOut(
-        id=result.id,
-        analyte=result.analyte,
-        status=cast(ResultStatus, result.status or "final"),
-        loinc=result.loinc,
-        code_sent=result.code_sent,
-        reported=ReportedValueOut(
-            text=result.value_text,
-            value=result.value,
-            comparator=result.comparator,
-            unit=result.unit,
-        ),
-        canonical=CanonicalValueOut(
-            value=result.canonical_value,
-            comparator=result.comparator,
-            unit=result.canonical_unit,
-            display_value=plain(
+    comparator = result.comparator
+    canonical_value = result.canonical_value
+    interpretation = result.interpretation
+    return {
+        "id": result.id,
+        "analyte": result.analyte,
+        "status": result.status or "final",
+        "loinc": result.loinc,
+        "code_sent": result.code_sent,
+        "reported": {
+            "text": result.value_text,
+            "value": result.value,
+            "comparator": comparator,
+            "unit": result.unit,
+        },
+        "canonical": {
+            "value": canonical_value,
+            "comparator": comparator,
+            "unit": result.canonical_unit,
+            "display_value": plain(
                 display_value(
-                    result.canonical_value,
+                    canonical_value,
                     reported=as_reported(result.value_text, result.value),
                     converted=result.unit != result.canonical_unit,
                 )
             ),
-        ),
-        interpretation=InterpretationOut(
-            code=result.interpretation,
-            display=INTERPRETATION_DISPLAY.get(result.interpretation or ""),
-            critical=result.critical,
-            possibly_critical=result.possibly_critical,
-            status=result.interpretation_status,
-            note=result.interpretation_note,
-            reference_range=applied_range(result.reference_range),
-        ),
-        lab=LabReportedOut(
-            range_text=result.lab_range_text,
-            low=result.lab_range_low,
-            high=result.lab_range_high,
-            flag=result.lab_flag,
-            disagreement=result.lab_disagreement,
-            comment=result.lab_comment,
-        )
+        },
+        "interpretation": {
+            "code": interpretation,
+            "display": INTERPRETATION_DISPLAY.get(interpretation or ""),
+            "critical": result.critical,
+            "possibly_critical": result.possibly_critical,
+            "status": result.interpretation_status,
+            "note": result.interpretation_note,
+            "reference_range": applied_range_fields(result.reference_range),
+        },
+        "lab": {
+            "range_text": lab_range_text,
+            "low": lab_low,
+            "high": lab_high,
+            "flag": lab_flag,
+            "disagreement": result.lab_disagreement,
+            "comment": lab_comment,
+        }
         if has_lab
         else None,
-    )
+    }
+
+
+def result_out(result: Result) -> ResultOut:
+    return ResultOut.model_validate(result_fields(result))
+
+
+def ratio_fields(ratio: dict[str, Any]) -> dict[str, Any]:
+    """``RatioOut``'s fields of a stored ratio."""
+    return {
+        "code": ratio["code"],
+        "display": ratio["display"],
+        "value": _dec(ratio.get("value")),
+        "interpretation": ratio.get("interpretation"),
+        "low": _dec(ratio.get("low")),
+        "high": _dec(ratio.get("high")),
+        "note": ratio.get("note"),
+        "source": ratio.get("source"),
+    }
 
 
 def ratio_out(ratio: dict[str, Any]) -> RatioOut:
-    return RatioOut(
-        code=ratio["code"],
-        display=ratio["display"],
-        value=_dec(ratio.get("value")),
-        interpretation=ratio.get("interpretation"),
-        low=_dec(ratio.get("low")),
-        high=_dec(ratio.get("high")),
-        note=ratio.get("note"),
-        source=ratio.get("source"),
-    )
+    return RatioOut.model_validate(ratio_fields(ratio))
 
 
 # PanelOut's fields that are the stored panel's columns as they are (the rest are built here).
@@ -118,12 +145,13 @@ _PANEL_COLUMNS = tuple(
 )
 
 
-def panel_out(
+def panel_fields(
     panel: Panel,
-    results: list[Result],
+    results: Iterable[Result],
     range_set_name: str | None,
     range_set_version: int | None,
-) -> PanelOut:
+) -> dict[str, Any]:
+    """``PanelOut``'s fields (nested models as dicts, in field order) of a stored panel."""
     range_set: dict[str, str | int] | None = None
     if panel.range_set_id is not None and range_set_name is not None:
         range_set = {
@@ -131,12 +159,37 @@ def panel_out(
             "name": range_set_name,
             "version": range_set_version or 0,
         }
-    return PanelOut(
-        **{name: getattr(panel, name) for name in _PANEL_COLUMNS},
-        range_set=range_set,
-        results=[result_out(r) for r in results],
-        ratios=[ratio_out(r) for r in panel.ratios or []],
-    )
+    fields = {name: getattr(panel, name) for name in _PANEL_COLUMNS}
+    fields["range_set"] = range_set
+    fields["results"] = [result_fields(r) for r in results]
+    fields["ratios"] = [ratio_fields(r) for r in panel.ratios or []]
+    return {name: fields[name] for name in PanelOut.model_fields}
+
+
+def panel_out(
+    panel: Panel,
+    results: list[Result],
+    range_set_name: str | None,
+    range_set_version: int | None,
+) -> PanelOut:
+    return PanelOut.model_validate(panel_fields(panel, results, range_set_name, range_set_version))
+
+
+def _json_value(value: object) -> float | str:
+    """What orjson leaves to us, as the output models write it: decimals are JsonDecimal (a
+    JSON number, ``float(value)``); a UUID subclass (asyncpg's, for ids read from PostgreSQL)
+    is its text, as orjson writes a ``uuid.UUID``."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a field type of the panel document")
+
+
+def render(fields: dict[str, Any]) -> str:
+    """``panel_fields`` as JSON: the bytes ``PanelOut.model_validate(fields).model_dump_json()``
+    writes (compact, field order, decimals as numbers, UTC as ``Z``), without the models."""
+    return orjson.dumps(fields, default=_json_value, option=orjson.OPT_UTC_Z).decode()
 
 
 def result_snapshot(result: Result) -> dict[str, Any]:

@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from app.domain.catalog import Catalog
 from app.domain.ratios import RatioDefinition
+from app.domain.reference_ranges import AnalyteRanges
 from app.domain.types import RangeLimits, RangeRow, Sex
 from app.domain.units import convert
 from app.models.range_set import RangeSet, RatioRange, ReferenceRange
@@ -38,11 +40,25 @@ class CompiledRangeSet:
     rows_by_analyte: dict[str, tuple[RangeRow, ...]]
     ratios: tuple[RatioDefinition, ...]
     original_units: dict[str, str] = field(default_factory=dict)
+    # Each analyte's rows prepared for selection, filled on first use (the set never changes).
+    _ranges: dict[str, AnalyteRanges] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def rows_for(self, analyte: str) -> tuple[RangeRow, ...]:
         return self.rows_by_analyte.get(analyte, ())
 
+    def ranges_for(self, analyte: str) -> AnalyteRanges:
+        found = self._ranges.get(analyte)
+        if found is None:
+            found = self._ranges[analyte] = AnalyteRanges(self.rows_for(analyte), analyte)
+        return found
+
     def reference(self) -> dict[str, Any]:
+        return dict(self._reference)  # a new dict each time: it is stored in each snapshot
+
+    @cached_property
+    def _reference(self) -> dict[str, Any]:
         return {"id": str(self.id), "name": self.name, "version": self.version}
 
 

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from app.audit import service as audit_service
 from app.models.panel import Panel
@@ -75,6 +75,38 @@ def test_reading_a_panel_again_and_again_answers_the_same_document_and_audits_ev
         assert uuid.UUID(str(row["patient_id"])) == uuid.UUID(panel["patient_id"])
         assert (row["outcome"], row["status_code"]) == ("success", 200)
         assert row["path"] == f"/api/v1/panels/{panel['id']}"
+    assert _chain_verifies(db)
+
+
+def test_a_read_of_a_known_panel_is_one_statement_or_one_short_sqlite_transaction(
+    client: TestClient, db: Database
+) -> None:
+    panel = _panel(client)  # the POST told this process the panel's patient
+    engine = db.app.state.engine.sync_engine
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "api_key" not in statement and statement != "BEGIN":  # authentication's own
+            seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        response = client.get(f"/api/v1/panels/{panel['id']}")
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == panel
+    if engine.dialect.name == "postgresql":
+        assert len(seen) == 1, seen
+        assert seen[0].startswith("SELECT panel.document, audit_append_rows("), seen
+    else:
+        assert len(seen) == 3, seen
+        assert seen[0] == "BEGIN IMMEDIATE", seen
+        assert seen[1].startswith("SELECT panel.document, (SELECT audit_event.hash"), seen
+        assert seen[2].startswith("INSERT INTO audit_event "), seen
+    [row] = _read_rows(db, panel["id"])
+    assert uuid.UUID(str(row["patient_id"])) == uuid.UUID(panel["patient_id"])
     assert _chain_verifies(db)
 
 
