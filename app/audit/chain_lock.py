@@ -1,15 +1,19 @@
 """This process's turn on the audit trail: an in-process lock in front of the database's.
 
 The trail may be striped into up to CHAIN_STRIPES chains, each linked and locked on its own
-(see app.audit.repository). A process appends to ONE chain: chain 0 when the settings allow
-one chain (``MINERAL_AUDIT_CHAINS=1``, the default: a single chain, as before), else one it
-picked at random among the first ``audit_chains``, so that processes (workers, replicas)
-rarely share a lock. Within the process, requests take turns on that chain and keep the turn
-until their transaction ends: the process then knows its chain's tail, so the hash it
-computes is right the first time (one round trip). Before, concurrent appenders of one
-process raced for the database lock with the same guess: nearly every append under load was
-a second round trip made while holding the lock (measured: 1.98 ``audit_append_rows`` calls
-per request at 16 connections; 1.00 with turns).
+(see app.audit.repository). A process appends to chain 0 when the settings allow one chain
+(``MINERAL_AUDIT_CHAINS=1``, the default: a single chain, as before), else to its own LANES
+chains, picked at random among the first ``audit_chains``, so that processes (workers,
+replicas) rarely share a lock. Within the process, requests take turns on each of its chains
+and keep the turn until their transaction ends (or their one autocommit statement returns):
+the process then knows each chain's tail, so the hash it computes is right the first time
+(one round trip). Before turns, concurrent appenders of one process raced for the database
+lock with the same guess: nearly every append under load was a second round trip made while
+holding the lock (measured: 1.98 ``audit_append_rows`` calls per request at 16 connections;
+1.00 with turns). With ONE chain per process, though, a turn is held for a whole statement's
+round trip (a POST's commit included), so a worker appended one row at a time whatever its
+CPU: measured, one worker sat at ~230 POST/s with half a core idle. With several lanes, an
+append takes the next lane whose turn is free, so that many appends are in flight at once.
 
 Purely an optimization: the database still checks every link under the chain's lock, so a
 wrong guess (another process on the same chain) costs a round trip, never a fork. A turn not
@@ -20,6 +24,7 @@ as before.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import time
@@ -32,7 +37,13 @@ from app.audit.repository import CHAIN_STRIPES
 
 _HELD = "mineral_audit_chain_turn"
 
-_picked: dict[tuple[int, int], int] = {}  # (pid, chains allowed) -> chain: re-picked after fork
+# The chains one process appends to at once (with more than one chain allowed), each with its
+# own turn: how many of a worker's appends (one per POST or GET) may be in flight together.
+LANES = 8
+
+# (pid, chains allowed) -> this process's chains: picked again after a fork.
+_picked: dict[tuple[int, int], list[int]] = {}
+_rotation = itertools.count()
 
 # One lock per event loop, database and chain: asyncio locks belong to the loop they first
 # wait in, and tests run several loops in one process.
@@ -41,33 +52,58 @@ _locks: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
-def process_chain(allowed: int) -> int:
-    """The chain this process appends to: 0 when one is allowed, else one of the first
-    `allowed`, picked at random once per process."""
+def process_chains(allowed: int) -> list[int]:
+    """The chains this process appends to: [0] when one is allowed, else LANES (at most
+    `allowed`) of the first `allowed`, picked at random once per process."""
     if allowed <= 1:
-        return 0
+        return [0]
     key = (os.getpid(), min(allowed, CHAIN_STRIPES))
-    if key not in _picked:
-        _picked[key] = random.Random(f"{key[0]}-{time.time_ns()}").randrange(key[1])
-    return _picked[key]
+    lanes = _picked.get(key)
+    if lanes is None:
+        rng = random.Random(f"{key[0]}-{time.time_ns()}")
+        lanes = _picked[key] = rng.sample(range(key[1]), min(LANES, key[1]))
+    return lanes
+
+
+def process_chain(allowed: int) -> int:
+    """The first of this process's chains."""
+    return process_chains(allowed)[0]
 
 
 def move_away(allowed: int, chain: int) -> int:
-    """Another process appends to `chain` too: this process's next appends go to another of
-    the first `allowed`, picked at random (with 64 chains two processes share one on 1 start
-    in 64; sharing, nearly every append of both misses its tail guess: one more statement, and
-    an autocommit append can lose the race five times in a row). The chain now picked; one
-    chain allowed: 0, nowhere to go.
+    """Another process appends to `chain` too: this process stops appending there and takes
+    another of the first `allowed` that is not already one of its own, picked at random (with
+    64 chains two processes share one now and then; sharing, nearly every append of both
+    misses its tail guess: one more statement each). The chain taken instead; `chain` itself
+    when there is nowhere to go (one chain allowed, or all of them already this process's);
+    when `chain` was left already (a late report), the first of this process's chains.
 
     Call it only on a miss against a tail this process learned (its own last append there):
     a first append to a chain misses by design, and moving then would never settle."""
-    if allowed <= 1:
-        return 0
-    key = (os.getpid(), min(allowed, CHAIN_STRIPES))
-    if _picked.get(key, chain) == chain:
-        step = random.Random(f"{key[0]}-{time.time_ns()}").randrange(1, key[1])
-        _picked[key] = (chain + step) % key[1]
-    return _picked[key]
+    lanes = process_chains(allowed)
+    if chain not in lanes:
+        return lanes[0]
+    free = [c for c in range(min(allowed, CHAIN_STRIPES)) if c not in lanes]
+    if not free:
+        return chain
+    taken = random.Random(f"{os.getpid()}-{time.time_ns()}").choice(free)
+    lanes[lanes.index(chain)] = taken
+    return taken
+
+
+def next_turn(database: str, allowed: int) -> tuple[int, asyncio.Lock]:
+    """The chain the next append of this process takes, and its in-process turn lock: the
+    first of this process's chains, in rotation, whose turn is free; all taken, the next in
+    rotation (its turn is then waited for)."""
+    lanes = process_chains(allowed)
+    start = next(_rotation) % len(lanes)
+    for offset in range(len(lanes)):
+        chain = lanes[(start + offset) % len(lanes)]
+        lock = _lock(database, chain)
+        if not lock.locked():
+            return chain, lock
+    chain = lanes[start]
+    return chain, _lock(database, chain)
 
 
 def _lock(database: str, chain: int) -> asyncio.Lock:
@@ -78,21 +114,15 @@ def _lock(database: str, chain: int) -> asyncio.Lock:
     return lock
 
 
-def turn_lock(database: str, chain: int) -> asyncio.Lock:
-    """The in-process lock of `chain`, for an append made outside a session's transaction (one
-    autocommit statement, app.audit.service.append_along): held only around that statement."""
-    return _lock(database, chain)
-
-
 async def take_turn(session: Session, database: str, *, chains: int, wait_seconds: float) -> int:
-    """This process's chain, its turn held until `session`'s transaction ends.
+    """One of this process's chains (``next_turn``), its turn held until `session`'s
+    transaction ends.
 
     Re-entrant per session: a second append in the same transaction already has the turn."""
     held = session.info.get(_HELD)
     if held is not None:
         return int(held[1])
-    chain = process_chain(chains)
-    lock = _lock(database, chain)
+    chain, lock = next_turn(database, chains)
     try:
         await asyncio.wait_for(lock.acquire(), timeout=wait_seconds)
     except TimeoutError:

@@ -293,8 +293,7 @@ class _TurnOn:
 
     async def __aenter__(self) -> _Turn:
         key, database, chains = _facts(self._engine)
-        chain = chain_lock.process_chain(chains)
-        lock = chain_lock.turn_lock(database, chain)
+        chain, lock = chain_lock.next_turn(database, chains)
         self._timer.__enter__()
         try:
             async with asyncio.timeout(get_settings().idempotency_wait_seconds):
@@ -312,9 +311,11 @@ class _TurnOn:
 
 
 async def append_along(
-    driver: Driver, entries: Sequence[AuditEntry], sql: str, *args: Any
+    engine: AsyncEngine, entries: Sequence[AuditEntry], sql: str, *args: Any
 ) -> Record | None:
-    """PostgreSQL, through the driver (each statement its own transaction): run `sql`, a
+    """PostgreSQL, through the driver (each statement its own transaction, on a connection
+    taken from the pool only once this process's turn on a chain is granted, so requests
+    waiting for a turn hold no connection): run `sql`, a
     SELECT whose last column is ``repository.PG_APPEND_CALL`` (its $1-$3; `args` are $4 on)
     and which returns at most one row, so that what it reads and the audit rows of that read
     commit together in ONE round trip (a GET's disclosure and its audit row). Returns the row
@@ -327,7 +328,7 @@ async def append_along(
     few more statements: the rows appended in a transaction that holds the chain's lock from
     its first statement on (so another process cannot move the tail again)."""
     values = [_row(entry) for entry in entries]
-    async with _TurnOn(driver.engine) as turn:
+    async with _TurnOn(engine) as turn, Driver(engine) as driver:
         guess = turn.guess()
         rows = turn.linked(values, guess)
         found = await driver.fetchrow(sql, *turn.args(rows, guess), *args)
@@ -367,22 +368,23 @@ class TailKeptMovingError(RuntimeError):
 # as ``repository.PG_APPEND_CALL``'s parameters ($1-$3), all or nothing; answers None when
 # written, or the chain's real tail when the rows were hashed against another (nothing
 # written).
-AppendingWrite = Callable[[tuple[str, str, int]], Awaitable[str | None]]
+AppendingWrite = Callable[[Driver, tuple[str, str, int]], Awaitable[str | None]]
 
 
 async def append_with(
     engine: AsyncEngine, entries: Sequence[AuditEntry], write: AppendingWrite
 ) -> None:
     """PostgreSQL, one autocommit statement: `write` the request's rows and its audit rows in
-    ONE statement (a POST's creation and its audit row). The same chain, turn and hashing as
+    ONE statement (a POST's creation and its audit row), sent on the driver it is given (a
+    pooled connection taken once the turn is granted). The same chain, turn and hashing as
     ``append_along``; a wrong tail guess re-runs the whole statement (it wrote nothing),
     hashed against the tail it answered. Whatever else `write` raises is the caller's."""
     values = [_row(entry) for entry in entries]
-    async with _TurnOn(engine) as turn:
+    async with _TurnOn(engine) as turn, Driver(engine) as driver:
         guess = turn.guess()
         for attempt in range(_ALONG_ATTEMPTS):
             rows = turn.linked(values, guess)
-            actual = await write(turn.args(rows, guess))
+            actual = await write(driver, turn.args(rows, guess))
             if actual is None:
                 turn.appended(rows)
                 return

@@ -145,17 +145,14 @@ async def try_post(
                 known_patients.forget(patient_key)
             return None
         return _written(request, principal, prepared, engine)
-    async with Driver(engine) as driver:
-        try:
-            await audit_service.append_with(
-                engine, [prepared.entry], _writer(driver, prepared.payload)
-            )
-        except _PlainPath as refused:
-            if refused.stale:  # the plain path reads the patient again and refills it
-                known_patients.forget(patient_key)
-            return None
-        except audit_service.TailKeptMovingError:
-            return None
+    try:
+        await audit_service.append_with(engine, [prepared.entry], _writer(prepared.payload))
+    except _PlainPath as refused:
+        if refused.stale:  # the plain path reads the patient again and refills it
+            known_patients.forget(patient_key)
+        return None
+    except audit_service.TailKeptMovingError:
+        return None
     return _written(request, principal, prepared, engine)
 
 
@@ -293,8 +290,8 @@ def _payload(
     return orjson.dumps(payload, default=json_default).decode()
 
 
-def _writer(driver: Driver, payload: str) -> audit_service.AppendingWrite:
-    async def write(audit: tuple[str, str, int]) -> str | None:
+def _writer(payload: str) -> audit_service.AppendingWrite:
+    async def write(driver: Driver, audit: tuple[str, str, int]) -> str | None:
         try:
             await driver.fetchrow(_INGEST_ONCE, payload, *audit)
         except DBAPIError as exc:

@@ -32,7 +32,6 @@ from app.audit.context import append_success, audit_target, draft_of
 from app.audit.entries import build_entry
 from app.auth.principal import Principal
 from app.core.db import transaction
-from app.core.driver import Driver
 from app.panels import repository, service
 
 _PANEL_PATIENT_MAX = 100_000
@@ -106,10 +105,9 @@ async def read_along(
 ) -> str | None:
     """The panel's document, its audit row appended by the same statement; None (nothing
     appended) when the panel is not that organization's and that patient's."""
-    async with Driver(engine) as driver:
-        row = await audit_service.append_along(
-            driver, [entry], _DOCUMENT_AND_AUDIT, organization_id, panel_id, patient_id
-        )
+    row = await audit_service.append_along(
+        engine, [entry], _DOCUMENT_AND_AUDIT, organization_id, panel_id, patient_id
+    )
     return None if row is None else str(row[0])
 
 

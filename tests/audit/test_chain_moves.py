@@ -11,6 +11,27 @@ from app.audit.repository import CHAIN_STRIPES
 @pytest.fixture(autouse=True)
 def _own_picks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chain_lock, "_picked", {})  # this process's real pick stays as it was
+    monkeypatch.setattr(chain_lock, "LANES", 1)  # one chain per process, unless a test says
+
+
+def test_a_process_with_several_lanes_moves_only_the_shared_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chain_lock, "LANES", 8)
+    lanes = list(chain_lock.process_chains(64))
+    assert len(set(lanes)) == 8
+    moved = chain_lock.move_away(64, lanes[3])
+    after = chain_lock.process_chains(64)
+    assert moved not in lanes
+    assert after == [*lanes[:3], moved, *lanes[4:]]
+
+
+def test_lanes_never_exceed_the_chains_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain_lock, "LANES", 8)
+    lanes = chain_lock.process_chains(4)
+    assert sorted(lanes) == [0, 1, 2, 3]
+    assert chain_lock.move_away(4, lanes[0]) == lanes[0]  # every chain is already ours
+    assert chain_lock.process_chains(1) == [0]
 
 
 def test_a_shared_chain_is_left_for_another_and_the_move_sticks() -> None:

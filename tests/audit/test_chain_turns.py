@@ -68,15 +68,37 @@ def test_concurrent_appends_make_one_call_each_and_the_chain_verifies(
 
 
 def test_a_process_on_its_own_chain_appends_once_each_and_the_trail_verifies(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _postgres_only(settings)
+    monkeypatch.setattr(chain_lock, "_picked", {})
+    monkeypatch.setattr(chain_lock, "LANES", 1)
     striped = settings.model_copy(update={"audit_chains": 64})
     calls, report = asyncio.run(_appends(striped, 12))
     assert calls == 12
     assert report.ok, report
     # Another run of appends on the default single chain interleaves with it and verifies.
     calls, report = asyncio.run(_appends(settings, 4))
+    assert report.ok, report
+
+
+def test_a_process_with_several_lanes_appends_on_several_chains_at_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent appends of one process go out on its lanes (each its own turn and lock), so
+    a worker's appends do not wait for one another; each lane's first append may miss its
+    tail once (the chain may hold rows of earlier runs), then every append is one call."""
+    _postgres_only(settings)
+    monkeypatch.setattr(chain_lock, "_picked", {})
+    monkeypatch.setattr(chain_lock, "LANES", 4)
+    striped = settings.model_copy(update={"audit_chains": 64})
+    calls, report = asyncio.run(_appends(striped, 16))
+    assert report.ok, report
+    assert 16 <= calls <= 16 + 4
+    lanes = chain_lock.process_chains(64)
+    assert len(set(lanes)) == 4
+    calls, report = asyncio.run(_appends(striped, 16))  # every lane's tail now known
+    assert calls == 16
     assert report.ok, report
 
 

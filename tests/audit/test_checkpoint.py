@@ -9,7 +9,6 @@ the suite still verifies."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import chain_lock
 from app.audit.chain import (
     GENESIS_HASH,
     Checkpoint,
@@ -316,15 +314,13 @@ def test_writes_from_the_api_over_four_chains_verify_against_a_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """MINERAL_AUDIT_CHAINS=4; each process picks one chain, so this process stands in for
-    four by picking them in turn."""
+    """MINERAL_AUDIT_CHAINS=4: this process appends to its lanes (all four chains here) in
+    rotation."""
     monkeypatch.setenv("MINERAL_AUDIT_CHAINS", "4")
     striped = Settings(
         database_url=settings.database_url, environment="test", api_key_cache_seconds=0
     )
     assert striped.audit_chains == 4
-    picks = itertools.cycle(range(4))
-    monkeypatch.setattr(chain_lock, "process_chain", lambda allowed: next(picks) % allowed)
 
     with TestClient(create_app(striped), raise_server_exceptions=False) as client:
         client.auth = RoleAuth(api_keys[DEFAULT_ORGANIZATION])

@@ -93,20 +93,17 @@ async def _race(settings: Settings, losses: int) -> tuple[int, int, int, service
         return await real(driver, rows, expected_prev=expected_prev, chain=chain)
 
     try:
-        async with Driver(engine) as driver:  # this process learns its chain's tail
-            await service.append_along(
-                driver, [audit_entry(organization_id=organization, request_id="learn")], _READ
-            )
+        # This process learns its chain's tail.
+        await service.append_along(
+            engine, [audit_entry(organization_id=organization, request_id="learn")], _READ
+        )
         before = _chain(engine)
         await _other_process_appends(engine, organization, "other-0")  # the guess is now wrong
         repository.append_if_tail_on = racing
         try:
-            async with Driver(engine) as driver:
-                found = await service.append_along(
-                    driver,
-                    [audit_entry(organization_id=organization, request_id="ours")],
-                    _READ,
-                )
+            found = await service.append_along(
+                engine, [audit_entry(organization_id=organization, request_id="ours")], _READ
+            )
         finally:
             repository.append_if_tail_on = real
         assert found is not None
@@ -145,6 +142,7 @@ def test_a_process_sharing_a_stripe_moves_to_another(
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("the chain's database lock and tail guess are PostgreSQL's")
     monkeypatch.setattr(chain_lock, "_picked", {})
+    monkeypatch.setattr(chain_lock, "LANES", 1)  # the process's one chain is the shared one
     striped = settings.model_copy(update={"audit_chains": 64})
     before, after, ours, report = asyncio.run(_race(striped, 1))
     assert ours == 1
