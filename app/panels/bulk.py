@@ -53,7 +53,7 @@ def build(
     """The panel ``ingest`` would insert for ``data``. Pure (no I/O); raises what ``ingest``
     raises for refused results, so a caller can leave such a panel to ``ingest``."""
     normalized = normalize(data, specimen=data.specimen.value, catalog=catalog)
-    panel, rows = new_panel_rows(
+    panel, rows, _view = new_panel_rows(
         data,
         normalized,
         organization_id=organization_id,

@@ -202,7 +202,7 @@ async def _prepare(
         if identifier is not None:
             patient_matching.check_reference(*identifier)
         normalized = normalize(data, specimen=data.specimen.value, catalog=default_catalog())
-        panel, rows = service.new_panel_rows(
+        panel, rows, _view = service.new_panel_rows(
             data,
             normalized,
             organization_id=organization_id,

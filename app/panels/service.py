@@ -200,7 +200,7 @@ def new_panel(
     """The panel ``ingest`` inserts for ``data`` (document set), its results' rows and its
     view. Pure (no I/O), so ``app.panels.bulk`` builds a chunk's panels with it; raises what
     ``interpret`` raises for refused results."""
-    panel, rows, fields = _built(
+    panel, rows, fields = new_panel_rows(
         data,
         normalized,
         organization_id=organization_id,
@@ -219,30 +219,10 @@ def new_panel_rows(
     patient: PatientForPanel,
     range_set: CompiledRangeSet | None,
     source_format: str,
-) -> tuple[Panel, list[dict[str, object]]]:
-    """``new_panel`` without the view, for a caller that answers with the panel's document:
-    validating the view is ~10% of building a panel (bench/panel_cpu.py)."""
-    panel, rows, _ = _built(
-        data,
-        normalized,
-        organization_id=organization_id,
-        patient=patient,
-        range_set=range_set,
-        source_format=source_format,
-    )
-    return panel, rows
-
-
-def _built(
-    data: PanelCreate,
-    normalized: list[NormalizedResult],
-    *,
-    organization_id: uuid.UUID,
-    patient: PatientForPanel,
-    range_set: CompiledRangeSet | None,
-    source_format: str,
 ) -> tuple[Panel, list[dict[str, object]], dict[str, Any]]:
-    """The panel, its results' rows and the view's fields (``views.panel_fields``)."""
+    """``new_panel`` without validating the view (~10% of building a panel,
+    bench/panel_cpu.py), for a caller that answers with the panel's document: the panel, its
+    results' rows and the view's fields as plain dicts (``views.panel_fields``)."""
     interpreted = interpret(
         normalized,
         range_set=range_set,
