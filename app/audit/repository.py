@@ -57,7 +57,11 @@ _PG_LOCK_ALL = text(
 
 # SQLite: the write transaction already holds the database's only write lock (BEGIN
 # IMMEDIATE), and reads are in-process: read the tail, then insert.
-_SQLITE_TAIL = text("SELECT hash FROM audit_event WHERE chain = 0 ORDER BY seq DESC LIMIT 1")
+# Chain 0's newest hash; also a column of the SQLite hot paths' checking SELECTs
+# (app.panels.repository), so their append needs no statement of its own to find it.
+SQLITE_TAIL = (
+    select(AuditEvent.hash).where(AuditEvent.chain == 0).order_by(AuditEvent.seq.desc()).limit(1)
+)
 _SQLITE_INSERT = text(
     "INSERT INTO audit_event ("
     + ", ".join(_COLUMNS)
@@ -126,7 +130,7 @@ async def append_if_tail_on(
 
 async def sqlite_tail(session: AsyncSession) -> str | None:
     connection = await session.connection()
-    tail: str | None = (await connection.execute(_SQLITE_TAIL)).scalar()
+    tail: str | None = (await connection.execute(SQLITE_TAIL)).scalar()
     return tail
 
 

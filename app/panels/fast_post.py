@@ -144,7 +144,7 @@ async def try_post(
             if written is sqlite_once.Written.STALE:
                 known_patients.forget(patient_key)
             return None
-        return _written(request, principal, prepared, engine)
+        return _written(request, principal, draft, prepared, engine)
     try:
         await audit_service.append_with(engine, [prepared.entry], _writer(prepared.payload))
     except _PlainPath as refused:
@@ -153,15 +153,17 @@ async def try_post(
         return None
     except audit_service.TailKeptMovingError:
         return None
-    return _written(request, principal, prepared, engine)
+    return _written(request, principal, draft, prepared, engine)
 
 
 def _written(
-    request: Request, principal: Principal, prepared: _Prepared, engine: AsyncEngine
+    request: Request,
+    principal: Principal,
+    draft: AuditDraft,
+    prepared: _Prepared,
+    engine: AsyncEngine,
 ) -> Response:
     """The 201, and exactly what the plain path leaves behind once its transaction committed."""
-    draft = draft_of(request.state)
-    assert draft is not None
     draft.written = True
     audit_target(
         request,

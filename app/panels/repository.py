@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.util.typing import TupleAny
 
+from app.audit import repository as audit_repository
 from app.core.db import ReadAlong, read_along, read_kept
 from app.domain.result_status import WITHDRAWN
-from app.models.audit import AuditEvent
 from app.models.idempotency import IdempotencyRecord
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
@@ -136,13 +136,7 @@ class NewPanelCheck(NamedTuple):
 
 
 # SQLite appends to chain 0 only (app.audit.repository).
-_SQLITE_AUDIT_TAIL = (
-    select(AuditEvent.hash)
-    .where(AuditEvent.chain == 0)
-    .order_by(AuditEvent.seq.desc())
-    .limit(1)
-    .scalar_subquery()
-)
+_SQLITE_AUDIT_TAIL = audit_repository.SQLITE_TAIL.scalar_subquery()
 _DOCUMENT_AND_AUDIT_TAIL = select(Panel.document, _SQLITE_AUDIT_TAIL.label("audit_tail")).where(
     Panel.organization_id == bindparam("org"),
     Panel.id == bindparam("panel_id"),
