@@ -29,6 +29,7 @@ import os
 import random
 import time
 import weakref
+from collections import deque
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
@@ -45,11 +46,22 @@ LANES = 8
 _picked: dict[tuple[int, int], list[int]] = {}
 _rotation = itertools.count()
 
-# One lock per event loop, database and chain: asyncio locks belong to the loop they first
-# wait in, and tests run several loops in one process.
-_locks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Lock]
-] = weakref.WeakKeyDictionary()
+
+class _Lanes:
+    """One process's lanes on one database, in one event loop: the chains whose turn is taken,
+    and the appends waiting for any turn, first come first served (asyncio objects belong to
+    the loop they first wait in, and tests run several loops in one process)."""
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy: set[int] = set()
+        self.waiting: deque[asyncio.Future[int]] = deque()
+
+
+_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Lanes]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def process_chains(allowed: int) -> list[int]:
@@ -91,43 +103,83 @@ def move_away(allowed: int, chain: int) -> int:
     return taken
 
 
-def next_turn(database: str, allowed: int) -> tuple[int, asyncio.Lock]:
-    """The chain the next append of this process takes, and its in-process turn lock: the
-    first of this process's chains, in rotation, whose turn is free; all taken, the next in
-    rotation (its turn is then waited for)."""
-    lanes = process_chains(allowed)
-    start = next(_rotation) % len(lanes)
-    for offset in range(len(lanes)):
-        chain = lanes[(start + offset) % len(lanes)]
-        lock = _lock(database, chain)
-        if not lock.locked():
-            return chain, lock
-    chain = lanes[start]
-    return chain, _lock(database, chain)
+def _lanes_of(database: str) -> _Lanes:
+    per_loop = _lanes.setdefault(asyncio.get_running_loop(), {})
+    lanes = per_loop.get(database)
+    if lanes is None:
+        lanes = per_loop[database] = _Lanes()
+    return lanes
 
 
-def _lock(database: str, chain: int) -> asyncio.Lock:
-    per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
-    lock = per_loop.get((database, chain))
-    if lock is None:
-        lock = per_loop[(database, chain)] = asyncio.Lock()
-    return lock
+def _free_lane(state: _Lanes, chains: list[int]) -> int | None:
+    """The first of `chains`, in rotation, whose turn is free, now taken; None when all are."""
+    start = next(_rotation)
+    for offset in range(len(chains)):
+        chain = chains[(start + offset) % len(chains)]
+        if chain not in state.busy:
+            state.busy.add(chain)
+            return chain
+    return None
+
+
+async def turn(database: str, allowed: int, *, wait_seconds: float) -> tuple[int, bool]:
+    """A turn on one of this process's chains: the chain, and whether the turn is held (hand it
+    back with ``give_back``). Any free lane is taken at once; with every lane taken, the append
+    waits for the first lane given back, in arrival order (waiting for one given lane instead
+    let a request sit behind a slow one while others freed up: the tail latency). Not granted
+    within `wait_seconds`, the append goes ahead without a turn (the database's lock orders
+    it; a wrong tail guess costs a statement)."""
+    state = _lanes_of(database)
+    chains = process_chains(allowed)
+    chain = _free_lane(state, chains)
+    if chain is not None:
+        return chain, True
+    waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    state.waiting.append(waiter)
+    try:
+        async with asyncio.timeout(wait_seconds):
+            return await waiter, True
+    except TimeoutError:
+        if waiter.done() and not waiter.cancelled():
+            return waiter.result(), True  # given a lane as the wait ran out
+        return chains[next(_rotation) % len(chains)], False
+    except asyncio.CancelledError:
+        if waiter.done() and not waiter.cancelled():
+            give_back(database, allowed, waiter.result())
+        raise
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+            state.waiting.remove(waiter)
+
+
+def give_back(database: str, allowed: int, chain: int) -> None:
+    """End a turn ``turn`` granted: the lane goes to the longest-waiting append, if any (the
+    lane given back itself, or another free one when this process moved off that chain)."""
+    state = _lanes_of(database)
+    state.busy.discard(chain)
+    while state.waiting:
+        lane = _free_lane(state, process_chains(allowed))
+        if lane is None:
+            return
+        waiter = state.waiting.popleft()
+        if waiter.done():  # cancelled while queued
+            state.busy.discard(lane)
+            continue
+        waiter.set_result(lane)
 
 
 async def take_turn(session: Session, database: str, *, chains: int, wait_seconds: float) -> int:
-    """One of this process's chains (``next_turn``), its turn held until `session`'s
-    transaction ends.
+    """One of this process's chains (``turn``), its turn held until `session`'s transaction
+    ends.
 
     Re-entrant per session: a second append in the same transaction already has the turn."""
     held = session.info.get(_HELD)
     if held is not None:
-        return int(held[1])
-    chain, lock = next_turn(database, chains)
-    try:
-        await asyncio.wait_for(lock.acquire(), timeout=wait_seconds)
-    except TimeoutError:
-        return chain
-    session.info[_HELD] = (lock, chain)
+        return int(held[2])
+    chain, granted = await turn(database, chains, wait_seconds=wait_seconds)
+    if granted:
+        session.info[_HELD] = (database, chains, chain)
     return chain
 
 
@@ -138,5 +190,5 @@ def _give_back(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None:
         return
     held = session.info.pop(_HELD, None)
-    if held is not None and held[0].locked():
-        held[0].release()
+    if held is not None:
+        give_back(*held)

@@ -7,7 +7,6 @@ never patient values.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import uuid
 import weakref
@@ -284,29 +283,27 @@ class _TurnOn:
     guess is right); not granted within the wait, the database lock still orders the append.
     (A class, not an asynccontextmanager: it is on every hot request's path.)"""
 
-    __slots__ = ("_engine", "_lock", "_timer")
+    __slots__ = ("_engine", "_held", "_timer")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._lock: asyncio.Lock | None = None
+        self._held: tuple[str, int, int] | None = None
         self._timer = metrics.time_audit_append()
 
     async def __aenter__(self) -> _Turn:
         key, database, chains = _facts(self._engine)
-        chain, lock = chain_lock.next_turn(database, chains)
         self._timer.__enter__()
-        try:
-            async with asyncio.timeout(get_settings().idempotency_wait_seconds):
-                await lock.acquire()
-            self._lock = lock
-        except TimeoutError:
-            pass
+        chain, granted = await chain_lock.turn(
+            database, chains, wait_seconds=get_settings().idempotency_wait_seconds
+        )
+        if granted:
+            self._held = (database, chains, chain)
         return _Turn(key, database, chain, chains)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._held is not None:
+            chain_lock.give_back(*self._held)
+            self._held = None
         self._timer.__exit__(None, None, None)
 
 

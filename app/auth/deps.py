@@ -17,6 +17,7 @@ stored on ``request.state.principal`` for the audit trail, before any 403 is rai
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -142,6 +143,12 @@ class _Verified:
 # once, other processes notice within that time. Bounded so junk tokens cannot grow it.
 _verified: dict[str, _Verified] = {}
 _VERIFIED_MAX = 10_000
+# Verifications in flight, by the same digest: when a busy key's entry expires, every request
+# in flight would otherwise read the key at once, each on its own pooled connection (a pool's
+# worth of overflow connections opened and closed every `api_key_cache_seconds`, replacing
+# warm server backends with cold ones). One request verifies; the others wait for its answer.
+# A waiter whose leader was refused, failed or was cancelled verifies for itself.
+_verifying: dict[str, asyncio.Future[Principal | None]] = {}
 
 
 def forget_api_key(key_id: uuid.UUID) -> None:
@@ -150,7 +157,6 @@ def forget_api_key(key_id: uuid.UUID) -> None:
 
 
 async def _api_key_principal(request: Request, token: str, now: datetime) -> Principal:
-    settings = _settings(request)
     digest = hashlib.sha256(token.encode()).hexdigest()
     cached = _verified.get(digest)
     if (
@@ -159,6 +165,28 @@ async def _api_key_principal(request: Request, token: str, now: datetime) -> Pri
         and (cached.key_expires_at is None or cached.key_expires_at > now)
     ):
         return cached.principal
+    pending = _verifying.get(digest)
+    if pending is not None:
+        shared = await asyncio.shield(pending)
+        if shared is not None:
+            return shared
+        return await _verify_api_key(request, token, digest, now)
+    leader: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+    _verifying[digest] = leader
+    principal: Principal | None = None
+    try:
+        principal = await _verify_api_key(request, token, digest, now)
+    finally:
+        if _verifying.get(digest) is leader:
+            del _verifying[digest]
+        leader.set_result(principal)
+    return principal
+
+
+async def _verify_api_key(request: Request, token: str, digest: str, now: datetime) -> Principal:
+    """Read and check the key (its own short read transaction), record its use when due, and
+    remember it for `api_key_cache_seconds`."""
+    settings = _settings(request)
     async with transaction(request.app.state.read_sessionmaker) as session:
         verified = await service.verify_api_key(session, token=token, now=now)
     if isinstance(verified, Rejection):
