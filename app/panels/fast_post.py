@@ -60,9 +60,11 @@ from app.panels.schemas import PanelCreate
 from app.patients import matching as patient_matching
 from app.ranges import service as ranges
 
-# Sent through the driver (app.core.driver): $1 the payload, $2-$4 the audit rows' parameters.
+# Sent through the driver (app.core.driver): $1 the payload, $2 the panel's document, $3 the
+# stored response's body, $4-$6 the audit rows' parameters (migration f1b3d5e7a9c2).
 _INGEST_ONCE = (
-    "SELECT ingest_panel_once(CAST($1 AS jsonb), CAST($2 AS jsonb), $3, CAST($4 AS smallint))"
+    "SELECT ingest_panel_once(CAST($1 AS jsonb), $2, $3,"
+    " CAST($4 AS jsonb), $5, CAST($6 AS smallint))"
 )
 # The function's refusals (see the migration): the plain path answers those requests.
 _STALE_PATIENT = "MP001"
@@ -91,7 +93,7 @@ class _PlainPath(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    payload: str  # PostgreSQL: ingest_panel_once's argument ("" on SQLite)
+    payload: str  # PostgreSQL: ingest_panel_once's first argument ("" on SQLite)
     record: dict[str, Any] | None
     panel: dict[str, Any]
     rows: list[dict[str, object]]
@@ -146,7 +148,7 @@ async def try_post(
             return None
         return _written(request, principal, draft, prepared, engine)
     try:
-        await audit_service.append_with(engine, [prepared.entry], _writer(prepared.payload))
+        await audit_service.append_with(engine, [prepared.entry], _writer(prepared))
     except _PlainPath as refused:
         if refused.stale:  # the plain path reads the patient again and refills it
             known_patients.forget(patient_key)
@@ -271,10 +273,12 @@ def _payload(
     panel: dict[str, Any],
     rows: list[dict[str, object]],
 ) -> str:
-    """ingest_panel_once's JSON argument."""
+    """ingest_panel_once's JSON argument: everything but the document and the stored
+    response's body, which are bound as text and bytea of their own (nothing to escape,
+    unescape or hex-decode)."""
     if record is not None:
-        # bytea's text form, which jsonb_populate_record reads.
-        record = {**record, "response_body": "\\x" + record["response_body"].hex()}
+        record = {name: value for name, value in record.items() if name != "response_body"}
+    panel = {name: value for name, value in panel.items() if name != "document"}
     payload = {
         "organization_id": organization_id,
         "patient": {
@@ -292,10 +296,13 @@ def _payload(
     return orjson.dumps(payload, default=json_default).decode()
 
 
-def _writer(payload: str) -> audit_service.AppendingWrite:
+def _writer(prepared: _Prepared) -> audit_service.AppendingWrite:
+    document = prepared.panel["document"]
+    body = prepared.record["response_body"] if prepared.record is not None else None
+
     async def write(driver: Driver, audit: tuple[str, str, int]) -> str | None:
         try:
-            await driver.fetchrow(_INGEST_ONCE, payload, *audit)
+            await driver.fetchrow(_INGEST_ONCE, prepared.payload, document, body, *audit)
         except DBAPIError as exc:
             # Autocommit: the refused statement wrote nothing, and there is nothing to undo.
             sqlstate = getattr(exc.orig, "sqlstate", None)

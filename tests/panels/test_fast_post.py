@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Uuid, bindparam, event, text
 
@@ -478,3 +479,37 @@ def test_a_wrong_audit_tail_guess_re_sends_the_statement_and_writes_the_panel_on
     )
     assert [row["action"] for row in rows] == ["create"]
     assert _chain_verifies(db)
+
+
+def test_a_warm_posts_document_and_stored_response_are_kept_whole_and_compressed_with_lz4(
+    client: TestClient, db: Database
+) -> None:
+    if not _postgres(db):
+        pytest.skip("column compression is PostgreSQL's")
+    if _rows(
+        db,
+        "SELECT attcompression::text AS how FROM pg_attribute WHERE attname = 'document' "
+        "AND attrelid = 'panel'::regclass",
+    ) != [{"how": "l"}]:
+        pytest.skip("this PostgreSQL server was built without lz4 (the columns keep pglz)")
+    patient = make_patient(client)
+    _warm(client, patient)
+
+    with _statements(db) as seen:
+        response = _post(client, panel_body(patient, RESULTS), "lz4-key")
+
+    assert response.status_code == 201, response.text
+    assert _was_fast(db, seen), seen
+    panel_id = uuid.UUID(response.json()["id"])
+    stored = _rows(
+        db,
+        "SELECT document, pg_column_compression(document) AS how FROM panel WHERE id = :id",
+        id=panel_id,
+    )
+    assert stored == [{"document": response.text, "how": "lz4"}]
+    record = _rows(
+        db,
+        "SELECT response_body, pg_column_compression(response_body) AS how "
+        "FROM idempotency_record WHERE key = 'lz4-key'",
+    )
+    assert record == [{"response_body": response.content, "how": "lz4"}]
