@@ -156,8 +156,15 @@ def forget_api_key(key_id: uuid.UUID) -> None:
         _verified.pop(digest, None)
 
 
-async def _api_key_principal(request: Request, token: str, now: datetime) -> Principal:
-    digest = hashlib.sha256(token.encode()).hexdigest()
+def cached_api_key_principal(token: str, now: datetime) -> Principal | None:
+    """The principal of an API key this process verified less than `api_key_cache_seconds`
+    ago (and that has not expired since), or None: no database read, no refusal. For a hot
+    path that answers only what needs nothing more (app.panels.direct_post); anything else
+    goes through `authenticate`."""
+    return _cached(hashlib.sha256(token.encode()).hexdigest(), now)
+
+
+def _cached(digest: str, now: datetime) -> Principal | None:
     cached = _verified.get(digest)
     if (
         cached is not None
@@ -165,6 +172,14 @@ async def _api_key_principal(request: Request, token: str, now: datetime) -> Pri
         and (cached.key_expires_at is None or cached.key_expires_at > now)
     ):
         return cached.principal
+    return None
+
+
+async def _api_key_principal(request: Request, token: str, now: datetime) -> Principal:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    cached = _cached(digest, now)
+    if cached is not None:
+        return cached
     pending = _verifying.get(digest)
     if pending is not None:
         shared = await asyncio.shield(pending)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute, Host, Mount
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.deps import AUTH_RESPONSES
 from app.kit.problems import PROBLEM_RESPONSES
@@ -94,12 +94,21 @@ def _reads_nothing(dependant: Dependant) -> bool:
 # --- hot routes first -----------------------------------------------------------------------
 
 
+# A hot route's own entry point (optional): answers the request itself, or hands it to the
+# route's FastAPI handling (the fourth argument) with a `receive` that still yields the body.
+Direct = Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]
+# Builds a Direct for the route it answers (its APIRoute: what FastAPI puts in scope["route"]).
+DirectFor = Callable[[APIRoute], Direct]
+HotRoute = tuple[str, str] | tuple[str, str, DirectFor]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Shortcut:
     method: str
     path_regex: re.Pattern[str]
     index: int  # of the app-level route (an included router) that holds the hot route
     route: BaseRoute
+    direct: Direct | None = None
 
 
 class HotRouteDispatch:
@@ -132,26 +141,43 @@ class HotRouteDispatch:
                     ):
                         break  # routes were added or replaced: FastAPI's loop decides
                     scope.setdefault("router", self.router)
-                    await shortcut.route.handle(scope, receive, send)
+                    if shortcut.direct is not None:
+                        await shortcut.direct(scope, receive, send, shortcut.route.handle)
+                    else:
+                        await shortcut.route.handle(scope, receive, send)
                     return
         await self.router.app(scope, receive, send)
 
 
-def dispatch_hot_routes_first(app: FastAPI, *hot: tuple[str, str]) -> int:
-    """Let requests for `hot` routes (method, path template) skip the routes before them;
-    returns how many shortcuts were installed. A hot route that an earlier route could shadow
-    gets none; an unknown one is a programming error."""
+def dispatch_hot_routes_first(app: FastAPI, *hot: HotRoute) -> int:
+    """Let requests for `hot` routes (method, path template[, direct entry point]) skip the
+    routes before them; returns how many shortcuts were installed. A hot route that an earlier
+    route could shadow gets none (nor its direct entry point); an unknown one is a programming
+    error."""
     router = app.router
     if router.middleware_stack != router.app or router.form_limits:
         return 0  # router middleware or form limits: FastAPI's own entry point only
     shortcuts: list[_Shortcut] = []
-    for method, template in hot:
+    for method, template, *direct_for in hot:
         shortcut = _shortcut(router.routes, method, template)
         if shortcut is not None:
+            if direct_for:
+                shortcut = dataclasses.replace(
+                    shortcut, direct=direct_for[0](_api_route(shortcut.route, method, template))
+                )
             shortcuts.append(shortcut)
     if shortcuts:
         router.middleware_stack = HotRouteDispatch(router, shortcuts)
     return len(shortcuts)
+
+
+def _api_route(top: BaseRoute, method: str, template: str) -> APIRoute:
+    for context in iter_route_contexts([top]):
+        route = context.original_route
+        if context.path == template and method in (context.methods or ()):
+            if isinstance(route, APIRoute):
+                return route
+    raise ValueError(f"{method} {template} is not a FastAPI route")
 
 
 def _shortcut(routes: Sequence[BaseRoute], method: str, template: str) -> _Shortcut | None:
