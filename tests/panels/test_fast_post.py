@@ -481,6 +481,19 @@ def test_a_wrong_audit_tail_guess_re_sends_the_statement_and_writes_the_panel_on
     assert _chain_verifies(db)
 
 
+def _out_of_line_values(db: Database) -> int:
+    """Rows in the TOAST tables of panel and idempotency_record."""
+    total = 0
+    for table in ("panel", "idempotency_record"):
+        toast = _rows(
+            db,
+            "SELECT reltoastrelid::regclass::text AS name FROM pg_class "
+            f"WHERE oid = '{table}'::regclass",
+        )[0]["name"]
+        total += int(_rows(db, f"SELECT count(*) AS n FROM {toast}")[0]["n"])
+    return total
+
+
 def test_a_warm_posts_document_and_stored_response_are_kept_whole_and_compressed_with_lz4(
     client: TestClient, db: Database
 ) -> None:
@@ -494,6 +507,7 @@ def test_a_warm_posts_document_and_stored_response_are_kept_whole_and_compressed
         pytest.skip("this PostgreSQL server was built without lz4 (the columns keep pglz)")
     patient = make_patient(client)
     _warm(client, patient)
+    out_of_line = _out_of_line_values(db)
 
     with _statements(db) as seen:
         response = _post(client, panel_body(patient, RESULTS), "lz4-key")
@@ -513,3 +527,5 @@ def test_a_warm_posts_document_and_stored_response_are_kept_whole_and_compressed
         "FROM idempotency_record WHERE key = 'lz4-key'",
     )
     assert record == [{"response_body": response.content, "how": "lz4"}]
+    # Compressed, both fit in their rows: nothing went out of line into a TOAST table.
+    assert _out_of_line_values(db) == out_of_line
