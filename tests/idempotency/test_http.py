@@ -142,3 +142,33 @@ def test_without_a_key_each_post_creates(http: TestClient) -> None:
 
     assert first.status_code == second.status_code == 201
     assert first.content != second.content
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/panels", b""),
+        ("/api/v1/panels", b"a=1&b=%C3%A9"),
+        ("/a b/é", b""),
+        ("/x?y", b""),  # a decoded %3F
+        ("/x#y", b"q=1"),
+        ("//double", b""),
+    ],
+)
+def test_the_request_target_read_from_the_scope_is_what_the_url_says(
+    path: str, query: bytes
+) -> None:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": query,
+        "headers": [(b"host", b"clinic.example")],
+        "scheme": "https",
+        "server": ("clinic.example", 443),
+    }
+    request = Request(scope)
+    url_query = request.url.query
+    expected = f"{request.url.path}?{url_query}" if url_query else request.url.path
+
+    assert request_target(request) == expected
