@@ -116,6 +116,12 @@ def settings(database_url: str) -> Settings:
         max_body_bytes=256 * 1024,  # the shipped plan rule set is ~70 KB as JSON
         # Tests revoke and expire keys between requests: always read the key from the database.
         api_key_cache_seconds=0,
+        # One audit chain, so a test's appends link one after another and every warm hot
+        # request is one statement from the first (with the default 64 each of a process's 8
+        # lanes learns its tail on its first append). The striped trail, lanes and processes
+        # sharing stripes have their own tests (tests/audit: chain_turns, shared_chain, lanes,
+        # checkpoint), and the benchmarks and outage tests run the default.
+        audit_chains=1,
     )
 
 

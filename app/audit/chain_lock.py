@@ -2,8 +2,8 @@
 
 The trail may be striped into up to CHAIN_STRIPES chains, each linked and locked on its own
 (see app.audit.repository). A process appends to chain 0 when the settings allow one chain
-(``MINERAL_AUDIT_CHAINS=1``, the default: a single chain, as before), else to its own LANES
-chains, picked at random among the first ``audit_chains``, so that processes (workers,
+(``MINERAL_AUDIT_CHAINS=1``: a single chain, as before), else (the default, 64) to its own
+LANES chains, picked at random among the first ``audit_chains``, so that processes (workers,
 replicas) rarely share a lock. Within the process, requests take turns on each of its chains
 and keep the turn until their transaction ends (or their one autocommit statement returns):
 the process then knows each chain's tail, so the hash it computes is right the first time

@@ -60,12 +60,13 @@ class Settings(BaseSettings):
         description="secret key of the audit trail's HMAC chain (at least 32 characters)",
     )
     audit_chains: int = Field(
-        default=1,
+        default=64,
         ge=1,
         le=64,
         description="PostgreSQL: how many audit chains processes spread their appends over "
-        "(1: one chain, one lock for every appender; with several workers or replicas set "
-        "64, see bench/README.md, Scaling out)",
+        "(each process appends to 8 of them at once; 1: one chain, one lock for every "
+        "appender of every process, one append in flight: a worker's writes queue behind it; "
+        "see bench/README.md, Scaling out)",
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
