@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from app.domain.frozen import slot_init
 from app.domain.range_errors import ImpossibleValueError
 from app.domain.types import Comparator, InterpretationCode, RangeLimits, ResultValue
 
@@ -31,6 +32,7 @@ _CRITICAL_EDGES: dict[tuple[InterpretationCode, ...], tuple[InterpretationCode, 
 }
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Interpretation:
     code: InterpretationCode
@@ -41,6 +43,7 @@ class Interpretation:
     possibly_critical: bool = False
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class _Interval:
     """A set of reals; ``None`` bounds are infinite."""
@@ -92,6 +95,13 @@ def _possible_values(value: ResultValue) -> _Interval:
 
 def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
     """Raise ``ImpossibleValueError`` when no possible value lies within the absolute limits."""
+    if value.comparator is None:
+        # Most values: one number, which the closed absolute interval holds or not (the
+        # interval test below for a single point, without building intervals; an empty
+        # interval, low above high, holds no number).
+        number, low, high = value.value, limits.absolute_low, limits.absolute_high
+        if (low is None or low <= number) and (high is None or number <= high):
+            return
     possible = _possible_values(value)
     if possible.is_empty():
         raise ImpossibleValueError(
@@ -113,12 +123,16 @@ def check_absolute(value: ResultValue, limits: RangeLimits) -> None:
     raise ImpossibleValueError(f"{shown} is {bound}: a physically impossible result", value, limits)
 
 
+# The verdict of a value in exactly one category (frozen, so one instance per code is shared).
+_CATEGORY = {code: Interpretation(code, code in (_LL, _HH)) for code in _ORDER}
+
+
 def interpret(value: ResultValue, limits: RangeLimits) -> Interpretation:
     """Classify ``value`` against ``limits`` (both in the same unit)."""
     if value.comparator is None:  # most values: one number, in exactly one category
         code = _only_category_of(value.value, limits)
         if code is not None:
-            return Interpretation(code, code in (_LL, _HH))
+            return _CATEGORY[code]
     return _interpret_possible(value, limits)
 
 
@@ -130,32 +144,16 @@ def _only_category_of(number: Decimal, limits: RangeLimits) -> InterpretationCod
     critical_low, critical_high = limits.critical_low, limits.critical_high
     normal_low = low if low is not None else critical_low
     normal_high = high if high is not None else critical_high
-    found = [
-        code
-        for code, holds in (
-            (_LL, critical_low is not None and number < critical_low),
-            (
-                _L,
-                low is not None
-                and (critical_low is None or critical_low <= number)
-                and number < low,
-            ),
-            (
-                _N,
-                (normal_low is None or normal_low <= number)
-                and (normal_high is None or number <= normal_high),
-            ),
-            (
-                _H,
-                high is not None
-                and high < number
-                and (critical_high is None or number <= critical_high),
-            ),
-            (_HH, critical_high is not None and critical_high < number),
-        )
-        if holds
-    ]
-    return found[0] if len(found) == 1 else None
+    in_ll = critical_low is not None and number < critical_low
+    in_l = low is not None and (critical_low is None or critical_low <= number) and number < low
+    in_n = (normal_low is None or normal_low <= number) and (
+        normal_high is None or number <= normal_high
+    )
+    in_h = high is not None and high < number and (critical_high is None or number <= critical_high)
+    in_hh = critical_high is not None and critical_high < number
+    if in_ll + in_l + in_n + in_h + in_hh != 1:
+        return None
+    return _LL if in_ll else _L if in_l else _N if in_n else _H if in_h else _HH
 
 
 def _interpret_possible(value: ResultValue, limits: RangeLimits) -> Interpretation:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from app.domain.catalog import Analyte, Catalog
 from app.domain.errors import DomainError
+from app.domain.frozen import slot_init
 from app.domain.interpretation import (
     check_absolute,
     compare_lab_flag,
@@ -35,7 +36,7 @@ from app.domain.ratios import RatioDefinition, ratio_documents
 from app.domain.reference_ranges import AnalyteRanges, AppliedRange
 from app.domain.result_status import is_withdrawn, withdrawn_note
 from app.domain.types import InterpretationCode, PatientFacts, RangeLimits, RangeRow, ResultValue
-from app.domain.units import convert
+from app.domain.units import conversion_factor, scaled
 from app.domain.values import parse_result_value
 
 # Stored as NUMERIC(24, 8): refuse what cannot be kept digit for digit.
@@ -96,6 +97,7 @@ class ImpossibleResultsError(ResultProblemsError):
     code = "implausible-value"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class NormalizedResult:
     position: int
@@ -115,6 +117,7 @@ class NormalizedResult:
     lab_comment: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class InterpretedResult:
     code: InterpretationCode | None
@@ -128,6 +131,7 @@ class InterpretedResult:
     status: str = "interpreted"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class InterpretedPanel:
     results: Sequence[NormalizedResult]
@@ -171,21 +175,24 @@ def normalize_results(
             problems.append({"field": f"{field}[{position}].{field_name}", "message": str(exc)})
             continue
         lab = _lab_range(item.reference_range)
+        # Positional, in field order (position, analyte, code_sent, loinc, reported, unit,
+        # canonical, lab_range_text, lab_low, lab_high, lab_flag, status, lab_comment): a
+        # frozen dataclass takes keywords at about twice the cost, once per sent result.
         normalized.append(
             NormalizedResult(
-                position=position,
-                analyte=analyte,
-                code_sent=item.analyte,
-                loinc=_loinc_of(catalog, analyte.code, unit, specimen, item.analyte),
-                reported=reported,
-                unit=unit,
-                canonical=canonical,
-                lab_range_text=lab.text,
-                lab_low=lab.low,
-                lab_high=lab.high,
-                lab_flag=item.flag or None,
-                status=status_of(position) if status_of is not None else "final",
-                lab_comment=item.lab_comment or None,
+                position,
+                analyte,
+                item.analyte,
+                _loinc_of(catalog, analyte.code, unit, specimen, item.analyte),
+                reported,
+                unit,
+                canonical,
+                lab.text,
+                lab.low,
+                lab.high,
+                item.flag or None,
+                status_of(position) if status_of is not None else "final",
+                item.lab_comment or None,
             )
         )
     if problems:
@@ -206,6 +213,14 @@ def _resolved(catalog: Catalog, name: str) -> Analyte:
 @lru_cache(maxsize=4096)
 def _unit_of(catalog: Catalog, analyte: str, unit: str) -> str:
     return catalog.normalize_unit_for(catalog.get(analyte), unit)
+
+
+@lru_cache(maxsize=4096)
+def _factor_of(catalog: Catalog, analyte: str, unit: str) -> Decimal:
+    """The factor from ``unit`` to the analyte's canonical unit (``units.conversion_factor``,
+    which refuses a unit the analyte cannot be converted from; a refusal is raised again)."""
+    found = catalog.get(analyte)
+    return conversion_factor(found, unit, found.canonical_unit)
 
 
 @lru_cache(maxsize=4096)
@@ -253,10 +268,9 @@ def _measured(
     unit = _unit_of(catalog, analyte.code, item.unit)
     reported = parse_result_value(item.value)
     _check_storable(reported.value)
-    canonical = convert(
-        reported.value, analyte=analyte, from_unit=unit, to_unit=analyte.canonical_unit
-    )
-    return unit, reported, ResultValue(value=canonical, comparator=reported.comparator, text=None)
+    # units.convert with the pair's factor kept (the same checks, once per catalog and unit).
+    canonical = scaled(reported.value, _factor_of(catalog, analyte.code, unit))
+    return unit, reported, ResultValue(canonical, reported.comparator)
 
 
 def _check_storable(value: Decimal) -> None:
@@ -378,17 +392,23 @@ def _assess(
     if not applied.reference_applied and not verdict.critical:
         # Only critical limits applied: "normal" would claim a reference range we do not have.
         code = InterpretationCode.INDETERMINATE if verdict.possibly_critical else None
-    notes = [n for n in (applied.note, verdict.note) if n]
+    applied_note, own_note = applied.note, verdict.note
+    if applied_note and own_note:
+        note: str | None = f"{applied_note}; {own_note}"
+    else:
+        note = applied_note or own_note or None
+    # Positional, in field order (code, critical, note, lab_disagreement, reference_range,
+    # possibly_critical, status): once per result, and keywords cost a frozen dataclass twice.
     return _with_lab_flag(
         result,
         InterpretedResult(
-            code=code,
-            critical=verdict.critical,
-            note="; ".join(notes) or None,
-            lab_disagreement=_lab_disagreement(result, code),
-            reference_range=_snapshot_of(applied, range_set, result.analyte.canonical_unit),
-            possibly_critical=verdict.possibly_critical,
-            status="interpreted" if applied.reference_applied else "no-reference-range",
+            code,
+            verdict.critical,
+            note,
+            _lab_disagreement(result, code),
+            _snapshot_of(applied, range_set, result.analyte.canonical_unit),
+            verdict.possibly_critical,
+            "interpreted" if applied.reference_applied else "no-reference-range",
         ),
     )
 

@@ -30,11 +30,9 @@ def significant_figures(value: Decimal) -> int:
 
     Trailing zeros of a whole number count (``190`` -> 3): a lab writing 190 measured to the
     unit. Zero has one."""
-    digits = value.as_tuple().digits
-    stripped = list(digits)
-    while len(stripped) > 1 and stripped[0] == 0:
-        stripped.pop(0)
-    return max(len(stripped), 1)
+    # A decimal's coefficient never has leading zeros (``Decimal("007")`` is 7; zero is the
+    # one digit 0), so its digits are its significant figures.
+    return len(value.as_tuple().digits) or 1
 
 
 def round_to_figures(value: Decimal, figures: int) -> Decimal:
@@ -45,13 +43,21 @@ def round_to_figures(value: Decimal, figures: int) -> Decimal:
     if value.is_zero():
         return Decimal(0)
     exponent = value.adjusted() - figures + 1
-    quantum = Decimal(1).scaleb(min(exponent, 0))
     if exponent > 0:
         # 12345 at 3 figures is 12300: round at the hundreds, then write it out in full.
-        return value.quantize(Decimal(1).scaleb(exponent), context=_CONTEXT).quantize(
+        return value.quantize(_quantum(exponent), context=_CONTEXT).quantize(
             Decimal(1), context=_CONTEXT
         )
-    return value.quantize(quantum, context=_CONTEXT)
+    return value.quantize(_quantum(exponent), context=_CONTEXT)
+
+
+# 10 ** exponent for the exponents clinical values round at (made once, not per result).
+_QUANTA = {exponent: Decimal(1).scaleb(exponent) for exponent in range(-40, 41)}
+
+
+def _quantum(exponent: int) -> Decimal:
+    found = _QUANTA.get(exponent)
+    return found if found is not None else Decimal(1).scaleb(exponent)
 
 
 def display_value(canonical: Decimal, *, reported: Decimal, converted: bool = True) -> Decimal:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
+from app.domain.frozen import slot_init
 from app.domain.types import InterpretationCode, ResultValue
 
 SIGNIFICANT_DIGITS = 4
+
+# The arithmetic of a ratio: 28 digits, half-even (Python's default context, named here rather
+# than entered with ``localcontext`` per ratio, which copies the thread's context each time).
+_QUOTIENT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class RatioDefinition:
         return cls(**{field.name: getattr(ratio, field.name) for field in fields(cls)})
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RatioResult:
     code: str
@@ -95,13 +101,16 @@ def round_significant(value: Decimal, digits: int = SIGNIFICANT_DIGITS) -> Decim
     if value == 0:
         return Decimal(0)
     exponent = value.adjusted() - digits + 1
-    with localcontext() as context:
-        context.prec = max(digits + 1, 28)
-        rounded = value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
-        if rounded.adjusted() > value.adjusted():
-            # Rounding carried into a new digit (9.9996 -> 10.000): drop the extra one.
-            rounded = rounded.quantize(Decimal(1).scaleb(exponent + 1), rounding=ROUND_HALF_UP)
-        return rounded
+    context = _QUOTIENT if digits < 28 else Context(prec=digits + 1)
+    rounded = value.quantize(
+        Decimal(1).scaleb(exponent, context), rounding=ROUND_HALF_UP, context=context
+    )
+    if rounded.adjusted() > value.adjusted():
+        # Rounding carried into a new digit (9.9996 -> 10.000): drop the extra one.
+        rounded = rounded.quantize(
+            Decimal(1).scaleb(exponent + 1, context), rounding=ROUND_HALF_UP, context=context
+        )
+    return rounded
 
 
 def interpret_ratio(
@@ -142,9 +151,7 @@ def _compute_one(
             return not_computed(f"not computed: {analyte} has a negative value ({value.value})")
     if denominator.value == 0:
         return not_computed(f"not computed: {definition.denominator} is zero")
-    with localcontext() as context:
-        context.prec = 28
-        ratio = round_significant(numerator.value / denominator.value)
+    ratio = round_significant(_QUOTIENT.divide(numerator.value, denominator.value))
     return RatioResult(
         code=definition.code,
         display=definition.display,

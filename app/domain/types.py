@@ -11,6 +11,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from app.domain.frozen import slot_init
+
 
 class Comparator(StrEnum):
     """How a reported value relates to the true value (FHIR Quantity.comparator)."""
@@ -46,6 +48,7 @@ class InterpretationCode(StrEnum):
     INDETERMINATE = "IND"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ResultValue:
     """A reported value: the decimal as sent, an optional comparator, and the original text."""
@@ -86,6 +89,7 @@ class RangeRow:
     row_id: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PatientFacts:
     """What range selection needs to know about the patient at collection time."""

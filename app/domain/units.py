@@ -137,6 +137,10 @@ def _base_kind(kind: UnitKind) -> Literal["mass", "molar"]:
     return "mass" if kind == "mass" else "molar"
 
 
+# Rounding to the stored significant digits, as one operation of a context of that precision.
+_SIGNIFICANT = Context(prec=SIGNIFICANT_DIGITS, rounding=ROUND_HALF_EVEN)
+
+
 def round_significant(value: Decimal, digits: int = SIGNIFICANT_DIGITS) -> Decimal:
     """Round to ``digits`` significant digits (half-even), dropping trailing zeros.
 
@@ -147,16 +151,29 @@ def round_significant(value: Decimal, digits: int = SIGNIFICANT_DIGITS) -> Decim
         raise ValueError(f"cannot round non-finite value {value!r}")
     if value.is_zero():
         return Decimal(0)
-    exponent = value.adjusted() - digits + 1
-    rounded = value.quantize(Decimal(1).scaleb(exponent), context=_ARITHMETIC)
-    normalized = rounded.normalize(_ARITHMETIC)
-    exponent_after = normalized.as_tuple().exponent
-    if isinstance(exponent_after, int) and exponent_after > 0:
-        normalized = normalized.quantize(Decimal(1), context=_ARITHMETIC)
+    # normalize() in a context of ``digits`` precision rounds to that many significant digits
+    # (half-even, the quantize at ``adjusted() - digits + 1`` it replaces) and strips trailing
+    # zeros in one step: this runs once per ingested result.
+    context = (
+        _SIGNIFICANT
+        if digits == SIGNIFICANT_DIGITS
+        else Context(prec=digits, rounding=ROUND_HALF_EVEN)
+    )
+    normalized = value.normalize(context)
+    # Only a magnitude of 10 or more can be left with a positive exponent (1E+2).
+    if not -10 < normalized < 10:
+        exponent_after = normalized.as_tuple().exponent
+        if isinstance(exponent_after, int) and exponent_after > 0:
+            normalized = normalized.quantize(Decimal(1), context=_ARITHMETIC)
     return normalized
 
 
 def convert(value: Decimal, *, analyte: Analyte, from_unit: str, to_unit: str) -> Decimal:
     """Convert ``value`` between two units accepted for ``analyte``, to 6 significant digits."""
-    factor = conversion_factor(analyte, from_unit, to_unit)
+    return scaled(value, conversion_factor(analyte, from_unit, to_unit))
+
+
+def scaled(value: Decimal, factor: Decimal) -> Decimal:
+    """``value`` x ``factor`` (a ``conversion_factor``) to 6 significant digits: ``convert``
+    for a caller that keeps the factor of a pair of units (``app.domain.pipeline``)."""
     return round_significant(_ARITHMETIC.multiply(value, factor))

@@ -64,6 +64,13 @@ def _parse_text(text: str) -> ResultValue:
         raise InvalidValueError(
             f"result value is longer than {MAX_TEXT_LENGTH} characters", raw=shown
         )
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        # Digits with at most one point, the most common value: what the pattern reads as a
+        # number without comparator or sign (checked once per sent result, so without it).
+        value = Decimal(text)
+        if not MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT:
+            raise InvalidValueError(f"result value {shown!r} is out of range", raw=shown)
+        return ResultValue(value, None, text)
     match = _VALUE.match(text)
     if match is None:
         bare = text.lstrip("<>=\u2264\u2265 ")
@@ -74,7 +81,7 @@ def _parse_text(text: str) -> ResultValue:
                 f"result value {shown!r} uses non-ASCII digits; send the digits 0-9", raw=shown
             )
         raise InvalidValueError(f"result value {shown!r} is not a number", raw=shown)
-    number_text = match.group("number")
+    comparator_text, number_text = match.groups()
     try:
         value = Decimal(number_text)
     except InvalidOperation:  # pragma: no cover - the pattern only admits decimal literals
@@ -83,10 +90,9 @@ def _parse_text(text: str) -> ResultValue:
         raise InvalidValueError(
             f"result value {shown!r} is negative; concentrations cannot be below zero", raw=shown
         )
-    if number_text.startswith(("+", "-")):
+    if number_text[0] in "+-":
         value = value.copy_abs()  # "-0" / "+0": keep zero, drop the sign
     if not MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT:
         raise InvalidValueError(f"result value {shown!r} is out of range", raw=shown)
-    comparator_text = match.group("comparator")
     comparator = _COMPARATORS[comparator_text] if comparator_text else None
-    return ResultValue(value=value, comparator=comparator, text=text)
+    return ResultValue(value, comparator, text)  # positional: once per sent result

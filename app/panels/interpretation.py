@@ -23,7 +23,7 @@ from app.domain.pipeline import (
     interpret_panel,
     normalize_results,
 )
-from app.domain.types import Comparator, PatientFacts, ResultValue, Sex
+from app.domain.types import Comparator, InterpretationCode, PatientFacts, ResultValue, Sex
 from app.models.panel import Result as StoredResult
 from app.models.patient import Patient
 from app.panels.repository import PatientForPanel
@@ -92,34 +92,42 @@ def interpret(
         raise ImpossibleResultError(str(exc), errors=exc.problems) from exc
 
 
+# Enum members by value: a dict lookup instead of calling the enum (or reading ``.value``, an
+# enum property) once per panel and per result.
+_SEXES: dict[str, Sex] = {sex.value: sex for sex in Sex}
+_COMPARATOR_TEXT: dict[Comparator, str] = {c: c.value for c in Comparator}
+_CODE_TEXT: dict[InterpretationCode, str] = {c: c.value for c in InterpretationCode}
+
+
 def patient_facts(patient: Patient | PatientForPanel, collected_at: datetime) -> PatientFacts:
-    return PatientFacts(
-        sex=Sex(patient.sex), birth_date=patient.birth_date, on_date=collected_at.date()
-    )
+    sex = _SEXES.get(patient.sex) or Sex(patient.sex)  # Sex() refuses what is not a sex
+    return PatientFacts(sex, patient.birth_date, collected_at.date())
 
 
 def comparator_of(value: ResultValue) -> str | None:
-    return value.comparator.value if isinstance(value.comparator, Comparator) else None
+    comparator = value.comparator
+    return _COMPARATOR_TEXT[comparator] if isinstance(comparator, Comparator) else None
 
 
 def result_content(result: NormalizedResult, verdict: InterpretedResult) -> dict[str, Any]:
     """The columns of a stored result that come from the value and its interpretation (every
     writer of results uses this, so ingestion and corrections store them identically)."""
+    reported, analyte, code = result.reported, result.analyte, verdict.code
     return {
-        "analyte": result.analyte.code,
+        "analyte": analyte.code,
         "loinc": result.loinc,
         "code_sent": result.code_sent,
-        "value_text": result.reported.text or str(result.reported.value),
-        "comparator": comparator_of(result.reported),
-        "value": result.reported.value,
+        "value_text": reported.text or str(reported.value),
+        "comparator": comparator_of(reported),
+        "value": reported.value,
         "unit": result.unit,
         "canonical_value": result.canonical.value,
-        "canonical_unit": result.analyte.canonical_unit,
+        "canonical_unit": analyte.canonical_unit,
         "lab_range_text": result.lab_range_text,
         "lab_range_low": result.lab_low,
         "lab_range_high": result.lab_high,
         "lab_flag": result.lab_flag,
-        "interpretation": verdict.code.value if verdict.code else None,
+        "interpretation": _CODE_TEXT[code] if code else None,
         "critical": verdict.critical,
         "possibly_critical": verdict.possibly_critical,
         "interpretation_status": verdict.status,

@@ -4,6 +4,7 @@ the clinical path itself: ``app.domain.pipeline``). One transaction per call (th
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,32 @@ class IngestOutcome:
 ConflictHandler = Callable[[Panel, uuid.UUID], Awaitable[IngestOutcome]]
 
 
+def new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs, as ``uuid.uuid4()`` makes them, from one read of
+    the system's random source: a panel takes one id for itself and one per result, and
+    ``uuid.uuid4()`` (a read each, then ``UUID.__init__``'s argument checks) was 5% of
+    building a panel (bench/panel_cpu.py)."""
+    random = int.from_bytes(os.urandom(16 * count))
+    ids = []
+    for _ in range(count):
+        new = _new_uuid(uuid.UUID)
+        # The two slots UUID(bytes=..., version=4) sets, set as it sets them (the class
+        # refuses attribute assignment): the low 128 random bits with version and variant.
+        _set_int(new, random & _UUID_RANDOM | _UUID_VERSION_4)
+        _set_is_safe(new, uuid.SafeUUID.unknown)
+        ids.append(new)
+        random >>= 128
+    return ids
+
+
+_new_uuid = object.__new__
+_set_int = uuid.UUID.__dict__["int"].__set__
+_set_is_safe = uuid.UUID.__dict__["is_safe"].__set__
+# 128 bits but the RFC 4122 variant's two and the version's four, then variant 10 and version 4.
+_UUID_RANDOM = ((1 << 128) - 1) & ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_VERSION_4 = (0x8000 << 48) | (4 << 76)
+
+
 def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -> str:
     """What makes two posts "the same panel": the content and the patient it resolved to (so a
     re-send naming the patient by identifier instead of id is still the same panel)."""
@@ -90,8 +117,11 @@ def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -
             result.pop("status", None)
         if result.get("lab_comment") is None:  # likewise for results without a lab comment
             result.pop("lab_comment", None)
+    # The patient id as its text: orjson writes a uuid.UUID as str() does, and calls str() on
+    # anything else (asyncpg's UUID subclass), without a str() here per panel.
     canonical = orjson.dumps(
-        {"format": source_format, "patient": str(patient_id), "panel": content},
+        {"format": source_format, "patient": patient_id, "panel": content},
+        default=str,
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(canonical).hexdigest()
@@ -235,8 +265,9 @@ def new_panel_rows(
     # nothing adds it to a session, the callers insert its values with Core and read its
     # attributes. Every column is present (None when not set, as on an unflushed instance).
     panel = cast(Panel, SimpleNamespace(**dict.fromkeys(_PANEL_COLUMNS)))
+    ids = new_ids(1 + len(interpreted.verdicts))
     panel_values(panel).update(
-        id=uuid.uuid4(),
+        id=ids[0],
         organization_id=organization_id,
         patient_id=patient.id,
         source=data.source,
@@ -257,8 +288,8 @@ def new_panel_rows(
         created_at=now,
     )
     rows = [
-        _result_values(panel, patient.id, result, verdict)
-        for result, verdict in interpreted.pairs()
+        _result_values(panel, patient.id, result, verdict, result_id)
+        for (result, verdict), result_id in zip(interpreted.pairs(), ids[1:], strict=True)
     ]
     fields = panel_fields(
         panel,
@@ -309,10 +340,14 @@ async def stored_outcome(
 
 
 def _result_values(
-    panel: Panel, patient_id: uuid.UUID, result: NormalizedResult, verdict: InterpretedResult
+    panel: Panel,
+    patient_id: uuid.UUID,
+    result: NormalizedResult,
+    verdict: InterpretedResult,
+    result_id: uuid.UUID,
 ) -> dict[str, object]:
     return {
-        "id": uuid.uuid4(),
+        "id": result_id,
         "organization_id": panel.organization_id,
         "panel_id": panel.id,
         "patient_id": patient_id,

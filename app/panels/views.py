@@ -36,6 +36,68 @@ def applied_range_fields(snapshot: dict[str, Any] | None) -> dict[str, Any] | No
     """``AppliedRangeOut``'s fields of a stored range snapshot."""
     if not snapshot:
         return None
+    range_set = snapshot.get("range_set")
+    # The snapshots of one range set's few applied ranges recur in every panel: their fields
+    # (and their JSON, for ``render``) are worked out once. Only snapshots of text are kept
+    # (as ``range_snapshot`` writes them), so one equal to a kept one (compared in full) is
+    # text too and has the same fields; the range set's own dict is the snapshot's, as below
+    # (its items, in order, are part of the key: the JSON kept writes them in that order).
+    if type(range_set) is dict and type(range_set.get("version")) is int:
+        key = (tuple(range_set.items()), snapshot.get("row_id"), snapshot.get("basis"))
+        try:
+            kept = _RANGE_FIELDS.get(key)
+        except TypeError:  # not a snapshot as written (a list in it): read as it is
+            return _applied_range_fields(snapshot)
+        if kept is not None:
+            for seen, fields in kept:
+                if seen == snapshot:
+                    found = _RangeFields(fields)
+                    found.json = fields.json
+                    found["range_set"] = range_set
+                    return found
+        if not _all_text(snapshot):
+            return _applied_range_fields(snapshot)
+        fields = _RangeFields(_applied_range_fields(snapshot))
+        fields.json = orjson.Fragment(orjson.dumps(fields, default=_json_value))
+        if len(_RANGE_FIELDS) >= _RANGE_FIELDS_LIMIT:
+            _RANGE_FIELDS.clear()
+        variants = _RANGE_FIELDS.setdefault(key, [])
+        if len(variants) >= _VARIANTS_LIMIT:
+            return fields
+        variants.append((_copy_snapshot(snapshot), fields))
+        return applied_range_fields(snapshot)  # a copy, as every caller gets
+    return _applied_range_fields(snapshot)
+
+
+class _RangeFields(dict[str, Any]):
+    """``applied_range_fields`` of a snapshot seen before, with the JSON ``render`` writes for
+    them (``json``, from the kept snapshot: each caller gets its own copy of the fields, and
+    nothing changes the view's fields between building and rendering them)."""
+
+    __slots__ = ("json",)
+    json: orjson.Fragment
+
+
+# Kept fields by (range set, row id, basis): a list, as one row recurs with other limits
+# (critical limits borrowed or not). Bounded by clearing; each entry keeps its snapshot.
+_RANGE_FIELDS: dict[tuple[Any, Any, Any], list[tuple[dict[str, Any], _RangeFields]]] = {}
+_RANGE_FIELDS_LIMIT = 4096
+_VARIANTS_LIMIT = 16
+
+
+def _all_text(snapshot: dict[str, Any]) -> bool:
+    """True when every value is text or None (the range set's: text, and an int version)."""
+    range_set = snapshot["range_set"]
+    return all(
+        value is None or type(value) is str for key, value in snapshot.items() if key != "range_set"
+    ) and all(type(range_set.get(key)) is str for key in ("id", "name"))
+
+
+def _copy_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {**snapshot, "range_set": dict(snapshot["range_set"])}
+
+
+def _applied_range_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {
         "range_set": snapshot.get("range_set"),
         "basis": snapshot.get("basis", "reference"),
@@ -139,10 +201,11 @@ def ratio_out(ratio: dict[str, Any]) -> RatioOut:
     return RatioOut.model_validate(ratio_fields(ratio))
 
 
-# PanelOut's fields that are the stored panel's columns as they are (the rest are built here).
-_PANEL_COLUMNS = tuple(
-    name for name in PanelOut.model_fields if name not in {"range_set", "results", "ratios"}
-)
+# PanelOut's fields in order, and those that are the stored panel's columns as they are (the
+# rest are built here).
+_PANEL_FIELDS = tuple(PanelOut.model_fields)
+_BUILT = frozenset({"range_set", "results", "ratios"})
+_PANEL_COLUMNS = tuple(name for name in _PANEL_FIELDS if name not in _BUILT)
 
 
 def panel_fields(
@@ -159,11 +222,12 @@ def panel_fields(
             "name": range_set_name,
             "version": range_set_version or 0,
         }
-    fields = {name: getattr(panel, name) for name in _PANEL_COLUMNS}
-    fields["range_set"] = range_set
-    fields["results"] = [result_fields(r) for r in results]
-    fields["ratios"] = [ratio_fields(r) for r in panel.ratios or []]
-    return {name: fields[name] for name in PanelOut.model_fields}
+    built = {
+        "range_set": range_set,
+        "results": [result_fields(r) for r in results],
+        "ratios": [ratio_fields(r) for r in panel.ratios or []],
+    }
+    return {name: built[name] if name in _BUILT else getattr(panel, name) for name in _PANEL_FIELDS}
 
 
 def panel_out(
@@ -175,21 +239,36 @@ def panel_out(
     return PanelOut.model_validate(panel_fields(panel, results, range_set_name, range_set_version))
 
 
-def _json_value(value: object) -> float | str:
+def _json_value(value: object) -> object:
     """What orjson leaves to us, as the output models write it: decimals are JsonDecimal (a
     JSON number, ``float(value)``); a UUID subclass (asyncpg's, for ids read from PostgreSQL)
-    is its text, as orjson writes a ``uuid.UUID``."""
+    is its text, as orjson writes a ``uuid.UUID``; a range's fields seen before are their JSON.
+    Other subclasses of str, int, dict and list (which ``render`` has orjson hand over, so that
+    it hands over ``_RangeFields``) are written as their base type, as orjson would."""
     if isinstance(value, Decimal):
         return float(value)
+    if isinstance(value, _RangeFields):
+        return value.json
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
     raise TypeError(f"{type(value).__name__} is not a field type of the panel document")
+
+
+_RENDER_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def render(fields: dict[str, Any]) -> str:
     """``panel_fields`` as JSON: the bytes ``PanelOut.model_validate(fields).model_dump_json()``
     writes (compact, field order, decimals as numbers, UTC as ``Z``), without the models."""
-    return orjson.dumps(fields, default=_json_value, option=orjson.OPT_UTC_Z).decode()
+    return orjson.dumps(fields, default=_json_value, option=_RENDER_OPTIONS).decode()
 
 
 def result_snapshot(result: Result) -> dict[str, Any]:

@@ -382,7 +382,11 @@ def test_a_panel_built_without_its_view_is_the_same_panel(monkeypatch: pytest.Mo
     built = []
     for build in (new_panel, new_panel_rows):
         ids = iter(range(1, 100))
-        monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(ids)))  # noqa: B023
+        monkeypatch.setattr(
+            service,
+            "new_ids",
+            lambda count: [uuid.UUID(int=next(ids)) for _ in range(count)],  # noqa: B023
+        )
         monkeypatch.setattr(service, "utcnow", lambda: datetime(2026, 1, 6, tzinfo=UTC))
         normalized = normalize(data, specimen="serum", catalog=default_catalog())
         panel, rows, *_ = build(
