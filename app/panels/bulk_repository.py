@@ -7,7 +7,8 @@ tuple ``IN`` of a thousand parameters (which the planner turns into a scan that 
 table). The natural keys probe the unique index (organization, source, accession): one
 index lookup per key, whatever the table's size or statistics. Results, whose panels were
 just inserted in the same transaction, are copied in (COPY). SQLite keeps the generic
-statements of ``app.panels.repository``.
+statements of ``app.panels.repository``. Panels are copied in too when their keys are still free
+(``insert_panels_if_new``).
 
 The rows stored are the ones the Core INSERT stores: the same columns, the same values (a
 Python ``None`` in a JSON column is a JSON ``null``, as SQLAlchemy's JSON type binds it; a
@@ -29,7 +30,8 @@ import asyncpg
 import orjson
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from app.models.panel import Panel, Result
@@ -177,15 +179,67 @@ async def existing_natural_keys(
 async def insert_panels_if_new(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> set[uuid.UUID]:
-    """The panels inserted in the given order unless their natural key exists (ON CONFLICT DO
-    NOTHING: a concurrent sender's panel wins without an error): the ids of those inserted."""
+    """The panels inserted in the given order unless their natural key exists (a concurrent
+    sender's panel wins without an error): the ids of those inserted.
+
+    PostgreSQL, inside the transaction already begun: COPY (binary) under a savepoint, as
+    the natural keys were free when the chunk was planned (``app.batches.fast``), so all of
+    them are inserted; cheaper than the ``unnest`` INSERT for both sides (measured per
+    panel: ~43 -> ~28 us of this process's CPU, ~90 -> ~78 us of the server's: no parameter
+    arrays to build and read back). The rows go in the given order, so the unique index's
+    locks are taken in that order, as by the INSERT. Only when a key was taken meanwhile
+    (the COPY's unique violation, rolled back to the savepoint: nothing of it stays) does
+    the ``unnest`` INSERT with ON CONFLICT DO NOTHING decide which are still free."""
     if not rows:
         return set()
     if not await _is_postgresql(session) or not _PANELS.covers(rows[0]):
         return await repository.insert_panels_if_new(session, rows)
     connection = await session.connection()
+    driver = await _transaction_driver(connection)
+    if driver is not None:
+        try:
+            async with driver.transaction():  # a savepoint in the chunk's transaction
+                await driver.copy_records_to_table(
+                    _PANEL.name, records=_PANELS.records(rows), columns=_PANELS.names
+                )
+        except asyncpg.UniqueViolationError:
+            pass  # a natural key taken since the chunk was planned: the INSERT below decides
+        except asyncpg.PostgresError as error:
+            raise await _translated(connection, f"COPY {_PANEL.name}", error) from error
+        else:
+            return {row["id"] for row in rows}
     result = await connection.exec_driver_sql(_INSERT_PANELS_SQL, tuple(_PANELS.columns(rows)))
     return {row[0] for row in result}
+
+
+async def _transaction_driver(connection: AsyncConnection) -> asyncpg.Connection | None:
+    """The asyncpg connection under ``connection`` when a transaction is already begun on it
+    (else a COPY would commit on its own), or None."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
+        return driver
+    return None
+
+
+async def _translated(
+    connection: AsyncConnection, statement: str, error: asyncpg.PostgresError
+) -> DBAPIError:
+    """A database error of a COPY (sent on the driver, beside SQLAlchemy) as SQLAlchemy raises
+    that of a statement: a ``DBAPIError`` whose ``orig`` carries the SQLSTATE, so a deadlock
+    or serialization failure is retried as any other (``app.batches.service``)."""
+    dialect = connection.dialect
+    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    try:
+        adapted._handle_exception(error)
+    except dbapi_error as translated:
+        return cast(
+            DBAPIError,
+            DBAPIError.instance(
+                statement, None, translated, dbapi_error, hide_parameters=True, dialect=dialect
+            ),
+        )
+    raise AssertionError("the dialect raises a DBAPI error for every driver error")
 
 
 async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -201,10 +255,13 @@ async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
         await repository.insert_results(session, rows)
         return
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
-        await driver.copy_records_to_table(
-            _RESULT.name, records=_RESULTS.records(rows), columns=_RESULTS.names
-        )
+    driver = await _transaction_driver(connection)
+    if driver is not None:
+        try:
+            await driver.copy_records_to_table(
+                _RESULT.name, records=_RESULTS.records(rows), columns=_RESULTS.names
+            )
+        except asyncpg.PostgresError as error:
+            raise await _translated(connection, f"COPY {_RESULT.name}", error) from error
         return
     await connection.exec_driver_sql(_INSERT_RESULTS_SQL, tuple(_RESULTS.columns(rows)))

@@ -230,3 +230,36 @@ def test_a_panel_stored_meanwhile_by_another_sender_is_left_to_the_per_line_path
     assert calls == ["C-1", "C-1"]
     assert db.count("panel") == 1
     assert db.count("result") == 1
+
+
+def test_a_key_taken_meanwhile_leaves_the_rest_of_the_chunk_on_the_fast_path(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk's new panels are copied in at once (PostgreSQL); one of them taken since the
+    chunk was planned undoes that copy only: the others are still inserted fast, and the
+    taken one is answered by the per-line path, as a single POST would answer it."""
+    patient = make_patient(client)
+    taken = panel_body(patient, [result("zinc", "80", "ug/dL")], accession="D-1")
+    stored = client.post("/api/v1/panels", json=taken).json()
+    fresh = [
+        panel_body(patient, [result("zinc", str(70 + n), "ug/dL")], accession=f"D-{n}")
+        for n in (2, 3)
+    ]
+
+    async def nothing_stored(*_args: Any, **_kwargs: Any) -> set[tuple[str, str]]:
+        return set()  # as if the other sender committed just after the chunk looked
+
+    monkeypatch.setattr(bulk_repository, "existing_natural_keys", nothing_stored)
+    calls = _per_line_calls(monkeypatch)
+
+    out = _post(client, fresh[0], taken, fresh[1])[:-1]
+
+    assert [(o["outcome"], o["status"]) for o in out] == [
+        ("stored", 201),
+        ("unchanged", 200),
+        ("stored", 201),
+    ]
+    assert out[1]["panel_id"] == stored["id"]
+    assert calls == ["D-1"]
+    assert db.count("panel") == 3
+    assert db.count("result") == 3
