@@ -6,7 +6,7 @@ their descriptors instead, at well under half the cost. A panel builds some twen
 instances per result (the normalized result, its values, its verdict), which was ~9% of
 building a panel (bench/panel_cpu.py), so the hot ones take this ``__init__``. Nothing else
 changes: the same signature and defaults, still frozen afterwards, the same equality, hash,
-``repr`` and ``dataclasses.replace`` (tests/domain/test_frozen.py).
+``repr`` and ``dataclasses.replace`` (tests/domain/test_fast_paths.py).
 """
 
 from __future__ import annotations
