@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.audit.chain import HASHED_FIELDS
 from app.core.db import UTCDateTime
 from app.core.driver import Driver
+from app.core.sqlite_raw import execute_precompiled
 from app.models.audit import AuditEvent
 
 # pg_advisory_xact_lock key that serializes appends to chain 0 ("min_audi" in ASCII); chain c
@@ -219,6 +220,6 @@ async def list_events(
 
 async def sqlite_insert_on(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """``sqlite_insert`` on a bare connection in its write transaction."""
-    await connection.execute(
-        _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
+    await execute_precompiled(
+        connection, _SQLITE_INSERT, [{name: row[name] for name in _COLUMNS} for row in rows]
     )

@@ -74,12 +74,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: COMMIT writes the log but fsyncs only at checkpoints, so a committed
+    # panel survives a crash of the process, not necessarily a power loss (the durability, and
+    # the floor's same choice, are spelled out in app.core.sqlite_inline).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # SQLite's busy handler would sleep the event loop (statements run on it): a statement
     # refused with SQLITE_BUSY is retried after an asyncio sleep instead (app.core.sqlite_inline).
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
+    # Checkpoints (copying the log into the database file, two fsyncs) would stall the event
+    # loop for tens of milliseconds: a thread does them (app.core.sqlite_inline).
+    dbapi_connection.checkpoint_in_background()
 
 
 # Execution option carrying the audit chain's HMAC key (derived from the settings' secret) to

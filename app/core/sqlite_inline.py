@@ -22,12 +22,36 @@ SQLITE_BUSY is retried after an ``asyncio.sleep`` (1 ms, doubling up to 50 ms), 
 BUSY_TIMEOUT_SECONDS in all, after which its OperationalError ("database is locked") is raised
 as before (503). SQLite guarantees a statement refused with SQLITE_BUSY did not run, so a
 retry never applies a change twice.
+
+Checkpoints run on a thread of their own (``WalCheckpointer``). In WAL mode a commit appends
+the transaction's pages to the -wal file; a checkpoint later copies them into the database file
+and fsyncs both. SQLite runs it in the committing connection once the log passes 1000 pages
+(its default autocheckpoint), and here that connection's thread is the event loop: every ~25
+POSTs (one writes ~40 pages: four tables, sixteen indexes) the loop stood still 20-70 ms,
+mostly in fsync (issue 15: 0.8 ms of each POST's loop time on average). So the engine's
+connection hands the checkpoint to a second connection, on a thread, which copies the pages
+while the loop writes on (SQLite's PASSIVE checkpoint takes no lock a writer needs; the GIL is
+released while sqlite3 works), and its own autocheckpoint stays as a backstop at
+``BACKSTOP_PAGES``: the background copy finishes behind a moving log, so under sustained writes
+the log would never restart from its beginning; past the backstop the writer checkpoints the
+few pages the thread has not copied yet, and the next transaction restarts the log.
+
+Durability is unchanged, and it is SQLite's ``journal_mode=WAL`` + ``synchronous=NORMAL``
+(the floor, ../shared/bench/floor_app.py, sets the same two pragmas): COMMIT returns once the
+pages are written to the -wal file (in the OS's cache, not yet fsynced), so a committed panel
+survives a crash or kill of the process: the operating system holds the write. A power loss or
+kernel crash may lose the transactions committed since the log's last fsync (never corrupting
+the database: WAL replays whole transactions only); the checkpoint thread fsyncs the log more
+often (~PAUSE_SECONDS after a commit, where the 1000-page autocheckpoint waited for 1000
+pages), so that window is shorter, not longer. Surviving power loss per commit takes
+``synchronous=FULL`` (an fsync per COMMIT), which neither this service nor the floor pays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
@@ -49,6 +73,13 @@ LONGEST_RETRY_SECONDS = 0.05
 # never does: retrying it would only wait out the timeout, so it is raised at once, as SQLite's
 # busy handler never waited for it either.
 _RETRIED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
+
+# The writer's own autocheckpoint once the checkpoint thread falls behind or the log cannot
+# restart under constant writes (pages, ~16 MB of log at SQLite's 4 KiB pages).
+BACKSTOP_PAGES = 4000
+# After a commit, the checkpoint thread waits this long before copying, so a checkpoint (two
+# fsyncs) covers the commits of that time and a page many of them rewrote is copied once.
+PAUSE_SECONDS = 0.05
 
 T = TypeVar("T")
 
@@ -168,16 +199,78 @@ _executemany = sqlite3.Cursor.executemany
 _fetchall = sqlite3.Cursor.fetchall
 
 
+class WalCheckpointer:
+    """Checkpoints one WAL database from a daemon thread with its own connection, woken by the
+    commits of the engine's connection (see the module's docstring). PASSIVE: it never waits
+    for a reader or the writer, and copies what it can; SQLITE_BUSY (another checkpoint is
+    running, in this process or another) is skipped: the next commit wakes it again."""
+
+    def __init__(self, database: str, *, uri: bool) -> None:
+        self._database = database
+        self._uri = uri
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        """Let the thread end (its connection closes there); the writer's backstop remains."""
+        self._stopping = True
+        self._wanted.set()
+
+    def _run(self) -> None:
+        # Off the loop, SQLite's own busy handler may sleep: opening reads the schema.
+        connection = sqlite3.connect(
+            self._database, uri=self._uri, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
+        )
+        try:
+            while True:
+                self._wanted.wait()
+                time.sleep(PAUSE_SECONDS)
+                self._wanted.clear()
+                # Read after the clear: stop() sets the flag before the event, so a stop is
+                # either seen here or wakes the next wait.
+                if self._stopping:
+                    return
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy, or the file is going away: the writer's backstop remains
+        finally:
+            connection.close()
+
+
 class InlineConnection(AdaptedConnection):
     """The DBAPI connection SQLAlchemy's async engine drives, over a plain sqlite3 one."""
 
-    __slots__ = ("dbapi",)
+    __slots__ = ("_changes", "_checkpointer", "_connect_args", "dbapi")
 
     _connection: sqlite3.Connection  # type: ignore[assignment]
 
-    def __init__(self, dbapi: InlineDBAPI, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, dbapi: InlineDBAPI, connection: sqlite3.Connection, connect_args: tuple[str, bool]
+    ) -> None:
         self.dbapi = dbapi
         self._connection = connection
+        self._connect_args = connect_args
+        self._checkpointer: WalCheckpointer | None = None
+        self._changes = 0
+
+    def checkpoint_in_background(self) -> None:
+        """Hand this WAL database's checkpoints to a thread (module docstring); the connection's
+        own autocheckpoint becomes the backstop. A database not in WAL mode (in memory) keeps
+        SQLite's behaviour."""
+        if self._checkpointer is not None:
+            return
+        (mode,) = self._connection.execute("PRAGMA journal_mode").fetchone()
+        if mode != "wal":
+            return
+        self._connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        database, uri = self._connect_args
+        self._checkpointer = WalCheckpointer(database, uri=uri)
 
     @property
     def isolation_level(self) -> str | None:
@@ -199,15 +292,31 @@ class InlineConnection(AdaptedConnection):
     def commit(self) -> None:
         # A COMMIT refused with SQLITE_BUSY leaves the transaction open: it is retried as is.
         _until_not_busy(self._connection.commit)
+        self.committed()
+
+    def committed(self) -> None:
+        """After a COMMIT: wake the checkpoint thread if it wrote anything."""
+        if self._checkpointer is not None:
+            changes = self._connection.total_changes
+            if changes != self._changes:  # a read-only transaction leaves nothing to copy
+                self._changes = changes
+                self._checkpointer.committed()
 
     def rollback(self) -> None:
         self._connection.rollback()
 
     def close(self) -> None:
+        self._stop_checkpoints()
         self._connection.close()
 
     def terminate(self) -> None:
+        self._stop_checkpoints()
         self._connection.close()
+
+    def _stop_checkpoints(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
 
 class InlineDBAPI:
@@ -235,7 +344,8 @@ class InlineDBAPI:
         # SQLite's busy handler would sleep the event loop: SQLITE_BUSY is waited out in
         # InlineCursor instead. BEGIN is emitted by app.core.db, never by the driver.
         kwargs.update(timeout=0, isolation_level=None)
-        return InlineConnection(self, sqlite3.connect(database, **kwargs))
+        connect_args = (database, bool(kwargs.get("uri", False)))
+        return InlineConnection(self, sqlite3.connect(database, **kwargs), connect_args)
 
 
 class SQLiteDialect_inline(SQLiteDialect_aiosqlite):  # noqa: N801 (SQLAlchemy's naming)

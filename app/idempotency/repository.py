@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.util.typing import TupleAny
 
 from app.core.db import keep_read, take_read_along
+from app.core.sqlite_raw import execute_precompiled
 from app.models.idempotency import IdempotencyRecord
 
 _RECORD = cast(Table, IdempotencyRecord.__table__)
@@ -115,7 +116,7 @@ async def claim(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | No
 async def insert_record_on(connection: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert a completed record as it is (the SQLite one-transaction POST, which checked under
     the write lock that (principal, key) is not stored: no claim can be in flight)."""
-    await connection.execute(_INSERT_RECORD, values)
+    await execute_precompiled(connection, _INSERT_RECORD, values)
 
 
 async def get(session: AsyncSession, *, principal_id: str, key: str) -> Row[Any] | None:

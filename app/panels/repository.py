@@ -30,6 +30,7 @@ from sqlalchemy.util.typing import TupleAny
 
 from app.audit import repository as audit_repository
 from app.core.db import ReadAlong, read_along, read_kept
+from app.core.sqlite_raw import execute_precompiled
 from app.domain.result_status import WITHDRAWN
 from app.models.idempotency import IdempotencyRecord
 from app.models.panel import Panel, PanelInterpretation, Result
@@ -211,9 +212,10 @@ async def new_panel_check(
     else:
         statement = _CHECK_BY_ID
         params["patient_id"] = patient_id
-    row = (await connection.execute(statement, params)).first()
-    if row is None:
+    rows = await execute_precompiled(connection, statement, params)
+    if not rows:
         return NewPanelCheck(None, False, False, None)
+    row = rows[0]
     return NewPanelCheck(
         PatientForPanel(row[0], row[1], row[2], row[3]), bool(row[4]), bool(row[5]), row[6]
     )
@@ -224,11 +226,11 @@ async def insert_new_panel_on(
 ) -> None:
     """A new panel and its results (SQLite one-transaction POST: the natural key was checked
     under the write lock, so the insert cannot meet a stored panel)."""
-    inserted = (await connection.execute(_INSERT_PANEL[connection.dialect.name], panel)).first()
-    if inserted is None:
+    inserted = await execute_precompiled(connection, _INSERT_PANEL["sqlite"], panel)
+    if not inserted:
         raise RuntimeError("the panel's natural key was stored under the write lock")
     if rows:
-        await connection.execute(_INSERT_RESULTS, list(rows))
+        await execute_precompiled(connection, _INSERT_RESULTS, rows)
 
 
 async def insert_panel_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -19,6 +19,11 @@ Refused, the transaction rolls back having written nothing and the request takes
 path, which answers exactly as if this had never been tried. Versus the plain path this skips
 the ORM session, the in-flight claim and its completing UPDATE (pointless under SQLite's single
 writer: no other transaction can see a claim before it commits), and the separate tail read.
+
+The statements go straight to the pooled sqlite3 connection (``write_transaction``,
+app.core.sqlite_raw: each compiled once by SQLAlchemy, its values bound by SQLAlchemy's own type
+processors), not through SQLAlchemy's per-statement execution, which cost more CPU than SQLite's
+work (issue 15). Engine listeners still see every statement.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit import service as audit_service
+from app.core.sqlite_raw import write_transaction
 from app.idempotency import repository as idempotency_repository
 from app.panels import repository
 from app.panels.repository import PatientForPanel
@@ -55,25 +61,33 @@ async def write(
     entries: Sequence[audit_service.AuditEntry],
 ) -> Written:
     """Write a prepared new panel in one BEGIN IMMEDIATE transaction, or nothing."""
-    async with engine.connect() as connection, connection.begin() as transaction:
-        check = await repository.new_panel_check(
-            connection,
-            organization_id=organization_id,
-            patient_id=None if identifier is not None else patient.id,
-            identifier=identifier,
-            principal_id=principal_id,
-            key=None if record is None else record["key"],
-            source=panel["source"],
-            accession=panel["accession"],
-        )
-        if check.patient != patient:
-            await transaction.rollback()
-            return Written.STALE
-        if check.key_exists or check.accession_exists:
-            await transaction.rollback()
-            return Written.PLAIN
-        if record is not None:
-            await idempotency_repository.insert_record_on(connection, record)
-        await repository.insert_new_panel_on(connection, panel, rows)
-        await audit_service.append_sqlite_on(connection, entries, tail=check.audit_tail)
+    async with engine.connect() as connection:
+        try:
+            async with write_transaction(connection):
+                check = await repository.new_panel_check(
+                    connection,
+                    organization_id=organization_id,
+                    patient_id=None if identifier is not None else patient.id,
+                    identifier=identifier,
+                    principal_id=principal_id,
+                    key=None if record is None else record["key"],
+                    source=panel["source"],
+                    accession=panel["accession"],
+                )
+                if check.patient != patient:
+                    raise _Refused(Written.STALE)
+                if check.key_exists or check.accession_exists:
+                    raise _Refused(Written.PLAIN)
+                if record is not None:
+                    await idempotency_repository.insert_record_on(connection, record)
+                await repository.insert_new_panel_on(connection, panel, rows)
+                await audit_service.append_sqlite_on(connection, entries, tail=check.audit_tail)
+        except _Refused as refused:  # rolled back: nothing was written
+            return refused.written
     return Written.WRITTEN
+
+
+class _Refused(Exception):
+    def __init__(self, written: Written) -> None:
+        super().__init__(written.value)
+        self.written = written
