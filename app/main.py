@@ -204,19 +204,11 @@ def _freeze_startup_objects() -> None:
     """Once per process, after startup: what is alive now (modules, the catalog, schemas and
     validators, SQLAlchemy's metadata) lives as long as the process, so the collector stops
     scanning it. A full collection otherwise walks all of it, a pause of ~0.2 s in the middle
-    of the requests in flight every few thousand requests.
-
-    The youngest generation is collected after 10,000 new container objects instead of 700: a
-    POST or a bulk line allocates thousands (its rows, its document, its views), so at 700 the
-    collector ran several times per request, finding almost nothing to free, as nearly all of
-    it dies by reference count when the request ends (measured on a bulk batch: collections
-    took 15-17 % of the worker's CPU; with 10,000 about half that). Reference cycles are still
-    collected, a little later."""
+    of the requests in flight every few thousand requests."""
     if not _frozen:
         _frozen.append(True)
         gc.collect()
         gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
 
 
 async def _strict_request(request: Request) -> None:
