@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
@@ -132,32 +132,14 @@ class Driver:
         return raw
 
     async def _translated(self, sql: str, error: Exception) -> BaseException:
-        """`error` as SQLAlchemy's Connection raises it: a DBAPIError whose ``orig`` is the
-        dialect's error (``sqlstate``, ``detail``; caused by the asyncpg error); a closed
+        """`error` as SQLAlchemy's Connection raises it (``dbapi_error_of``); a closed
         connection invalidates the pool's connections, as a disconnect does there."""
         raw = self._raw_connection()
         sync_engine = self._engine.sync_engine
-        dialect = sync_engine.dialect
-        dbapi_error = dialect.loaded_dbapi.Error
-        adapted: Any = raw.dbapi_connection
-        try:
-            adapted._handle_exception(error)
-        except dbapi_error as translated:
-            orig: Any = translated
-        except Exception as untranslated:  # not one the dialect translates: raised as it is
-            return untranslated
-        disconnect = bool(dialect.is_disconnect(orig, adapted, None))
-        if disconnect:  # closing the dead connection is I/O: in a greenlet
-            await greenlet_spawn(sync_engine.pool._invalidate, raw, orig)
-        wrapped: BaseException = DBAPIError.instance(
-            sql,
-            None,
-            orig,
-            dbapi_error,
-            hide_parameters=True,
-            connection_invalidated=disconnect,
-            dialect=dialect,
-        )
+        wrapped = dbapi_error_of(sync_engine.dialect, raw.dbapi_connection, sql, error)
+        if isinstance(wrapped, DBAPIError) and wrapped.connection_invalidated:
+            # closing the dead connection is I/O: in a greenlet
+            await greenlet_spawn(sync_engine.pool._invalidate, raw, wrapped.orig)
         return wrapped
 
     def _announce(self, sql: str, args: tuple[Any, ...]) -> None:
@@ -171,3 +153,29 @@ class Driver:
             )
         finally:
             adapted.autocommit = False
+
+
+def dbapi_error_of(dialect: Dialect, adapted: Any, sql: str, error: Exception) -> BaseException:
+    """An error of the asyncpg connection under `adapted` (SQLAlchemy's adapted DBAPI
+    connection) as SQLAlchemy's Connection raises it: a DBAPIError whose ``orig`` is the
+    dialect's error (``sqlstate``, ``detail``; caused by the asyncpg error), with
+    ``connection_invalidated`` set for a disconnect; an error the dialect does not translate,
+    as it is. For statements sent on the driver beside SQLAlchemy (``Driver``, the bulk
+    COPYs)."""
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        adapted._handle_exception(error)
+    except dbapi_error as translated:
+        orig: Any = translated
+    except Exception as untranslated:  # not one the dialect translates: raised as it is
+        return untranslated
+    wrapped: BaseException = DBAPIError.instance(
+        sql,
+        None,
+        orig,
+        dbapi_error,
+        hide_parameters=True,
+        connection_invalidated=bool(dialect.is_disconnect(orig, adapted, None)),
+        dialect=dialect,
+    )
+    return wrapped

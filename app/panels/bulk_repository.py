@@ -30,10 +30,10 @@ import asyncpg
 import orjson
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from app.core.driver import dbapi_error_of
 from app.models.panel import Panel, Result
 from app.panels import repository
 
@@ -223,23 +223,12 @@ async def _transaction_driver(connection: AsyncConnection) -> asyncpg.Connection
 
 async def _translated(
     connection: AsyncConnection, statement: str, error: asyncpg.PostgresError
-) -> DBAPIError:
+) -> BaseException:
     """A database error of a COPY (sent on the driver, beside SQLAlchemy) as SQLAlchemy raises
     that of a statement: a ``DBAPIError`` whose ``orig`` carries the SQLSTATE, so a deadlock
     or serialization failure is retried as any other (``app.batches.service``)."""
-    dialect = connection.dialect
-    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
-    try:
-        adapted._handle_exception(error)
-    except dbapi_error as translated:
-        return cast(
-            DBAPIError,
-            DBAPIError.instance(
-                statement, None, translated, dbapi_error, hide_parameters=True, dialect=dialect
-            ),
-        )
-    raise AssertionError("the dialect raises a DBAPI error for every driver error")
+    adapted = (await connection.get_raw_connection()).dbapi_connection
+    return dbapi_error_of(connection.dialect, adapted, statement, error)
 
 
 async def insert_results(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
