@@ -100,7 +100,7 @@ def _plain_headers(scope: Scope) -> tuple[str, str | None] | None:
         if api_key is not None or scheme.lower() != b"bearer":
             return None
         api_key = api_key_from_bearer
-    if api_key is None or not api_key or api_key != api_key.strip() or b" " in api_key:
+    if not api_key or api_key != api_key.strip() or b" " in api_key:
         return None
     token = api_key.decode("latin-1")
     if not keys.looks_like_api_key(token):
