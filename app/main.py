@@ -39,7 +39,7 @@ from app.kit.routing import (
 from app.ops import metrics
 from app.ops.draining import Drain, DrainMiddleware, chain_signal_handlers
 from app.ops.router import install_metrics_route
-from app.panels import direct_post
+from app.panels import direct_get, direct_post
 from app.panels.router import router as panels_router
 from app.patient_context.router import router as patient_context_router
 from app.patients.matching import current_policy as current_matching_policy
@@ -189,11 +189,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-# Found without asking every router before them (app.kit.routing.HotRouteDispatch); a POST
+# Found without asking every router before them (app.kit.routing.HotRouteDispatch); a request
 # that needs nothing its route's dependencies would add is answered by its direct entry point.
 HOT_ROUTES: tuple[HotRoute, ...] = (
     ("POST", "/api/v1/panels", direct_post.direct_for),
-    ("GET", "/api/v1/panels/{panel_id}"),
+    ("GET", "/api/v1/panels/{panel_id}", direct_get.direct_for),
 )
 
 

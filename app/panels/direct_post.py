@@ -28,34 +28,26 @@ from collections import deque
 import orjson
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.audit.context import AuditDraft
-from app.auth import deps as auth
-from app.auth import keys
-from app.auth.principal import Principal
 from app.auth.principal import Scope as AuthScope
-from app.core.db import utcnow
+from app.kit import direct_entry
 from app.kit.routing import Direct
 from app.panels import fast_post
 from app.panels.schemas import PanelCreate
 
 _NEEDS = (AuthScope.PANELS_WRITE,)  # CanWritePanels: what the route's scope check asks
 _JSON = b"application/json"
+_HEADERS = (b"content-type", b"idempotency-key")
 
 
 def direct_for(route: APIRoute) -> Direct:
     """The direct entry point of the POST /api/v1/panels route `route`."""
-    specs = [getattr(depends.dependency, "audit_spec", None) for depends in route.dependencies]
-    spec: tuple[str, str] | None = next((s for s in specs if s is not None), None)
-    if spec is None:
-        raise ValueError(f"{route.path} is not an audited route")
-    action, resource_type = spec
+    spec = direct_entry.audit_spec(route)
 
     async def direct(scope: Scope, receive: Receive, send: Send, routed: ASGIApp) -> None:
         plain = _plain_headers(scope)
-        principal = None if plain is None else _principal(plain[0])
+        principal = None if plain is None else direct_entry.cached_principal(plain[0], *_NEEDS)
         if plain is None or principal is None:
             await routed(scope, receive, send)
             return
@@ -64,12 +56,8 @@ def direct_for(route: APIRoute) -> Direct:
         if body is None or data is None:
             await routed(scope, replay, send)
             return
-        scope["route"] = route
-        scope["path_params"] = {}
-        request = Request(scope, replay)
+        request = direct_entry.enter_route(scope, replay, route, {}, spec, principal)
         request._body = body  # what request.body() answers (the fingerprint hashes it)
-        request.state.audit = AuditDraft(action=action, resource_type=resource_type)
-        request.state.principal = principal
         settings = request.app.state.settings
         answer = await fast_post.try_post(request, principal, data, key=plain[1], settings=settings)
         if answer is None:  # nothing written: the route answers, from its first dependency on
@@ -85,35 +73,17 @@ def _plain_headers(scope: Scope) -> tuple[str, str | None] | None:
     passes without a question, else None."""
     if scope.get("query_string"):
         return None
-    seen: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        if name in (b"content-type", b"x-api-key", b"authorization", b"idempotency-key"):
-            if name in seen:
-                return None  # which one counts is the route's question
-            seen[name] = value
+    seen = direct_entry.single_headers(scope, _HEADERS)
+    if seen is None:
+        return None
     content_type = seen.get(b"content-type")
     if content_type is None or content_type.partition(b";")[0].strip().lower() != _JSON:
         return None
-    api_key, authorization = seen.get(b"x-api-key"), seen.get(b"authorization")
-    if authorization is not None:
-        scheme, _, api_key_from_bearer = authorization.partition(b" ")
-        if api_key is not None or scheme.lower() != b"bearer":
-            return None
-        api_key = api_key_from_bearer
-    if not api_key or api_key != api_key.strip() or b" " in api_key:
-        return None
-    token = api_key.decode("latin-1")
-    if not keys.looks_like_api_key(token):
+    token = direct_entry.api_key_token(seen)
+    if token is None:
         return None
     idempotency_key = seen.get(b"idempotency-key")
     return token, None if idempotency_key is None else idempotency_key.decode("latin-1")
-
-
-def _principal(token: str) -> Principal | None:
-    principal = auth.cached_api_key_principal(token, utcnow())
-    if principal is None or principal.missing_scopes(*_NEEDS):
-        return None  # not cached (the route reads it and caches it) or a 403 to explain
-    return principal
 
 
 async def _recorded(receive: Receive) -> tuple[Receive, bytes | None]:

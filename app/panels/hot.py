@@ -57,42 +57,65 @@ def remember_patient(
     _panel_patient[(audit_service.database_name(engine), organization_id, panel_id)] = patient_id
 
 
+def remembered_patient(
+    engine: AsyncEngine, organization_id: uuid.UUID, panel_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The patient `remember_patient` noted for the panel, or None."""
+    return _panel_patient.get((audit_service.database_name(engine), organization_id, panel_id))
+
+
 async def read_document(request: Request, principal: Principal, panel_id: uuid.UUID) -> bytes:
     """The panel's JSON document; its audit row (the route's `audited` draft) committed with
     the read. 404 (NotFoundError) for a panel this organization does not have."""
-    audit_target(request, resource_id=panel_id)
     engine: AsyncEngine = request.app.state.engine
     organization_id = principal.organization_id
-    patient_id = _panel_patient.get(
-        (audit_service.database_name(engine), organization_id, panel_id)
-    )
-    draft = draft_of(request.state)
-    if patient_id is not None and draft is not None and not draft.more:
-        audit_target(request, patient_id=patient_id)
-        entry = build_entry(
-            principal,
-            action=draft.action,
-            resource_type=draft.resource_type,
-            resource_id=draft.resource_id,
-            patient_id=patient_id,
-            outcome="success",
-            status_code=200,
-            scope=request.scope,
-        )
-        read = read_along if engine.dialect.name == "postgresql" else read_along_sqlite
-        document = await read(engine, entry, organization_id, panel_id, patient_id)
+    patient_id = remembered_patient(engine, organization_id, panel_id)
+    if patient_id is not None:
+        document = await read_remembered(request, principal, panel_id, patient_id)
         if document is not None:
-            draft.written = True
-            return document.encode()
+            return document
+    audit_target(request, resource_id=panel_id)
     # The plain path: one transaction, the audit row its last statement.
     async with transaction(request.app.state.sessionmaker) as session:
-        document = await service.get_document(
+        document_text = await service.get_document(
             session, organization_id=organization_id, panel_id=panel_id
         )
-        patient_id = service.patient_of(document)
+        patient_id = service.patient_of(document_text)
         audit_target(request, patient_id=patient_id)
         await append_success(session, request, 200)
     remember_patient(engine, organization_id, panel_id, patient_id)
+    return document_text.encode()
+
+
+async def read_remembered(
+    request: Request, principal: Principal, panel_id: uuid.UUID, patient_id: uuid.UUID
+) -> bytes | None:
+    """The panel's document read with its audit row appended by one statement, where the
+    panel is this organization's and `patient_id`'s (the patient `remembered_patient` gave);
+    None, nothing appended, otherwise (or when the draft names further patients): the plain
+    path then answers. Also the direct GET's read (app.panels.direct_get)."""
+    audit_target(request, resource_id=panel_id)
+    draft = draft_of(request.state)
+    if draft is None or draft.more:
+        return None
+    audit_target(request, patient_id=patient_id)
+    entry = build_entry(
+        principal,
+        action=draft.action,
+        resource_type=draft.resource_type,
+        resource_id=draft.resource_id,
+        patient_id=patient_id,
+        outcome="success",
+        status_code=200,
+        scope=request.scope,
+    )
+    engine: AsyncEngine = request.app.state.engine
+    read = read_along if engine.dialect.name == "postgresql" else read_along_sqlite
+    document = await read(engine, entry, principal.organization_id, panel_id, patient_id)
+    if document is None:
+        draft.patient_id = None  # not confirmed: the plain path names the panel's own
+        return None
+    draft.written = True
     return document.encode()
 
 

@@ -5,118 +5,18 @@ and answered in the route's own words."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-import fastapi.routing
 import httpx
 import orjson
 import pytest
 
-from app.auth import deps, service
-from app.auth.principal import Role
 from app.core.config import Settings
-from app.core.db import transaction
-from app.main import create_app
 from app.panels import known_patients
 from tests.builders import panel_body, result
-
-RESULTS = [
-    result("magnesium", "0.62", "mmol/L", flag="L"),
-    result("calcium", "9.1", "mg/dL"),
-    result("iron", "40", "ug/dL"),
-]
-
-Scenario = Callable[["Harness"], Awaitable[None]]
-
-
-class Harness:
-    """An app with the API-key cache on (the tests' default turns it off, which keeps every
-    request on the routed path), an integration key, a known patient, and a count of the
-    POSTs the route itself handled."""
-
-    def __init__(self, client: httpx.AsyncClient, key: str, clinician_key: str) -> None:
-        self.client = client
-        self.key = key
-        self.clinician_key = clinician_key
-        self.routed = 0
-        self.patient: dict[str, Any] = {}
-
-    async def post(
-        self,
-        body: dict[str, Any] | None = None,
-        *,
-        content: bytes | AsyncIterator[bytes] | None = None,
-        headers: Mapping[str, str | None] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> tuple[httpx.Response, bool]:
-        """The response, and whether the route's handling answered it (a header given as None
-        is not sent)."""
-        before = self.routed
-        every = {"Content-Type": "application/json", "X-API-Key": self.key, **(headers or {})}
-        sent = {name: value for name, value in every.items() if value is not None}
-        response = await self.client.post(
-            "/api/v1/panels",
-            json=body if content is None else None,
-            content=content,
-            headers=sent,
-            params=params,
-        )
-        return response, self.routed > before
-
-
-def _run(settings: Settings, monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> None:
-    handle = fastapi.routing.APIRoute.handle
-
-    async def main() -> None:
-        app = create_app(settings.model_copy(update={"api_key_cache_seconds": 60}))
-        async with app.router.lifespan_context(app):
-            async with transaction(app.state.sessionmaker) as session:
-                organization = await service.get_or_create_organization(
-                    session, name=f"direct-{uuid.uuid4().hex[:10]}"
-                )
-                keys = [
-                    await service.create_api_key(
-                        session, organization_id=organization.id, role=role, name="direct"
-                    )
-                    for role in (Role.INTEGRATION, Role.CLINICIAN)
-                ]
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                harness = Harness(client, keys[0][1], keys[1][1])
-
-                async def counted(
-                    route: fastapi.routing.APIRoute, scope: Any, receive: Any, send: Any
-                ) -> None:
-                    if route.path == "/api/v1/panels" and scope["method"] == "POST":
-                        harness.routed += 1
-                    await handle(route, scope, receive, send)
-
-                monkeypatch.setattr(fastapi.routing.APIRoute, "handle", counted)
-                created = await client.post(
-                    "/api/v1/patients",
-                    json={
-                        "identifiers": [{"system": "urn:direct", "value": uuid.uuid4().hex}],
-                        "sex": "female",
-                        "birth_date": "1981-04-12",
-                    },
-                    headers={"X-API-Key": harness.key},
-                )
-                assert created.status_code == 201, created.text
-                harness.patient = created.json()
-                # The routed path reads the key (caching it) and remembers the patient.
-                warm, routed = await harness.post(panel_body(harness.patient, RESULTS))
-                assert warm.status_code == 201, warm.text
-                assert routed
-                try:
-                    await scenario(harness)
-                finally:
-                    for api_key, _token in keys:
-                        deps.forget_api_key(api_key.id)
-
-    asyncio.run(main())
+from tests.panels.direct_harness import RESULTS, Harness
+from tests.panels.direct_harness import run as _run
 
 
 def _masked(response: httpx.Response) -> str:
