@@ -53,6 +53,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, Self, TypeVar
@@ -246,7 +247,7 @@ class WalCheckpointer:
 class InlineConnection(AdaptedConnection):
     """The DBAPI connection SQLAlchemy's async engine drives, over a plain sqlite3 one."""
 
-    __slots__ = ("_changes", "_checkpointer", "_connect_args", "dbapi")
+    __slots__ = ("__weakref__", "_changes", "_checkpointer", "_connect_args", "dbapi")
 
     _connection: sqlite3.Connection  # type: ignore[assignment]
 
@@ -271,6 +272,9 @@ class InlineConnection(AdaptedConnection):
         self._connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         database, uri = self._connect_args
         self._checkpointer = WalCheckpointer(database, uri=uri)
+        # A connection dropped without close() (a pool discarding it after an error, say)
+        # still lets its thread end, instead of leaving it parked for the process's life.
+        weakref.finalize(self, self._checkpointer.stop)
 
     @property
     def isolation_level(self) -> str | None:

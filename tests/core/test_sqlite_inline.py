@@ -223,3 +223,25 @@ def test_connections_keep_wal_foreign_keys_and_leave_sqlite_no_busy_handler(
             await engine.dispose()
 
     assert asyncio.run(pragmas()) == ["wal", 1, 0, 1]  # synchronous 1: NORMAL
+
+
+def test_a_connection_dropped_without_close_lets_its_checkpoint_thread_end(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    def checkpoint_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "sqlite-checkpoint"}
+
+    before = checkpoint_threads()
+    connection = sqlite_inline.InlineDBAPI().connect(str(tmp_path / "dropped.sqlite"))
+    connection.execute("PRAGMA journal_mode=wal")
+    connection.checkpoint_in_background()
+    [started] = checkpoint_threads() - before
+    assert started.is_alive()
+
+    del connection
+    gc.collect()
+
+    started.join(timeout=5)
+    assert not started.is_alive()
