@@ -226,3 +226,24 @@ def test_the_stored_result_rows_render_the_same_panel_as_the_post_answered(
         return dict(rendered.model_dump(mode="json"))
 
     assert db.in_session(from_rows) == posted.json()
+
+
+def test_remembered_patients_add_nothing_the_garbage_collector_walks(db: Database) -> None:
+    """Every full collection pauses the event loop for as long as it walks the tracked
+    objects: a map of 100,000 remembered panels must not add any."""
+    import gc
+
+    engine = db.app.state.engine
+    organization_id = uuid.uuid4()
+    panels = [(uuid.uuid4(), uuid.uuid4()) for _ in range(2000)]
+    gc.collect()
+    before = len(gc.get_objects())
+
+    for panel_id, patient_id in panels:
+        hot.remember_patient(engine, organization_id, panel_id, patient_id)
+    gc.collect()
+
+    assert len(gc.get_objects()) - before < 50
+    panel_id, patient_id = panels[-1]
+    assert hot.remembered_patient(engine, organization_id, panel_id) == patient_id
+    assert hot.remembered_patient(engine, uuid.uuid4(), panel_id) is None
