@@ -149,3 +149,36 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, scenario: Scenario)
                         deps.forget_api_key(api_key.id)
 
     asyncio.run(main())
+
+
+def route_dependencies(settings: Settings, method: str, path: str) -> list[str]:
+    """What FastAPI solves for the route before its endpoint runs: every dependency (a
+    security scheme by its class), indented by depth, and the endpoint's own parameters. The
+    direct entry points stand in for exactly these; a test pins them, so adding one makes its
+    author mirror it in the direct entry point (or have it hand such requests to the route)."""
+    from fastapi.routing import iter_route_contexts
+
+    app = create_app(settings)
+    for context in iter_route_contexts(app.routes):
+        dependant = getattr(context, "dependant", None)
+        if context.path == path and method in (context.methods or ()) and dependant:
+            lines: list[str] = []
+            _walk(dependant, 0, lines)
+            lines.append(f"endpoint {_params(dependant)}")
+            return lines
+    raise AssertionError(f"no route {method} {path}")
+
+
+def _walk(node: Any, depth: int, lines: list[str]) -> None:
+    for sub in node.dependencies:
+        name = getattr(sub.call, "__name__", None) or type(sub.call).__name__
+        params = _params(sub)
+        lines.append("  " * depth + name + (f" {params}" if params else ""))
+        _walk(sub, depth + 1, lines)
+
+
+def _params(node: Any) -> list[str]:
+    return [
+        p.name
+        for p in (*node.path_params, *node.query_params, *node.header_params, *node.body_params)
+    ]

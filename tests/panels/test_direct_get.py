@@ -18,7 +18,7 @@ from app.auth.principal import Role
 from app.core.config import Settings
 from app.core.db import transaction
 from app.panels import hot
-from tests.panels.direct_harness import Harness
+from tests.panels.direct_harness import Harness, route_dependencies
 from tests.panels.direct_harness import run as _run
 
 _VOLATILE_HEADERS = {"date", "x-request-id"}
@@ -234,3 +234,19 @@ def test_a_database_failure_on_the_direct_read_is_the_routes_503(
         assert not routed
 
     _run(settings, monkeypatch, scenario)
+
+
+def test_the_route_solves_exactly_what_the_direct_entry_point_stands_in_for(
+    settings: Settings,
+) -> None:
+    # app.panels.direct_get checks (or hands to the route) each of these: the app-wide query
+    # check, the audit draft, the key and its scope, the canonical panel id. A dependency
+    # added to the route must be mirrored there before this list is updated.
+    assert route_dependencies(settings, "GET", "/api/v1/panels/{panel_id}") == [
+        "_strict_request",
+        "audit_read_panel",
+        "require_panels_read",
+        "  HTTPBearer",
+        "  APIKeyHeader",
+        "endpoint ['panel_id']",
+    ]

@@ -15,7 +15,7 @@ import pytest
 from app.core.config import Settings
 from app.panels import known_patients
 from tests.builders import panel_body, result
-from tests.panels.direct_harness import RESULTS, Harness
+from tests.panels.direct_harness import RESULTS, Harness, route_dependencies
 from tests.panels.direct_harness import run as _run
 
 
@@ -148,3 +148,21 @@ def test_a_patient_this_process_does_not_know_yet_goes_through_the_route(
         assert not routed
 
     _run(settings, monkeypatch, scenario)
+
+
+def test_the_route_solves_exactly_what_the_direct_entry_point_stands_in_for(
+    settings: Settings,
+) -> None:
+    # app.panels.direct_post checks (or hands to the route) each of these: the app-wide query
+    # and Content-Type checks, the audit draft, the key and its scope, the Idempotency-Key,
+    # the body. A dependency added to the route must be mirrored there before this list is
+    # updated.
+    assert route_dependencies(settings, "POST", "/api/v1/panels") == [
+        "_strict_request",
+        "audit_create_panel",
+        "require_panels_write",
+        "  HTTPBearer",
+        "  APIKeyHeader",
+        "_deferred_idempotency ['idempotency_key']",
+        "endpoint ['body']",
+    ]
