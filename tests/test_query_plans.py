@@ -97,3 +97,92 @@ def test_the_check_sees_a_scan_no_index_can_avoid(db: Database, plans: list[Any]
     db.in_session(unindexed)
 
     assert [table for table, _ in _scans(plans)] == ["result"]
+
+
+def _result_scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if plan.get("Relation Name") == "result":
+        yield plan
+    for child in plan.get("Plans", ()):
+        yield from _result_scans(child)
+
+
+def _literal(value: Any) -> str:
+    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
+
+
+@pytest.fixture
+def generic_plans(
+    client: TestClient, db: Database, backend: str
+) -> Iterator[list[tuple[str, Any]]]:
+    """Like `plans`, but each SELECT's *generic* plan: the one a prepared statement (the
+    driver prepares every statement) may switch to after five runs, planned without the
+    parameters' values. A partial index whose predicate only a parameter implies is unusable
+    there. EXPLAIN with bound parameters always plans with their values, hence PREPARE."""
+    if backend != "postgresql":
+        pytest.skip("query plans are checked on PostgreSQL")
+    collected: list[tuple[str, Any]] = []
+    engine = client.app.state.engine.sync_engine  # type: ignore[attr-defined]
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            return
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("PREPARE plan_check AS " + statement)
+        try:
+            arguments = ", ".join(_literal(value) for value in parameters or ())
+            call = f"plan_check({arguments})" if arguments else "plan_check"
+            cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {call}")
+            row = cursor.fetchone()[0]
+        finally:
+            cursor.execute("DEALLOCATE plan_check")
+        collected.append((statement, json.loads(row) if isinstance(row, str) else row))
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        yield collected
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("flag=abnormal", "ix_result_org_flagged_collected"),
+        ("flag=abnormal&analyte=zinc", "ix_result_org_flagged_collected"),
+        ("flag=critical", "ix_result_org_critical_any_collected"),
+        ("flag=possibly-critical", "ix_result_org_critical_any_collected"),
+    ],
+)
+@pytest.mark.parametrize("planning", ["custom", "generic"])
+def test_flagged_results_read_only_flagged_rows(
+    client: TestClient,
+    api_keys: dict[str, dict[str, str]],
+    request: pytest.FixtureRequest,
+    planning: str,
+    query: str,
+    index: str,
+) -> None:
+    """The organization's flagged list walks a partial index of the flagged rows, newest
+    first: an index on the organization with the flag as a filter passes the Seq Scan check
+    above, yet reads every result of the organization (before a7c9e1b3d5f0: a sequential
+    scan, 355 ms per page at 1M stored results)."""
+    collected: list[tuple[str, Any]] = request.getfixturevalue(
+        "plans" if planning == "custom" else "generic_plans"
+    )
+    make_records(client, api_keys)
+    collected.clear()
+
+    response = client.get(f"/api/v1/results?{query}")
+
+    assert response.status_code == 200, response.text
+    listing = [
+        plan
+        for statement, plan in collected
+        if "FROM result" in statement and "ORDER BY result.collected_at DESC" in statement
+    ]
+    assert len(listing) == 1
+    scans = list(_result_scans(listing[0][0]["Plan"]))
+    assert [(scan["Node Type"], scan.get("Index Name")) for scan in scans] == [
+        ("Index Scan", index)
+    ]

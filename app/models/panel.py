@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -82,13 +83,31 @@ class Result(PatientScoped, Base):
             name="interpretation_status",
         ),
         Index("ix_result_patient_analyte_collected", "patient_id", "analyte", "collected_at"),
-        # The organization's list of flagged results (GET /api/v1/results), newest first.
-        Index("ix_result_org_critical_collected", "organization_id", "critical", "collected_at"),
+        # The organization's list of flagged results (GET /api/v1/results), newest first: each
+        # index holds only the rows its flags select, so a page reads ~limit rows whatever the
+        # organization's size. The predicates are app.results.repository.flag_condition's, in
+        # the form the planner must prove them from (migration a7c9e1b3d5f0).
         Index(
-            "ix_result_org_interpretation_collected",
+            "ix_result_org_flagged_collected",
             "organization_id",
-            "interpretation",
             "collected_at",
+            "id",
+            postgresql_where=text(
+                "interpretation IN ('L', 'H', 'LL', 'HH') OR critical IS TRUE"
+                " OR possibly_critical IS TRUE"
+            ),
+            sqlite_where=text(
+                "interpretation IN ('L', 'H', 'LL', 'HH') OR critical IS TRUE"
+                " OR possibly_critical IS TRUE"
+            ),
+        ),
+        Index(
+            "ix_result_org_critical_any_collected",
+            "organization_id",
+            "collected_at",
+            "id",
+            postgresql_where=text("critical IS TRUE OR possibly_critical IS TRUE"),
+            sqlite_where=text("critical IS TRUE OR possibly_critical IS TRUE"),
         ),
     )
 

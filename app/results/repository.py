@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
@@ -15,6 +15,14 @@ from app.kit.list_sql import newest_first
 from app.models.panel import Result
 
 ABNORMAL_CODES = ("L", "H", "LL", "HH")
+
+# Two partial indexes serve the flagged lists (migration a7c9e1b3d5f0): their predicates are
+# the abnormal and the critical conditions of `flag_condition`, which must keep a form the
+# planner can prove them from. The codes are written into the SQL (literal_execute), not
+# bound: a prepared statement's generic plan cannot prove an index predicate from parameters.
+_ABNORMAL_LITERALS: BindParameter[list[str]] = bindparam(
+    "abnormal_codes", list(ABNORMAL_CODES), expanding=True, literal_execute=True
+)
 
 
 def flag_condition(flag: str) -> ColumnElement[bool]:
@@ -26,7 +34,7 @@ def flag_condition(flag: str) -> ColumnElement[bool]:
         return critical
     if flag == "possibly-critical":
         return Result.possibly_critical.is_(True)
-    return or_(Result.interpretation.in_(ABNORMAL_CODES), critical)
+    return or_(Result.interpretation.in_(_ABNORMAL_LITERALS), critical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +56,8 @@ async def flagged(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[Result]:
-    """Newest collection first (ties by id, descending). Served by the (organization_id,
-    critical, collected_at) and (organization_id, interpretation, collected_at) indexes."""
+    """Newest collection first (ties by id, descending). Served by the partial indexes on
+    (organization_id, collected_at, id) of the flagged rows (see `flag_condition`)."""
     query = select(Result).where(
         Result.organization_id == organization_id,
         Result.status.not_in(sorted(WITHDRAWN)),
