@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -44,10 +45,34 @@ async def get(
 async def get_plain(
     session: AsyncSession, *, organization_id: uuid.UUID, patient_id: uuid.UUID
 ) -> Patient | None:
-    """The patient row without identifiers (what ingestion needs: sex and birth date)."""
-    return await session.scalar(
+    """The patient row without identifiers (what ingestion needs: sex and birth date).
+
+    A patient this session has already found is not read again: the session is one request's
+    one transaction, and a nested route (`/patients/{id}/...`) has found its patient before the
+    service checks it again. The query would answer the same object anyway (the session's
+    identity map wins over the row it reads); only its round trip goes. (The identity map
+    itself holds clean objects weakly: the session's info keeps them.)"""
+    found: dict[tuple[uuid.UUID, uuid.UUID], Patient] = session.info.setdefault(_FOUND, {})
+    known = found.get((organization_id, patient_id))
+    if known is not None and _whole(known):
+        return known
+    patient = await session.scalar(
         select(Patient).where(Patient.organization_id == organization_id, Patient.id == patient_id)
     )
+    if patient is not None:
+        found[(organization_id, patient_id)] = patient
+    return patient
+
+
+_FOUND = "patients_found"
+_PATIENT_COLUMNS = frozenset(attribute.key for attribute in sa_inspect(Patient).column_attrs)
+
+
+def _whole(patient: Patient) -> bool:
+    """Every column loaded: not expired (e.g. by a rolled-back savepoint), so reading them
+    needs no lazy load."""
+    state = sa_inspect(patient)
+    return not state.expired and _PATIENT_COLUMNS.isdisjoint(state.unloaded)
 
 
 async def get_by_identifier(
