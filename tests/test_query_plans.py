@@ -186,3 +186,36 @@ def test_flagged_results_read_only_flagged_rows(
     assert [(scan["Node Type"], scan.get("Index Name")) for scan in scans] == [
         ("Index Scan", index)
     ]
+
+
+def test_a_later_page_starts_the_index_scan_at_its_cursor(
+    client: TestClient, api_keys: dict[str, dict[str, str]], plans: list[tuple[str, Any]]
+) -> None:
+    """The keyset of a cursor is one row comparison, so the index scan starts at the cursor
+    (an Index Cond) instead of reading every newer row and dropping it (a Filter): a deep page
+    costs what the first one does."""
+    make_records(client, api_keys)
+    make_records(client, api_keys)
+    first = client.get("/api/v1/results?flag=abnormal&limit=1")
+    assert first.status_code == 200, first.text
+    cursor = first.json()["next_cursor"]
+    assert cursor
+    plans.clear()
+
+    response = client.get(
+        "/api/v1/results", params={"flag": "abnormal", "limit": 1, "cursor": cursor}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["items"]
+    assert response.json()["items"] != first.json()["items"]
+    listing = [
+        plan
+        for statement, plan in plans
+        if "FROM result" in statement and "ORDER BY result.collected_at DESC" in statement
+    ]
+    [scan] = list(_result_scans(listing[0][0]["Plan"]))
+    assert scan["Index Name"] == "ix_result_org_flagged_collected"
+    assert "collected_at" in scan["Index Cond"], scan
+    assert ".id" in scan["Index Cond"] or "(collected_at, id)" in scan["Index Cond"], scan
+    assert "collected_at" not in scan.get("Filter", ""), scan

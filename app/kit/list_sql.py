@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, literal, tuple_
 
 Ts = TypeVarTuple("Ts")
 # Inclusive (from, to) instants; None leaves that side open.
@@ -31,9 +31,15 @@ def within(query: Select[*Ts], moment: Any, bounds: Bounds) -> Select[*Ts]:
 def after_keyset(
     moment: Any, row_id: Any, after: tuple[datetime, uuid.UUID]
 ) -> ColumnElement[bool]:
-    """Rows that sort after `after` in (moment, row_id) descending order."""
+    """Rows that sort after `after` in (moment, row_id) descending order.
+
+    One row comparison, `(moment, row_id) < (at, last_id)`, not the equivalent `moment < at OR
+    (moment = at AND row_id < last_id)`: PostgreSQL takes a row comparison as a bound of an
+    index on (..., moment, row_id) and starts the scan at the cursor, where it applied the OR
+    as a filter to every row from the newest on, so each page cost more the deeper it was.
+    SQLite compares row values the same way."""
     at, last_id = after
-    return or_(moment < at, and_(moment == at, row_id < last_id))
+    return tuple_(moment, row_id) < tuple_(literal(at, moment.type), literal(last_id, row_id.type))
 
 
 def newest_first(

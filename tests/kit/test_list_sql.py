@@ -31,9 +31,8 @@ def test_newest_first_continues_strictly_after_the_last_row() -> None:
         limit=11,
     )
     sql = _sql(query)
-    assert "sleep_assessment.timeline_at < " in sql
-    assert "sleep_assessment.timeline_at = " in sql
-    assert "sleep_assessment.id < " in sql
+    # One row comparison (an index bound on PostgreSQL), strictly after (moment, id).
+    assert "(sleep_assessment.timeline_at, sleep_assessment.id) < (" in sql
     assert "ORDER BY sleep_assessment.timeline_at DESC, sleep_assessment.id DESC" in sql
     assert "LIMIT" in sql
 
