@@ -20,7 +20,7 @@ from app.auth.principal import (
     oidc_principal_id,
     scopes_for,
 )
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import NotFoundError, UnprocessableError
 from app.models.api_key import ApiKey
 from app.models.organization import Organization
@@ -57,7 +57,7 @@ async def create_api_key(
         raise UnprocessableError("`expires_at` must be in the future.")
     new_key = keys.generate_key()
     api_key = ApiKey(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=organization_id,
         name=name,
         display_name=display_name or name,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlalchemy.util.typing import TupleAny
+from uuid_utils.compat import uuid7
 
 from app.core.config import Settings
 
@@ -63,7 +64,13 @@ class Base(DeclarativeBase):
 
 
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A new row id: a version 7 UUID (RFC 9562), the creation millisecond then 74 random
+    bits, increasing within a process. Ids made one after another land side by side in every
+    index that leads with them (the primary keys, a result's (panel_id, position)), so an
+    insert touches the index's newest page instead of a random one: random (version 4) ids
+    cost each insert a page found anywhere in an index larger than the cache, and after every
+    checkpoint a full-page image in the WAL (ADR 0011)."""
+    return uuid7()
 
 
 def utcnow() -> datetime:

@@ -21,7 +21,7 @@ from sqlalchemy import String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.idempotency import repository
 from app.idempotency.errors import (
     IdempotencyKeyInFlightError,
@@ -166,7 +166,7 @@ def claim_values(
 ) -> dict[str, Any]:
     """The columns of a new in-flight record (a fresh id each call)."""
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "organization_id": organization_id,
         "principal_id": principal_id,
         "key": key,

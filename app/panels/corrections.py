@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import NotFoundError, UnprocessableError
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
@@ -231,7 +231,7 @@ async def _apply_correction(
         values = result_content(normalized, verdict)
         if target is None:
             target = Result(
-                id=uuid.uuid4(),
+                id=new_id(),
                 organization_id=organization_id,
                 panel_id=panel.id,
                 patient_id=panel.patient_id,

@@ -4,7 +4,6 @@ the clinical path itself: ``app.domain.pipeline``). One transaction per call (th
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import ConflictError, NotFoundError, UnprocessableError
 from app.domain.catalog import Catalog, default_catalog
 from app.domain.errors import DomainError
@@ -81,29 +80,9 @@ ConflictHandler = Callable[[Panel, uuid.UUID], Awaitable[IngestOutcome]]
 
 
 def new_ids(count: int) -> list[uuid.UUID]:
-    """``count`` random (version 4) UUIDs, as ``uuid.uuid4()`` makes them, from one read of
-    the system's random source: a panel takes one id for itself and one per result, and
-    ``uuid.uuid4()`` (a read each, then ``UUID.__init__``'s argument checks) was 5% of
-    building a panel (bench/panel_cpu.py)."""
-    random = int.from_bytes(os.urandom(16 * count))
-    ids = []
-    for _ in range(count):
-        new = _new_uuid(uuid.UUID)
-        # The two slots UUID(bytes=..., version=4) sets, set as it sets them (the class
-        # refuses attribute assignment): the low 128 random bits with version and variant.
-        _set_int(new, random & _UUID_RANDOM | _UUID_VERSION_4)
-        _set_is_safe(new, uuid.SafeUUID.unknown)
-        ids.append(new)
-        random >>= 128
-    return ids
-
-
-_new_uuid = object.__new__
-_set_int = uuid.UUID.__dict__["int"].__set__
-_set_is_safe = uuid.UUID.__dict__["is_safe"].__set__
-# 128 bits but the RFC 4122 variant's two and the version's four, then variant 10 and version 4.
-_UUID_RANDOM = ((1 << 128) - 1) & ~((0xC000 << 48) | (0xF000 << 64))
-_UUID_VERSION_4 = (0x8000 << 48) | (4 << 76)
+    """``count`` new row ids, time-ordered (``app.core.db.new_id``): a panel takes one for
+    itself and one per result."""
+    return [new_id() for _ in range(count)]
 
 
 def payload_hash(data: PanelCreate, source_format: str, patient_id: uuid.UUID) -> str:

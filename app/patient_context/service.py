@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import NotFoundError, UnprocessableError
 from app.domain.plans.facts import PatientFacts
 from app.kit.concurrency import PreconditionFailedError, version_etag
@@ -105,7 +105,7 @@ async def record(
     the same current version: the loser gets 412 and nothing is stored."""
     check_consistent(patient, data)
     context = PatientContext(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=patient.organization_id,
         patient_id=patient.id,
         version=(current.version + 1) if current is not None else 1,

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import ConflictError, NotFoundError
 from app.domain.person_names import join_given
 from app.kit.concurrency import PreconditionFailedError, version_etag
@@ -84,7 +84,7 @@ async def create(
         )
     now = utcnow()
     patient = Patient(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=organization_id,
         sex=data.sex.value,
         birth_date=data.birth_date,

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.domain.plans import engine, safety
 from app.domain.plans.context import usable_ratio
 from app.domain.plans.document import (
@@ -149,7 +149,7 @@ async def generate(
         ),
     )
     plan = TreatmentPlan(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=organization_id,
         patient_id=patient.id,
         status="draft",

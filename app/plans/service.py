@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import NotFoundError
 from app.domain.plans.document import PlanDocument
 from app.domain.plans.items import PlanItem, SafetyFinding
@@ -61,7 +61,7 @@ def version_row(
     document: PlanDocument,
 ) -> TreatmentPlanVersion:
     return TreatmentPlanVersion(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=plan.organization_id,
         plan_id=plan.id,
         version=version,

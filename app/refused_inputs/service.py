@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import transaction, utcnow
+from app.core.db import new_id, transaction, utcnow
 from app.core.errors import (
     PROBLEM_BASE,
     PROBLEM_JSON,
@@ -107,7 +107,7 @@ async def record(
         row.last_refused_at = now
         return row
     row = RefusedInput(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=refusal.organization_id,
         channel=refusal.channel,
         content_type=refusal.content_type[:200],

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import NotFoundError, UnprocessableError
 from app.domain import isi
 from app.domain.plans.facts import SleepFact
@@ -68,7 +68,7 @@ async def create(
     scored = isi.score(data.items)
     assessment = SleepAssessment(
         **data.model_dump(include={"instrument", "assessed_on", "items", "note"}),
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=patient.organization_id,
         patient_id=patient.id,
         timeline_at=day_start(data.assessed_on),

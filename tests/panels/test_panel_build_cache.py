@@ -1,10 +1,11 @@
-"""What building a panel keeps between panels changes nothing it writes: ids are random version
-4 UUIDs as ``uuid.uuid4()`` makes them, and a range snapshot's fields (and their JSON) worked
+"""What building a panel keeps between panels changes nothing it writes: ids are version 7
+UUIDs, time-ordered, and a range snapshot's fields (and their JSON) worked
 out once give every later result its own, equal copy; a snapshot not written as text (one
 stored by an older version) is never kept."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -13,6 +14,7 @@ from typing import Any, cast
 
 import orjson
 
+from app.core.db import new_id
 from app.domain.catalog import default_catalog
 from app.models.panel import Result
 from app.panels import service, views
@@ -22,21 +24,36 @@ from app.panels.schemas import AppliedRangeOut, PanelCreate, PanelOut
 from tests.panels.test_panel_document import _range_set, legacy_panel_out
 
 
-def test_new_ids_are_random_version_4_uuids() -> None:
+def test_new_ids_are_time_ordered_version_7_uuids() -> None:
+    before = time.time_ns() // 1_000_000
     ids = service.new_ids(300) + [i for _ in range(200) for i in service.new_ids(3)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
+    # Made one after another, they sort in the order they were made: an index leading with
+    # them is appended to (ADR 0011).
+    assert ids == sorted(ids)
+    assert [str(i) for i in ids] == sorted(str(i) for i in ids)
     for made in ids:
         assert type(made) is uuid.UUID
-        assert (made.version, made.variant) == (4, uuid.RFC_4122)
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
         assert uuid.UUID(str(made)) == made
         assert hash(made) == hash(uuid.UUID(str(made)))
-    # Every bit but the six fixed ones varies.
-    fixed = (0xC000 << 48) | (0xF000 << 64)
+        # RFC 9562 section 5.7: the top 48 bits are the Unix time in milliseconds.
+        assert before <= made.int >> 80 <= after
+    # Below the time, the version and a counter that keeps ids made in one millisecond in
+    # order (its low bits vary too), the last 32 bits are random: every one is seen set and
+    # seen clear.
     seen_set = seen_clear = 0
     for made in ids:
         seen_set |= made.int
-        seen_clear |= ~made.int & ((1 << 128) - 1)
-    assert seen_set & ~fixed == seen_clear & ~fixed == ((1 << 128) - 1) & ~fixed
+        seen_clear |= ~made.int
+    low = (1 << 32) - 1
+    assert seen_set & low == seen_clear & low == low
+
+
+def test_row_ids_of_every_table_are_version_7() -> None:
+    assert new_id().version == 7
+    assert new_id() < new_id()
 
 
 def _snapshot(**changes: Any) -> dict[str, Any]:

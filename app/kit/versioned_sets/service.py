@@ -15,7 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import new_id, utcnow
 from app.core.errors import ConflictError, NotFoundError
 from app.kit.concurrency import lock_for_update
 from app.kit.versioned_sets.model import VersionedSet
@@ -98,7 +98,7 @@ class SetLifecycle(Generic[S]):
             session, organization_id=organization_id, name=header.name
         )
         new_set = self.repository.model(**columns)
-        new_set.id = uuid.uuid4()
+        new_set.id = new_id()
         new_set.organization_id = organization_id
         new_set.name = header.name
         new_set.version = version
