@@ -211,6 +211,32 @@ def test_a_warm_post_is_one_statement_and_answers_and_stores_what_the_plain_path
     assert _chain_verifies(db)
 
 
+def test_every_path_stores_time_ordered_ids_made_in_order(client: TestClient, db: Database) -> None:
+    """The plain path and the one-statement path both give the panel, its results and its
+    idempotency record version 7 ids (ADR 0011), later rows later ids: inserts append to the
+    indexes that lead with them."""
+    patient = make_patient(client)
+    known_patients.clear()
+    with _statements(db) as plain_seen:
+        plain = _post(client, panel_body(patient, RESULTS, accession="ACC-V7-A"), "v7-a")
+    with _statements(db) as fast_seen:
+        fast = _post(client, panel_body(patient, RESULTS, accession="ACC-V7-B"), "v7-b")
+    assert plain.status_code == fast.status_code == 201, (plain.text, fast.text)
+    assert not _was_fast(db, plain_seen)
+    assert _was_fast(db, fast_seen), fast_seen
+    made: list[uuid.UUID] = []
+    for response, key in ((plain, "v7-a"), (fast, "v7-b")):
+        document = response.json()
+        ids = [uuid.UUID(document["id"])] + [uuid.UUID(r["id"]) for r in document["results"]]
+        (record,) = _rows(db, "SELECT id FROM idempotency_record WHERE key = :key", key=key)
+        ids.append(uuid.UUID(str(record["id"])))
+        assert all(i.version == 7 for i in ids), ids
+        made += ids
+    first_plain, first_fast = uuid.UUID(plain.json()["id"]), uuid.UUID(fast.json()["id"])
+    assert first_plain < first_fast
+    assert max(made[: len(made) // 2]) < min(made[len(made) // 2 :])
+
+
 def test_a_warm_post_without_a_key_is_one_statement_and_stores_no_idempotency_record(
     client: TestClient, db: Database
 ) -> None:
