@@ -361,6 +361,7 @@ def bench_database(db: Db, args: argparse.Namespace, wrk: str, work: Path) -> Db
             )
             for service in order:  # one service under load at a time
                 for endpoint in ENDPOINTS:
+                    scratch.settle()
                     busy = busy_cpu(max(args.pause, 0.5))
                     result = load(
                         targets[service], endpoint, f"round {round_no}", args.duration, busy

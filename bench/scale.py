@@ -296,6 +296,7 @@ def bench_scale(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                 for endpoint in common.ENDPOINTS:
                     if args.warmup > 0:
                         _load(wrk, bases, scripts, get_path, endpoint, "warmup", args, args.warmup)
+                    scratch.settle()  # the last load's vacuum and checkpoint, not in this one
                     time.sleep(args.pause)
                     with _Sampler(leaders, database) as sampler:
                         results = _load(

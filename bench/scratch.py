@@ -84,6 +84,11 @@ class Scratch:
     floor_url: str  # FLOOR_DB
     ours_url: str  # DATABASE_URL
     count_panels: Callable[[Service], int]
+    # The maintenance the last load left pending, done now on both services' data (bench/
+    # README.md, method): PostgreSQL VACUUM (ANALYZE) and CHECKPOINT, SQLite a WAL checkpoint.
+    # Autovacuum and checkpoints set off by one service's load otherwise run in the next
+    # load's window, often the other service's.
+    settle: Callable[[], None]
 
 
 def make_scratch(
@@ -103,11 +108,17 @@ def make_scratch(
                 sql += f" WHERE source = '{OUR_SOURCE}'"
             return int(json.loads(pg_run(server, names[service], [sql])[0])[0][0])
 
+        def settle_pg() -> None:
+            for name in names.values():
+                pg_run(server, name, ["VACUUM (ANALYZE)"])
+            pg_run(server, "postgres", ["CHECKPOINT"])
+
         return Scratch(
             db=db,
             floor_url=server.url(names["floor"], "psycopg"),
             ours_url=server.url(names["ours"]),
             count_panels=count_pg,
+            settle=settle_pg,
         )
 
     folder = Path(tempfile.mkdtemp(prefix=f"bench_sqlite_{token}_"))
@@ -122,11 +133,17 @@ def make_scratch(
         with contextlib.closing(sqlite3.connect(files[service], timeout=30)) as conn:
             return int(conn.execute(sql).fetchone()[0])
 
+    def settle_sqlite() -> None:
+        for path in files.values():
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     return Scratch(
         db=db,
         floor_url=f"sqlite:///{files['floor']}",
         ours_url=f"sqlite:///{files['ours']}",
         count_panels=count_sqlite,
+        settle=settle_sqlite,
     )
 
 
