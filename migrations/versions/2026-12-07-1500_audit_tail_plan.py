@@ -33,13 +33,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _FUNCTION = "audit_append_rows(jsonb, text, smallint)"
-_OLD = re.compile(
-    r"SELECT hash INTO tail FROM audit_event WHERE chain = p_chain\s+ORDER BY seq DESC LIMIT 1;"
-)
 _OLD_TEXT = (
     "SELECT hash INTO tail FROM audit_event WHERE chain = p_chain\n"
     "                ORDER BY seq DESC LIMIT 1;"
 )
+# The statement as migration c7e1f3a5b9d2 wrote it, whatever whitespace separates its words.
+_OLD = re.compile(r"\s+".join(map(re.escape, _OLD_TEXT.split())))
 _NEW_TEXT = (
     "SELECT hash INTO tail FROM audit_event\n"
     "                -- A range, not chain = p_chain: with an equality the planner drops chain\n"

@@ -51,7 +51,7 @@ def test_new_ids_are_time_ordered_version_7_uuids() -> None:
     assert seen_set & low == seen_clear & low == low
 
 
-def test_row_ids_of_every_table_are_version_7() -> None:
+def test_new_id_makes_increasing_version_7_ids() -> None:
     assert new_id().version == 7
     assert new_id() < new_id()
 
