@@ -196,10 +196,21 @@ async def list_events(
 ) -> Sequence[AuditEvent]:
     """One organization's audit rows, newest (highest seq) first, after the keyset cursor.
 
-    `occurred_from` is inclusive, `occurred_to` exclusive. The (organization, patient, seq) and
-    (organization, principal, seq) indexes serve the common filters in this order directly.
+    `occurred_from` is inclusive, `occurred_to` exclusive. The (organization, seq),
+    (organization, patient, seq) and (organization, principal, seq) indexes serve the listing
+    and its common filters in this order directly; other filters are applied along that walk.
+
+    The organization is matched as a range of one value and ordered on: with an equality, the
+    planner drops organization_id from the order, and a generic plan (a prepared statement's,
+    which knows no value) may then walk the primary key backwards filtering on the
+    organization, reading every newer event of every other organization (the technique and the
+    measurement of migration c9e1a3b5d7f2; tests/test_generic_plans.py). With a range, only
+    the indexes that lead with organization_id give the order.
     """
-    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
+    query = select(AuditEvent).where(
+        AuditEvent.organization_id >= organization_id,
+        AuditEvent.organization_id <= organization_id,
+    )
     if patient_id is not None:
         query = query.where(AuditEvent.patient_id == patient_id)
     if principal_id is not None:
@@ -214,8 +225,8 @@ async def list_events(
         query = query.where(AuditEvent.occurred_at < occurred_to)
     if before_seq is not None:
         query = query.where(AuditEvent.seq < before_seq)
-    query = query.order_by(AuditEvent.seq.desc()).limit(limit)
-    return (await session.scalars(query)).all()
+    query = query.order_by(AuditEvent.organization_id.desc(), AuditEvent.seq.desc())
+    return (await session.scalars(query.limit(limit))).all()
 
 
 async def sqlite_insert_on(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

@@ -8,14 +8,30 @@ repeated."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, literal, tuple_
 
 Ts = TypeVarTuple("Ts")
 # Inclusive (from, to) instants; None leaves that side open.
 Bounds = tuple[datetime | None, datetime | None]
+
+
+def constants(name: str, values: Iterable[str]) -> BindParameter[list[str]]:
+    """Values the code fixes (statuses, codes) for ``IN`` / ``NOT IN``, written into the SQL
+    (literal_execute) instead of bound. A prepared statement's generic plan knows no parameter
+    value: with one status stored, ``status NOT IN ($1, $2)`` is estimated to match no row at
+    all, and the plan read the whole results table for a page of the flagged list (measured:
+    a parallel sequential scan of 265,000 results). Written in, the planner weighs them against
+    the column's statistics, and an index predicate can be proven from them."""
+    return bindparam(name, sorted(values), expanding=True, literal_execute=True)
+
+
+def constant(value: str) -> BindParameter[str]:
+    """One such value, for ``=`` / ``!=`` (see `constants`)."""
+    return literal(value, literal_execute=True)
 
 
 def within(query: Select[*Ts], moment: Any, bounds: Bounds) -> Select[*Ts]:

@@ -23,6 +23,8 @@ class AuditEvent(Base):
         Index("ix_audit_event_org_patient", "organization_id", "patient_id", "seq"),
         Index("ix_audit_event_org_principal", "organization_id", "principal_id", "seq"),
         Index("ix_audit_event_org_occurred", "organization_id", "occurred_at"),
+        # The organization's trail, newest first, unfiltered (migration d4f6a8c0e2b4).
+        Index("ix_audit_event_org_seq", "organization_id", "seq"),
         # The tail of one chain (app.audit.repository: the chain is striped).
         Index("ix_audit_event_chain_seq", "chain", "seq"),
     )

@@ -32,6 +32,7 @@ from app.audit import repository as audit_repository
 from app.core.db import ReadAlong, read_along, read_kept
 from app.core.sqlite_raw import execute_precompiled
 from app.domain.result_status import WITHDRAWN
+from app.kit.list_sql import constant, constants
 from app.models.idempotency import IdempotencyRecord
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
@@ -353,7 +354,7 @@ async def list_for_patient(
     conditions: list[ColumnElement[bool]] = []
     if flag is not None:
         # A withdrawn result (cancelled, entered-in-error) is flagged nothing.
-        conditions.append(Result.status.not_in(sorted(WITHDRAWN)))
+        conditions.append(Result.status.not_in(constants("withdrawn", WITHDRAWN)))
     if analyte is not None:
         conditions.append(Result.analyte == analyte)
     if flag == "critical":
@@ -377,7 +378,7 @@ def _current_history(window: PatientWindow, analyte: str) -> list[ColumnElement[
     return [
         *window.of(Result),
         Result.analyte == analyte,
-        Result.status.not_in(sorted(WITHDRAWN)),
+        Result.status.not_in(constants("withdrawn", WITHDRAWN)),
     ]
 
 
@@ -433,7 +434,7 @@ async def panel_ratios_of_patient(
     id, descending). Ratios are JSON on the panel, filtered by code in Python: a patient has
     tens of panels, not thousands. Cancelled panels are left out."""
     query = select(Panel.id, Panel.collected_at, Panel.ratios).where(
-        *window.of(Panel), Panel.status != "cancelled"
+        *window.of(Panel), Panel.status != constant("cancelled")
     )
     query = query.order_by(Panel.collected_at.desc(), Panel.id.desc())
     return [(row[0], row[1], list(row[2] or [])) for row in await session.execute(query)]

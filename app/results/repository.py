@@ -11,7 +11,7 @@ from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import newest_first
+from app.kit.list_sql import constants, newest_first
 from app.models.panel import Result
 
 ABNORMAL_CODES = ("L", "H", "LL", "HH")
@@ -60,7 +60,7 @@ async def flagged(
     (organization_id, collected_at, id) of the flagged rows (see `flag_condition`)."""
     query = select(Result).where(
         Result.organization_id == organization_id,
-        Result.status.not_in(sorted(WITHDRAWN)),
+        Result.status.not_in(constants("withdrawn", WITHDRAWN)),
         flag_condition(which.flag),
     )
     if which.analyte is not None:

@@ -10,7 +10,7 @@ from sqlalchemy import Select, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import Bounds, within
+from app.kit.list_sql import Bounds, constant, constants, within
 from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
@@ -24,8 +24,8 @@ def _results(key: PatientKey, analytes: Sequence[str]) -> Select[Result]:
             key.owns(Result),
             Result.analyte.in_(sorted(set(analytes))),
             # Withdrawn results, and cancelled panels, are not part of a chart.
-            Result.status.not_in(sorted(WITHDRAWN)),
-            Panel.status != "cancelled",
+            Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+            Panel.status != constant("cancelled"),
         )
     )
 

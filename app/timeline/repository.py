@@ -13,7 +13,7 @@ from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import Bounds, after_keyset, within
+from app.kit.list_sql import Bounds, after_keyset, constants, within
 from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
@@ -84,7 +84,10 @@ async def results(session: AsyncSession, panel_ids: Sequence[uuid.UUID]) -> Sequ
             select(Result)
             # Withdrawn results (cancelled, entered-in-error) are not part of the patient's
             # story; they stay readable, with their status, on the panel itself.
-            .where(Result.panel_id.in_(panel_ids), Result.status.not_in(sorted(WITHDRAWN)))
+            .where(
+                Result.panel_id.in_(panel_ids),
+                Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+            )
             .order_by(Result.panel_id, Result.position)
         )
     ).all()
