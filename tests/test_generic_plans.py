@@ -266,6 +266,13 @@ PATHS = (
     "/api/v1/patients/{patient}/timeline",
     "/api/v1/patients/{patient}/series?analyte=magnesium",
     "/api/v1/patients/{patient}/plans",
+    "/api/v1/patients/{patient}/ratios/ca_mg_molar/history",
+    "/api/v1/patients/{patient}/sleep-assessments",
+    "/api/v1/panels/{panel}/interpretations",
+    "/api/v1/plans/{plan}",
+    "/api/v1/plans/{plan}/versions",
+    "/api/v1/audit-events?patient_id={patient}",
+    "/api/v1/refused-inputs",
     "/api/v1/patients?identifier={mrn_system}|{mrn}",
     "/api/v1/panels/{panel}",
     "/api/v1/plans/worklist",
@@ -307,6 +314,7 @@ def _read_all(client: TestClient, records: Records) -> dict[str, list[Measured]]
         url = path.format(
             patient=records.patient_id,
             panel=records.panel_id,
+            plan=records.plan["id"],
             mrn=records.mrn,
             mrn_system=mrn_system,
         )
