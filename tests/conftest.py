@@ -215,6 +215,18 @@ class Database:
 
         return self.run(go)
 
+    def organization_id(self, name: str) -> uuid.UUID:
+        """The id of the organization named `name` (the session's fixtures made it)."""
+
+        async def go(session: Any) -> uuid.UUID:
+            found = await session.scalar(
+                text("SELECT id FROM organization WHERE name = :name"), {"name": name}
+            )
+            assert found is not None, f"no organization named {name}"
+            return uuid.UUID(str(found))
+
+        return self.in_session(go)
+
     def count(self, table: str) -> int:
         async def go(session: Any) -> int:
             return int((await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar())

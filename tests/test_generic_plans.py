@@ -16,12 +16,10 @@ PostgreSQL only: SQLite has no generic plans.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -32,6 +30,7 @@ from app.audit import repository as audit_repository
 from app.audit.chain import GENESIS_HASH
 from tests.api.access import Records, make_records
 from tests.conftest import OTHER_ORGANIZATION, Database
+from tests.explain import buffers, explain_prepared
 
 # The neighbours, in each of the two organizations: patients with a panel each (the other
 # organization's with a draft plan too), first SMALL of them, then BIG. The patient read keeps
@@ -55,43 +54,17 @@ class Measured:
     plan: dict[str, Any] = field(repr=False)
 
 
-def _literal(value: Any) -> str:
-    """`value` as an SQL literal of unknown type (EXECUTE's arguments take no parameters):
-    the prepared statement's parameter types give it its type."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        items = ",".join(
-            "NULL" if item is None else '"' + str(item).replace('"', '\\"') + '"' for item in value
-        )
-        return "'{" + items.replace("'", "''") + "}'"
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _generic_plan(cursor: Any, statement: str, parameters: Any) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of `statement`'s generic plan, with these parameters."""
-    values = list(parameters or ())
-    arguments = f"({', '.join(map(_literal, values))})" if values else ""
+    """EXPLAIN (ANALYZE, BUFFERS) of `statement`'s generic plan, with these parameters. Not SET
+    LOCAL: the direct hot-path statements run outside a transaction block."""
     cursor.execute("SET plan_cache_mode = force_generic_plan")
     try:
-        cursor.execute(f"PREPARE generic_plan_check AS {statement}")
-        try:
-            cursor.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE generic_plan_check{arguments}"
-            )
-            row = cursor.fetchone()[0]
-        finally:
-            cursor.execute("DEALLOCATE generic_plan_check")
+        plan = explain_prepared(
+            cursor, statement, parameters, options="ANALYZE, BUFFERS, FORMAT JSON"
+        )
     finally:
         cursor.execute("RESET plan_cache_mode")
-    plan: dict[str, Any] = (json.loads(row) if isinstance(row, str) else row)[0]
-    return plan
+    return plan[0]
 
 
 def _shape(node: dict[str, Any], depth: int = 0) -> Iterator[str]:
@@ -100,19 +73,13 @@ def _shape(node: dict[str, Any], depth: int = 0) -> Iterator[str]:
     on = f" on {node['Relation Name']}" if "Relation Name" in node else ""
     dropped = node.get("Rows Removed by Filter") or node.get("Rows Removed by Index Recheck")
     removed = f", {dropped} filtered out" if dropped else ""
-    touched = int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
     yield (
         f"{'  ' * depth}{node['Node Type']}{on}{index}: {node.get('Actual Rows')} rows"
         f" (estimated {node.get('Plan Rows')}, cost {node.get('Total Cost')})"
-        f"{removed}, {touched} buffers"
+        f"{removed}, {buffers(node)} buffers"
     )
     for child in node.get("Plans", ()):
         yield from _shape(child, depth + 1)
-
-
-def _touched(plan: dict[str, Any]) -> int:
-    node = plan["Plan"]
-    return int(node["Shared Hit Blocks"]) + int(node["Shared Read Blocks"])
 
 
 async def _columns(session: Any, table: str) -> list[str]:
@@ -249,16 +216,6 @@ async def _grow_own(session: Any, records: Records) -> None:
     )
 
 
-def _other_org(db: Database) -> uuid.UUID:
-    async def go(session: Any) -> uuid.UUID:
-        found = await session.scalar(
-            text("SELECT id FROM organization WHERE name = :name"), {"name": OTHER_ORGANIZATION}
-        )
-        return uuid.UUID(str(found))
-
-    return db.in_session(go)
-
-
 PATHS = (
     "/api/v1/patients/{patient}",
     "/api/v1/patients/{patient}/panels",
@@ -297,7 +254,7 @@ def _measuring(engine: Engine) -> Iterator[list[Measured]]:
         if any(word in statement for word in _SKIPPED):
             return  # a write (the audit append) or a session setting: not a read's cost
         plan = _generic_plan(cursor, statement, parameters)
-        collected.append(Measured(" ".join(statement.split())[:300], _touched(plan), plan))
+        collected.append(Measured(" ".join(statement.split())[:300], buffers(plan["Plan"]), plan))
 
     event.listen(engine, "before_cursor_execute", check)
     try:
@@ -335,7 +292,7 @@ def levels(
     db = Database(session_client)
     db.reset()
     records = make_records(session_client, api_keys)
-    other_org = _other_org(db)
+    other_org = db.organization_id(OTHER_ORGANIZATION)
 
     def grow(first: int, last: int) -> None:
         async def go(session: Any) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import event, text
 
 from tests.api.access import make_records
 from tests.conftest import Database
+from tests.explain import explain_prepared
 
 BIG_TABLES = frozenset(
     {"result", "panel", "patient", "patient_identifier", "treatment_plan", "audit_event"}
@@ -114,10 +115,6 @@ def _index_names(plan: dict[str, Any]) -> Iterator[str]:
         yield from _index_names(child)
 
 
-def _literal(value: Any) -> str:
-    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
-
-
 @pytest.fixture
 def generic_plans(
     client: TestClient, db: Database, backend: str
@@ -125,7 +122,7 @@ def generic_plans(
     """Like `plans`, but each SELECT's *generic* plan: the one a prepared statement (the
     driver prepares every statement) may switch to after five runs, planned without the
     parameters' values. A partial index whose predicate only a parameter implies is unusable
-    there. EXPLAIN with bound parameters always plans with their values, hence PREPARE."""
+    there (tests/explain.py)."""
     if backend != "postgresql":
         pytest.skip("query plans are checked on PostgreSQL")
     collected: list[tuple[str, Any]] = []
@@ -136,15 +133,7 @@ def generic_plans(
             return
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute("PREPARE plan_check AS " + statement)
-        try:
-            arguments = ", ".join(_literal(value) for value in parameters or ())
-            call = f"plan_check({arguments})" if arguments else "plan_check"
-            cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {call}")
-            row = cursor.fetchone()[0]
-        finally:
-            cursor.execute("DEALLOCATE plan_check")
-        collected.append((statement, json.loads(row) if isinstance(row, str) else row))
+        collected.append((statement, explain_prepared(cursor, statement, parameters)))
 
     event.listen(engine, "before_cursor_execute", explain)
     try:

@@ -8,7 +8,7 @@ repeated."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
@@ -19,14 +19,15 @@ Ts = TypeVarTuple("Ts")
 Bounds = tuple[datetime | None, datetime | None]
 
 
-def constants(name: str, values: Iterable[str]) -> BindParameter[list[str]]:
+def constants(name: str, values: Sequence[str]) -> BindParameter[list[str]]:
     """Values the code fixes (statuses, codes) for ``IN`` / ``NOT IN``, written into the SQL
     (literal_execute) instead of bound. A prepared statement's generic plan knows no parameter
     value: with one status stored, ``status NOT IN ($1, $2)`` is estimated to match no row at
     all, and the plan read the whole results table for a page of the flagged list (measured:
     a parallel sequential scan of 265,000 results). Written in, the planner weighs them against
-    the column's statistics, and an index predicate can be proven from them."""
-    return bindparam(name, sorted(values), expanding=True, literal_execute=True)
+    the column's statistics, and an index predicate can be proven from them. They are written
+    in the order given: sort a set first, so that the SQL is the same every time."""
+    return bindparam(name, list(values), expanding=True, literal_execute=True)
 
 
 def constant(value: str) -> BindParameter[str]:

@@ -354,7 +354,7 @@ async def list_for_patient(
     conditions: list[ColumnElement[bool]] = []
     if flag is not None:
         # A withdrawn result (cancelled, entered-in-error) is flagged nothing.
-        conditions.append(Result.status.not_in(constants("withdrawn", WITHDRAWN)))
+        conditions.append(Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))))
     if analyte is not None:
         conditions.append(Result.analyte == analyte)
     if flag == "critical":
@@ -378,7 +378,7 @@ def _current_history(window: PatientWindow, analyte: str) -> list[ColumnElement[
     return [
         *window.of(Result),
         Result.analyte == analyte,
-        Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+        Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
     ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
+from sqlalchemy import BindParameter, ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.result_status import WITHDRAWN
@@ -20,9 +20,7 @@ ABNORMAL_CODES = ("L", "H", "LL", "HH")
 # the abnormal and the critical conditions of `flag_condition`, which must keep a form the
 # planner can prove them from. The codes are written into the SQL (literal_execute), not
 # bound: a prepared statement's generic plan cannot prove an index predicate from parameters.
-_ABNORMAL_LITERALS: BindParameter[list[str]] = bindparam(
-    "abnormal_codes", list(ABNORMAL_CODES), expanding=True, literal_execute=True
-)
+_ABNORMAL_LITERALS: BindParameter[list[str]] = constants("abnormal_codes", ABNORMAL_CODES)
 
 
 def flag_condition(flag: str) -> ColumnElement[bool]:
@@ -60,7 +58,7 @@ async def flagged(
     (organization_id, collected_at, id) of the flagged rows (see `flag_condition`)."""
     query = select(Result).where(
         Result.organization_id == organization_id,
-        Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+        Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
         flag_condition(which.flag),
     )
     if which.analyte is not None:

@@ -24,7 +24,7 @@ def _results(key: PatientKey, analytes: Sequence[str]) -> Select[Result]:
             key.owns(Result),
             Result.analyte.in_(sorted(set(analytes))),
             # Withdrawn results, and cancelled panels, are not part of a chart.
-            Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+            Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
             Panel.status != constant("cancelled"),
         )
     )

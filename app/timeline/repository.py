@@ -86,7 +86,7 @@ async def results(session: AsyncSession, panel_ids: Sequence[uuid.UUID]) -> Sequ
             # story; they stay readable, with their status, on the panel itself.
             .where(
                 Result.panel_id.in_(panel_ids),
-                Result.status.not_in(constants("withdrawn", WITHDRAWN)),
+                Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
             )
             .order_by(Result.panel_id, Result.position)
         )

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.audit.chain import GENESIS_HASH
 from tests.conftest import Database
+from tests.explain import buffers
 
 ROWS = 20_000
 
@@ -25,8 +26,7 @@ async def _measured(session: Any, chain: int, expected_prev: str) -> tuple[str |
         "SELECT audit_append_rows('[]'::jsonb, :prev, CAST(:chain AS smallint))"
     )
     plan = (await session.execute(statement, {"prev": expected_prev, "chain": chain})).scalar()
-    node = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    touched = int(node["Shared Hit Blocks"]) + int(node["Shared Read Blocks"])
+    touched = buffers((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
     answer = (
         await session.execute(
             text("SELECT audit_append_rows('[]'::jsonb, :prev, CAST(:chain AS smallint))"),

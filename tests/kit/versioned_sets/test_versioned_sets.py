@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app.core.db import Base
 from app.core.errors import ConflictError, NotFoundError
@@ -66,18 +66,8 @@ def test_both_set_tables_have_the_same_constraints(table: str) -> None:
     }
 
 
-def _other_organization(db: Database) -> uuid.UUID:
-    async def go(session: Any) -> uuid.UUID:
-        found = await session.scalar(
-            text("SELECT id FROM organization WHERE name = :name"), {"name": OTHER_ORGANIZATION}
-        )
-        return uuid.UUID(str(found))
-
-    return db.in_session(go)
-
-
 def test_a_compiled_set_is_not_served_to_another_organization(db: Database) -> None:
-    other = _other_organization(db)
+    other = db.organization_id(OTHER_ORGANIZATION)
 
     async def go(session: Any) -> None:
         compiled = await ranges.active_compiled(session, organization_id=DEFAULT_ORGANIZATION_ID)
