@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
 from app.audit.service import AuditOutcome
+from app.kit.schemas_common import Instant
 
 
 class AuditEventFilters(TypedDict):
@@ -43,11 +43,11 @@ def _filters(
         AuditOutcome | None, Query(description="Only `success`, `denied` or `error`.")
     ] = None,
     occurred_from: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="Only events at or after this time (with UTC offset)."),
     ] = None,
     occurred_to: Annotated[
-        AwareDatetime | None, Query(description="Only events before this time.")
+        Instant | None, Query(description="Only events before this time.")
     ] = None,
 ) -> AuditEventFilters:
     return {

@@ -3,13 +3,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.auth import keys
 from app.auth.principal import Role
 from app.auth.service import ApiKeyStatus, api_key_status
 from app.kit.pagination import Page
-from app.kit.schemas_common import InputModel, OutputModel, Text100
+from app.kit.schemas_common import InputModel, Instant, OutputModel, Text100
 from app.models.api_key import ApiKey
 
 
@@ -43,7 +43,7 @@ class ApiKeyCreate(InputModel):
         description="`integration` posts patients and panels; `clinician` reads them and writes "
         "plans; `admin` manages reference ranges, keys and reads the audit trail."
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Instant | None = Field(
         default=None,
         description="When the key stops working (with a UTC offset, in the future); omit it "
         "for a key that works until revoked.",

@@ -20,6 +20,7 @@ from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.core.errors import AppError
+from app.kit.schemas_common import representable_in_utc
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +43,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         moment_at = datetime.fromisoformat(moment)
         if moment_at.tzinfo is None:  # every cursor we issue has an offset; the columns need one
             raise ValueError("cursor time without a UTC offset")
+        if not representable_in_utc(moment_at):  # none we issue is: stored times are UTC
+            raise ValueError("cursor time outside the years 1 to 9999 in UTC")
         return moment_at, uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise InvalidCursorError("The cursor is not one this API returned.") from exc

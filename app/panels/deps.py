@@ -7,16 +7,16 @@ from datetime import datetime
 from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
+from app.kit.schemas_common import Instant
 from app.patients.deps import PatientQuery, patient_query
 
 CollectedFrom = Annotated[
-    AwareDatetime | None,
+    Instant | None,
     Query(description="Only panels collected at or after this time (with UTC offset)."),
 ]
 CollectedTo = Annotated[
-    AwareDatetime | None, Query(description="Only panels collected before this time.")
+    Instant | None, Query(description="Only panels collected before this time.")
 ]
 
 

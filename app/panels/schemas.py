@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    AwareDatetime,
     Field,
     StrictFloat,
     StrictInt,
@@ -24,6 +23,7 @@ from app.kit.schemas_common import (
     EARLIEST_DATE,
     IdentifierIn,
     InputModel,
+    Instant,
     JsonDecimal,
     OutputModel,
     Text100,
@@ -111,11 +111,11 @@ class PanelCreate(InputModel):
         "`status` (default: this one) can correct (`corrected`, `amended`) or withdraw "
         "(`entered-in-error`, `cancelled`) a stored result.",
     )
-    collected_at: AwareDatetime = Field(
+    collected_at: Instant = Field(
         description="Specimen collection time, with a UTC offset. Not in the future, not "
         "before 1900."
     )
-    received_at: AwareDatetime | None = Field(
+    received_at: Instant | None = Field(
         default=None, description="When the lab received the specimen."
     )
     performing_lab: Annotated[str, Field(max_length=200)] | None = None

@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
 from app.audit.context import audit_target, audited
 from app.auth.deps import CanReadPanels
 from app.kit.listing import OrganizationListing
 from app.kit.routing import api_router
+from app.kit.schemas_common import Instant
 from app.results import service
 from app.results.schemas import FlaggedResultPage, ResultFlag
 
@@ -35,11 +35,11 @@ async def list_flagged_results(
         str | None, Query(max_length=100, description="Only this analyte (code, LOINC or name).")
     ] = None,
     collected_from: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="from", description="Only results collected at or after this time."),
     ] = None,
     collected_to: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="to", description="Only results collected before this time."),
     ] = None,
 ) -> FlaggedResultPage:

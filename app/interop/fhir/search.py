@@ -40,25 +40,45 @@ def analyte_codes(value: str, catalog: Catalog) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+# A day's margin either side in UTC: a date column's bound is the day after an instant's
+# (``_date_end``), and every bound is compared in UTC.
+_SEARCHABLE = "periods within 0001-01-02 and 9999-12-30, in UTC"
+
+
+def _searchable(moment: datetime) -> bool:
+    try:
+        in_utc = moment.astimezone(UTC)
+        in_utc - timedelta(days=1)
+        in_utc + timedelta(days=1)
+    except OverflowError:
+        return False
+    return True
+
+
 def _period(name: str, text: str) -> tuple[datetime, datetime]:
     """The [start, end) a date value covers at its precision; no offset means UTC."""
     try:
         if len(text) == 4:
             start = datetime(int(text), 1, 1, tzinfo=UTC)
-            return start, start.replace(year=start.year + 1)
-        if len(text) == 7:
-            year, month = int(text[:4]), int(text[5:7])
-            start = datetime(year, month, 1, tzinfo=UTC)
-            return start, start + timedelta(days=monthrange(year, month)[1])
-        if len(text) == 10:
+            length = timedelta(days=366 if monthrange(start.year, 2)[1] == 29 else 365)
+        elif len(text) == 7:
+            start = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+            length = timedelta(days=monthrange(start.year, start.month)[1])
+        elif len(text) == 10:
             start = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            return start, start + timedelta(days=1)
-        moment = datetime.fromisoformat(text)
+            length = timedelta(days=1)
+        else:
+            start = datetime.fromisoformat(text)
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=UTC)
+            length = timedelta(seconds=1)
     except ValueError:
         raise bad_parameter(name, f"{text!r} is not a FHIR date or dateTime.") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment, moment + timedelta(seconds=1)
+    if not _searchable(start) or start.astimezone(UTC) > datetime.max.replace(tzinfo=UTC) - (
+        length + timedelta(days=1)
+    ):
+        raise bad_parameter(name, f"{text!r} lies outside the times searched ({_SEARCHABLE}).")
+    return start, start + length
 
 
 def date_bounds(name: str, values: list[str]) -> tuple[tuple[datetime, ...], tuple[datetime, ...]]:

@@ -22,6 +22,7 @@ from app.domain.types import Specimen
 from app.interop.fhir.inbound.observations import loinc_code, results_of
 from app.interop.fhir.inbound.units import BundleIndex, ReportUnit, ResultSource, parse_token
 from app.interop.fhir.outcome import Issue, Outcomes
+from app.kit.schemas_common import UTC_RANGE, representable_in_utc
 from app.panels.schemas import PatientRef
 
 _REPORT_STATUS = {
@@ -238,6 +239,13 @@ def _collected_at(
         if value is None:
             continue
         if isinstance(value, datetime) and value.tzinfo is not None:
+            if not representable_in_utc(value):
+                problems.add(
+                    f"The collection time must lie {UTC_RANGE} once read in UTC.",
+                    path,
+                    code="value",
+                )
+                return None
             return value
         problems.add(
             "The collection time needs a time of day and a UTC offset.", path, code="value"
