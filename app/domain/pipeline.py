@@ -429,10 +429,11 @@ def _snapshot_of(
         snapshot = kept[3]
     else:
         snapshot = range_snapshot(applied.row, range_set, limits=applied.limits, unit=unit)
-        if applied.row is not None:  # without a row the range was made for this patient only
-            if len(_SNAPSHOTS) >= _SNAPSHOTS_LIMIT:
-                _SNAPSHOTS.clear()
-            _SNAPSHOTS[id(applied)] = (applied, range_set, unit, snapshot)
+        # Critical limits alone (no row covers the patient) recur too: the set's index keeps
+        # those per sex, age and wording of the note (``AnalyteRanges.applicable``).
+        if len(_SNAPSHOTS) >= _SNAPSHOTS_LIMIT:
+            _SNAPSHOTS.clear()
+        _SNAPSHOTS[id(applied)] = (applied, range_set, unit, snapshot)
     if snapshot is None:
         return None
     return {**snapshot, "range_set": dict(snapshot["range_set"])}

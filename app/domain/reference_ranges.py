@@ -312,7 +312,7 @@ class _SpecimenRows:
     """An analyte's rows that can apply in one specimen, their most cautious limits, and the
     ranges applied so far per patient sex and age (those never depend on more of a patient)."""
 
-    __slots__ = ("_applied", "by_patient", "candidates", "fallback", "rows")
+    __slots__ = ("_applied", "by_patient", "candidates", "fallback", "rows", "unmatched")
 
     def __init__(self, analyte_rows: Sequence[RangeRow], specimen: str) -> None:
         candidates = []
@@ -327,6 +327,10 @@ class _SpecimenRows:
         self.fallback = _cautious_limits(self.rows)
         self._applied: dict[tuple[int, str | None], AppliedRange] = {}
         self.by_patient: dict[tuple[Sex, int | None], AppliedRange] = {}
+        # Sex and age in months that no row covers (which rows match depends on nothing
+        # else), each with the critical-limits-only ranges applied so far by how the note
+        # describes the patient (it words the age from the dates: not always the same months).
+        self.unmatched: dict[tuple[Sex, int | None], dict[str, AppliedRange]] = {}
 
     def applied(self, candidate: _Candidate, note: str | None) -> AppliedRange:
         """``_with_critical_fallback`` of a row of the set, once per row and note."""
@@ -367,6 +371,11 @@ class AnalyteRanges:
         applied = rows.by_patient.get(key)
         if applied is not None:
             return applied
+        unmatched = rows.unmatched.get(key)
+        if unmatched is not None:
+            applied = unmatched.get(_describe_patient(patient))
+            if applied is not None:
+                return applied
         if patient.sex in _SEX_INDEPENDENT_ONLY:
             composite = _either_sex_row(rows.candidates, age)
             if composite is not None:
@@ -379,7 +388,13 @@ class AnalyteRanges:
         if applied is None:
             candidate, note = self._select(rows, specimen, patient, age)
             if candidate is None:
-                return self._critical_limits_only(rows, specimen, note)
+                applied = self._critical_limits_only(rows, specimen, note)
+                described = rows.unmatched.get(key)
+                if described is None and len(rows.unmatched) < _MEMO_LIMIT:
+                    described = rows.unmatched[key] = {}
+                if described is not None and len(described) < _MEMO_LIMIT:
+                    described[_describe_patient(patient)] = applied
+                return applied
             applied = rows.applied(candidate, note)
         if len(rows.by_patient) < _MEMO_LIMIT:
             rows.by_patient[key] = applied

@@ -275,3 +275,31 @@ def test_completed_months_clamps_to_the_end_of_a_short_month() -> None:
     assert completed_months(date(2000, 2, 29), date(2001, 2, 28)) == 12
     assert completed_months(date(2000, 2, 29), date(2001, 2, 27)) == 11
     assert completed_months(date(2000, 3, 15), date(2000, 3, 14)) == -1
+
+
+def test_an_uncovered_patient_keeps_the_note_of_their_own_dates() -> None:
+    # Two infants of the same completed months (1, clamped to February's end for the first)
+    # whose notes word the age differently: what one index answers the first may not be
+    # answered to the second.
+    adult = RangeRow(
+        analyte="iron",
+        unit="umol/L",
+        limits=RangeLimits(low=Decimal(9), high=Decimal(30), critical_high=Decimal(90)),
+        specimen="serum",
+        age_min_years=Decimal(18),
+    )
+    first = PatientFacts(sex=Sex.FEMALE, birth_date=date(2023, 1, 31), on_date=date(2023, 2, 28))
+    second = PatientFacts(sex=Sex.FEMALE, birth_date=date(2023, 1, 15), on_date=date(2023, 2, 20))
+    assert completed_months(first.birth_date, first.on_date) == 1  # type: ignore[arg-type]
+    assert completed_months(second.birth_date, second.on_date) == 1  # type: ignore[arg-type]
+    index = AnalyteRanges([adult], "iron")
+
+    answers = [index.applicable("serum", patient) for patient in (first, second, first, second)]
+
+    assert "aged 0 months" in answers[0].note  # type: ignore[operator]
+    assert "aged 1 months" in answers[1].note  # type: ignore[operator]
+    assert answers[2:] == answers[:2]
+    for patient, answer in zip((first, second), answers, strict=False):
+        fresh = legacy_applicable_range([adult], analyte="iron", specimen="serum", patient=patient)
+        assert answer == fresh
+        assert answer.limits.critical_high == Decimal(90)  # the critical limit still applies
