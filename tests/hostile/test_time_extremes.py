@@ -114,6 +114,15 @@ def test_a_fhir_date_search_outside_the_calendar_is_an_operation_outcome(
     assert "outside the times searched" in outcome["issue"][0]["diagnostics"], outcome
 
 
+@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "le9999-12-31T23:59:59-01:00"])
+def test_a_fhir_birthdate_search_outside_the_calendar_is_an_operation_outcome(
+    client: TestClient, db: Database, value: str
+) -> None:
+    outcome = expect_outcome(client.get("/fhir/R4/Patient", params={"birthdate": value}), 400)
+
+    assert "outside the times searched" in outcome["issue"][0]["diagnostics"], outcome
+
+
 def test_a_fhir_report_collected_before_year_1_in_utc_is_refused(
     client: TestClient, db: Database
 ) -> None:
