@@ -389,11 +389,10 @@ class AnalyteRanges:
             candidate, note = self._select(rows, specimen, patient, age)
             if candidate is None:
                 applied = self._critical_limits_only(rows, specimen, note)
-                described = rows.unmatched.get(key)
-                if described is None and len(rows.unmatched) < _MEMO_LIMIT:
-                    described = rows.unmatched[key] = {}
-                if described is not None and len(described) < _MEMO_LIMIT:
-                    described[_describe_patient(patient)] = applied
+                if len(rows.unmatched) < _MEMO_LIMIT:
+                    described = rows.unmatched.setdefault(key, {})
+                    if len(described) < _MEMO_LIMIT:
+                        described[_describe_patient(patient)] = applied
                 return applied
             applied = rows.applied(candidate, note)
         if len(rows.by_patient) < _MEMO_LIMIT:

@@ -13,6 +13,9 @@ from datetime import datetime
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, literal, tuple_
+from sqlalchemy.orm import QueryableAttribute
+
+from app.domain.result_status import WITHDRAWN
 
 Ts = TypeVarTuple("Ts")
 # Inclusive (from, to) instants; None leaves that side open.
@@ -33,6 +36,16 @@ def constants(name: str, values: Sequence[str]) -> BindParameter[list[str]]:
 def constant(value: str) -> BindParameter[str]:
     """One such value, for ``=`` / ``!=`` (see `constants`)."""
     return literal(value, literal_execute=True)
+
+
+def not_withdrawn(status: QueryableAttribute[str]) -> ColumnElement[bool]:
+    """A result's `status` that still counts: not cancelled or entered in error (written in)."""
+    return status.not_in(constants("withdrawn", sorted(WITHDRAWN)))
+
+
+def not_cancelled(status: QueryableAttribute[str]) -> ColumnElement[bool]:
+    """A panel's `status` other than cancelled (written in)."""
+    return status != constant("cancelled")
 
 
 def within(query: Select[*Ts], moment: Any, bounds: Bounds) -> Select[*Ts]:

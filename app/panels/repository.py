@@ -31,8 +31,7 @@ from sqlalchemy.util.typing import TupleAny
 from app.audit import repository as audit_repository
 from app.core.db import ReadAlong, read_along, read_kept
 from app.core.sqlite_raw import execute_precompiled
-from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import constant, constants
+from app.kit.list_sql import not_cancelled, not_withdrawn
 from app.models.idempotency import IdempotencyRecord
 from app.models.panel import Panel, PanelInterpretation, Result
 from app.models.patient import Patient, PatientIdentifier
@@ -354,7 +353,7 @@ async def list_for_patient(
     conditions: list[ColumnElement[bool]] = []
     if flag is not None:
         # A withdrawn result (cancelled, entered-in-error) is flagged nothing.
-        conditions.append(Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))))
+        conditions.append(not_withdrawn(Result.status))
     if analyte is not None:
         conditions.append(Result.analyte == analyte)
     if flag == "critical":
@@ -378,7 +377,7 @@ def _current_history(window: PatientWindow, analyte: str) -> list[ColumnElement[
     return [
         *window.of(Result),
         Result.analyte == analyte,
-        Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
+        not_withdrawn(Result.status),
     ]
 
 
@@ -434,7 +433,7 @@ async def panel_ratios_of_patient(
     id, descending). Ratios are JSON on the panel, filtered by code in Python: a patient has
     tens of panels, not thousands. Cancelled panels are left out."""
     query = select(Panel.id, Panel.collected_at, Panel.ratios).where(
-        *window.of(Panel), Panel.status != constant("cancelled")
+        *window.of(Panel), not_cancelled(Panel.status)
     )
     query = query.order_by(Panel.collected_at.desc(), Panel.id.desc())
     return [(row[0], row[1], list(row[2] or [])) for row in await session.execute(query)]

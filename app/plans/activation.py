@@ -169,7 +169,6 @@ async def arrived_results(
         patient_id=plan.patient_id,
         collected_after=latest,
         received_after=plan.created_at,
-        withdrawn=sorted(basis.WITHDRAWN_RESULT_STATUSES),
     )
     return [
         basis.result_fact(result, panel) for result, panel in rows if str(result.id) not in in_basis

@@ -11,11 +11,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from app.domain.plans.facts import RatioFact, ResultFact
+from app.domain.result_status import WITHDRAWN
 from app.models.panel import Panel, Result
-
-# Result statuses that withdraw a result: kept for the record, never a basis for a plan.
-WITHDRAWN_RESULT_STATUSES = frozenset({"cancelled", "entered-in-error"})
-
 
 # The fields of a ResultFact that a stored result keeps under the same name.
 _SAME_NAME = ("analyte", "interpretation", "critical", "comparator")
@@ -42,7 +39,7 @@ def latest_results(panels: Sequence[Panel]) -> tuple[tuple[ResultFact, ...], tup
     chosen: dict[str, ResultFact] = {}
     for panel in panels:
         for result in panel.results:
-            if result.analyte in chosen or result.status in WITHDRAWN_RESULT_STATUSES:
+            if result.analyte in chosen or result.status in WITHDRAWN:
                 continue
             chosen[result.analyte] = result_fact(result, panel)
     used = {fact.panel_id for fact in chosen.values()}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from app.core.db import flush_in_order, utcnow
 from app.domain.plans.document import PlanBasis, PlanDocument
+from app.kit.list_sql import not_cancelled, not_withdrawn
 from app.models.panel import Panel, Result
 from app.models.plan import TreatmentPlan, TreatmentPlanVersion
 
@@ -65,7 +66,6 @@ async def results_since(
     patient_id: uuid.UUID,
     collected_after: datetime | None,
     received_after: datetime,
-    withdrawn: Sequence[str],
 ) -> Sequence[tuple[Result, Panel]]:
     """The patient's results (not withdrawn, panel not cancelled) collected after
     `collected_after` or stored after `received_after`, oldest first."""
@@ -78,8 +78,8 @@ async def results_since(
         .where(
             Result.organization_id == organization_id,
             Result.patient_id == patient_id,
-            Panel.status != "cancelled",
-            Result.status.not_in(withdrawn),
+            not_cancelled(Panel.status),
+            not_withdrawn(Result.status),
             arrived,
         )
         .order_by(Result.collected_at, Result.id)

@@ -10,8 +10,7 @@ from datetime import datetime
 from sqlalchemy import BindParameter, ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import constants, newest_first
+from app.kit.list_sql import constants, newest_first, not_withdrawn
 from app.models.panel import Result
 
 ABNORMAL_CODES = ("L", "H", "LL", "HH")
@@ -58,7 +57,7 @@ async def flagged(
     (organization_id, collected_at, id) of the flagged rows (see `flag_condition`)."""
     query = select(Result).where(
         Result.organization_id == organization_id,
-        Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
+        not_withdrawn(Result.status),
         flag_condition(which.flag),
     )
     if which.analyte is not None:

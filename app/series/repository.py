@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import Select, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import Bounds, constant, constants, within
+from app.kit.list_sql import Bounds, not_cancelled, not_withdrawn, within
 from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
@@ -24,8 +23,8 @@ def _results(key: PatientKey, analytes: Sequence[str]) -> Select[Result]:
             key.owns(Result),
             Result.analyte.in_(sorted(set(analytes))),
             # Withdrawn results, and cancelled panels, are not part of a chart.
-            Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
-            Panel.status != constant("cancelled"),
+            not_withdrawn(Result.status),
+            not_cancelled(Panel.status),
         )
     )
 

@@ -12,8 +12,7 @@ from typing import Any
 from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.result_status import WITHDRAWN
-from app.kit.list_sql import Bounds, after_keyset, constants, within
+from app.kit.list_sql import Bounds, after_keyset, not_withdrawn, within
 from app.models.mixins import PatientKey
 from app.models.panel import Panel, Result
 from app.models.sleep_assessment import SleepAssessment
@@ -86,7 +85,7 @@ async def results(session: AsyncSession, panel_ids: Sequence[uuid.UUID]) -> Sequ
             # story; they stay readable, with their status, on the panel itself.
             .where(
                 Result.panel_id.in_(panel_ids),
-                Result.status.not_in(constants("withdrawn", sorted(WITHDRAWN))),
+                not_withdrawn(Result.status),
             )
             .order_by(Result.panel_id, Result.position)
         )

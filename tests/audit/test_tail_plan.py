@@ -41,7 +41,7 @@ async def _measured(session: Any, chain: int, expected_prev: str) -> tuple[str |
     return answer, touched
 
 
-async def _in_rolled_back_session(
+async def _in_session_of(
     url: str, fn: Callable[[AsyncSession], Any]
 ) -> dict[str, tuple[str | None, int]]:
     engine = create_async_engine(to_async_url(url))
@@ -84,7 +84,7 @@ def test_a_chain_tail_is_one_index_read_after_analyze(
         await session.rollback()  # nothing of this stays: the rows, the statistics
         return seen
 
-    seen = asyncio.run(_in_rolled_back_session(url, go))
+    seen = asyncio.run(_in_session_of(url, go))
 
     # Each answer is its chain's tail (None: it was the expected one, nothing appended) ...
     assert seen["empty"][0] is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from calendar import monthrange
+from calendar import isleap, monthrange
 from datetime import UTC, datetime, timedelta
 
 from app.domain.catalog import Catalog
@@ -43,16 +43,7 @@ def analyte_codes(value: str, catalog: Catalog) -> tuple[str, ...]:
 # A day's margin either side in UTC: a date column's bound is the day after an instant's
 # (``_date_end``), and every bound is compared in UTC.
 _SEARCHABLE = "periods within 0001-01-02 and 9999-12-30, in UTC"
-
-
-def _searchable(moment: datetime) -> bool:
-    try:
-        in_utc = moment.astimezone(UTC)
-        in_utc - timedelta(days=1)
-        in_utc + timedelta(days=1)
-    except OverflowError:
-        return False
-    return True
+_DAY = timedelta(days=1)
 
 
 def _period(name: str, text: str) -> tuple[datetime, datetime]:
@@ -60,13 +51,13 @@ def _period(name: str, text: str) -> tuple[datetime, datetime]:
     try:
         if len(text) == 4:
             start = datetime(int(text), 1, 1, tzinfo=UTC)
-            length = timedelta(days=366 if monthrange(start.year, 2)[1] == 29 else 365)
+            length = timedelta(days=366 if isleap(start.year) else 365)
         elif len(text) == 7:
             start = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
             length = timedelta(days=monthrange(start.year, start.month)[1])
         elif len(text) == 10:
             start = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            length = timedelta(days=1)
+            length = _DAY
         else:
             start = datetime.fromisoformat(text)
             if start.tzinfo is None:
@@ -74,10 +65,13 @@ def _period(name: str, text: str) -> tuple[datetime, datetime]:
             length = timedelta(seconds=1)
     except ValueError:
         raise bad_parameter(name, f"{text!r} is not a FHIR date or dateTime.") from None
-    if not _searchable(start) or start.astimezone(UTC) > datetime.max.replace(tzinfo=UTC) - (
-        length + timedelta(days=1)
-    ):
-        raise bad_parameter(name, f"{text!r} lies outside the times searched ({_SEARCHABLE}).")
+    try:
+        in_utc = start.astimezone(UTC)
+        in_utc - _DAY, in_utc + length + _DAY  # noqa: B018  (each may overflow)
+    except OverflowError:
+        raise bad_parameter(
+            name, f"{text!r} lies outside the times searched ({_SEARCHABLE})."
+        ) from None
     return start, start + length
 
 
